@@ -1,0 +1,92 @@
+//! The controllers, one module per kind, and what they share.
+
+pub mod topic;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use futures::StreamExt;
+use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Api, Client, ResourceExt};
+use tracing::{info, warn};
+
+use crate::api::{KafkaCluster, Topic};
+use crate::kafka::KafkaClients;
+use crate::Error;
+
+/// The field manager of every server-side apply the operator makes.
+pub const FIELD_MANAGER: &str = "exactly-operator";
+
+/// What every reconcile gets.
+pub struct Context {
+    pub client: Client,
+    pub kafka: KafkaClients,
+}
+
+/// How the controllers run.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Watch only this namespace; `None` watches all.
+    pub namespace: Option<String>,
+    /// Reconciles of one kind that may run at once.
+    pub concurrency: u16,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            namespace: None,
+            concurrency: 4,
+        }
+    }
+}
+
+fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    K::DynamicType: Default,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+fn error_policy(topic: Arc<Topic>, error: &Error, _ctx: Arc<Context>) -> Action {
+    warn!(topic = %topic.name_any(), reason = error.reason(), %error, "reconcile failed");
+    Action::requeue(std::time::Duration::from_secs(10))
+}
+
+/// Runs the controllers until `shutdown` resolves; in-flight reconciles finish first.
+pub async fn run(client: Client, options: Options, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        kafka: KafkaClients::default(),
+    });
+    let namespace = options.namespace.as_deref();
+    let watch = watcher::Config::default().any_semantic();
+    let topics = Controller::new(api::<Topic>(&client, namespace), watch.clone())
+        .with_config(ControllerConfig::default().concurrency(options.concurrency));
+    // A KafkaCluster appearing or changing wakes the Topics that refer to it.
+    let topic_store = topics.store();
+    let topics = topics
+        .watches(api::<KafkaCluster>(&client, namespace), watch, move |cluster| {
+            let cluster_ns = cluster.namespace();
+            let cluster_name = cluster.name_any();
+            topic_store
+                .state()
+                .into_iter()
+                .filter(|t| t.namespace() == cluster_ns && t.spec.cluster_ref.name == cluster_name)
+                .map(|t| ObjectRef::from_obj(&*t))
+                .collect::<Vec<_>>()
+        })
+        .graceful_shutdown_on(shutdown);
+    info!(namespace = namespace.unwrap_or("<all>"), concurrency = options.concurrency, "controllers started");
+    topics
+        .run(topic::reconcile, error_policy, ctx)
+        .for_each(|_| futures::future::ready(()))
+        .await;
+    info!("controllers stopped");
+}

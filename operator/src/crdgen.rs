@@ -1,0 +1,54 @@
+//! The CRD manifests, generated from the API types. `exactly crds --out-dir crds` writes them;
+//! a test fails when the committed files differ from what the types generate.
+
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::CustomResourceExt;
+
+use crate::api::{KafkaCluster, Topic};
+
+/// Every CRD the operator serves.
+pub fn all() -> Vec<CustomResourceDefinition> {
+    vec![KafkaCluster::crd(), Topic::crd()]
+}
+
+/// File name for a CRD: `<plural>.<group>.yaml`, as `kubectl get crd` names it.
+pub fn file_name(crd: &CustomResourceDefinition) -> String {
+    format!("{}.yaml", crd.metadata.name.clone().unwrap_or_default())
+}
+
+/// The YAML document for one CRD, with a header saying it is generated.
+pub fn render(crd: &CustomResourceDefinition) -> Result<String, serde_norway::Error> {
+    let body = serde_norway::to_string(crd)?;
+    Ok(format!(
+        "# Generated from the Rust types by `make crds` (exactly crds --out-dir crds). Do not edit.\n{body}"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn committed_crds_match_the_types() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../crds");
+        let mut stale = Vec::new();
+        for crd in all() {
+            let path = dir.join(file_name(&crd));
+            let want = render(&crd).unwrap_or_else(|e| panic!("cannot render {path:?}: {e}"));
+            let have = std::fs::read_to_string(&path).unwrap_or_default();
+            if have != want {
+                stale.push(path.display().to_string());
+            }
+        }
+        assert!(stale.is_empty(), "stale CRD files {stale:?}: run `make crds` and commit the result");
+    }
+
+    #[test]
+    fn every_crd_is_in_the_exactly_category() {
+        for crd in all() {
+            let categories = crd.spec.names.categories.clone().unwrap_or_default();
+            assert!(categories.contains(&"exactly".to_string()), "{:?}", crd.metadata.name);
+        }
+    }
+}

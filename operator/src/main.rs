@@ -1,0 +1,99 @@
+//! The `exactly` binary: runs the controllers, or prints the CRDs.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(name = "exactly", version, about = "Kubernetes operator for exactly-once pipelines on Apache Kafka")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the controllers against the cluster in KUBECONFIG (or the in-cluster service account).
+    Run {
+        /// Watch only this namespace (default: all namespaces).
+        #[arg(long, env = "EXACTLY_NAMESPACE")]
+        namespace: Option<String>,
+        /// Reconciles of one kind that may run at once.
+        #[arg(long, env = "EXACTLY_CONCURRENCY", default_value_t = 4)]
+        concurrency: u16,
+        /// Log format.
+        #[arg(long, env = "EXACTLY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+        log_format: LogFormat,
+    },
+    /// Print the CustomResourceDefinitions as YAML, or write one file per CRD into a directory.
+    Crds {
+        #[arg(long)]
+        out_dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn write_crds(out_dir: Option<PathBuf>) -> Result<(), Box<dyn std::error::Error>> {
+    for crd in exactly::crdgen::all() {
+        let yaml = exactly::crdgen::render(&crd)?;
+        match &out_dir {
+            Some(dir) => {
+                std::fs::create_dir_all(dir)?;
+                let path = dir.join(exactly::crdgen::file_name(&crd));
+                std::fs::write(&path, yaml)?;
+                eprintln!("wrote {}", path.display());
+            }
+            None => print!("---\n{yaml}"),
+        }
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(term) => term,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    match Cli::parse().command {
+        Command::Crds { out_dir } => write_crds(out_dir),
+        Command::Run { namespace, concurrency, log_format } => {
+            init_logging(log_format);
+            let client = kube::Client::try_default().await?;
+            let options = exactly::controller::Options { namespace, concurrency };
+            exactly::controller::run(client, options, shutdown_signal()).await;
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,192 @@
+#!/usr/bin/env bash
+# Installs the pinned real test environment into a version-keyed cache outside the repo:
+#   Kubernetes control plane (kube-apiserver, kube-controller-manager, kube-scheduler, kubectl),
+#   etcd, kwok and helm, all built from the Go module proxy; Apache Kafka from Maven Central.
+#
+#   tools/install.sh            install everything that is missing (idempotent, seconds when warm)
+#   tools/install.sh k8s kafka  install only the named components
+#   tools/install.sh --print-dir
+#
+# Cache: $EXACTLY_TOOLS_DIR (default ~/.cache/exactly), one directory per component and version,
+# e.g. ~/.cache/exactly/k8s-v1.37.2/bin/kube-apiserver. A directory only appears once complete
+# (built in a temporary directory, then renamed), so an interrupted install never looks finished.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=versions.env
+. "$here/versions.env"
+
+TOOLS_DIR=${EXACTLY_TOOLS_DIR:-$HOME/.cache/exactly}
+export GOTOOLCHAIN=local GOFLAGS="-trimpath -buildvcs=false" CGO_ENABLED=0
+
+log() { printf '[tools] %s\n' "$*" >&2; }
+die() { printf '[tools] error: %s\n' "$*" >&2; exit 1; }
+
+need() {
+  local cmd=$1 why=$2
+  command -v "$cmd" >/dev/null 2>&1 || die "'$cmd' not found: $why"
+}
+
+# Runs a long command with its output in a log file, printing a heartbeat every 30 s so a person
+# (or CI) sees that the first, cold build is progressing. On failure, shows the log's tail.
+run_logged() {
+  local label=$1 logfile=$2; shift 2
+  local start=$SECONDS
+  "$@" >"$logfile" 2>&1 &
+  local pid=$!
+  while kill -0 "$pid" 2>/dev/null; do
+    for _ in $(seq 30); do kill -0 "$pid" 2>/dev/null || break; sleep 1; done
+    if kill -0 "$pid" 2>/dev/null; then
+      log "  ... $label: $((SECONDS - start))s, $(wc -l <"$logfile") log lines (go builds print one per package)"
+    fi
+  done
+  if ! wait "$pid"; then
+    tail -n 40 "$logfile" >&2
+    die "$label failed after $((SECONDS - start))s; full log: $logfile"
+  fi
+  log "  $label done in $((SECONDS - start))s"
+}
+
+# install_component NAME DIR BUILD_FUNCTION: skips a complete DIR, else builds into DIR.tmp.
+install_component() {
+  local name=$1 dir=$2 build=$3
+  if [ -f "$dir/.complete" ]; then
+    log "$name: present ($dir)"
+    return
+  fi
+  log "$name: installing into $dir"
+  rm -rf "$dir.tmp"
+  mkdir -p "$dir.tmp/bin"
+  "$build" "$dir.tmp"
+  date -u +%FT%TZ >"$dir.tmp/.complete"
+  rm -rf "$dir"
+  mv "$dir.tmp" "$dir"
+}
+
+# A throw-away Go module whose only job is to pin what we build (dependency replace lines of
+# etcd and k8s.io/kubernetes are ignored in a dependency, so we restate what is needed here).
+new_wrapper_module() {
+  local dir=$1 name=$2
+  mkdir -p "$dir"
+  (cd "$dir" && rm -f go.mod go.sum && go mod init "local/$name" >/dev/null 2>&1)
+}
+
+build_k8s() {
+  local out=$1 src="$TOOLS_DIR/src/k8s-v$K8S_VERSION"
+  local minor patch
+  minor=$(echo "$K8S_VERSION" | cut -d. -f2)
+  patch=$(echo "$K8S_VERSION" | cut -d. -f3)
+  new_wrapper_module "$src" k8sbins
+  cd "$src"
+  # k8s.io/kubernetes requires every staging module at v0.0.0 and maps them to ./staging with
+  # replace lines that do not apply to a dependency: pin each to its published v0.MINOR.PATCH.
+  local upstream_gomod
+  upstream_gomod=$(go mod download -json "k8s.io/kubernetes@v$K8S_VERSION" |
+    python3 -c 'import sys,json; print(json.load(sys.stdin)["GoMod"])')
+  local staging
+  staging=$(awk '$1 ~ /^k8s\.io\// && $2 == "v0.0.0" {print $1}' "$upstream_gomod" | sort -u)
+  [ -n "$staging" ] || die "found no staging modules in $upstream_gomod"
+  for m in $staging; do
+    go mod edit -replace="$m=$m@v0.$minor.$patch"
+  done
+  go mod edit -require="k8s.io/kubernetes@v$K8S_VERSION"
+  log "  resolving k8s.io/kubernetes v$K8S_VERSION and $(echo "$staging" | wc -w) staging modules"
+  local cmds="kube-apiserver kube-controller-manager kube-scheduler kubectl"
+  local pkgs=""
+  for c in $cmds; do pkgs="$pkgs k8s.io/kubernetes/cmd/$c"; done
+  # shellcheck disable=SC2086
+  run_logged "go get (module download)" "$src/get.log" go get $pkgs
+  local ld="-s -w"
+  for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    ld="$ld -X $p.gitVersion=v$K8S_VERSION -X $p.gitMajor=1 -X $p.gitMinor=$minor"
+    ld="$ld -X $p.gitTreeState=clean -X $p.buildDate=1970-01-01T00:00:00Z"
+  done
+  log "  compiling $cmds (cold: about 15-25 minutes on 2 cores)"
+  # shellcheck disable=SC2086
+  run_logged "go build (kubernetes)" "$src/build.log" go build -v -ldflags "$ld" -o "$out/bin/" $pkgs
+  "$out/bin/kube-apiserver" --version >&2
+}
+
+build_etcd() {
+  local out=$1 src="$TOOLS_DIR/src/etcd-v$ETCD_VERSION"
+  new_wrapper_module "$src" etcdbin
+  cd "$src"
+  run_logged "go get etcd" "$src/get.log" go get "go.etcd.io/etcd/server/v3@v$ETCD_VERSION"
+  run_logged "go build etcd" "$src/build.log" go build -v -ldflags "-s -w" -o "$out/bin/etcd" go.etcd.io/etcd/server/v3
+  "$out/bin/etcd" --version >&2
+}
+
+build_kwok() {
+  local out=$1 src="$TOOLS_DIR/src/kwok-v$KWOK_VERSION"
+  new_wrapper_module "$src" kwokbin
+  cd "$src"
+  run_logged "go get kwok" "$src/get.log" go get "sigs.k8s.io/kwok/cmd/kwok@v$KWOK_VERSION"
+  run_logged "go build kwok" "$src/build.log" go build -v \
+    -ldflags "-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=v$KWOK_VERSION" \
+    -o "$out/bin/kwok" sigs.k8s.io/kwok/cmd/kwok
+  "$out/bin/kwok" --version >&2 || true
+}
+
+build_helm() {
+  local out=$1 src="$TOOLS_DIR/src/helm-v$HELM_VERSION"
+  local k8s_minor
+  k8s_minor=$(echo "$K8S_VERSION" | cut -d. -f2)
+  new_wrapper_module "$src" helmbin
+  cd "$src"
+  run_logged "go get helm" "$src/get.log" go get "helm.sh/helm/v3/cmd/helm@v$HELM_VERSION"
+  # Release builds stamp the version and the Kubernetes version `helm template` assumes.
+  local ld="-s -w -X helm.sh/helm/v3/internal/version.version=v$HELM_VERSION"
+  ld="$ld -X helm.sh/helm/v3/internal/version.gitTreeState=clean"
+  ld="$ld -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1"
+  ld="$ld -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$k8s_minor"
+  run_logged "go build helm" "$src/build.log" go build -v -ldflags "$ld" -o "$out/bin/helm" helm.sh/helm/v3/cmd/helm
+  "$out/bin/helm" version >&2
+}
+
+build_kafka() {
+  local out=$1
+  mkdir -p "$out/libs"
+  run_logged "maven (kafka $KAFKA_VERSION jars)" "$out/maven.log" \
+    mvn -B -f "$here/kafka/pom.xml" \
+    -Dkafka.version="$KAFKA_VERSION" -Dlog4j2.version="$LOG4J2_VERSION" \
+    -DoutputDirectory="$out/libs" -DincludeScope=runtime \
+    dependency:copy-dependencies
+  ls "$out/libs/kafka_2.13-$KAFKA_VERSION.jar" >/dev/null || die "kafka jar missing after maven"
+  log "  $(ls "$out/libs" | wc -l) jars in $out/libs"
+}
+
+check_prerequisites() {
+  local want=$1
+  case " $want " in *" k8s "*|*" etcd "*|*" kwok "*|*" helm "*)
+    need go "install Go 1.26 or newer (https://go.dev/doc/install)"
+    need python3 "used to read the Kubernetes release's go.mod"
+    local gov
+    gov=$(go env GOVERSION | sed 's/^go//')
+    case "$gov" in 1.2[6-9]*|1.[3-9]*) ;; *) die "Go $gov is too old: the pinned releases need Go >= 1.26" ;; esac
+  esac
+  case " $want " in *" kafka "*)
+    need java "install a JDK 17 or newer (Kafka 4 needs it)"
+    need mvn "install Maven (it resolves the Kafka jars from Maven Central)"
+  esac
+}
+
+main() {
+  if [ "${1:-}" = "--print-dir" ]; then echo "$TOOLS_DIR"; exit 0; fi
+  local want="${*:-k8s etcd kwok helm kafka}"
+  check_prerequisites "$want"
+  mkdir -p "$TOOLS_DIR"
+  local start=$SECONDS
+  for c in $want; do
+    case "$c" in
+      k8s) install_component "kubernetes v$K8S_VERSION" "$TOOLS_DIR/k8s-v$K8S_VERSION" build_k8s ;;
+      etcd) install_component "etcd v$ETCD_VERSION" "$TOOLS_DIR/etcd-v$ETCD_VERSION" build_etcd ;;
+      kwok) install_component "kwok v$KWOK_VERSION" "$TOOLS_DIR/kwok-v$KWOK_VERSION" build_kwok ;;
+      helm) install_component "helm v$HELM_VERSION" "$TOOLS_DIR/helm-v$HELM_VERSION" build_helm ;;
+      kafka) install_component "kafka $KAFKA_VERSION" "$TOOLS_DIR/kafka-$KAFKA_VERSION" build_kafka ;;
+      *) die "unknown component '$c' (k8s, etcd, kwok, helm, kafka)" ;;
+    esac
+  done
+  log "all present in $TOOLS_DIR ($((SECONDS - start))s)"
+}
+
+main "$@"
