@@ -124,6 +124,20 @@ build_kwok() {
   run_logged "go build kwok" "$src/build.log" go build -v \
     -ldflags "-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=v$KWOK_VERSION" \
     -o "$out/bin/kwok" sigs.k8s.io/kwok/cmd/kwok
+  # kwok does nothing without Stage policies: take the ones its release ships (nodes become
+  # Ready and heartbeat with a lease, pods become Running/Ready, PVCs of the kwok-volume class
+  # bind) from the same pinned module, so they always match the binary.
+  local moddir stages="$out/stages.yaml"
+  moddir=$(go list -m -f '{{.Dir}}' sigs.k8s.io/kwok)
+  : >"$stages"
+  for f in node/fast/node-initialize.yaml node/heartbeat-with-lease/node-heartbeat-with-lease.yaml \
+           pod/fast/pod-ready.yaml pod/fast/pod-complete.yaml pod/fast/pod-delete.yaml \
+           volume/fast/pv-bind.yaml volume/fast/pv-delete.yaml volume/fast/pvc-provision.yaml \
+           volume/fast/pvc-delete.yaml; do
+    [ -f "$moddir/kustomize/stage/$f" ] || die "kwok stage $f missing from $moddir"
+    { echo "---"; cat "$moddir/kustomize/stage/$f"; } >>"$stages"
+  done
+  cp "$moddir/kustomize/stage/volume/fast/storage-class.yaml" "$out/storage-class.yaml"
   "$out/bin/kwok" --version >&2 || true
 }
 

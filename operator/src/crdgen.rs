@@ -41,14 +41,21 @@ mod tests {
                 stale.push(path.display().to_string());
             }
         }
-        assert!(stale.is_empty(), "stale CRD files {stale:?}: run `make crds` and commit the result");
+        assert!(
+            stale.is_empty(),
+            "stale CRD files {stale:?}: run `make crds` and commit the result"
+        );
     }
 
     #[test]
     fn every_crd_is_in_the_exactly_category() {
         for crd in all() {
             let categories = crd.spec.names.categories.clone().unwrap_or_default();
-            assert!(categories.contains(&"exactly".to_string()), "{:?}", crd.metadata.name);
+            assert!(
+                categories.contains(&"exactly".to_string()),
+                "{:?}",
+                crd.metadata.name
+            );
         }
     }
 }

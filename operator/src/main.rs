@@ -6,7 +6,11 @@ use clap::{Parser, Subcommand, ValueEnum};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
-#[command(name = "exactly", version, about = "Kubernetes operator for exactly-once pipelines on Apache Kafka")]
+#[command(
+    name = "exactly",
+    version,
+    about = "Kubernetes operator for exactly-once pipelines on Apache Kafka"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -68,13 +72,14 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(term) => term,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {},
             _ = term.recv() => {},
@@ -88,10 +93,17 @@ async fn shutdown_signal() {
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     match Cli::parse().command {
         Command::Crds { out_dir } => write_crds(out_dir),
-        Command::Run { namespace, concurrency, log_format } => {
+        Command::Run {
+            namespace,
+            concurrency,
+            log_format,
+        } => {
             init_logging(log_format);
             let client = kube::Client::try_default().await?;
-            let options = exactly::controller::Options { namespace, concurrency };
+            let options = exactly::controller::Options {
+                namespace,
+                concurrency,
+            };
             exactly::controller::run(client, options, shutdown_signal()).await;
             Ok(())
         }

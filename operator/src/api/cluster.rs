@@ -17,9 +17,21 @@ use super::Condition;
     shortname = "kc",
     category = "exactly",
     doc = "A Kafka cluster that exactly-once resources run on: an existing (external) cluster reached through its bootstrap servers.",
-    printcolumn(name = "Bootstrap", type_ = "string", json_path = ".spec.external.bootstrapServers"),
-    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Bootstrap",
+        type_ = "string",
+        json_path = ".spec.external.bootstrapServers"
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct KafkaClusterSpec {
@@ -34,7 +46,12 @@ pub struct KafkaClusterSpec {
 pub struct ExternalCluster {
     /// Comma-separated `host:port` list of brokers to bootstrap from, e.g.
     /// `kafka-0.kafka:9092,kafka-1.kafka:9092`.
-    #[x_kube(validation = Rule::new("self.split(',').all(s, s.trim().matches('^[^:]+:[0-9]+$'))").message("bootstrapServers must be a comma-separated list of host:port, e.g. kafka:9092"))]
+    #[schemars(
+        regex(
+            pattern = r"^([^,:\s\[\]]+|\[[0-9a-fA-F:.]+\]):[0-9]{1,5}(,\s*([^,:\s\[\]]+|\[[0-9a-fA-F:.]+\]):[0-9]{1,5})*$"
+        ),
+        length(min = 3, max = 4096)
+    )]
     pub bootstrap_servers: String,
 }
 

@@ -179,8 +179,8 @@ mod tests {
 
     #[test]
     fn condition_serializes_with_metav1_field_names() {
-        let json = serde_json::to_value(ready(ConditionStatus::True, "R", "m", 0))
-            .unwrap_or_default();
+        let json =
+            serde_json::to_value(ready(ConditionStatus::True, "R", "m", 0)).unwrap_or_default();
         assert_eq!(json["type"], "Ready");
         assert_eq!(json["status"], "True");
         assert_eq!(json["observedGeneration"], 1);

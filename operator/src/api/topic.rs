@@ -19,12 +19,37 @@ use super::{ClusterRef, Condition};
     shortname = "kt",
     category = "exactly",
     doc = "A Kafka topic, created on the referenced KafkaCluster with the declared partitions, replication and configuration.",
-    printcolumn(name = "Cluster", type_ = "string", json_path = ".spec.clusterRef.name"),
-    printcolumn(name = "Partitions", type_ = "integer", json_path = ".status.partitions"),
-    printcolumn(name = "Replication", type_ = "integer", json_path = ".status.replicationFactor"),
-    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
-    printcolumn(name = "Reason", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].reason", priority = 1),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Cluster",
+        type_ = "string",
+        json_path = ".spec.clusterRef.name"
+    ),
+    printcolumn(
+        name = "Partitions",
+        type_ = "integer",
+        json_path = ".status.partitions"
+    ),
+    printcolumn(
+        name = "Replication",
+        type_ = "integer",
+        json_path = ".status.replicationFactor"
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].reason",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[x_kube(validation = Rule::new("has(self.topicName) == has(oldSelf.topicName) && (!has(self.topicName) || self.topicName == oldSelf.topicName)").message("topicName is immutable: to use another Kafka topic, create a new Topic resource"))]
 #[serde(rename_all = "camelCase")]

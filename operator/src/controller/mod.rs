@@ -12,9 +12,9 @@ use kube::runtime::watcher;
 use kube::{Api, Client, ResourceExt};
 use tracing::{info, warn};
 
+use crate::Error;
 use crate::api::{KafkaCluster, Topic};
 use crate::kafka::KafkaClients;
-use crate::Error;
 
 /// The field manager of every server-side apply the operator makes.
 pub const FIELD_MANAGER: &str = "exactly-operator";
@@ -60,7 +60,11 @@ fn error_policy(topic: Arc<Topic>, error: &Error, _ctx: Arc<Context>) -> Action 
 }
 
 /// Runs the controllers until `shutdown` resolves; in-flight reconciles finish first.
-pub async fn run(client: Client, options: Options, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
+pub async fn run(
+    client: Client,
+    options: Options,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) {
     let ctx = Arc::new(Context {
         client: client.clone(),
         kafka: KafkaClients::default(),
@@ -72,18 +76,28 @@ pub async fn run(client: Client, options: Options, shutdown: impl Future<Output 
     // A KafkaCluster appearing or changing wakes the Topics that refer to it.
     let topic_store = topics.store();
     let topics = topics
-        .watches(api::<KafkaCluster>(&client, namespace), watch, move |cluster| {
-            let cluster_ns = cluster.namespace();
-            let cluster_name = cluster.name_any();
-            topic_store
-                .state()
-                .into_iter()
-                .filter(|t| t.namespace() == cluster_ns && t.spec.cluster_ref.name == cluster_name)
-                .map(|t| ObjectRef::from_obj(&*t))
-                .collect::<Vec<_>>()
-        })
+        .watches(
+            api::<KafkaCluster>(&client, namespace),
+            watch,
+            move |cluster| {
+                let cluster_ns = cluster.namespace();
+                let cluster_name = cluster.name_any();
+                topic_store
+                    .state()
+                    .into_iter()
+                    .filter(|t| {
+                        t.namespace() == cluster_ns && t.spec.cluster_ref.name == cluster_name
+                    })
+                    .map(|t| ObjectRef::from_obj(&*t))
+                    .collect::<Vec<_>>()
+            },
+        )
         .graceful_shutdown_on(shutdown);
-    info!(namespace = namespace.unwrap_or("<all>"), concurrency = options.concurrency, "controllers started");
+    info!(
+        namespace = namespace.unwrap_or("<all>"),
+        concurrency = options.concurrency,
+        "controllers started"
+    );
     topics
         .run(topic::reconcile, error_policy, ctx)
         .for_each(|_| futures::future::ready(()))

@@ -27,11 +27,20 @@ const RETRY: Duration = Duration::from_secs(15);
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TopicChange {
     Create(NewTopicRequest),
-    GrowPartitions { from: i32, to: i32 },
+    GrowPartitions {
+        from: i32,
+        to: i32,
+    },
     /// Kafka cannot remove partitions; never attempted.
-    PartitionDecrease { have: i32, want: i32 },
+    PartitionDecrease {
+        have: i32,
+        want: i32,
+    },
     /// Changing replication needs a partition reassignment, which we do not do (yet).
-    ReplicationChange { have: i32, want: i32 },
+    ReplicationChange {
+        have: i32,
+        want: i32,
+    },
     None,
 }
 
@@ -124,7 +133,12 @@ pub fn topic_status(
             cond(types::STALLED, False, "WaitingForCluster", String::new()),
         ),
         TopicOutcome::KafkaUnreachable(error) => (
-            cond(types::READY, False, error.reason(), format!("{error}; retrying")),
+            cond(
+                types::READY,
+                False,
+                error.reason(),
+                format!("{error}; retrying"),
+            ),
             cond(types::RECONCILING, True, "RetryingKafka", String::new()),
             cond(types::STALLED, False, "RetryingKafka", String::new()),
         ),
@@ -264,7 +278,11 @@ pub async fn reconcile(topic: Arc<Topic>, ctx: Arc<Context>) -> Result<Action> {
             "status": status,
         });
         topics
-            .patch_status(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(patch))
+            .patch_status(
+                &name,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(patch),
+            )
             .await?;
         debug!(topic = %name, ?outcome, "status updated");
     }
@@ -284,7 +302,9 @@ mod tests {
         let mut topic = Topic::new(
             "orders",
             TopicSpec {
-                cluster_ref: ClusterRef { name: "main".into() },
+                cluster_ref: ClusterRef {
+                    name: "main".into(),
+                },
                 topic_name: None,
                 partitions,
                 replication_factor: replication,
@@ -312,7 +332,10 @@ mod tests {
         assert_eq!(request.name, "orders");
         assert_eq!(request.partitions, 6);
         assert_eq!(request.replication_factor, Some(1));
-        assert_eq!(request.config.get("retention.ms").map(String::as_str), Some("1000"));
+        assert_eq!(
+            request.config.get("retention.ms").map(String::as_str),
+            Some("1000")
+        );
     }
 
     #[test]
@@ -364,14 +387,20 @@ mod tests {
         let status = topic_status(
             Some(1),
             None,
-            &TopicOutcome::ClusterNotFound { cluster: "main".into() },
+            &TopicOutcome::ClusterNotFound {
+                cluster: "main".into(),
+            },
         );
         let ready = conditions::find(&status.conditions, types::READY).cloned();
         let ready = ready.unwrap_or_else(|| panic!("no Ready condition in {status:?}"));
         assert_eq!(ready.status, ConditionStatus::False);
         assert_eq!(ready.reason, "ClusterNotFound");
         assert!(ready.message.contains("'main'"), "{}", ready.message);
-        assert!(ready.message.contains("spec.clusterRef.name"), "{}", ready.message);
+        assert!(
+            ready.message.contains("spec.clusterRef.name"),
+            "{}",
+            ready.message
+        );
     }
 
     #[test]

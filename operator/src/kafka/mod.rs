@@ -172,7 +172,10 @@ impl KafkaAdmin {
     }
 
     /// Creates a topic. A topic that already exists is not an error: the caller adopts it.
-    pub async fn create_topic(&self, request: &NewTopicRequest) -> Result<CreateOutcome, KafkaError> {
+    pub async fn create_topic(
+        &self,
+        request: &NewTopicRequest,
+    ) -> Result<CreateOutcome, KafkaError> {
         // -1 asks the broker for its default.replication.factor (CreateTopics v4+).
         let replication = request.replication_factor.unwrap_or(-1);
         let mut new_topic = NewTopic::new(
@@ -190,13 +193,17 @@ impl KafkaAdmin {
             .map_err(|e| self.unreachable(e))?;
         match results.into_iter().next() {
             Some(Ok(_)) => Ok(CreateOutcome::Created),
-            Some(Err((_, RDKafkaErrorCode::TopicAlreadyExists))) => Ok(CreateOutcome::AlreadyExists),
+            Some(Err((_, RDKafkaErrorCode::TopicAlreadyExists))) => {
+                Ok(CreateOutcome::AlreadyExists)
+            }
             Some(Err((_, code))) => Err(KafkaError::Refused {
                 operation: "create topic",
                 resource: request.name.clone(),
                 code,
             }),
-            None => Err(KafkaError::Interrupted("CreateTopics returned no result".into())),
+            None => Err(KafkaError::Interrupted(
+                "CreateTopics returned no result".into(),
+            )),
         }
     }
 
@@ -216,7 +223,9 @@ impl KafkaAdmin {
                 resource: name.to_string(),
                 code,
             }),
-            None => Err(KafkaError::Interrupted("CreatePartitions returned no result".into())),
+            None => Err(KafkaError::Interrupted(
+                "CreatePartitions returned no result".into(),
+            )),
         }
     }
 
@@ -239,7 +248,11 @@ impl KafkaAdmin {
                     code,
                 });
             }
-            None => return Err(KafkaError::Interrupted("DescribeConfigs returned no result".into())),
+            None => {
+                return Err(KafkaError::Interrupted(
+                    "DescribeConfigs returned no result".into(),
+                ));
+            }
         };
         Ok(resource
             .entries

@@ -1,0 +1,942 @@
+//! The environment: etcd, kube-apiserver (RBAC, token authentication, verified TLS),
+//! kube-controller-manager, kube-scheduler, kwok with fake nodes, and a single-node KRaft Kafka
+//! broker, on a loopback address of its own, in a temporary directory.
+
+use std::collections::hash_map::RandomState;
+use std::fmt::Write as _;
+use std::hash::{BuildHasher, Hasher};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, mpsc};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{Node, ServiceAccount};
+use k8s_openapi::api::storage::v1::StorageClass;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Client, Config};
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+
+use crate::EnvError;
+use crate::process::{Component, tail};
+use crate::tools::Tools;
+
+/// Fake nodes kwok manages; pods scheduled onto them become Running and Ready.
+pub const NODE_NAMES: [&str; 3] = ["kwok-node-0", "kwok-node-1", "kwok-node-2"];
+
+/// How an environment is started.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Where the environment's directory is created (default: the system temp dir).
+    pub base_dir: Option<PathBuf>,
+    /// Keep the directory (logs, data) after shutdown even when nothing failed.
+    pub keep: bool,
+    /// Install the operator's CRDs once the API server is up.
+    pub install_crds: bool,
+    /// How long each component may take to become ready.
+    pub component_timeout: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            base_dir: None,
+            keep: std::env::var_os("EXACTLY_KEEP_ENV").is_some_and(|v| v != "0"),
+            install_crds: true,
+            component_timeout: Duration::from_secs(120),
+        }
+    }
+}
+
+/// The listening addresses of one environment: a loopback IP of its own, so two environments
+/// on one machine never meet, with the components' usual ports when they are free there.
+#[derive(Clone, Debug)]
+pub struct Ports {
+    pub ip: String,
+    pub etcd_client: u16,
+    pub etcd_peer: u16,
+    pub apiserver: u16,
+    pub controller_manager: u16,
+    pub scheduler: u16,
+    pub kwok: u16,
+    pub kafka: u16,
+    pub kafka_controller: u16,
+}
+
+impl Ports {
+    fn all(&self) -> [u16; 8] {
+        [
+            self.etcd_client,
+            self.etcd_peer,
+            self.apiserver,
+            self.controller_manager,
+            self.scheduler,
+            self.kwok,
+            self.kafka,
+            self.kafka_controller,
+        ]
+    }
+
+    fn standard(ip: String) -> Ports {
+        Ports {
+            ip,
+            etcd_client: 2379,
+            etcd_peer: 2380,
+            apiserver: 6443,
+            controller_manager: 10257,
+            scheduler: 10259,
+            kwok: 10247,
+            kafka: 9092,
+            kafka_controller: 9093,
+        }
+    }
+
+    /// Picks a random `127.a.b.c` whose standard ports are all free; after a few tries (something
+    /// holds a port on every address, e.g. a wildcard listener), takes ports the kernel hands out.
+    pub fn pick() -> Result<Ports, EnvError> {
+        for _ in 0..8 {
+            let r = random_u64();
+            let ip = format!(
+                "127.{}.{}.{}",
+                1 + r % 254,
+                1 + (r >> 8) % 254,
+                1 + (r >> 16) % 254
+            );
+            let ports = Ports::standard(ip);
+            if ports
+                .all()
+                .iter()
+                .all(|p| TcpListener::bind((ports.ip.as_str(), *p)).is_ok())
+            {
+                return Ok(ports);
+            }
+        }
+        let r = random_u64();
+        let ip = format!(
+            "127.{}.{}.{}",
+            1 + r % 254,
+            1 + (r >> 8) % 254,
+            1 + (r >> 16) % 254
+        );
+        let mut listeners = Vec::new();
+        let mut free = Vec::new();
+        for _ in 0..8 {
+            let listener = TcpListener::bind((ip.as_str(), 0))
+                .map_err(|e| EnvError::Setup(format!("no free port on {ip}: {e}")))?;
+            free.push(listener.local_addr().map(|a| a.port()).unwrap_or(0));
+            listeners.push(listener);
+        }
+        Ok(Ports {
+            ip,
+            etcd_client: free[0],
+            etcd_peer: free[1],
+            apiserver: free[2],
+            controller_manager: free[3],
+            scheduler: free[4],
+            kwok: free[5],
+            kafka: free[6],
+            kafka_controller: free[7],
+        })
+    }
+}
+
+/// A random number from the standard library's per-process hash keys and the clock.
+pub fn random_u64() -> u64 {
+    let mut hasher = RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    hasher.write_u32(std::process::id());
+    hasher.finish()
+}
+
+/// A running environment. Dropping it does not stop it: call [`Environment::shutdown`] (the
+/// shared test environment does so at process exit).
+pub struct Environment {
+    /// The environment's directory: `logs/`, `pki/`, data directories, `kubeconfig`.
+    pub dir: PathBuf,
+    /// Admin kubeconfig (token authentication, CA-verified TLS).
+    pub kubeconfig: PathBuf,
+    /// `https://<ip>:<port>` of kube-apiserver.
+    pub api_server: String,
+    /// Kafka bootstrap address, `<ip>:<port>`.
+    pub bootstrap_servers: String,
+    /// The Kafka version the broker logged at startup.
+    pub kafka_version: String,
+    pub ports: Ports,
+    pub tools: Tools,
+    components: Mutex<Vec<Component>>,
+    keep: AtomicBool,
+    failures: Mutex<Vec<String>>,
+    stopped: AtomicBool,
+    /// Dropping it lets the thread that started the components end.
+    release_supervisor: Mutex<Option<mpsc::Sender<()>>>,
+}
+
+fn log(message: impl AsRef<str>) {
+    eprintln!("[testenv] {}", message.as_ref());
+}
+
+impl Environment {
+    /// Starts every component and waits until each is really ready. Blocks; callable from any
+    /// thread, async or not. On failure, whatever was started is stopped and the logs are kept.
+    pub fn start(options: Options) -> Result<Environment, EnvError> {
+        let (result_tx, result_rx) = mpsc::channel();
+        // Components are started from this thread, which lives until shutdown: their
+        // parent-death signal is tied to it.
+        std::thread::Builder::new()
+            .name("exactly-testenv".into())
+            .spawn(move || {
+                let (release_tx, release_rx) = mpsc::channel::<()>();
+                let result = Environment::start_here(options, release_tx);
+                let started = result.is_ok();
+                let _ = result_tx.send(result);
+                if started {
+                    // Returns when the environment drops its sender (shutdown), or never.
+                    let _ = release_rx.recv();
+                }
+            })
+            .map_err(|e| EnvError::Setup(format!("cannot start the supervisor thread: {e}")))?;
+        result_rx
+            .recv()
+            .map_err(|_| EnvError::Setup("the supervisor thread died while starting".into()))?
+    }
+
+    fn start_here(options: Options, release: mpsc::Sender<()>) -> Result<Environment, EnvError> {
+        let started = Instant::now();
+        let tools = Tools::locate()?;
+        let ports = Ports::pick()?;
+        let base = options.base_dir.clone().unwrap_or_else(std::env::temp_dir);
+        let dir = base.join(format!(
+            "exactly-env-{}-{:06x}",
+            std::process::id(),
+            random_u64() & 0xff_ffff
+        ));
+        for sub in ["logs", "pki", "etcd", "kafka"] {
+            std::fs::create_dir_all(dir.join(sub)).map_err(|e| EnvError::io(&dir, e))?;
+        }
+        log(format!("starting on {} in {}", ports.ip, dir.display()));
+        let env = Environment {
+            kubeconfig: dir.join("kubeconfig"),
+            api_server: format!("https://{}:{}", ports.ip, ports.apiserver),
+            bootstrap_servers: format!("{}:{}", ports.ip, ports.kafka),
+            kafka_version: tools.kafka_version.clone(),
+            dir,
+            ports,
+            tools,
+            components: Mutex::new(Vec::new()),
+            keep: AtomicBool::new(options.keep),
+            failures: Mutex::new(Vec::new()),
+            stopped: AtomicBool::new(false),
+            release_supervisor: Mutex::new(Some(release)),
+        };
+        match env.bring_up(&options) {
+            Ok(kafka_version) => {
+                let env = Environment {
+                    kafka_version,
+                    ..env
+                };
+                log(format!(
+                    "ready in {:.1}s: kube-apiserver {} (KUBECONFIG={}), Kafka {} at {}",
+                    started.elapsed().as_secs_f64(),
+                    env.api_server,
+                    env.kubeconfig.display(),
+                    env.kafka_version,
+                    env.bootstrap_servers
+                ));
+                Ok(env)
+            }
+            Err(e) => {
+                env.keep.store(true, Ordering::SeqCst);
+                env.shutdown();
+                Err(e)
+            }
+        }
+    }
+
+    fn bring_up(&self, options: &Options) -> Result<String, EnvError> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| EnvError::Setup(format!("cannot build a tokio runtime: {e}")))?;
+        let timeout = options.component_timeout;
+        let p = &self.ports;
+
+        // Kafka is the slowest to start: format its storage first, in parallel with etcd.
+        self.write_kafka_config()?;
+        let format = self.spawn("kafka-storage-format", self.kafka_format_command())?;
+
+        let pki = crate::pki::generate(&self.dir.join("pki"), &p.ip)?;
+        let token = format!("{:016x}{:016x}", random_u64(), random_u64());
+        self.write_file(
+            "tokens.csv",
+            &format!("{token},admin,admin-uid,system:masters\n"),
+        )?;
+        self.write_file(
+            "kubeconfig",
+            &kubeconfig_yaml(&self.api_server, &pki.ca_cert, &token),
+        )?;
+
+        let etcd = self.spawn("etcd", self.etcd_command())?;
+        self.wait_ready(etcd, timeout, || {
+            Ok(http_get(&p.ip, p.etcd_client, "/health")?.contains("\"health\":\"true\""))
+        })?;
+
+        let apiserver = self.spawn("kube-apiserver", self.apiserver_command(&pki))?;
+        self.wait_for_exit(format, timeout)?;
+        let kafka = self.spawn("kafka", self.kafka_command())?;
+
+        let client = runtime.block_on(self.client())?;
+        self.wait_ready(apiserver, timeout, || {
+            let text = runtime
+                .block_on(client.request_text(get("/readyz")?))
+                .map_err(|e| e.to_string())?;
+            Ok(text.trim() == "ok")
+        })?;
+
+        let kcm = self.spawn(
+            "kube-controller-manager",
+            self.controller_manager_command(&pki),
+        )?;
+        let scheduler = self.spawn("kube-scheduler", self.scheduler_command())?;
+        let kwok = self.spawn("kwok", self.kwok_command())?;
+
+        let insecure = |port: u16| -> Result<Client, EnvError> {
+            let url = format!("https://{}:{port}", p.ip)
+                .parse()
+                .map_err(|e| EnvError::Setup(format!("bad URL: {e}")))?;
+            let mut config = Config::new(url);
+            config.accept_invalid_certs = true; // self-signed serving certs of KCM and scheduler
+            let _guard = runtime.enter();
+            Client::try_from(config).map_err(|e| EnvError::Setup(format!("client: {e}")))
+        };
+        let scheduler_client = insecure(p.scheduler)?;
+        self.wait_ready(scheduler, timeout, || {
+            let text = runtime
+                .block_on(scheduler_client.request_text(get("/healthz")?))
+                .map_err(|e| e.to_string())?;
+            Ok(text.trim() == "ok")
+        })?;
+        // The controller manager is working once its service-account controller has made
+        // the `default` ServiceAccount (pods cannot be admitted before that).
+        let service_accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), "default");
+        self.wait_ready(kcm, timeout, || {
+            let found = runtime
+                .block_on(service_accounts.get_opt("default"))
+                .map_err(|e| e.to_string())?;
+            Ok(found.is_some())
+        })?;
+
+        runtime.block_on(create_fake_nodes(&client))?;
+        runtime.block_on(create_storage_class(
+            &client,
+            &self.tools.kwok_storage_class,
+        ))?;
+        let nodes: Api<Node> = Api::all(client.clone());
+        self.wait_ready(kwok, timeout, || {
+            let mut ready = 0;
+            for name in NODE_NAMES {
+                let node = runtime
+                    .block_on(nodes.get(name))
+                    .map_err(|e| e.to_string())?;
+                if node_is_ready(&node) {
+                    ready += 1;
+                }
+            }
+            Ok(ready == NODE_NAMES.len())
+        })?;
+
+        let bootstrap = self.bootstrap_servers.clone();
+        self.wait_ready(kafka, timeout, || kafka_has_a_broker(&bootstrap))?;
+        let kafka_version = kafka_version_from_log(&self.dir.join("logs/kafka.log"))
+            .unwrap_or_else(|| self.tools.kafka_version.clone());
+
+        if options.install_crds {
+            runtime.block_on(install_crds(&client, timeout))?;
+        }
+        Ok(kafka_version)
+    }
+
+    fn write_file(&self, name: &str, content: &str) -> Result<(), EnvError> {
+        let path = self.dir.join(name);
+        std::fs::write(&path, content).map_err(|e| EnvError::io(&path, e))
+    }
+
+    fn spawn(&self, name: &'static str, command: Command) -> Result<usize, EnvError> {
+        let log_path = self.dir.join(format!("logs/{name}.log"));
+        let component = Component::spawn(name, command, &log_path)?;
+        let mut components = self.lock_components();
+        components.push(component);
+        Ok(components.len() - 1)
+    }
+
+    fn lock_components(&self) -> std::sync::MutexGuard<'_, Vec<Component>> {
+        self.components
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Polls `probe` until it says ready; fails early, with the log's tail, if the process exits.
+    fn wait_ready(
+        &self,
+        index: usize,
+        timeout: Duration,
+        mut probe: impl FnMut() -> Result<bool, String>,
+    ) -> Result<(), EnvError> {
+        let started = Instant::now();
+        let mut last_error = String::from("not ready yet");
+        loop {
+            {
+                let mut components = self.lock_components();
+                let component = &mut components[index];
+                if let Some(status) = component.exit_status() {
+                    return Err(EnvError::Exited {
+                        component: component.name,
+                        status,
+                        log: component.log.clone(),
+                        tail: component.log_tail(30),
+                    });
+                }
+            }
+            match probe() {
+                Ok(true) => break,
+                Ok(false) => {}
+                Err(e) => last_error = e,
+            }
+            if started.elapsed() > timeout {
+                let components = self.lock_components();
+                let component = &components[index];
+                return Err(EnvError::NotReady {
+                    component: component.name,
+                    waited: timeout,
+                    last_error,
+                    log: component.log.clone(),
+                    tail: component.log_tail(30),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        let components = self.lock_components();
+        log(format!(
+            "{} ready ({:.1}s, pid {})",
+            components[index].name,
+            started.elapsed().as_secs_f64(),
+            components[index].pid()
+        ));
+        Ok(())
+    }
+
+    /// Waits for a one-shot command to succeed.
+    fn wait_for_exit(&self, index: usize, timeout: Duration) -> Result<(), EnvError> {
+        let started = Instant::now();
+        loop {
+            let mut components = self.lock_components();
+            let component = &mut components[index];
+            if let Some(status) = component.exit_status() {
+                if status == "exit status: 0" {
+                    return Ok(());
+                }
+                return Err(EnvError::Exited {
+                    component: component.name,
+                    status,
+                    log: component.log.clone(),
+                    tail: component.log_tail(30),
+                });
+            }
+            if started.elapsed() > timeout {
+                return Err(EnvError::NotReady {
+                    component: component.name,
+                    waited: timeout,
+                    last_error: "still running".into(),
+                    log: component.log.clone(),
+                    tail: component.log_tail(30),
+                });
+            }
+            drop(components);
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn etcd_command(&self) -> Command {
+        let p = &self.ports;
+        let client = format!("http://{}:{}", p.ip, p.etcd_client);
+        let peer = format!("http://{}:{}", p.ip, p.etcd_peer);
+        let mut c = Command::new(&self.tools.etcd);
+        c.arg("--name=testenv")
+            .arg(format!("--data-dir={}", self.dir.join("etcd").display()))
+            .arg(format!("--listen-client-urls={client}"))
+            .arg(format!("--advertise-client-urls={client}"))
+            .arg(format!("--listen-peer-urls={peer}"))
+            .arg(format!("--initial-advertise-peer-urls={peer}"))
+            .arg(format!("--initial-cluster=testenv={peer}"))
+            .arg("--unsafe-no-fsync") // throw-away data: durability buys nothing here
+            .arg("--auto-compaction-retention=1")
+            .arg("--quota-backend-bytes=4294967296")
+            .arg("--log-level=warn");
+        c
+    }
+
+    fn apiserver_command(&self, pki: &crate::pki::Pki) -> Command {
+        let p = &self.ports;
+        let mut c = Command::new(&self.tools.kube_apiserver);
+        c.arg(format!("--etcd-servers=http://{}:{}", p.ip, p.etcd_client))
+            .arg(format!("--bind-address={}", p.ip))
+            .arg(format!("--advertise-address={}", p.ip))
+            // The endpoint reconciler refuses loopback addresses; nothing here needs the
+            // in-cluster `kubernetes` Service endpoints (kwok pods run no code).
+            .arg("--endpoint-reconciler-type=none")
+            .arg(format!("--secure-port={}", p.apiserver))
+            .arg(format!("--cert-dir={}", self.dir.join("pki").display()))
+            .arg(format!("--tls-cert-file={}", pki.serving_cert.display()))
+            .arg(format!(
+                "--tls-private-key-file={}",
+                pki.serving_key.display()
+            ))
+            .arg(format!("--client-ca-file={}", pki.ca_cert.display()))
+            .arg(format!(
+                "--token-auth-file={}",
+                self.dir.join("tokens.csv").display()
+            ))
+            .arg("--authorization-mode=RBAC")
+            .arg("--service-account-issuer=https://kubernetes.default.svc.cluster.local")
+            .arg(format!(
+                "--service-account-key-file={}",
+                pki.service_account_key.display()
+            ))
+            .arg(format!(
+                "--service-account-signing-key-file={}",
+                pki.service_account_key.display()
+            ))
+            .arg("--service-cluster-ip-range=10.96.0.0/16")
+            .arg("--allow-privileged=true")
+            .arg("--profiling=false")
+            .arg("--v=1");
+        c
+    }
+
+    fn controller_manager_command(&self, pki: &crate::pki::Pki) -> Command {
+        let p = &self.ports;
+        let mut c = Command::new(&self.tools.kube_controller_manager);
+        c.arg(format!("--kubeconfig={}", self.kubeconfig.display()))
+            .arg(format!("--bind-address={}", p.ip))
+            .arg(format!("--secure-port={}", p.controller_manager))
+            .arg(format!("--cert-dir={}", self.dir.join("pki/kcm").display()))
+            .arg("--leader-elect=false")
+            .arg(format!(
+                "--service-account-private-key-file={}",
+                pki.service_account_key.display()
+            ))
+            .arg(format!("--root-ca-file={}", pki.ca_cert.display()))
+            .arg("--use-service-account-credentials=false")
+            .arg("--authorization-always-allow-paths=/healthz,/readyz,/livez,/metrics")
+            .arg("--profiling=false")
+            .arg("--v=1");
+        c
+    }
+
+    fn scheduler_command(&self) -> Command {
+        let p = &self.ports;
+        let mut c = Command::new(&self.tools.kube_scheduler);
+        c.arg(format!("--kubeconfig={}", self.kubeconfig.display()))
+            .arg(format!("--bind-address={}", p.ip))
+            .arg(format!("--secure-port={}", p.scheduler))
+            .arg(format!(
+                "--cert-dir={}",
+                self.dir.join("pki/scheduler").display()
+            ))
+            .arg("--leader-elect=false")
+            .arg("--profiling=false")
+            .arg("--v=1");
+        c
+    }
+
+    fn kwok_command(&self) -> Command {
+        let p = &self.ports;
+        let mut c = Command::new(&self.tools.kwok);
+        c.arg(format!("--kubeconfig={}", self.kubeconfig.display()))
+            .arg("--manage-all-nodes=false")
+            .arg("--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake")
+            .arg("--manage-nodes-with-label-selector=")
+            .arg(format!("--config={}", self.tools.kwok_stages.display()))
+            .arg("--node-lease-duration-seconds=40")
+            .arg("--cidr=10.244.0.1/16")
+            .arg("--node-ip=10.244.0.1")
+            .arg(format!("--server-address={}:{}", p.ip, p.kwok));
+        c
+    }
+
+    fn java(&self) -> Command {
+        let mut c = Command::new("java");
+        c.arg("-Xms128m")
+            .arg("-Xmx512m")
+            .arg("-XX:+UseSerialGC")
+            .arg("-XX:TieredStopAtLevel=1") // C1 only: much faster start on 2 cores
+            .arg("-Djava.awt.headless=true")
+            .arg(format!(
+                "-Dlog4j2.configurationFile={}",
+                self.dir.join("kafka-log4j2.properties").display()
+            ))
+            .arg("-cp")
+            .arg(self.tools.kafka_classpath());
+        c
+    }
+
+    fn kafka_format_command(&self) -> Command {
+        let mut c = self.java();
+        c.arg("kafka.tools.StorageTool")
+            .arg("format")
+            .arg("--standalone")
+            .arg("--ignore-formatted")
+            .arg("--cluster-id")
+            .arg(kafka_cluster_id())
+            .arg("--config")
+            .arg(self.dir.join("kafka.properties"));
+        c
+    }
+
+    fn kafka_command(&self) -> Command {
+        let mut c = self.java();
+        c.arg("kafka.Kafka").arg(self.dir.join("kafka.properties"));
+        c
+    }
+
+    fn write_kafka_config(&self) -> Result<(), EnvError> {
+        let p = &self.ports;
+        let properties = format!(
+            "# single combined KRaft node; internal topics at replication 1 so transactions work\n\
+             process.roles=broker,controller\n\
+             node.id=1\n\
+             controller.quorum.bootstrap.servers={ip}:{cport}\n\
+             listeners=PLAINTEXT://{ip}:{port},CONTROLLER://{ip}:{cport}\n\
+             advertised.listeners=PLAINTEXT://{ip}:{port}\n\
+             controller.listener.names=CONTROLLER\n\
+             inter.broker.listener.name=PLAINTEXT\n\
+             listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT\n\
+             log.dirs={data}\n\
+             num.partitions=1\n\
+             default.replication.factor=1\n\
+             min.insync.replicas=1\n\
+             offsets.topic.replication.factor=1\n\
+             offsets.topic.num.partitions=3\n\
+             transaction.state.log.replication.factor=1\n\
+             transaction.state.log.min.isr=1\n\
+             transaction.state.log.num.partitions=3\n\
+             share.coordinator.state.topic.replication.factor=1\n\
+             share.coordinator.state.topic.min.isr=1\n\
+             group.initial.rebalance.delay.ms=0\n\
+             auto.create.topics.enable=false\n\
+             unclean.leader.election.enable=false\n\
+             transaction.abort.timed.out.transaction.cleanup.interval.ms=5000\n\
+             num.recovery.threads.per.data.dir=1\n\
+             num.network.threads=2\n\
+             num.io.threads=4\n",
+            ip = p.ip,
+            port = p.kafka,
+            cport = p.kafka_controller,
+            data = self.dir.join("kafka").display(),
+        );
+        self.write_file("kafka.properties", &properties)?;
+        self.write_file("kafka-log4j2.properties", KAFKA_LOG4J2)
+    }
+
+    /// A kube client for the admin user (token), bound to the calling tokio runtime.
+    pub async fn client(&self) -> Result<Client, EnvError> {
+        let kubeconfig = Kubeconfig::read_from(&self.kubeconfig)
+            .map_err(|e| EnvError::Setup(format!("reading {}: {e}", self.kubeconfig.display())))?;
+        let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+            .await
+            .map_err(|e| {
+                EnvError::Setup(format!("kubeconfig {}: {e}", self.kubeconfig.display()))
+            })?;
+        Client::try_from(config).map_err(|e| EnvError::Setup(format!("kube client: {e}")))
+    }
+
+    /// `KEY=value` lines for a shell: `KUBECONFIG`, `KAFKA_BOOTSTRAP_SERVERS`, and where things are.
+    pub fn shell_exports(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(out, "export KUBECONFIG={}", self.kubeconfig.display());
+        let _ = writeln!(
+            out,
+            "export KAFKA_BOOTSTRAP_SERVERS={}",
+            self.bootstrap_servers
+        );
+        let _ = writeln!(
+            out,
+            "export KAFKA_CLASSPATH='{}'",
+            self.tools.kafka_classpath()
+        );
+        let _ = writeln!(out, "export PATH={}:$PATH", self.tools_path());
+        let _ = writeln!(out, "export EXACTLY_ENV_DIR={}", self.dir.display());
+        out
+    }
+
+    /// Directories of kubectl and helm, for `PATH`.
+    pub fn tools_path(&self) -> String {
+        let dir_of = |p: &Path| {
+            p.parent()
+                .map(|d| d.display().to_string())
+                .unwrap_or_default()
+        };
+        format!(
+            "{}:{}",
+            dir_of(&self.tools.kubectl),
+            dir_of(&self.tools.helm)
+        )
+    }
+
+    /// Notes that a test failed, so the logs are kept at shutdown.
+    pub fn record_failure(&self, what: &str) {
+        self.failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(what.to_string());
+    }
+
+    /// Process ids of the running components (empty after shutdown).
+    pub fn component_pids(&self) -> Vec<(&'static str, u32)> {
+        self.lock_components()
+            .iter()
+            .map(|c| (c.name, c.pid()))
+            .collect()
+    }
+
+    /// Stops every component (SIGTERM, then SIGKILL after 10 s) and removes the directory, unless
+    /// something failed or keeping was asked for, in which case it says where the logs are.
+    pub fn shutdown(&self) {
+        if self.stopped.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let stopping = Instant::now();
+        let mut components = self.lock_components();
+        // Reverse start order: clients (kwok, scheduler, controller manager) go before the API
+        // server, so it has no watches left to drain, and the API server before etcd.
+        for component in components.iter_mut().rev() {
+            component.terminate();
+            component.wait_or_kill(Instant::now() + Duration::from_secs(5));
+        }
+        components.clear();
+        drop(components);
+        log(format!(
+            "stopped in {:.1}s",
+            stopping.elapsed().as_secs_f64()
+        ));
+        let failures = self
+            .failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if !failures.is_empty() || self.keep.load(Ordering::SeqCst) {
+            let why = if failures.is_empty() {
+                "kept as asked".to_string()
+            } else {
+                format!("failed: {}", failures.join(", "))
+            };
+            log(format!(
+                "stopped; component logs kept in {} ({why})",
+                self.dir.join("logs").display()
+            ));
+        } else {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+        self.release_supervisor
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+    }
+}
+
+const KAFKA_LOG4J2: &str = "\
+status = warn
+appender.out.type = Console
+appender.out.name = OUT
+appender.out.layout.type = PatternLayout
+appender.out.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = INFO
+rootLogger.appenderRef.out.ref = OUT
+logger.clients.name = org.apache.kafka
+logger.clients.level = WARN
+logger.appinfo.name = org.apache.kafka.common.utils.AppInfoParser
+logger.appinfo.level = INFO
+logger.state.name = state.change.logger
+logger.state.level = WARN
+";
+
+/// A fixed-format cluster id: 16 random bytes, base64url without padding (22 characters).
+fn kafka_cluster_id() -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let bits = (u128::from(random_u64()) << 64) | u128::from(random_u64());
+    (0..22)
+        .map(|i| ALPHABET[((bits >> (i * 6)) & 63) as usize] as char)
+        .collect()
+}
+
+fn kafka_version_from_log(path: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(path).ok()?;
+    text.lines()
+        .find_map(|line| line.split("Kafka version: ").nth(1))
+        .map(|rest| rest.split_whitespace().next().unwrap_or(rest).to_string())
+}
+
+fn kafka_has_a_broker(bootstrap: &str) -> Result<bool, String> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("log_level", "0")
+        .create()
+        .map_err(|e| e.to_string())?;
+    let metadata = consumer
+        .fetch_metadata(None, Duration::from_secs(2))
+        .map_err(|e| e.to_string())?;
+    Ok(!metadata.brokers().is_empty())
+}
+
+fn kubeconfig_yaml(server: &str, ca: &Path, token: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Config\n\
+         clusters:\n- name: exactly-testenv\n  cluster:\n    server: {server}\n    certificate-authority: {ca}\n\
+         users:\n- name: admin\n  user:\n    token: {token}\n\
+         contexts:\n- name: exactly-testenv\n  context:\n    cluster: exactly-testenv\n    user: admin\n    namespace: default\n\
+         current-context: exactly-testenv\n",
+        ca = ca.display()
+    )
+}
+
+fn get(path: &str) -> Result<http::Request<Vec<u8>>, String> {
+    http::Request::get(path)
+        .body(Vec::new())
+        .map_err(|e| e.to_string())
+}
+
+/// A plain-HTTP GET over a raw socket (etcd's health endpoint), returning the whole response.
+fn http_get(ip: &str, port: u16, path: &str) -> Result<String, String> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect((ip, port)).map_err(|e| e.to_string())?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .map_err(|e| e.to_string())?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {ip}\r\n\r\n").map_err(|e| e.to_string())?;
+    let mut response = String::new();
+    stream
+        .read_to_string(&mut response)
+        .map_err(|e| e.to_string())?;
+    Ok(response)
+}
+
+fn node_is_ready(node: &Node) -> bool {
+    node.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+async fn create_fake_nodes(client: &Client) -> Result<(), EnvError> {
+    let nodes: Api<Node> = Api::all(client.clone());
+    for (i, name) in NODE_NAMES.iter().enumerate() {
+        let node: Node = serde_json::from_value(serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {
+                "name": name,
+                "annotations": {"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"},
+                "labels": {
+                    "kubernetes.io/hostname": name,
+                    "kubernetes.io/os": "linux",
+                    "kubernetes.io/arch": "amd64",
+                    "type": "kwok",
+                    "topology.kubernetes.io/zone": format!("zone-{}", ["a", "b", "c"][i % 3]),
+                },
+            },
+            "status": {
+                "allocatable": {"cpu": "32", "memory": "256Gi", "pods": "110", "ephemeral-storage": "1Ti"},
+                "capacity": {"cpu": "32", "memory": "256Gi", "pods": "110", "ephemeral-storage": "1Ti"},
+                "nodeInfo": {"architecture": "amd64", "operatingSystem": "linux", "kubeletVersion": "fake"},
+            },
+        }))
+        .map_err(|e| EnvError::Setup(format!("node manifest: {e}")))?;
+        match nodes.create(&PostParams::default(), &node).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(status)) if status.code == 409 => {}
+            Err(e) => return Err(EnvError::Setup(format!("creating node {name}: {e}"))),
+        }
+    }
+    Ok(())
+}
+
+/// The StorageClass whose PersistentVolumeClaims kwok provisions and binds, made the default so
+/// StatefulSets with volume claim templates work as on a real cluster.
+async fn create_storage_class(client: &Client, manifest: &Path) -> Result<(), EnvError> {
+    let text = std::fs::read_to_string(manifest).map_err(|e| EnvError::io(manifest, e))?;
+    let mut class: StorageClass = serde_norway::from_str(&text)
+        .map_err(|e| EnvError::Setup(format!("{}: {e}", manifest.display())))?;
+    class
+        .metadata
+        .annotations
+        .get_or_insert_with(Default::default)
+        .insert(
+            "storageclass.kubernetes.io/is-default-class".into(),
+            "true".into(),
+        );
+    let classes: Api<StorageClass> = Api::all(client.clone());
+    match classes.create(&PostParams::default(), &class).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 409 => Ok(()),
+        Err(e) => Err(EnvError::Setup(format!(
+            "creating the kwok StorageClass: {e}"
+        ))),
+    }
+}
+
+/// Applies the operator's CRDs and waits until the API server serves them.
+pub async fn install_crds(client: &Client, timeout: Duration) -> Result<(), EnvError> {
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let params = PatchParams::apply("exactly-testenv").force();
+    for crd in exactly::crdgen::all() {
+        let name = crd.metadata.name.clone().unwrap_or_default();
+        crds.patch(&name, &params, &Patch::Apply(&crd))
+            .await
+            .map_err(|e| EnvError::Setup(format!("applying CRD {name}: {}", short(&e))))?;
+        let started = Instant::now();
+        loop {
+            let established = crds
+                .get_opt(&name)
+                .await
+                .ok()
+                .flatten()
+                .and_then(|c| c.status)
+                .and_then(|s| s.conditions)
+                .is_some_and(|cs| {
+                    cs.iter()
+                        .any(|c| c.type_ == "Established" && c.status == "True")
+                });
+            if established {
+                break;
+            }
+            if started.elapsed() > timeout {
+                return Err(EnvError::Setup(format!(
+                    "CRD {name} not Established after {timeout:?}"
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    Ok(())
+}
+
+/// The API server's own message for an API error, without the debug dump.
+fn short(error: &kube::Error) -> String {
+    match error {
+        kube::Error::Api(status) => status.message.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Tail of a component log by name, for assertions' messages.
+pub fn component_log_tail(env: &Environment, component: &str, lines: usize) -> String {
+    tail(&env.dir.join(format!("logs/{component}.log")), lines)
+}
