@@ -691,6 +691,14 @@ impl Environment {
         )
     }
 
+    /// Runs another process (the operator, a workload) as part of the environment: its output goes
+    /// to `logs/<name>.log` and it is stopped first at shutdown. Call it from a thread that lives
+    /// as long as the process should (the parent-death signal is tied to the calling thread).
+    pub fn run_process(&self, name: &'static str, command: Command) -> Result<u32, EnvError> {
+        let index = self.spawn(name, command)?;
+        Ok(self.lock_components()[index].pid())
+    }
+
     /// Notes that a test failed, so the logs are kept at shutdown.
     pub fn record_failure(&self, what: &str) {
         self.failures

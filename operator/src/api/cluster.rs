@@ -6,6 +6,8 @@ use serde::{Deserialize, Serialize};
 
 use super::Condition;
 
+// clippy takes the repeated `type_ = ...` of separate printcolumn(...) lists for duplicates.
+#[allow(clippy::duplicated_attributes)]
 /// A Kafka cluster that Topics, Producers and ConsumerGroups refer to by name.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(

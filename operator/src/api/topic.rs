@@ -7,6 +7,8 @@ use serde::{Deserialize, Serialize};
 
 use super::{ClusterRef, Condition};
 
+// clippy takes the repeated `type_ = ...` of separate printcolumn(...) lists for duplicates.
+#[allow(clippy::duplicated_attributes)]
 /// A Kafka topic, created on the referenced cluster with the declared partitions,
 /// replication and configuration.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]

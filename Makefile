@@ -1,0 +1,44 @@
+# exactly — the two commands are `make demo` and `make test`; the rest are their parts.
+# Tools (Kubernetes control plane, etcd, kwok, helm, Kafka) are cached outside the repo in
+# $EXACTLY_TOOLS_DIR (default ~/.cache/exactly), keyed by the versions in tools/versions.env.
+
+CARGO ?= cargo
+DEMO_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help tools build demo env test unit integration lint fmt crds
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+tools: ## install the pinned environment into the cache (seconds when already there)
+	@tools/install.sh
+
+build: ## build the operator and the environment binaries
+	$(CARGO) build -p exactly -p exactly-testenv --bins
+
+demo: tools build ## local control plane + Kafka, the operator, the quick-start example, its status (DEMO_ARGS=--once for one pass)
+	./target/debug/exactly-demo $(DEMO_ARGS)
+
+env: tools build ## start the environment in the foreground and print KUBECONFIG and the Kafka address
+	./target/debug/exactly-env
+
+test: tools ## every test: unit tests, then integration tests on the real environment
+	$(CARGO) test --workspace --lib --bins
+	$(CARGO) test -p exactly-testenv --test integration
+
+unit: ## unit tests only (no environment)
+	$(CARGO) test --workspace --lib --bins
+
+integration: tools ## integration tests only (one shared environment for the run)
+	$(CARGO) test -p exactly-testenv --test integration
+
+lint: ## formatting and clippy, warnings as errors
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fmt: ## format the code
+	$(CARGO) fmt --all
+
+crds: ## regenerate crds/ from the Rust types (a unit test fails when they are stale)
+	$(CARGO) run -q -p exactly -- crds --out-dir crds

@@ -1,0 +1,239 @@
+//! `make demo`: the local environment, the CRDs and the operator installed as a user would, the
+//! quick-start example applied, and what a user looks at to see it worked. Runs until Ctrl-C
+//! (`--once` for a single pass).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use clap::Parser;
+use exactly_testenv::{Environment, Options};
+
+#[derive(Parser)]
+#[command(about = "Run exactly end to end on a local control plane and Kafka broker")]
+struct Args {
+    /// Exit after showing the status instead of running until Ctrl-C.
+    #[arg(long)]
+    once: bool,
+    /// The operator binary (default: `exactly` next to this binary).
+    #[arg(long, env = "EXACTLY_OPERATOR_BIN")]
+    operator: Option<PathBuf>,
+    /// The repository root (for crds/ and examples/).
+    #[arg(long, default_value = ".")]
+    repo: PathBuf,
+    /// Namespace the example goes into.
+    #[arg(long, default_value = "demo")]
+    namespace: String,
+}
+
+type Error = Box<dyn std::error::Error>;
+
+fn step(text: &str) {
+    println!("\n==> {text}");
+}
+
+/// Runs a command the way a user would type it, showing it first; fails on a non-zero exit.
+fn show(
+    env: &Environment,
+    program: &Path,
+    args: &[&str],
+    stdin: Option<&str>,
+) -> Result<String, Error> {
+    let name = program
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    println!("$ {name} {}", args.join(" "));
+    let mut child = Command::new(program)
+        .args(args)
+        .env("KUBECONFIG", &env.kubeconfig)
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        use std::io::Write;
+        pipe.write_all(text.as_bytes())?;
+    }
+    let output = child.wait_with_output()?;
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    print!("{stdout}");
+    if !output.status.success() {
+        return Err(format!(
+            "{name} failed ({}): {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        )
+        .into());
+    }
+    Ok(stdout)
+}
+
+fn main() {
+    if let Err(e) = run(Args::parse()) {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn run(args: Args) -> Result<(), Error> {
+    let operator = match args.operator.clone() {
+        Some(path) => path,
+        None => std::env::current_exe()?.with_file_name("exactly"),
+    };
+    if !operator.exists() {
+        return Err(format!(
+            "operator binary {} not found: run `cargo build -p exactly` (make demo does)",
+            operator.display()
+        )
+        .into());
+    }
+
+    step(
+        "Starting a local Kubernetes control plane (etcd, kube-apiserver, controller manager, scheduler, kwok nodes) and a Kafka broker",
+    );
+    let env = Environment::start(Options {
+        install_crds: false,
+        ..Options::default()
+    })?;
+    let result = demo(&env, &args, &operator);
+    if result.is_err() {
+        env.record_failure("demo");
+    }
+    env.shutdown();
+    result
+}
+
+fn demo(env: &Environment, args: &Args, operator: &Path) -> Result<(), Error> {
+    let kubectl = env.tools.kubectl.clone();
+    let ns = args.namespace.as_str();
+
+    step("Installing the CRDs");
+    let crds = args.repo.join("crds");
+    show(
+        env,
+        &kubectl,
+        &["apply", "--server-side", "-f", &crds.to_string_lossy()],
+        None,
+    )?;
+    show(
+        env,
+        &kubectl,
+        &[
+            "wait",
+            "--for=condition=Established",
+            "crd",
+            "--all",
+            "--timeout=60s",
+        ],
+        None,
+    )?;
+
+    step("Starting the operator");
+    let mut command = Command::new(operator);
+    command
+        .arg("run")
+        .env("KUBECONFIG", &env.kubeconfig)
+        .env("RUST_LOG", "info");
+    let pid = env.run_process("operator", command)?;
+    println!(
+        "exactly run (pid {pid}), log: {}",
+        env.dir.join("logs/operator.log").display()
+    );
+
+    step(&format!(
+        "Applying examples/quickstart.yaml in namespace {ns}, pointed at the local broker {}",
+        env.bootstrap_servers
+    ));
+    show(env, &kubectl, &["create", "namespace", ns], None)?;
+    let example = std::fs::read_to_string(args.repo.join("examples/quickstart.yaml"))?;
+    let example = example.replace("kafka-bootstrap.kafka.svc:9092", &env.bootstrap_servers);
+    show(
+        env,
+        &kubectl,
+        &["apply", "-n", ns, "-f", "-"],
+        Some(&example),
+    )?;
+
+    step("Waiting for the Topic to be Ready");
+    show(
+        env,
+        &kubectl,
+        &[
+            "wait",
+            "-n",
+            ns,
+            "--for=condition=Ready",
+            "topic/orders",
+            "--timeout=90s",
+        ],
+        None,
+    )?;
+
+    step("What a user looks at");
+    show(
+        env,
+        &kubectl,
+        &["get", "exactly", "-n", ns, "-o", "wide"],
+        None,
+    )?;
+    show(
+        env,
+        &kubectl,
+        &[
+            "get",
+            "topic",
+            "orders",
+            "-n",
+            ns,
+            "-o",
+            "jsonpath={range .status.conditions[*]}{.type}={.status} ({.reason}) {.message}{\"\\n\"}{end}",
+        ],
+        None,
+    )?;
+
+    step("The same topic, as Kafka's own tools see it");
+    let classpath = env.tools.kafka_classpath();
+    show(
+        env,
+        Path::new("java"),
+        &[
+            "-cp",
+            &classpath,
+            "org.apache.kafka.tools.TopicCommand",
+            "--bootstrap-server",
+            &env.bootstrap_servers,
+            "--describe",
+            "--topic",
+            "orders",
+        ],
+        None,
+    )?;
+
+    if args.once {
+        step("Done (--once): stopping everything");
+        return Ok(());
+    }
+    step("Running. In another shell:");
+    println!("{}", env.shell_exports());
+    println!(
+        "kubectl get exactly -n {ns}\nOperator log: {}\nCtrl-C stops everything.",
+        env.dir.join("logs/operator.log").display()
+    );
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {},
+            _ = term.recv() => {},
+        }
+        Ok::<_, std::io::Error>(())
+    })?;
+    step("Stopping");
+    Ok(())
+}

@@ -1,0 +1,7 @@
+//! Integration tests on the real environment (one per test binary, shared; each test in its own
+//! namespace). Run with `make test`, or one test with
+//! `cargo test -p exactly-testenv --test integration -- topic::grows`.
+
+mod environment;
+mod support;
+mod topic;
