@@ -388,6 +388,21 @@ impl Environment {
         &self,
         index: usize,
         timeout: Duration,
+        probe: impl FnMut() -> Result<bool, String>,
+    ) -> Result<(), EnvError> {
+        self.wait(index, timeout, false, probe)
+    }
+
+    /// Waits for a one-shot command to exit successfully.
+    fn wait_for_exit(&self, index: usize, timeout: Duration) -> Result<(), EnvError> {
+        self.wait(index, timeout, true, || Ok(false))
+    }
+
+    fn wait(
+        &self,
+        index: usize,
+        timeout: Duration,
+        one_shot: bool,
         mut probe: impl FnMut() -> Result<bool, String>,
     ) -> Result<(), EnvError> {
         let started = Instant::now();
@@ -396,13 +411,17 @@ impl Environment {
             {
                 let mut components = self.lock_components();
                 let component = &mut components[index];
-                if let Some(status) = component.exit_status() {
-                    return Err(EnvError::Exited {
-                        component: component.name,
-                        status,
-                        log: component.log.clone(),
-                        tail: component.log_tail(30),
-                    });
+                match component.exited() {
+                    Some((true, _)) if one_shot => return Ok(()),
+                    Some((_, status)) => {
+                        return Err(EnvError::Exited {
+                            component: component.name,
+                            status,
+                            log: component.log.clone(),
+                            tail: component.log_tail(30),
+                        });
+                    }
+                    None => {}
                 }
             }
             match probe() {
@@ -421,7 +440,7 @@ impl Environment {
                     tail: component.log_tail(30),
                 });
             }
-            std::thread::sleep(Duration::from_millis(250));
+            std::thread::sleep(Duration::from_millis(if one_shot { 100 } else { 250 }));
         }
         let components = self.lock_components();
         log(format!(
@@ -431,37 +450,6 @@ impl Environment {
             components[index].pid()
         ));
         Ok(())
-    }
-
-    /// Waits for a one-shot command to succeed.
-    fn wait_for_exit(&self, index: usize, timeout: Duration) -> Result<(), EnvError> {
-        let started = Instant::now();
-        loop {
-            let mut components = self.lock_components();
-            let component = &mut components[index];
-            if let Some(status) = component.exit_status() {
-                if status == "exit status: 0" {
-                    return Ok(());
-                }
-                return Err(EnvError::Exited {
-                    component: component.name,
-                    status,
-                    log: component.log.clone(),
-                    tail: component.log_tail(30),
-                });
-            }
-            if started.elapsed() > timeout {
-                return Err(EnvError::NotReady {
-                    component: component.name,
-                    waited: timeout,
-                    last_error: "still running".into(),
-                    log: component.log.clone(),
-                    tail: component.log_tail(30),
-                });
-            }
-            drop(components);
-            std::thread::sleep(Duration::from_millis(100));
-        }
     }
 
     fn etcd_command(&self) -> Command {

@@ -147,7 +147,22 @@ impl Environment {
     }
 }
 
-/// Polls `check` until it returns `Some`, or panics after `timeout` with `what` and the last
+/// Blocks until Ctrl-C or SIGTERM (for the foreground binaries).
+pub fn wait_for_stop_signal() -> std::io::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {},
+            _ = term.recv() => {},
+        }
+        Ok(())
+    })
+}
+
+/// Polls `check` until it returns `Ok`, or panics after `timeout` with `what` and the last
 /// value seen. Tests wait on real outcomes with this, never on sleeps.
 pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
 where

@@ -60,12 +60,12 @@ impl Component {
         self.child.id()
     }
 
-    /// `Some(description)` once the process has exited.
-    pub fn exit_status(&mut self) -> Option<String> {
+    /// `Some((succeeded, description))` once the process has exited.
+    pub fn exited(&mut self) -> Option<(bool, String)> {
         match self.child.try_wait() {
-            Ok(Some(status)) => Some(status.to_string()),
+            Ok(Some(status)) => Some((status.success(), status.to_string())),
             Ok(None) => None,
-            Err(e) => Some(format!("unknown ({e})")),
+            Err(e) => Some((false, format!("unknown ({e})"))),
         }
     }
 
@@ -93,7 +93,7 @@ impl Component {
     /// Waits until `deadline` for the process to exit, then kills it; reaps it in every case.
     pub fn wait_or_kill(&mut self, deadline: Instant) {
         while Instant::now() < deadline {
-            if self.exit_status().is_some() {
+            if self.exited().is_some() {
                 return;
             }
             std::thread::sleep(Duration::from_millis(50));

@@ -85,8 +85,8 @@ pub enum TopicOutcome {
     InSync(TopicDescription),
     /// `spec.clusterRef` names no KafkaCluster.
     ClusterNotFound { cluster: String },
-    /// The brokers did not answer; we retry.
-    KafkaUnreachable(KafkaError),
+    /// The brokers did not answer, or not yet as expected; we retry.
+    Retrying(KafkaError),
     /// The broker refused what the spec asks (bad config, replication above broker count...).
     Refused(KafkaError),
     /// The spec asks for something Kafka cannot do; the topic is left as it is.
@@ -132,7 +132,7 @@ pub fn topic_status(
             cond(types::RECONCILING, True, "WaitingForCluster", String::new()),
             cond(types::STALLED, False, "WaitingForCluster", String::new()),
         ),
-        TopicOutcome::KafkaUnreachable(error) => (
+        TopicOutcome::Retrying(error) => (
             cond(
                 types::READY,
                 False,
@@ -179,7 +179,7 @@ async fn converge(topic: &Topic, namespace: &str, ctx: &Context) -> TopicOutcome
         }
         Err(e) => {
             // The API server is what failed here, not Kafka; report it as a retryable wait.
-            return TopicOutcome::KafkaUnreachable(KafkaError::Interrupted(format!(
+            return TopicOutcome::Retrying(KafkaError::Interrupted(format!(
                 "reading KafkaCluster '{cluster_name}': {e}"
             )));
         }
@@ -193,7 +193,7 @@ async fn converge(topic: &Topic, namespace: &str, ctx: &Context) -> TopicOutcome
     let observed = match admin.describe_topic(&name).await {
         Ok(observed) => observed,
         Err(e @ KafkaError::Refused { .. }) => return TopicOutcome::Refused(e),
-        Err(e) => return TopicOutcome::KafkaUnreachable(e),
+        Err(e) => return TopicOutcome::Retrying(e),
     };
     let result = match plan_topic_change(topic, observed.as_ref()) {
         TopicChange::None => Ok(()),
@@ -243,16 +243,33 @@ async fn converge(topic: &Topic, namespace: &str, ctx: &Context) -> TopicOutcome
     if let Err(e) = result {
         return match e {
             KafkaError::Refused { .. } => TopicOutcome::Refused(e),
-            other => TopicOutcome::KafkaUnreachable(other),
+            other => TopicOutcome::Retrying(other),
         };
     }
-    match admin.describe_topic(&name).await {
-        Ok(Some(observed)) => TopicOutcome::InSync(observed),
-        // Metadata can lag a moment behind a create; the next pass settles it.
-        Ok(None) => TopicOutcome::KafkaUnreachable(KafkaError::Interrupted(format!(
-            "topic '{name}' not yet visible in the cluster metadata"
-        ))),
-        Err(e) => TopicOutcome::KafkaUnreachable(e),
+    // Metadata can lag a moment behind a create or a partition change: look again briefly
+    // rather than report a transient failure.
+    let want = topic.spec.partitions;
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        match admin.describe_topic(&name).await {
+            Ok(Some(observed)) if observed.partitions >= want => {
+                return TopicOutcome::InSync(observed);
+            }
+            Ok(Some(observed)) if attempts >= 10 => {
+                return TopicOutcome::Retrying(KafkaError::Interrupted(format!(
+                    "topic '{name}' shows {} partitions of {want} in the cluster metadata",
+                    observed.partitions
+                )));
+            }
+            Ok(None) if attempts >= 10 => {
+                return TopicOutcome::Retrying(KafkaError::Interrupted(format!(
+                    "topic '{name}' not yet visible in the cluster metadata"
+                )));
+            }
+            Ok(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+            Err(e) => return TopicOutcome::Retrying(e),
+        }
     }
 }
 
@@ -267,7 +284,7 @@ pub async fn reconcile(topic: Arc<Topic>, ctx: Arc<Context>) -> Result<Action> {
         TopicOutcome::InSync(_) | TopicOutcome::NotSupported { .. } | TopicOutcome::Refused(_) => {
             RESYNC
         }
-        TopicOutcome::ClusterNotFound { .. } | TopicOutcome::KafkaUnreachable(_) => RETRY,
+        TopicOutcome::ClusterNotFound { .. } | TopicOutcome::Retrying(_) => RETRY,
     };
     let status = topic_status(topic.meta().generation, topic.status.as_ref(), &outcome);
     if topic.status.as_ref() != Some(&status) {
@@ -286,7 +303,7 @@ pub async fn reconcile(topic: Arc<Topic>, ctx: Arc<Context>) -> Result<Action> {
             .await?;
         debug!(topic = %name, ?outcome, "status updated");
     }
-    if let TopicOutcome::KafkaUnreachable(e) | TopicOutcome::Refused(e) = &outcome {
+    if let TopicOutcome::Retrying(e) | TopicOutcome::Refused(e) = &outcome {
         warn!(topic = %name, namespace = %namespace, error = %e, "topic not reconciled");
     }
     Ok(Action::requeue(requeue))

@@ -223,17 +223,7 @@ fn demo(env: &Environment, args: &Args, operator: &Path) -> Result<(), Error> {
         "kubectl get exactly -n {ns}\nOperator log: {}\nCtrl-C stops everything.",
         env.dir.join("logs/operator.log").display()
     );
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    runtime.block_on(async {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {},
-            _ = term.recv() => {},
-        }
-        Ok::<_, std::io::Error>(())
-    })?;
+    exactly_testenv::wait_for_stop_signal()?;
     step("Stopping");
     Ok(())
 }

@@ -50,17 +50,7 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         env.dir.display()
     );
 
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    runtime.block_on(async {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {},
-            _ = term.recv() => {},
-        }
-        Ok::<_, std::io::Error>(())
-    })?;
+    exactly_testenv::wait_for_stop_signal()?;
     eprintln!("stopping...");
     env.shutdown();
     if let Some(path) = &args.env_file {
