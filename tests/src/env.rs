@@ -582,8 +582,7 @@ impl Environment {
             .arg("format")
             .arg("--standalone")
             .arg("--ignore-formatted")
-            .arg("--cluster-id")
-            .arg(kafka_cluster_id())
+            .arg(format!("--cluster-id={}", kafka_cluster_id()))
             .arg("--config")
             .arg(self.dir.join("kafka.properties"));
         c
@@ -764,12 +763,18 @@ logger.state.name = state.change.logger
 logger.state.level = WARN
 ";
 
-/// A fixed-format cluster id: 16 random bytes, base64url without padding (22 characters).
+/// A cluster id in Kafka's format: 22 characters of base64url. Like Kafka's own
+/// `Uuid.randomUuid`, never starting with `-`, which command lines would take for an option.
 fn kafka_cluster_id() -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let bits = (u128::from(random_u64()) << 64) | u128::from(random_u64());
     (0..22)
-        .map(|i| ALPHABET[((bits >> (i * 6)) & 63) as usize] as char)
+        .map(|i| {
+            let index = ((bits >> (i * 6)) & 63) as usize;
+            // The first character comes from the 62 alphanumerics only.
+            let index = if i == 0 { index % 62 } else { index };
+            ALPHABET[index] as char
+        })
         .collect()
 }
 
@@ -935,4 +940,36 @@ fn short(error: &kube::Error) -> String {
 /// Tail of a component log by name, for assertions' messages.
 pub fn component_log_tail(env: &Environment, component: &str, lines: usize) -> String {
     tail(&env.dir.join(format!("logs/{component}.log")), lines)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kafka_cluster_ids_have_kafkas_format_and_never_start_with_a_dash() {
+        for _ in 0..2000 {
+            let id = kafka_cluster_id();
+            assert_eq!(id.len(), 22, "{id}");
+            assert!(
+                id.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'),
+                "{id}"
+            );
+            assert!(id.starts_with(|c: char| c.is_ascii_alphanumeric()), "{id}");
+        }
+    }
+
+    #[test]
+    fn kafka_version_is_read_from_the_broker_log_line() {
+        let dir = std::env::temp_dir().join(format!("exactly-version-test-{}", random_u64()));
+        let _ = std::fs::create_dir_all(&dir);
+        let log = dir.join("kafka.log");
+        let _ = std::fs::write(
+            &log,
+            "[x] INFO Kafka version: 4.3.1 (org.apache.kafka.common.utils.AppInfoParser)\n",
+        );
+        assert_eq!(kafka_version_from_log(&log).as_deref(), Some("4.3.1"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
