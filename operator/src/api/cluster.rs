@@ -24,10 +24,17 @@ use super::Condition;
         type_ = "string",
         json_path = ".spec.external.bootstrapServers"
     ),
+    printcolumn(name = "Brokers", type_ = "integer", json_path = ".status.brokers"),
     printcolumn(
         name = "Ready",
         type_ = "string",
         json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Cluster ID",
+        type_ = "string",
+        json_path = ".status.clusterId",
+        priority = 1
     ),
     printcolumn(
         name = "Age",
@@ -67,4 +74,12 @@ pub struct KafkaClusterStatus {
     /// Current conditions (kstatus style): `Ready` says whether the brokers answer.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+
+    /// The id Kafka gave the cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_id: Option<String>,
+
+    /// Brokers the cluster reported when last reached.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub brokers: Option<i32>,
 }

@@ -1,5 +1,6 @@
 //! The controllers, one module per kind, and what they share.
 
+pub mod cluster;
 pub mod topic;
 
 use std::future::Future;
@@ -54,8 +55,8 @@ where
     }
 }
 
-fn error_policy(topic: Arc<Topic>, error: &Error, _ctx: Arc<Context>) -> Action {
-    warn!(topic = %topic.name_any(), reason = error.reason(), %error, "reconcile failed");
+fn error_policy<K: ResourceExt>(object: Arc<K>, error: &Error, _ctx: Arc<Context>) -> Action {
+    warn!(name = %object.name_any(), namespace = object.namespace().unwrap_or_default(), reason = error.reason(), %error, "reconcile failed");
     Action::requeue(std::time::Duration::from_secs(10))
 }
 
@@ -71,8 +72,18 @@ pub async fn run(
     });
     let namespace = options.namespace.as_deref();
     let watch = watcher::Config::default().any_semantic();
-    let topics = Controller::new(api::<Topic>(&client, namespace), watch.clone())
-        .with_config(ControllerConfig::default().concurrency(options.concurrency));
+    let config = ControllerConfig::default().concurrency(options.concurrency);
+    // Both controllers stop on the same signal.
+    let shutdown = futures::future::FutureExt::shared(Box::pin(shutdown));
+
+    let clusters = Controller::new(api::<KafkaCluster>(&client, namespace), watch.clone())
+        .with_config(config.clone())
+        .graceful_shutdown_on(shutdown.clone())
+        .run(cluster::reconcile, error_policy, ctx.clone())
+        .for_each(|_| futures::future::ready(()));
+
+    let topics =
+        Controller::new(api::<Topic>(&client, namespace), watch.clone()).with_config(config);
     // A KafkaCluster appearing or changing wakes the Topics that refer to it.
     let topic_store = topics.store();
     let topics = topics
@@ -92,15 +103,15 @@ pub async fn run(
                     .collect::<Vec<_>>()
             },
         )
-        .graceful_shutdown_on(shutdown);
+        .graceful_shutdown_on(shutdown)
+        .run(topic::reconcile, error_policy, ctx)
+        .for_each(|_| futures::future::ready(()));
+
     info!(
         namespace = namespace.unwrap_or("<all>"),
         concurrency = options.concurrency,
         "controllers started"
     );
-    topics
-        .run(topic::reconcile, error_policy, ctx)
-        .for_each(|_| futures::future::ready(()))
-        .await;
+    futures::future::join(clusters, topics).await;
     info!("controllers stopped");
 }

@@ -64,6 +64,13 @@ pub struct TopicDescription {
     pub replication_factor: i32,
 }
 
+/// A cluster as its brokers report it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClusterDescription {
+    pub cluster_id: Option<String>,
+    pub brokers: i32,
+}
+
 /// A topic to create.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NewTopicRequest {
@@ -129,6 +136,27 @@ impl KafkaAdmin {
             bootstrap: self.bootstrap.clone(),
             source,
         }
+    }
+
+    /// The cluster id and how many brokers the cluster has.
+    pub async fn describe_cluster(&self) -> Result<ClusterDescription, KafkaError> {
+        let admin = self.admin.clone();
+        let described = tokio::task::spawn_blocking(move || {
+            // Metadata for one topic still lists every broker, without the cost of describing
+            // every topic of a large cluster.
+            let metadata = admin
+                .inner()
+                .fetch_metadata(Some("__consumer_offsets"), REQUEST_TIMEOUT)?;
+            let cluster_id = admin.inner().fetch_cluster_id(REQUEST_TIMEOUT);
+            Ok::<_, RdKafkaError>((metadata.brokers().len(), cluster_id))
+        })
+        .await
+        .map_err(|e| KafkaError::Interrupted(e.to_string()))?;
+        let (brokers, cluster_id) = described.map_err(|e| self.unreachable(e))?;
+        Ok(ClusterDescription {
+            cluster_id,
+            brokers: i32::try_from(brokers).unwrap_or(i32::MAX),
+        })
     }
 
     /// Partitions and replication of `name`, or `None` when the topic does not exist.
