@@ -4,13 +4,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
-use serde_json::json;
 use tracing::{info, warn};
 
-use super::{Context, FIELD_MANAGER};
+use super::Context;
 use crate::api::conditions::{self, types};
 use crate::api::{Condition, ConditionStatus, KafkaCluster, KafkaClusterStatus};
 use crate::kafka::{ClusterDescription, KafkaError};
@@ -80,20 +78,14 @@ pub async fn reconcile(cluster: Arc<KafkaCluster>, ctx: Arc<Context>) -> Result<
         cluster.status.as_ref(),
         &described,
     );
-    if cluster.status.as_ref() != Some(&status) {
-        let clusters: Api<KafkaCluster> = Api::namespaced(ctx.client.clone(), &namespace);
-        let patch = json!({
-            "apiVersion": KafkaCluster::api_version(&()),
-            "kind": KafkaCluster::kind(&()),
-            "status": status,
-        });
-        clusters
-            .patch_status(
-                &name,
-                &PatchParams::apply(FIELD_MANAGER).force(),
-                &Patch::Apply(patch),
-            )
-            .await?;
+    if super::apply_status(
+        &ctx.client,
+        cluster.as_ref(),
+        cluster.status.as_ref(),
+        &status,
+    )
+    .await?
+    {
         match &described {
             Ok(c) => info!(cluster = %name, brokers = c.brokers, "cluster reachable"),
             Err(e) => {

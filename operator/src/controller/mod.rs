@@ -55,6 +55,43 @@ where
     }
 }
 
+/// Writes `status` by server-side apply with the operator's field manager, unless it equals
+/// `current`: an unchanged status is never written (DESIGN §4). Returns whether it wrote.
+pub async fn apply_status<K>(
+    client: &Client,
+    object: &K,
+    current: Option<&K::Status>,
+    status: &K::Status,
+) -> crate::Result<bool>
+where
+    K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + kube::core::object::HasStatus
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+    K::Status: PartialEq + serde::Serialize,
+{
+    if current == Some(status) {
+        return Ok(false);
+    }
+    let namespace = object
+        .namespace()
+        .ok_or(Error::MissingObjectKey("metadata.namespace"))?;
+    let api: Api<K> = Api::namespaced(client.clone(), &namespace);
+    let patch = serde_json::json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "status": status,
+    });
+    api.patch_status(
+        &object.name_any(),
+        &kube::api::PatchParams::apply(FIELD_MANAGER).force(),
+        &kube::api::Patch::Apply(patch),
+    )
+    .await?;
+    Ok(true)
+}
+
 fn error_policy<K: ResourceExt>(object: Arc<K>, error: &Error, _ctx: Arc<Context>) -> Action {
     warn!(name = %object.name_any(), namespace = object.namespace().unwrap_or_default(), reason = error.reason(), %error, "reconcile failed");
     Action::requeue(std::time::Duration::from_secs(10))

@@ -6,13 +6,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::Api;
 use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
-use serde_json::json;
 use tracing::{debug, info, warn};
 
-use super::{Context, FIELD_MANAGER};
+use super::Context;
 use crate::api::conditions::{self, types};
 use crate::api::{Condition, ConditionStatus, KafkaCluster, Topic, TopicStatus};
 use crate::kafka::{CreateOutcome, KafkaError, NewTopicRequest, TopicDescription};
@@ -287,20 +286,7 @@ pub async fn reconcile(topic: Arc<Topic>, ctx: Arc<Context>) -> Result<Action> {
         TopicOutcome::ClusterNotFound { .. } | TopicOutcome::Retrying(_) => RETRY,
     };
     let status = topic_status(topic.meta().generation, topic.status.as_ref(), &outcome);
-    if topic.status.as_ref() != Some(&status) {
-        let topics: Api<Topic> = Api::namespaced(ctx.client.clone(), &namespace);
-        let patch = json!({
-            "apiVersion": Topic::api_version(&()),
-            "kind": Topic::kind(&()),
-            "status": status,
-        });
-        topics
-            .patch_status(
-                &name,
-                &PatchParams::apply(FIELD_MANAGER).force(),
-                &Patch::Apply(patch),
-            )
-            .await?;
+    if super::apply_status(&ctx.client, topic.as_ref(), topic.status.as_ref(), &status).await? {
         debug!(topic = %name, ?outcome, "status updated");
     }
     if let TopicOutcome::Retrying(e) | TopicOutcome::Refused(e) = &outcome {

@@ -7,7 +7,7 @@ use exactly::api::conditions::{self, types};
 use exactly_testenv::{eventually, shared};
 use kube::api::{Api, PostParams};
 
-use crate::support::{kafka_admin, run_operator};
+use crate::support::{create_cluster, kafka_admin, run_operator};
 
 #[tokio::test]
 async fn external_cluster_is_reported_ready_with_its_id_and_broker_count() {
@@ -15,18 +15,8 @@ async fn external_cluster_is_reported_ready_with_its_id_and_broker_count() {
     let ns = env.namespace("cluster-ready").await;
     let client = env.client().await.unwrap_or_else(|e| panic!("{e}"));
     run_operator(client.clone(), &ns.name);
+    create_cluster(&client, &ns, env).await;
     let clusters: Api<KafkaCluster> = Api::namespaced(client, &ns.name);
-    let cluster: KafkaCluster = serde_json::from_value(serde_json::json!({
-        "apiVersion": "exactly.dev/v1alpha1",
-        "kind": "KafkaCluster",
-        "metadata": {"name": "local"},
-        "spec": {"external": {"bootstrapServers": env.bootstrap_servers}},
-    }))
-    .unwrap_or_else(|e| panic!("manifest: {e}"));
-    clusters
-        .create(&PostParams::default(), &cluster)
-        .await
-        .unwrap_or_else(|e| panic!("create: {e}"));
 
     let status = eventually(
         "KafkaCluster to be Ready",

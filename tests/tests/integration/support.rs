@@ -3,10 +3,11 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use exactly::api::Topic;
 use exactly::api::conditions;
-use exactly_testenv::Environment;
+use exactly::api::{KafkaCluster, Topic};
+use exactly_testenv::{Environment, TestNamespace};
 use kube::Client;
+use kube::api::{Api, PostParams};
 use rdkafka::admin::{AdminClient, AdminOptions, ConfigSource, ResourceSpecifier};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
@@ -74,4 +75,20 @@ pub fn ready_of(topic: &Topic) -> Option<(String, String, Option<i64>)> {
         ready.reason.clone(),
         ready.observed_generation,
     ))
+}
+
+/// Creates the KafkaCluster `local` in the test's namespace, pointing at the environment's broker.
+pub async fn create_cluster(client: &Client, ns: &TestNamespace, env: &Environment) {
+    let clusters: Api<KafkaCluster> = Api::namespaced(client.clone(), &ns.name);
+    let cluster: KafkaCluster = serde_json::from_value(serde_json::json!({
+        "apiVersion": "exactly.dev/v1alpha1",
+        "kind": "KafkaCluster",
+        "metadata": {"name": "local"},
+        "spec": {"external": {"bootstrapServers": env.bootstrap_servers}},
+    }))
+    .unwrap_or_else(|e| panic!("cluster manifest: {e}"));
+    clusters
+        .create(&PostParams::default(), &cluster)
+        .await
+        .unwrap_or_else(|e| panic!("create cluster: {e}"));
 }

@@ -2,29 +2,16 @@
 
 use std::time::Duration;
 
-use exactly::api::{KafkaCluster, Topic};
-use exactly_testenv::{Environment, TestNamespace, eventually, shared};
+use exactly::api::Topic;
+use exactly_testenv::{TestNamespace, eventually, shared};
 use kube::Client;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 
-use crate::support::{broker_partitions, broker_topic_config, ready_of, run_operator};
+use crate::support::{
+    broker_partitions, broker_topic_config, create_cluster, ready_of, run_operator,
+};
 
 const TIMEOUT: Duration = Duration::from_secs(60);
-
-async fn create_cluster(client: &Client, ns: &TestNamespace, env: &Environment) {
-    let clusters: Api<KafkaCluster> = Api::namespaced(client.clone(), &ns.name);
-    let cluster: KafkaCluster = serde_json::from_value(serde_json::json!({
-        "apiVersion": "exactly.dev/v1alpha1",
-        "kind": "KafkaCluster",
-        "metadata": {"name": "local"},
-        "spec": {"external": {"bootstrapServers": env.bootstrap_servers}},
-    }))
-    .unwrap_or_else(|e| panic!("cluster manifest: {e}"));
-    clusters
-        .create(&PostParams::default(), &cluster)
-        .await
-        .unwrap_or_else(|e| panic!("create cluster: {e}"));
-}
 
 async fn create_topic(
     client: &Client,
