@@ -4,11 +4,16 @@
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
 
-use crate::api::{KafkaCluster, Topic};
+use crate::api::{ConsumerGroup, KafkaCluster, Producer, Topic};
 
 /// Every CRD the operator serves.
 pub fn all() -> Vec<CustomResourceDefinition> {
-    vec![KafkaCluster::crd(), Topic::crd()]
+    vec![
+        KafkaCluster::crd(),
+        Topic::crd(),
+        Producer::crd(),
+        ConsumerGroup::crd(),
+    ]
 }
 
 /// File name for a CRD: `<plural>.<group>.yaml`, as `kubectl get crd` names it.

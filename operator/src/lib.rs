@@ -8,7 +8,9 @@
 pub mod api;
 pub mod controller;
 pub mod crdgen;
+pub mod http;
 pub mod kafka;
+pub mod metrics;
 
 mod error;
 pub use error::{Error, Result};

@@ -29,6 +29,13 @@ enum Command {
         /// Log format.
         #[arg(long, env = "EXACTLY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
         log_format: LogFormat,
+        /// How often delivery figures (lag, transactions) are refreshed, e.g. `30s`, `2m`. One
+        /// observation of a cluster per interval serves every resource on it.
+        #[arg(long, env = "EXACTLY_REFRESH_INTERVAL", default_value = "30s", value_parser = parse_interval)]
+        refresh_interval: std::time::Duration,
+        /// Address of the /metrics, /healthz and /readyz endpoint; `off` disables it.
+        #[arg(long, env = "EXACTLY_METRICS_ADDR", default_value = "0.0.0.0:8080")]
+        metrics_addr: String,
     },
     /// Print the CustomResourceDefinitions as YAML, or write one file per CRD into a directory.
     Crds {
@@ -41,6 +48,14 @@ enum Command {
 enum LogFormat {
     Text,
     Json,
+}
+
+fn parse_interval(text: &str) -> Result<std::time::Duration, String> {
+    exactly::controller::producer_config::parse_duration_ms(text)
+        .and_then(|ms| u64::try_from(ms).ok())
+        .filter(|ms| *ms >= 1000)
+        .map(std::time::Duration::from_millis)
+        .ok_or_else(|| format!("'{text}' is not a duration of at least 1s (e.g. 30s, 2m)"))
 }
 
 fn init_logging(format: LogFormat) {
@@ -97,12 +112,23 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             namespace,
             concurrency,
             log_format,
+            refresh_interval,
+            metrics_addr,
         } => {
             init_logging(log_format);
+            let metrics = std::sync::Arc::new(exactly::metrics::Metrics::default());
+            if metrics_addr != "off" {
+                let address = metrics_addr
+                    .parse()
+                    .map_err(|e| format!("--metrics-addr '{metrics_addr}': {e}"))?;
+                exactly::http::serve(address, metrics.clone()).await?;
+            }
             let client = kube::Client::try_default().await?;
             let options = exactly::controller::Options {
                 namespace,
                 concurrency,
+                refresh_interval,
+                metrics,
             };
             exactly::controller::run(client, options, shutdown_signal()).await;
             Ok(())

@@ -31,6 +31,11 @@ use super::Condition;
         json_path = ".status.conditions[?(@.type==\"Ready\")].status"
     ),
     printcolumn(
+        name = "EOS",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"ExactlyOnceReady\")].status"
+    ),
+    printcolumn(
         name = "Cluster ID",
         type_ = "string",
         json_path = ".status.clusterId",
@@ -62,6 +67,51 @@ pub struct ExternalCluster {
         length(min = 3, max = 4096)
     )]
     pub bootstrap_servers: String,
+
+    /// A Secret (same namespace) with the client security settings as Kafka client properties:
+    /// `security.protocol`, `sasl.mechanism`, `sasl.username`, `sasl.password`, `ssl.ca.pem`.
+    /// Without it the operator connects in plaintext. Only `security.protocol: PLAINTEXT` is
+    /// supported so far: other protocols are reported as `NotSupported` rather than tried.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_ref: Option<SecretRef>,
+}
+
+/// A reference to a Secret in the same namespace.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct SecretRef {
+    /// Name of the Secret.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+}
+
+/// The broker settings exactly-once depends on, as the brokers report them.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ExactlyOnceSettings {
+    /// `transaction.state.log.replication.factor`: copies of the transaction log.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transaction_state_log_replication_factor: Option<i64>,
+    /// `transaction.state.log.min.isr`: copies a transaction state change needs to commit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transaction_state_log_min_isr: Option<i64>,
+    /// `offsets.topic.replication.factor`: copies of committed consumer offsets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offsets_topic_replication_factor: Option<i64>,
+    /// `default.replication.factor`: replication of topics created without one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_replication_factor: Option<i64>,
+    /// `min.insync.replicas` (broker default for topics that do not set it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_insync_replicas: Option<i64>,
+    /// `unclean.leader.election.enable`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unclean_leader_election_enable: Option<bool>,
+    /// `transaction.max.timeout.ms`: the longest transaction timeout a producer may ask for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transaction_max_timeout_ms: Option<i64>,
+    /// The finalized `transaction.version` feature (2 = KIP-890 server-side defense).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transaction_version: Option<i32>,
 }
 
 /// Observed state of a KafkaCluster.
@@ -71,7 +121,8 @@ pub struct KafkaClusterStatus {
     /// The generation of the spec this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// Current conditions (kstatus style): `Ready` says whether the brokers answer.
+    /// Current conditions (kstatus style): `Ready` says whether the brokers answer,
+    /// `ExactlyOnceReady` whether their settings meet every exactly-once rule (naming those failed).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
 
@@ -82,4 +133,12 @@ pub struct KafkaClusterStatus {
     /// Brokers the cluster reported when last reached.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub brokers: Option<i32>,
+
+    /// The broker settings exactly-once depends on; `ExactlyOnceReady` judges them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exactly_once: Option<ExactlyOnceSettings>,
+
+    /// The exactly-once rules the cluster fails (empty when `ExactlyOnceReady` is `True`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failed_rules: Vec<String>,
 }

@@ -3,11 +3,24 @@
 
 pub mod cluster;
 pub mod conditions;
+pub mod group;
+pub mod producer;
 pub mod topic;
 
-pub use cluster::{ExternalCluster, KafkaCluster, KafkaClusterSpec, KafkaClusterStatus};
+pub use cluster::{
+    ExactlyOnceSettings, ExternalCluster, KafkaCluster, KafkaClusterSpec, KafkaClusterStatus,
+    SecretRef,
+};
 pub use conditions::{Condition, ConditionStatus};
-pub use topic::{Topic, TopicSpec, TopicStatus};
+pub use group::{
+    ConsumerGroup, ConsumerGroupSpec, ConsumerGroupStatus, GroupMember, Isolation, LagObjective,
+    OffsetReset, OffsetResetOutcome, PartitionLag, ResetTarget,
+};
+pub use producer::{
+    AbortOutcome, Guarantee, HangingTransaction, Producer, ProducerSpec, ProducerStatus,
+    TransactionState,
+};
+pub use topic::{ConfigDrift, DeletionPolicy, DriftPolicy, Topic, TopicSpec, TopicStatus};
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -23,5 +36,13 @@ pub const CATEGORY: &str = "exactly";
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 pub struct ClusterRef {
     /// Name of the KafkaCluster resource, in the same namespace as this resource.
+    pub name: String,
+}
+
+/// A reference to a Topic resource in the same namespace.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+pub struct TopicRef {
+    /// Name of the Topic resource, in the same namespace as this resource.
+    #[schemars(length(min = 1, max = 253))]
     pub name: String,
 }

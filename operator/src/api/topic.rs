@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::{ClusterRef, Condition};
@@ -54,6 +55,11 @@ use super::{ClusterRef, Condition};
     )
 )]
 #[x_kube(validation = Rule::new("has(self.topicName) == has(oldSelf.topicName) && (!has(self.topicName) || self.topicName == oldSelf.topicName)").message("topicName is immutable: to use another Kafka topic, create a new Topic resource"))]
+#[x_kube(validation = Rule::new("self.partitions >= oldSelf.partitions").message("partitions may only grow: Kafka cannot remove partitions. Keep spec.partitions at or above its current value"))]
+#[x_kube(validation = Rule::new("!has(self.config) || !('unclean.leader.election.enable' in self.config) || self.config['unclean.leader.election.enable'].lowerAscii() != 'true'").message("unclean.leader.election.enable must not be true: an unclean election loses committed records and breaks exactly-once. Remove the key or set it to \"false\""))]
+#[x_kube(validation = Rule::new("!has(self.config) || !('min.insync.replicas' in self.config) || self.config['min.insync.replicas'].matches('^[0-9]{1,5}$')").message("min.insync.replicas must be a whole number, e.g. \"2\""))]
+#[x_kube(validation = Rule::new("!has(self.config) || !('min.insync.replicas' in self.config) || !has(self.replicationFactor) || !self.config['min.insync.replicas'].matches('^[0-9]{1,5}$') || int(self.config['min.insync.replicas']) < self.replicationFactor || self.replicationFactor == 1").message("min.insync.replicas must be below replicationFactor, or a single broker outage stops every transactional write: lower min.insync.replicas or raise replicationFactor"))]
+#[x_kube(validation = Rule::new("!has(self.config) || !('min.insync.replicas' in self.config) || !has(self.replicationFactor) || self.replicationFactor < 3 || !self.config['min.insync.replicas'].matches('^[0-9]{1,5}$') || int(self.config['min.insync.replicas']) >= 2").message("min.insync.replicas must be at least 2 when replicationFactor is 3 or more, or an acknowledged write can live on one broker only: set min.insync.replicas to 2 (or replicationFactor - 1)"))]
 #[serde(rename_all = "camelCase")]
 pub struct TopicSpec {
     /// The KafkaCluster (same namespace) on which the topic lives.
@@ -77,7 +83,57 @@ pub struct TopicSpec {
     /// Topic-level Kafka configuration, e.g. `retention.ms: "604800000"`,
     /// `min.insync.replicas: "2"`. Keys not listed keep the broker's defaults.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 256))]
     pub config: BTreeMap<String, String>,
+
+    /// What deleting this resource does to the Kafka topic: `Retain` (default) leaves the topic
+    /// and its data; `Delete` deletes the topic, but refuses (and keeps the resource, saying why
+    /// in status) while it has open transactions or a consumer group with members.
+    #[serde(default)]
+    pub deletion_policy: DeletionPolicy,
+
+    /// What to do when the topic's configuration is changed directly in Kafka, away from
+    /// `spec.config`. Only configs set on the topic itself count, never broker defaults.
+    /// `Revert` (default) sets them back; `Report` lists them in `status.drift` and sets the
+    /// `Drifted` condition; `Ignore` leaves them. A change of this spec is always applied in full.
+    #[serde(default)]
+    pub drift_policy: DriftPolicy,
+}
+
+/// What deleting a Topic resource does to the Kafka topic.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DeletionPolicy {
+    /// Keep the topic and its data in Kafka.
+    #[default]
+    Retain,
+    /// Delete the topic from Kafka, unless it has open transactions or active consumer groups.
+    Delete,
+}
+
+/// How configuration drift made directly in Kafka is handled.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DriftPolicy {
+    /// Set the topic's configuration back to `spec.config`.
+    #[default]
+    Revert,
+    /// Leave it, list the differences in `status.drift` and set `Drifted=True`.
+    Report,
+    /// Leave it and say nothing.
+    Ignore,
+}
+
+/// One configuration key whose value in Kafka differs from `spec.config`.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ConfigDrift {
+    /// The configuration key, e.g. `retention.ms`.
+    pub key: String,
+    /// The value `spec.config` declares; absent when the key is not declared.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected: Option<String>,
+    /// The value set on the topic in Kafka; absent when it is not set on the topic.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actual: Option<String>,
 }
 
 /// Observed state of a Topic.
@@ -103,6 +159,19 @@ pub struct TopicStatus {
     /// Replication factor the topic has on the broker.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replication_factor: Option<i32>,
+
+    /// The id Kafka gave the topic. A different id under the same name means the topic was
+    /// deleted and created again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topic_id: Option<String>,
+
+    /// The configuration set on the topic itself in Kafka (broker defaults are not listed).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub config: BTreeMap<String, String>,
+
+    /// Keys whose value in Kafka differs from `spec.config` (with `driftPolicy: Report`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub drift: Vec<ConfigDrift>,
 }
 
 impl Topic {

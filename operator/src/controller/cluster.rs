@@ -1,5 +1,6 @@
-//! Reconciles `KafkaCluster` (external mode): checks that the brokers answer and reports the
-//! cluster id and broker count.
+//! Reconciles `KafkaCluster` (external mode): checks that the brokers answer, reports the
+//! cluster id, broker count and the settings exactly-once depends on, and judges them
+//! ([`super::eos`]) into the `ExactlyOnceReady` condition.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,9 +10,13 @@ use kube::{Resource, ResourceExt};
 use tracing::{info, warn};
 
 use super::Context;
+use super::eos;
 use crate::api::conditions::{self, types};
 use crate::api::{Condition, ConditionStatus, KafkaCluster, KafkaClusterStatus};
 use crate::kafka::{ClusterDescription, KafkaError};
+
+/// Condition type: `True` when the broker settings meet every exactly-once rule.
+pub const EXACTLY_ONCE_READY: &str = "ExactlyOnceReady";
 use crate::{Error, Result};
 
 /// How often a reachable cluster is checked again.
@@ -34,7 +39,34 @@ pub fn cluster_status(
         Ok(cluster) => {
             status.cluster_id = cluster.cluster_id.clone();
             status.brokers = Some(cluster.brokers);
+            let settings = eos::settings(&cluster.broker_config, &cluster.features);
+            let failures: Vec<(&str, String)> = eos::check(cluster.brokers, &settings)
+                .into_iter()
+                .filter_map(|r| r.failure.map(|f| (r.rule, f)))
+                .collect();
+            status.exactly_once = Some(settings);
+            status.failed_rules = failures.iter().map(|(rule, _)| rule.to_string()).collect();
+            let exactly_once = if failures.is_empty() {
+                cond(
+                    EXACTLY_ONCE_READY,
+                    True,
+                    "AllRulesMet",
+                    "the broker settings meet every exactly-once rule".into(),
+                )
+            } else {
+                let list: Vec<String> = failures
+                    .iter()
+                    .map(|(rule, failure)| format!("{rule}: {failure}"))
+                    .collect();
+                cond(
+                    EXACTLY_ONCE_READY,
+                    False,
+                    "RulesFailed",
+                    format!("{} rule(s) failed. {}", failures.len(), list.join(". ")),
+                )
+            };
             vec![
+                exactly_once,
                 cond(
                     types::READY,
                     True,
@@ -103,6 +135,7 @@ pub async fn reconcile(cluster: Arc<KafkaCluster>, ctx: Arc<Context>) -> Result<
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
 
     fn ready(status: &KafkaClusterStatus) -> Condition {
         conditions::find(&status.conditions, types::READY)
@@ -115,6 +148,7 @@ mod tests {
         let described = Ok(ClusterDescription {
             cluster_id: Some("abc".into()),
             brokers: 3,
+            ..Default::default()
         });
         let status = cluster_status(Some(2), None, &described);
         assert_eq!(ready(&status).status, ConditionStatus::True);
@@ -133,6 +167,7 @@ mod tests {
             &Ok(ClusterDescription {
                 cluster_id: Some("abc".into()),
                 brokers: 3,
+                ..Default::default()
             }),
         );
         let failed = Err(KafkaError::Interrupted("timed out".into()));
@@ -152,8 +187,43 @@ mod tests {
         let described = Ok(ClusterDescription {
             cluster_id: Some("abc".into()),
             brokers: 1,
+            ..Default::default()
         });
         let first = cluster_status(Some(1), None, &described);
         assert_eq!(cluster_status(Some(1), Some(&first), &described), first);
+    }
+
+    #[test]
+    fn a_single_broker_is_reachable_but_not_exactly_once_ready_naming_the_rules() {
+        let described = Ok(ClusterDescription {
+            cluster_id: Some("abc".into()),
+            brokers: 1,
+            broker_config: BTreeMap::from([
+                (
+                    "transaction.state.log.replication.factor".into(),
+                    "1".into(),
+                ),
+                ("transaction.state.log.min.isr".into(), "1".into()),
+                ("offsets.topic.replication.factor".into(), "3".into()),
+                ("min.insync.replicas".into(), "2".into()),
+                ("unclean.leader.election.enable".into(), "false".into()),
+            ]),
+            features: BTreeMap::from([("transaction.version".into(), 2)]),
+        });
+        let status = cluster_status(Some(1), None, &described);
+        assert_eq!(ready(&status).status, ConditionStatus::True);
+        let eos = conditions::find(&status.conditions, EXACTLY_ONCE_READY).cloned();
+        let eos = eos.unwrap_or_else(|| panic!("no ExactlyOnceReady in {status:?}"));
+        assert_eq!(eos.status, ConditionStatus::False);
+        assert_eq!(
+            status.failed_rules,
+            ["Durability", "TransactionLogReplication"]
+        );
+        assert!(
+            eos.message
+                .contains("transaction.state.log.replication.factor is 1"),
+            "{}",
+            eos.message
+        );
     }
 }

@@ -1,6 +1,13 @@
 //! The controllers, one module per kind, and what they share.
 
 pub mod cluster;
+pub mod eos;
+pub mod group;
+pub mod lag;
+pub mod observe;
+pub mod producer;
+pub mod producer_config;
+pub mod resolve;
 pub mod topic;
 
 use std::future::Future;
@@ -8,14 +15,26 @@ use std::sync::Arc;
 
 use futures::StreamExt;
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
-use kube::runtime::reflector::ObjectRef;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Api, Client, ResourceExt};
 use tracing::{info, warn};
 
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::jiff::Timestamp;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+
 use crate::Error;
-use crate::api::{KafkaCluster, Topic};
+use crate::api::{Condition, ConsumerGroup, KafkaCluster, Producer, Topic};
 use crate::kafka::KafkaClients;
+use crate::metrics::Metrics;
+use observe::Observer;
+
+/// Retry interval while a dependency is missing or the brokers do not answer.
+pub const RETRY: Duration = Duration::from_secs(15);
 
 /// The field manager of every server-side apply the operator makes.
 pub const FIELD_MANAGER: &str = "exactly-operator";
@@ -24,6 +43,141 @@ pub const FIELD_MANAGER: &str = "exactly-operator";
 pub struct Context {
     pub client: Client,
     pub kafka: KafkaClients,
+    /// Every watched KafkaCluster (the controllers' cache; no API request to read it).
+    pub clusters: Store<KafkaCluster>,
+    /// Every watched Topic, for cross-resource checks such as two Topics claiming one topic.
+    pub topics: Store<Topic>,
+    /// Every watched Producer (prefix conflicts, what to observe).
+    pub producers: Store<Producer>,
+    /// Every watched ConsumerGroup (what to observe).
+    pub groups: Store<ConsumerGroup>,
+    /// The shared, interval-bounded observation of each cluster.
+    pub observer: Observer,
+    /// Live figures for Prometheus.
+    pub metrics: Arc<Metrics>,
+    /// Publishes Kubernetes Events.
+    pub recorder: Recorder,
+    /// When each group's committed offsets were last seen to move.
+    pub commit_clock: CommitClock,
+}
+
+/// Remembers each group's committed offsets between observations, to tell when it last
+/// committed (Kafka does not report commit times).
+#[derive(Default)]
+pub struct CommitClock {
+    seen: Mutex<HashMap<String, CommitSeen>>,
+}
+
+/// A group's committed offsets when last observed, and when they last moved.
+type CommitSeen = (BTreeMap<(String, i32), i64>, Option<Instant>);
+
+impl CommitClock {
+    /// Records `committed` for `key`. Returns the new `lastCommitSeen` when the offsets moved
+    /// (else `None`: keep the status' value), and the time since the last commit when known.
+    /// `previous` is the status' `lastCommitSeen`, used after an operator restart.
+    pub fn observe(
+        &self,
+        key: &str,
+        committed: &BTreeMap<(String, i32), i64>,
+        previous: Option<&str>,
+    ) -> (Option<String>, Option<Duration>) {
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        let since_previous = previous
+            .and_then(|t| t.parse::<Timestamp>().ok())
+            .and_then(|t| {
+                let ms = Timestamp::now().as_millisecond() - t.as_millisecond();
+                u64::try_from(ms).ok().map(Duration::from_millis)
+            });
+        match seen.get_mut(key) {
+            None => {
+                let since = since_previous;
+                let at = since.and_then(|d| Instant::now().checked_sub(d));
+                seen.insert(key.to_string(), (committed.clone(), at));
+                (None, since)
+            }
+            Some((last, at)) if last != committed => {
+                *last = committed.clone();
+                *at = Some(Instant::now());
+                (Some(Timestamp::now().to_string()), Some(Duration::ZERO))
+            }
+            Some((_, at)) => (None, at.map(|t| t.elapsed())),
+        }
+    }
+}
+
+/// The key resources on one cluster share: its bootstrap servers when the KafkaCluster is
+/// known, else `namespace/name`.
+pub fn cluster_key(ctx: &Context, namespace: &str, cluster: &str) -> String {
+    ctx.clusters
+        .get(&ObjectRef::new(cluster).within(namespace))
+        .map(|c| c.spec.external.bootstrap_servers.clone())
+        .unwrap_or_else(|| format!("{namespace}/{cluster}"))
+}
+
+/// Publishes an Event about `object`; a failure is logged, never fatal.
+pub async fn publish_event<K>(
+    ctx: &Context,
+    object: &K,
+    type_: EventType,
+    reason: &str,
+    action: &str,
+    note: String,
+) where
+    K: kube::Resource<DynamicType = ()>,
+{
+    let event = Event {
+        type_,
+        reason: reason.to_string(),
+        note: Some(note),
+        action: action.to_string(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&event, &object.object_ref(&())).await {
+        warn!(error = %e, reason, "could not publish event");
+    }
+}
+
+/// Publishes one Event per condition whose status flipped (DESIGN §4: Events only on changes).
+pub async fn transition_events<K>(
+    ctx: &Context,
+    object: &K,
+    previous: Option<&[Condition]>,
+    current: &[Condition],
+) where
+    K: kube::Resource<DynamicType = ()>,
+{
+    use crate::api::conditions::types;
+    for c in current {
+        if c.type_ == types::RECONCILING || c.type_ == types::STALLED {
+            continue;
+        }
+        let before = previous.and_then(|p| crate::api::conditions::find(p, &c.type_));
+        let flipped = match before {
+            Some(b) => b.status != c.status,
+            // A first Ready=True is not news; a first failure is.
+            None => c.status != crate::api::ConditionStatus::True || c.type_ != types::READY,
+        };
+        if !flipped {
+            continue;
+        }
+        let healthy = match c.type_.as_str() {
+            "Drifted" | "ResourceConflict" | "HangingTransactions" => {
+                c.status != crate::api::ConditionStatus::True
+            }
+            _ => c.status == crate::api::ConditionStatus::True,
+        };
+        let type_ = if healthy {
+            EventType::Normal
+        } else {
+            EventType::Warning
+        };
+        let note = if c.message.is_empty() {
+            format!("{} is now {:?}", c.type_, c.status)
+        } else {
+            c.message.clone()
+        };
+        publish_event(ctx, object, type_, &c.reason, &c.type_, note).await;
+    }
 }
 
 /// How the controllers run.
@@ -33,6 +187,11 @@ pub struct Options {
     pub namespace: Option<String>,
     /// Reconciles of one kind that may run at once.
     pub concurrency: u16,
+    /// How often delivery figures (lag, transactions) are refreshed; one observation of a
+    /// cluster per interval serves every resource on it.
+    pub refresh_interval: Duration,
+    /// Where Prometheus metrics are recorded (the HTTP server exposing them is the caller's).
+    pub metrics: Arc<Metrics>,
 }
 
 impl Default for Options {
@@ -40,6 +199,8 @@ impl Default for Options {
         Options {
             namespace: None,
             concurrency: 4,
+            refresh_interval: Duration::from_secs(30),
+            metrics: Arc::default(),
         }
     }
 }
@@ -103,10 +264,6 @@ pub async fn run(
     options: Options,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
-    let ctx = Arc::new(Context {
-        client: client.clone(),
-        kafka: KafkaClients::default(),
-    });
     let namespace = options.namespace.as_deref();
     let watch = watcher::Config::default().any_semantic();
     let config = ControllerConfig::default().concurrency(options.concurrency);
@@ -114,34 +271,84 @@ pub async fn run(
     let shutdown = futures::future::FutureExt::shared(Box::pin(shutdown));
 
     let clusters = Controller::new(api::<KafkaCluster>(&client, namespace), watch.clone())
-        .with_config(config.clone())
+        .with_config(config.clone());
+    let topics = Controller::new(api::<Topic>(&client, namespace), watch.clone())
+        .with_config(config.clone());
+    let producers = Controller::new(api::<Producer>(&client, namespace), watch.clone())
+        .with_config(config.clone());
+    let groups = Controller::new(api::<ConsumerGroup>(&client, namespace), watch.clone())
+        .with_config(config);
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        kafka: KafkaClients::default(),
+        clusters: clusters.store(),
+        topics: topics.store(),
+        producers: producers.store(),
+        groups: groups.store(),
+        observer: Observer::new(options.refresh_interval),
+        metrics: options.metrics.clone(),
+        recorder: Recorder::new(client.clone(), Reporter::from("exactly-operator")),
+        commit_clock: CommitClock::default(),
+    });
+
+    let clusters = clusters
         .graceful_shutdown_on(shutdown.clone())
         .run(cluster::reconcile, error_policy, ctx.clone())
         .for_each(|_| futures::future::ready(()));
 
-    let topics =
-        Controller::new(api::<Topic>(&client, namespace), watch.clone()).with_config(config);
-    // A KafkaCluster appearing or changing wakes the Topics that refer to it.
-    let topic_store = topics.store();
+    // A KafkaCluster appearing or changing wakes the resources that refer to it.
+    fn on_cluster<K>(
+        store: Store<K>,
+        cluster_of: fn(&K) -> &str,
+    ) -> impl Fn(KafkaCluster) -> Vec<ObjectRef<K>>
+    where
+        K: kube::Resource<DynamicType = ()> + Clone + 'static,
+    {
+        move |cluster| {
+            let ns = cluster.namespace();
+            let name = cluster.name_any();
+            store
+                .state()
+                .into_iter()
+                .filter(|o| o.namespace() == ns && cluster_of(o) == name)
+                .map(|o| ObjectRef::from_obj(&*o))
+                .collect()
+        }
+    }
     let topics = topics
         .watches(
             api::<KafkaCluster>(&client, namespace),
+            watch.clone(),
+            on_cluster(ctx.topics.clone(), |t: &Topic| &t.spec.cluster_ref.name),
+        )
+        .graceful_shutdown_on(shutdown.clone())
+        .run(topic::reconcile, error_policy, ctx.clone())
+        .for_each(|_| futures::future::ready(()));
+    let producers = producers
+        .owns(
+            api::<k8s_openapi::api::core::v1::Secret>(&client, namespace),
+            watch.clone(),
+        )
+        .watches(
+            api::<KafkaCluster>(&client, namespace),
+            watch.clone(),
+            on_cluster(ctx.producers.clone(), |p: &Producer| {
+                &p.spec.cluster_ref.name
+            }),
+        )
+        .graceful_shutdown_on(shutdown.clone())
+        .run(producer::reconcile, error_policy, ctx.clone())
+        .for_each(|_| futures::future::ready(()));
+    let groups = groups
+        .watches(
+            api::<KafkaCluster>(&client, namespace),
             watch,
-            move |cluster| {
-                let cluster_ns = cluster.namespace();
-                let cluster_name = cluster.name_any();
-                topic_store
-                    .state()
-                    .into_iter()
-                    .filter(|t| {
-                        t.namespace() == cluster_ns && t.spec.cluster_ref.name == cluster_name
-                    })
-                    .map(|t| ObjectRef::from_obj(&*t))
-                    .collect::<Vec<_>>()
-            },
+            on_cluster(ctx.groups.clone(), |g: &ConsumerGroup| {
+                &g.spec.cluster_ref.name
+            }),
         )
         .graceful_shutdown_on(shutdown)
-        .run(topic::reconcile, error_policy, ctx)
+        .run(group::reconcile, error_policy, ctx)
         .for_each(|_| futures::future::ready(()));
 
     info!(
@@ -149,6 +356,6 @@ pub async fn run(
         concurrency = options.concurrency,
         "controllers started"
     );
-    futures::future::join(clusters, topics).await;
+    futures::future::join4(clusters, topics, producers, groups).await;
     info!("controllers stopped");
 }

@@ -1,26 +1,37 @@
-//! Reconciles `Topic`: makes the Kafka topic exist as declared and reports it in status.
+//! Reconciles `Topic`: makes the Kafka topic exist as declared, keeps its configuration as
+//! declared (per `driftPolicy`), deletes it on request (per `deletionPolicy`), and reports it.
 //!
-//! Planning ([`plan_topic_change`]) and status ([`topic_status`]) are pure functions; the
-//! reconciler around them does the I/O.
+//! Planning ([`plan_topic_change`], [`plan_config`], [`conflict_owner`]) and status
+//! ([`topic_status`]) are pure functions; the reconciler around them does the I/O.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use kube::api::Api;
+use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
 use tracing::{debug, info, warn};
 
 use super::Context;
 use crate::api::conditions::{self, types};
-use crate::api::{Condition, ConditionStatus, KafkaCluster, Topic, TopicStatus};
-use crate::kafka::{CreateOutcome, KafkaError, NewTopicRequest, TopicDescription};
+use crate::api::{
+    Condition, ConditionStatus, ConfigDrift, DeletionPolicy, DriftPolicy, KafkaCluster, Topic,
+    TopicStatus,
+};
+use crate::kafka::{CreateOutcome, KafkaAdmin, KafkaError, NewTopicRequest, TopicDescription};
 use crate::{Error, Result};
 
 /// How often an in-sync topic is looked at again (the broker can change behind our back).
 const RESYNC: Duration = Duration::from_secs(300);
-/// Retry interval while the cluster is unreachable or missing.
+/// Retry interval while the cluster is unreachable or missing, or a deletion is blocked.
 const RETRY: Duration = Duration::from_secs(15);
+/// The finalizer a Topic with `deletionPolicy: Delete` carries, so the topic is deleted first.
+pub const FINALIZER: &str = "exactly.dev/delete-topic";
+/// Condition type: `True` when configuration set in Kafka differs from `spec.config`.
+pub const DRIFTED: &str = "Drifted";
+/// Condition type: `True` when an older resource manages the same Kafka topic.
+pub const RESOURCE_CONFLICT: &str = "ResourceConflict";
 
 /// What the broker's topic needs in order to match the spec.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -77,11 +88,109 @@ pub fn plan_topic_change(topic: &Topic, observed: Option<&TopicDescription>) -> 
     }
 }
 
+/// How the topic's configuration must change, and the drift left in place.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ConfigPlan {
+    /// Keys to set to these values.
+    pub set: BTreeMap<String, String>,
+    /// Keys to remove from the topic (they fall back to the broker's value).
+    pub delete: Vec<String>,
+    /// Differences left in place and reported (`driftPolicy: Report`).
+    pub drift: Vec<ConfigDrift>,
+}
+
+impl ConfigPlan {
+    /// Whether the plan changes anything in Kafka.
+    pub fn alters(&self) -> bool {
+        !self.set.is_empty() || !self.delete.is_empty()
+    }
+}
+
+/// Compares `spec.config` with the configuration set on the topic itself (`on_topic`: only
+/// dynamically set topic configs, never broker defaults). A spec the operator has not yet
+/// applied (`spec_applied` false) is applied in full whatever the policy; after that, differences
+/// are drift, handled per `policy`.
+pub fn plan_config(
+    spec: &BTreeMap<String, String>,
+    on_topic: &BTreeMap<String, String>,
+    policy: DriftPolicy,
+    spec_applied: bool,
+) -> ConfigPlan {
+    let mut differences: Vec<ConfigDrift> = spec
+        .iter()
+        .filter(|(key, value)| on_topic.get(*key) != Some(*value))
+        .map(|(key, value)| ConfigDrift {
+            key: key.clone(),
+            expected: Some(value.clone()),
+            actual: on_topic.get(key).cloned(),
+        })
+        .collect();
+    differences.extend(
+        on_topic
+            .iter()
+            .filter(|(key, _)| !spec.contains_key(*key))
+            .map(|(key, value)| ConfigDrift {
+                key: key.clone(),
+                expected: None,
+                actual: Some(value.clone()),
+            }),
+    );
+    differences.sort_by(|a, b| a.key.cmp(&b.key));
+    let mut plan = ConfigPlan::default();
+    if !spec_applied || policy == DriftPolicy::Revert {
+        for d in differences {
+            match d.expected {
+                Some(value) => {
+                    plan.set.insert(d.key, value);
+                }
+                None => plan.delete.push(d.key),
+            }
+        }
+    } else if policy == DriftPolicy::Report {
+        plan.drift = differences;
+    }
+    plan
+}
+
+/// Identity of a Topic for conflict checks: which cluster, which Kafka topic, and its age.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TopicClaim {
+    /// The cluster's bootstrap servers (or `namespace/name` of a cluster not seen yet).
+    pub cluster: String,
+    /// The Kafka topic name.
+    pub topic: String,
+    /// `namespace/name` of the resource.
+    pub resource: String,
+    /// Creation time, RFC 3339 (sorts chronologically).
+    pub created: String,
+}
+
+/// The resource that owns the Kafka topic `me` claims, when it is another one: the oldest claim
+/// wins (ties broken by `namespace/name`).
+pub fn conflict_owner<'a>(me: &TopicClaim, claims: &'a [TopicClaim]) -> Option<&'a TopicClaim> {
+    let key = |c: &TopicClaim| (c.created.clone(), c.resource.clone());
+    let owner = claims
+        .iter()
+        .filter(|c| c.cluster == me.cluster && c.topic == me.topic && c.resource != me.resource)
+        .min_by_key(|c| key(c))?;
+    (key(owner) < key(me)).then_some(owner)
+}
+
+/// The topic as found after a reconcile that got it in line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObservedTopic {
+    pub description: TopicDescription,
+    /// Configuration set on the topic itself.
+    pub config: BTreeMap<String, String>,
+    /// Differences left in place (`driftPolicy: Report`).
+    pub drift: Vec<ConfigDrift>,
+}
+
 /// Where a reconcile ended up; [`topic_status`] turns it into conditions.
 #[derive(Debug)]
 pub enum TopicOutcome {
-    /// The topic exists as declared.
-    InSync(TopicDescription),
+    /// The topic exists as declared (up to reported drift).
+    InSync(ObservedTopic),
     /// `spec.clusterRef` names no KafkaCluster.
     ClusterNotFound { cluster: String },
     /// The brokers did not answer, or not yet as expected; we retry.
@@ -93,6 +202,10 @@ pub enum TopicOutcome {
         observed: TopicDescription,
         message: String,
     },
+    /// An older resource manages this Kafka topic; this one does nothing.
+    Conflict { owner: String },
+    /// `deletionPolicy: Delete` and the topic is still in use; it is kept until it is not.
+    DeletionBlocked { reasons: Vec<String> },
 }
 
 /// The status a reconcile outcome means, merged into `previous` so transition times and
@@ -107,88 +220,174 @@ pub fn topic_status(
     let cond = |type_: &str, s: ConditionStatus, reason: &str, message: String| {
         Condition::new(type_, s, reason, message, generation)
     };
-    let (ready, reconciling, stalled) = match outcome {
+    let stalled = |reason: &str, message: String| {
+        vec![
+            cond(types::READY, False, reason, message.clone()),
+            cond(types::RECONCILING, False, reason, String::new()),
+            cond(types::STALLED, True, reason, message),
+        ]
+    };
+    let retrying = |reason: &str, message: String, why: &str| {
+        vec![
+            cond(types::READY, False, reason, message),
+            cond(types::RECONCILING, True, why, String::new()),
+            cond(types::STALLED, False, why, String::new()),
+        ]
+    };
+    let mut desired = match outcome {
         TopicOutcome::InSync(observed) => {
+            let d = &observed.description;
             let message = format!(
                 "topic '{}' exists with {} partitions and replication factor {}",
-                observed.name, observed.partitions, observed.replication_factor
+                d.name, d.partitions, d.replication_factor
             );
-            (
+            vec![
                 cond(types::READY, True, "TopicReady", message),
                 cond(types::RECONCILING, False, "Reconciled", String::new()),
                 cond(types::STALLED, False, "Reconciled", String::new()),
-            )
+            ]
         }
-        TopicOutcome::ClusterNotFound { cluster } => (
-            cond(
-                types::READY,
-                False,
-                "ClusterNotFound",
-                format!(
-                    "KafkaCluster '{cluster}' does not exist in this namespace: create it, or correct spec.clusterRef.name"
-                ),
+        TopicOutcome::ClusterNotFound { cluster } => retrying(
+            "ClusterNotFound",
+            format!(
+                "KafkaCluster '{cluster}' does not exist in this namespace: create it, or correct spec.clusterRef.name"
             ),
-            cond(types::RECONCILING, True, "WaitingForCluster", String::new()),
-            cond(types::STALLED, False, "WaitingForCluster", String::new()),
+            "WaitingForCluster",
         ),
-        TopicOutcome::Retrying(error) => (
-            cond(
-                types::READY,
-                False,
-                error.reason(),
-                format!("{error}; retrying"),
-            ),
-            cond(types::RECONCILING, True, "RetryingKafka", String::new()),
-            cond(types::STALLED, False, "RetryingKafka", String::new()),
+        TopicOutcome::Retrying(error) => retrying(
+            error.reason(),
+            format!("{error}; retrying"),
+            "RetryingKafka",
         ),
         TopicOutcome::Refused(error) => {
-            let message = format!("{error}: correct the Topic's spec");
-            (
-                cond(types::READY, False, "TopicRefused", message.clone()),
-                cond(types::RECONCILING, False, "TopicRefused", String::new()),
-                cond(types::STALLED, True, "TopicRefused", message),
-            )
+            stalled("TopicRefused", format!("{error}: correct the Topic's spec"))
         }
-        TopicOutcome::NotSupported { message, .. } => (
-            cond(types::READY, False, "NotSupported", message.clone()),
-            cond(types::RECONCILING, False, "NotSupported", String::new()),
-            cond(types::STALLED, True, "NotSupported", message.clone()),
+        TopicOutcome::NotSupported { message, .. } => stalled("NotSupported", message.clone()),
+        TopicOutcome::Conflict { owner } => stalled(
+            RESOURCE_CONFLICT,
+            format!(
+                "Topic {owner} already manages this Kafka topic on this cluster; this resource changes nothing. \
+                 Delete it, or set spec.topicName to another topic"
+            ),
+        ),
+        TopicOutcome::DeletionBlocked { reasons } => retrying(
+            "DeletionBlocked",
+            format!(
+                "deletionPolicy is Delete but the topic is in use: {}. It is deleted once that ends; \
+                 to keep the topic instead, set deletionPolicy: Retain",
+                reasons.join("; ")
+            ),
+            "WaitingToDelete",
         ),
     };
-    status.conditions = conditions::merge(&status.conditions, vec![ready, reconciling, stalled]);
+    match outcome {
+        TopicOutcome::Conflict { owner } => desired.push(cond(
+            RESOURCE_CONFLICT,
+            True,
+            "OlderResourceOwnsTopic",
+            format!("managed by Topic {owner}"),
+        )),
+        TopicOutcome::InSync(_) | TopicOutcome::NotSupported { .. } => {
+            desired.push(cond(RESOURCE_CONFLICT, False, "NoConflict", String::new()))
+        }
+        _ => {}
+    }
+    if let TopicOutcome::InSync(observed) = outcome {
+        desired.push(if observed.drift.is_empty() {
+            cond(DRIFTED, False, "InSync", String::new())
+        } else {
+            let keys: Vec<&str> = observed.drift.iter().map(|d| d.key.as_str()).collect();
+            cond(
+                DRIFTED,
+                True,
+                "ConfigChangedInKafka",
+                format!(
+                    "configuration set in Kafka differs from spec.config for {}: see status.drift \
+                     (driftPolicy: Report leaves it; Revert would set it back)",
+                    keys.join(", ")
+                ),
+            )
+        });
+        status.config = observed.config.clone();
+        status.drift = observed.drift.clone();
+    }
+    status.conditions = conditions::merge(&status.conditions, desired);
     status.observed_generation = generation;
-    if let TopicOutcome::InSync(observed) | TopicOutcome::NotSupported { observed, .. } = outcome {
-        status.topic_name = Some(observed.name.clone());
-        status.partitions = Some(observed.partitions);
-        status.replication_factor = Some(observed.replication_factor);
+    let described = match outcome {
+        TopicOutcome::InSync(observed) => Some(&observed.description),
+        TopicOutcome::NotSupported { observed, .. } => Some(observed),
+        _ => None,
+    };
+    if let Some(d) = described {
+        status.topic_name = Some(d.name.clone());
+        status.partitions = Some(d.partitions);
+        status.replication_factor = Some(d.replication_factor);
+        if d.topic_id.is_some() {
+            status.topic_id = d.topic_id.clone();
+        }
     }
     status
 }
 
-/// Brings the broker's topic in line with the spec, as far as Kafka allows.
-async fn converge(topic: &Topic, namespace: &str, ctx: &Context) -> TopicOutcome {
-    let cluster_name = &topic.spec.cluster_ref.name;
-    let clusters: Api<KafkaCluster> = Api::namespaced(ctx.client.clone(), namespace);
-    let cluster = match clusters.get_opt(cluster_name).await {
-        Ok(Some(cluster)) => cluster,
-        Ok(None) => {
-            return TopicOutcome::ClusterNotFound {
-                cluster: cluster_name.clone(),
-            };
-        }
-        Err(e) => {
-            // The API server is what failed here, not Kafka; report it as a retryable wait.
-            return TopicOutcome::Retrying(KafkaError::Interrupted(format!(
-                "reading KafkaCluster '{cluster_name}': {e}"
-            )));
-        }
+/// Whether the operator already applied this generation of the spec in full: `Ready` is `True`
+/// for it.
+fn spec_applied(topic: &Topic) -> bool {
+    let Some(status) = &topic.status else {
+        return false;
     };
-    let admin = match ctx.kafka.admin(&cluster.spec.external.bootstrap_servers) {
-        Ok(admin) => admin,
-        Err(e) => return TopicOutcome::Refused(e),
-    };
-    let name = topic.kafka_topic_name();
+    conditions::find(&status.conditions, types::READY).is_some_and(|ready| {
+        ready.status == ConditionStatus::True
+            && ready.observed_generation == topic.meta().generation
+    })
+}
 
+/// The cluster key Topics are compared by for conflicts: bootstrap servers when known.
+fn cluster_key(ctx: &Context, namespace: &str, cluster: &str) -> String {
+    ctx.clusters
+        .get(&kube::runtime::reflector::ObjectRef::new(cluster).within(namespace))
+        .map(|c| c.spec.external.bootstrap_servers.clone())
+        .unwrap_or_else(|| format!("{namespace}/{cluster}"))
+}
+
+fn claim(ctx: &Context, topic: &Topic) -> TopicClaim {
+    let namespace = topic.namespace().unwrap_or_default();
+    TopicClaim {
+        cluster: cluster_key(ctx, &namespace, &topic.spec.cluster_ref.name),
+        topic: topic.kafka_topic_name(),
+        resource: format!("{namespace}/{}", topic.name_any()),
+        created: topic
+            .meta()
+            .creation_timestamp
+            .as_ref()
+            .map(|t| t.0.to_string())
+            .unwrap_or_default(),
+    }
+}
+
+/// The other resource that owns this Topic's Kafka topic, if any.
+fn conflicting_owner(topic: &Topic, ctx: &Context) -> Option<String> {
+    let me = claim(ctx, topic);
+    let claims: Vec<TopicClaim> = ctx.topics.state().iter().map(|t| claim(ctx, t)).collect();
+    conflict_owner(&me, &claims).map(|owner| owner.resource.clone())
+}
+
+async fn find_cluster(
+    ctx: &Context,
+    namespace: &str,
+    name: &str,
+) -> Result<Option<KafkaCluster>, TopicOutcome> {
+    let clusters: Api<KafkaCluster> = Api::namespaced(ctx.client.clone(), namespace);
+    clusters.get_opt(name).await.map_err(|e| {
+        // The API server is what failed here, not Kafka; report it as a retryable wait.
+        TopicOutcome::Retrying(KafkaError::Interrupted(format!(
+            "reading KafkaCluster '{name}': {e}"
+        )))
+    })
+}
+
+/// Brings the broker's topic in line with the spec, as far as Kafka allows.
+async fn converge(topic: &Topic, admin: &KafkaAdmin) -> TopicOutcome {
+    let name = topic.kafka_topic_name();
     let observed = match admin.describe_topic(&name).await {
         Ok(observed) => observed,
         Err(e @ KafkaError::Refused { .. }) => return TopicOutcome::Refused(e),
@@ -245,6 +444,38 @@ async fn converge(topic: &Topic, namespace: &str, ctx: &Context) -> TopicOutcome
             other => TopicOutcome::Retrying(other),
         };
     }
+
+    // Configuration: only what is set on the topic itself counts.
+    let on_topic = match admin.topic_config(&name).await {
+        Ok(entries) => set_on_topic(entries),
+        Err(e @ KafkaError::Refused { .. }) => return TopicOutcome::Refused(e),
+        Err(e) => return TopicOutcome::Retrying(e),
+    };
+    let plan = plan_config(
+        &topic.spec.config,
+        &on_topic,
+        topic.spec.drift_policy,
+        spec_applied(topic),
+    );
+    let config = if plan.alters() {
+        if let Err(e) = admin
+            .alter_topic_config(&name, &plan.set, &plan.delete)
+            .await
+        {
+            return match e {
+                KafkaError::Refused { .. } => TopicOutcome::Refused(e),
+                other => TopicOutcome::Retrying(other),
+            };
+        }
+        info!(topic = %name, set = ?plan.set.keys().collect::<Vec<_>>(), removed = ?plan.delete, "applied topic configuration");
+        match admin.topic_config(&name).await {
+            Ok(entries) => set_on_topic(entries),
+            Err(e) => return TopicOutcome::Retrying(e),
+        }
+    } else {
+        on_topic
+    };
+
     // Metadata can lag a moment behind a create or a partition change: look again briefly
     // rather than report a transient failure.
     let want = topic.spec.partitions;
@@ -252,8 +483,12 @@ async fn converge(topic: &Topic, namespace: &str, ctx: &Context) -> TopicOutcome
     loop {
         attempts += 1;
         match admin.describe_topic(&name).await {
-            Ok(Some(observed)) if observed.partitions >= want => {
-                return TopicOutcome::InSync(observed);
+            Ok(Some(description)) if description.partitions >= want => {
+                return TopicOutcome::InSync(ObservedTopic {
+                    description,
+                    config,
+                    drift: plan.drift,
+                });
             }
             Ok(Some(observed)) if attempts >= 10 => {
                 return TopicOutcome::Retrying(KafkaError::Interrupted(format!(
@@ -272,18 +507,141 @@ async fn converge(topic: &Topic, namespace: &str, ctx: &Context) -> TopicOutcome
     }
 }
 
+fn set_on_topic(
+    entries: BTreeMap<String, crate::kafka::TopicConfigEntry>,
+) -> BTreeMap<String, String> {
+    entries
+        .into_iter()
+        .filter(|(_, e)| e.set_on_topic)
+        .filter_map(|(k, e)| e.value.map(|v| (k, v)))
+        .collect()
+}
+
+/// Adds or removes the finalizer. Returns whether it changed the object.
+async fn set_finalizer(topic: &Topic, ctx: &Context, present: bool) -> Result<bool> {
+    let has = topic.finalizers().iter().any(|f| f == FINALIZER);
+    if has == present {
+        return Ok(false);
+    }
+    let namespace = topic
+        .namespace()
+        .ok_or(Error::MissingObjectKey("metadata.namespace"))?;
+    let api: Api<Topic> = Api::namespaced(ctx.client.clone(), &namespace);
+    let mut finalizers: Vec<String> = topic
+        .finalizers()
+        .iter()
+        .filter(|f| *f != FINALIZER)
+        .cloned()
+        .collect();
+    if present {
+        finalizers.push(FINALIZER.to_string());
+    }
+    // Guarded by resourceVersion so a concurrent change of the list is never overwritten.
+    let patch = serde_json::json!({
+        "metadata": {
+            "finalizers": finalizers,
+            "resourceVersion": topic.resource_version(),
+        }
+    });
+    api.patch(
+        &topic.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(patch),
+    )
+    .await?;
+    Ok(true)
+}
+
+/// Deletes the Kafka topic of a Topic being deleted with `deletionPolicy: Delete`, unless it is
+/// in use. `None` means the finalizer may go.
+async fn finalize(topic: &Topic, ctx: &Context, namespace: &str) -> Option<TopicOutcome> {
+    let name = topic.kafka_topic_name();
+    let cluster = match find_cluster(ctx, namespace, &topic.spec.cluster_ref.name).await {
+        Ok(Some(cluster)) => cluster,
+        Ok(None) => {
+            // The cluster resource is gone: nothing left to delete through, and a finalizer
+            // must never wedge the namespace.
+            warn!(topic = %name, "KafkaCluster is gone; releasing the Topic without deleting the Kafka topic");
+            return None;
+        }
+        Err(outcome) => return Some(outcome),
+    };
+    if let Some(owner) = conflicting_owner(topic, ctx) {
+        info!(topic = %name, %owner, "not deleting a Kafka topic another resource manages");
+        return None;
+    }
+    let admin = match ctx.kafka.admin(&cluster.spec.external.bootstrap_servers) {
+        Ok(admin) => admin,
+        Err(e) => return Some(TopicOutcome::Refused(e)),
+    };
+    match admin.topic_in_use(&name).await {
+        Ok(reasons) if !reasons.is_empty() => {
+            return Some(TopicOutcome::DeletionBlocked { reasons });
+        }
+        Ok(_) => {}
+        Err(e) => return Some(TopicOutcome::Retrying(e)),
+    }
+    match admin.delete_topic(&name).await {
+        Ok(()) => {
+            info!(topic = %name, "deleted Kafka topic (deletionPolicy: Delete)");
+            None
+        }
+        Err(e) => Some(TopicOutcome::Retrying(e)),
+    }
+}
+
 /// Reconciles one Topic.
 pub async fn reconcile(topic: Arc<Topic>, ctx: Arc<Context>) -> Result<Action> {
     let namespace = topic
         .namespace()
         .ok_or(Error::MissingObjectKey("metadata.namespace"))?;
     let name = topic.name_any();
-    let outcome = converge(&topic, &namespace, &ctx).await;
-    let requeue = match &outcome {
-        TopicOutcome::InSync(_) | TopicOutcome::NotSupported { .. } | TopicOutcome::Refused(_) => {
-            RESYNC
+
+    if topic.meta().deletion_timestamp.is_some() {
+        if !topic.finalizers().iter().any(|f| f == FINALIZER) {
+            return Ok(Action::await_change());
         }
-        TopicOutcome::ClusterNotFound { .. } | TopicOutcome::Retrying(_) => RETRY,
+        return match finalize(&topic, &ctx, &namespace).await {
+            None => {
+                set_finalizer(&topic, &ctx, false).await?;
+                Ok(Action::await_change())
+            }
+            Some(outcome) => {
+                let status = topic_status(topic.meta().generation, topic.status.as_ref(), &outcome);
+                super::apply_status(&ctx.client, topic.as_ref(), topic.status.as_ref(), &status)
+                    .await?;
+                Ok(Action::requeue(RETRY))
+            }
+        };
+    }
+    let wants_finalizer = topic.spec.deletion_policy == DeletionPolicy::Delete;
+    if set_finalizer(&topic, &ctx, wants_finalizer).await? {
+        // The change of metadata brings the object round again.
+        return Ok(Action::await_change());
+    }
+
+    let outcome = if let Some(owner) = conflicting_owner(&topic, &ctx) {
+        TopicOutcome::Conflict { owner }
+    } else {
+        match find_cluster(&ctx, &namespace, &topic.spec.cluster_ref.name).await {
+            Ok(Some(cluster)) => match ctx.kafka.admin(&cluster.spec.external.bootstrap_servers) {
+                Ok(admin) => converge(&topic, &admin).await,
+                Err(e) => TopicOutcome::Refused(e),
+            },
+            Ok(None) => TopicOutcome::ClusterNotFound {
+                cluster: topic.spec.cluster_ref.name.clone(),
+            },
+            Err(outcome) => outcome,
+        }
+    };
+    let requeue = match &outcome {
+        TopicOutcome::InSync(_)
+        | TopicOutcome::NotSupported { .. }
+        | TopicOutcome::Refused(_)
+        | TopicOutcome::Conflict { .. } => RESYNC,
+        TopicOutcome::ClusterNotFound { .. }
+        | TopicOutcome::Retrying(_)
+        | TopicOutcome::DeletionBlocked { .. } => RETRY,
     };
     let status = topic_status(topic.meta().generation, topic.status.as_ref(), &outcome);
     if super::apply_status(&ctx.client, topic.as_ref(), topic.status.as_ref(), &status).await? {
@@ -299,7 +657,127 @@ pub async fn reconcile(topic: Arc<Topic>, ctx: Arc<Context>) -> Result<Action> {
 mod tests {
     use super::*;
     use crate::api::{ClusterRef, TopicSpec};
-    use std::collections::BTreeMap;
+
+    fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn revert_sets_changed_keys_and_removes_keys_set_only_in_kafka() {
+        let spec = map(&[("retention.ms", "1000"), ("cleanup.policy", "compact")]);
+        let on_topic = map(&[("retention.ms", "5"), ("segment.ms", "10")]);
+        let plan = plan_config(&spec, &on_topic, DriftPolicy::Revert, true);
+        assert_eq!(
+            plan.set,
+            map(&[("retention.ms", "1000"), ("cleanup.policy", "compact")])
+        );
+        assert_eq!(plan.delete, ["segment.ms"]);
+        assert!(plan.drift.is_empty());
+    }
+
+    #[test]
+    fn report_lists_drift_and_changes_nothing() {
+        let spec = map(&[("retention.ms", "1000")]);
+        let on_topic = map(&[("retention.ms", "5")]);
+        let plan = plan_config(&spec, &on_topic, DriftPolicy::Report, true);
+        assert!(!plan.alters());
+        assert_eq!(
+            plan.drift,
+            [ConfigDrift {
+                key: "retention.ms".into(),
+                expected: Some("1000".into()),
+                actual: Some("5".into()),
+            }]
+        );
+    }
+
+    #[test]
+    fn ignore_neither_changes_nor_reports() {
+        let plan = plan_config(
+            &map(&[("retention.ms", "1000")]),
+            &map(&[("retention.ms", "5")]),
+            DriftPolicy::Ignore,
+            true,
+        );
+        assert_eq!(plan, ConfigPlan::default());
+    }
+
+    #[test]
+    fn a_spec_not_yet_applied_is_applied_whatever_the_drift_policy() {
+        let plan = plan_config(
+            &map(&[("retention.ms", "1000")]),
+            &map(&[("retention.ms", "5")]),
+            DriftPolicy::Ignore,
+            false,
+        );
+        assert_eq!(plan.set, map(&[("retention.ms", "1000")]));
+    }
+
+    #[test]
+    fn matching_config_needs_no_change() {
+        let config = map(&[("retention.ms", "1000")]);
+        let plan = plan_config(&config, &config, DriftPolicy::Revert, true);
+        assert_eq!(plan, ConfigPlan::default());
+    }
+
+    fn claim(resource: &str, created: &str) -> TopicClaim {
+        TopicClaim {
+            cluster: "k:9092".into(),
+            topic: "orders".into(),
+            resource: resource.into(),
+            created: created.into(),
+        }
+    }
+
+    #[test]
+    fn the_younger_of_two_claims_on_a_topic_names_the_older_as_owner() {
+        let old = claim("a/first", "2026-01-01T00:00:00Z");
+        let young = claim("b/second", "2026-01-02T00:00:00Z");
+        let claims = [old.clone(), young.clone()];
+        assert_eq!(conflict_owner(&young, &claims), Some(&old));
+        assert_eq!(conflict_owner(&old, &claims), None);
+    }
+
+    #[test]
+    fn claims_on_other_topics_or_clusters_do_not_conflict() {
+        let me = claim("a/first", "2026-01-02T00:00:00Z");
+        let other_topic = TopicClaim {
+            topic: "payments".into(),
+            ..claim("a/x", "2026-01-01T00:00:00Z")
+        };
+        let other_cluster = TopicClaim {
+            cluster: "other:9092".into(),
+            ..claim("a/y", "2026-01-01T00:00:00Z")
+        };
+        assert_eq!(conflict_owner(&me, &[other_topic, other_cluster]), None);
+    }
+
+    #[test]
+    fn reported_drift_sets_drifted_naming_the_keys() {
+        let outcome = TopicOutcome::InSync(ObservedTopic {
+            description: observed(3, 1),
+            config: map(&[("retention.ms", "5")]),
+            drift: vec![ConfigDrift {
+                key: "retention.ms".into(),
+                expected: Some("1000".into()),
+                actual: Some("5".into()),
+            }],
+        });
+        let status = topic_status(Some(1), None, &outcome);
+        let drifted = conditions::find(&status.conditions, DRIFTED).cloned();
+        let drifted = drifted.unwrap_or_else(|| panic!("no Drifted in {status:?}"));
+        assert_eq!(drifted.status, ConditionStatus::True);
+        assert!(
+            drifted.message.contains("retention.ms"),
+            "{}",
+            drifted.message
+        );
+        assert_eq!(status.drift.len(), 1);
+        assert_eq!(status.topic_id.as_deref(), Some("id-1"));
+    }
 
     fn topic(partitions: i32, replication: Option<i32>) -> Topic {
         let mut topic = Topic::new(
@@ -312,6 +790,8 @@ mod tests {
                 partitions,
                 replication_factor: replication,
                 config: BTreeMap::from([("retention.ms".into(), "1000".into())]),
+                deletion_policy: DeletionPolicy::Retain,
+                drift_policy: DriftPolicy::Revert,
             },
         );
         topic.metadata.generation = Some(3);
@@ -323,7 +803,16 @@ mod tests {
             name: "orders".into(),
             partitions,
             replication_factor: replication,
+            topic_id: Some("id-1".into()),
         }
+    }
+
+    fn in_sync(partitions: i32, replication: i32) -> TopicOutcome {
+        TopicOutcome::InSync(ObservedTopic {
+            description: observed(partitions, replication),
+            config: BTreeMap::new(),
+            drift: Vec::new(),
+        })
     }
 
     #[test]
@@ -375,7 +864,7 @@ mod tests {
 
     #[test]
     fn in_sync_topic_is_ready_for_its_generation_with_broker_figures() {
-        let status = topic_status(Some(3), None, &TopicOutcome::InSync(observed(6, 1)));
+        let status = topic_status(Some(3), None, &in_sync(6, 1));
         let ready = conditions::find(&status.conditions, types::READY).cloned();
         let ready = ready.unwrap_or_else(|| panic!("no Ready condition in {status:?}"));
         assert_eq!(ready.status, ConditionStatus::True);
@@ -408,7 +897,7 @@ mod tests {
 
     #[test]
     fn unchanged_outcome_yields_an_identical_status() {
-        let outcome = TopicOutcome::InSync(observed(6, 1));
+        let outcome = in_sync(6, 1);
         let first = topic_status(Some(3), None, &outcome);
         let second = topic_status(Some(3), Some(&first), &outcome);
         assert_eq!(first, second);

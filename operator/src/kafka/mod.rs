@@ -1,19 +1,27 @@
-//! The one place that talks to Kafka brokers. Controllers see [`KafkaAdmin`] and plain data types
-//! ([`TopicDescription`], [`NewTopicRequest`]); rdkafka stays behind this module.
+//! The one place that talks to Kafka brokers. Controllers see [`KafkaAdmin`] and plain data
+//! types; the clients stay behind this module: rdkafka for topic creation, partitions and
+//! deletion, the [`wire`] client (the `kafka-protocol` crate) for what librdkafka lacks —
+//! incremental config changes, offsets, groups and transactions (KIP-664) — and for metadata,
+//! which it answers without blocking a thread.
+
+pub mod wire;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rdkafka::admin::{
-    AdminClient, AdminOptions, ConfigSource, NewPartitions, NewTopic, ResourceSpecifier,
-    TopicReplication,
-};
+use rdkafka::admin::{AdminClient, AdminOptions, NewPartitions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::error::KafkaError as RdKafkaError;
-use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
+use rdkafka::types::RDKafkaErrorCode;
 use thiserror::Error;
+
+use crate::controller::lag::PartitionOffsets;
+pub use wire::{
+    GroupDescription, Isolation, OffsetSpec, ProducerState, TopicPartition, TransactionDescription,
+    TransactionListing, WireClient, WireError,
+};
 
 /// How long one admin request may take before it counts as the cluster being unreachable.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
@@ -22,19 +30,18 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 #[derive(Error, Debug)]
 pub enum KafkaError {
     /// The brokers did not answer (network, DNS, broker down, timeout).
-    #[error("cannot reach Kafka at {bootstrap}: {source}")]
-    Unreachable {
-        bootstrap: String,
-        #[source]
-        source: RdKafkaError,
-    },
+    #[error("cannot reach Kafka at {bootstrap}: {message}")]
+    Unreachable { bootstrap: String, message: String },
     /// A broker answered and refused the request; `code` says why.
     #[error("Kafka refused to {operation} '{resource}': {code}")]
     Refused {
         operation: &'static str,
         resource: String,
-        code: RDKafkaErrorCode,
+        code: String,
     },
+    /// A broker's answer could not be understood.
+    #[error("Kafka protocol error: {0}")]
+    Protocol(String),
     /// The client could not be built from the given settings.
     #[error("invalid Kafka client settings: {0}")]
     ClientConfig(#[source] RdKafkaError),
@@ -50,6 +57,7 @@ impl KafkaError {
             KafkaError::Unreachable { .. } => "KafkaUnreachable",
             KafkaError::Refused { .. } => "KafkaRefused",
             KafkaError::ClientConfig(_) => "KafkaClientConfigInvalid",
+            KafkaError::Protocol(_) => "KafkaProtocolError",
             KafkaError::Interrupted(_) => "KafkaCallInterrupted",
         }
     }
@@ -62,13 +70,19 @@ pub struct TopicDescription {
     pub partitions: i32,
     /// Replicas of partition 0 (Kafka keeps one replication factor per topic in practice).
     pub replication_factor: i32,
+    /// The topic's id, when the brokers report one.
+    pub topic_id: Option<String>,
 }
 
 /// A cluster as its brokers report it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ClusterDescription {
     pub cluster_id: Option<String>,
     pub brokers: i32,
+    /// Configuration of one broker (every key, with its effective value).
+    pub broker_config: BTreeMap<String, String>,
+    /// Finalized feature levels, e.g. `transaction.version` → 2.
+    pub features: BTreeMap<String, i16>,
 }
 
 /// A topic to create.
@@ -101,6 +115,18 @@ pub struct TopicConfigEntry {
 pub struct KafkaAdmin {
     bootstrap: String,
     admin: Arc<AdminClient<DefaultClientContext>>,
+    wire: WireClient,
+}
+
+/// A (topic, partition) key, as the controllers use it.
+pub type PartitionKey = (String, i32);
+
+fn key(tp: &TopicPartition) -> PartitionKey {
+    (tp.topic.clone(), tp.partition)
+}
+
+fn tp((topic, partition): &PartitionKey) -> TopicPartition {
+    TopicPartition::new(topic.clone(), *partition)
 }
 
 impl KafkaAdmin {
@@ -117,12 +143,18 @@ impl KafkaAdmin {
         Ok(KafkaAdmin {
             bootstrap: bootstrap.to_string(),
             admin: Arc::new(admin),
+            wire: WireClient::new(bootstrap, "exactly-operator", REQUEST_TIMEOUT),
         })
     }
 
     /// The bootstrap servers this client talks to.
     pub fn bootstrap(&self) -> &str {
         &self.bootstrap
+    }
+
+    /// The raw-protocol client, for requests this type does not wrap (tests, tools).
+    pub fn wire(&self) -> &WireClient {
+        &self.wire
     }
 
     fn options() -> AdminOptions {
@@ -134,69 +166,106 @@ impl KafkaAdmin {
     fn unreachable(&self, source: RdKafkaError) -> KafkaError {
         KafkaError::Unreachable {
             bootstrap: self.bootstrap.clone(),
-            source,
+            message: source.to_string(),
         }
     }
 
-    /// The cluster id and how many brokers the cluster has.
+    fn wire_error(&self, operation: &'static str, error: WireError) -> KafkaError {
+        match error {
+            WireError::Unreachable { address, message } => KafkaError::Unreachable {
+                bootstrap: self.bootstrap.clone(),
+                message: format!("{address}: {message}"),
+            },
+            WireError::Protocol(message) => KafkaError::Protocol(message),
+            WireError::Broker {
+                resource,
+                name,
+                message,
+                ..
+            } => KafkaError::Refused {
+                operation,
+                resource,
+                code: match message {
+                    Some(m) if !m.is_empty() => format!("{name}: {m}"),
+                    _ => name.to_string(),
+                },
+            },
+        }
+    }
+
+    /// The cluster id, its brokers, one broker's configuration and the finalized features.
     pub async fn describe_cluster(&self) -> Result<ClusterDescription, KafkaError> {
-        let admin = self.admin.clone();
-        let described = tokio::task::spawn_blocking(move || {
-            // Metadata for one topic still lists every broker, without the cost of describing
-            // every topic of a large cluster.
-            let metadata = admin
-                .inner()
-                .fetch_metadata(Some("__consumer_offsets"), REQUEST_TIMEOUT)?;
-            let cluster_id = admin.inner().fetch_cluster_id(REQUEST_TIMEOUT);
-            Ok::<_, RdKafkaError>((metadata.brokers().len(), cluster_id))
-        })
-        .await
-        .map_err(|e| KafkaError::Interrupted(e.to_string()))?;
-        let (brokers, cluster_id) = described.map_err(|e| self.unreachable(e))?;
+        let op = "describe the cluster";
+        let metadata = self
+            .wire
+            .metadata(Some(&[]))
+            .await
+            .map_err(|e| self.wire_error(op, e))?;
+        let broker = metadata
+            .brokers
+            .iter()
+            .map(|b| b.id)
+            .find(|id| *id == metadata.controller_id)
+            .or_else(|| metadata.brokers.first().map(|b| b.id));
+        let broker_config = match broker {
+            Some(id) => self
+                .wire
+                .describe_broker_configs(id)
+                .await
+                .map_err(|e| self.wire_error("describe the configuration of", e))?
+                .into_iter()
+                .filter_map(|(k, e)| e.value.map(|v| (k, v)))
+                .collect(),
+            None => BTreeMap::new(),
+        };
+        let features = self
+            .wire
+            .finalized_features()
+            .await
+            .map_err(|e| self.wire_error(op, e))?;
         Ok(ClusterDescription {
-            cluster_id,
-            brokers: i32::try_from(brokers).unwrap_or(i32::MAX),
+            cluster_id: metadata.cluster_id,
+            brokers: i32::try_from(metadata.brokers.len()).unwrap_or(i32::MAX),
+            broker_config,
+            features,
         })
     }
 
-    /// Partitions and replication of `name`, or `None` when the topic does not exist.
+    /// Partitions, replication and id of `name`, or `None` when the topic does not exist.
     pub async fn describe_topic(&self, name: &str) -> Result<Option<TopicDescription>, KafkaError> {
-        let admin = self.admin.clone();
-        let topic = name.to_string();
-        // librdkafka's metadata call blocks; keep it off the async workers.
-        let metadata = tokio::task::spawn_blocking(move || {
-            admin.inner().fetch_metadata(Some(&topic), REQUEST_TIMEOUT)
-        })
-        .await
-        .map_err(|e| KafkaError::Interrupted(e.to_string()))?
-        .map_err(|e| self.unreachable(e))?;
-
-        let Some(topic) = metadata.topics().iter().find(|t| t.name() == name) else {
-            return Ok(None);
-        };
-        match topic.error() {
-            None => {}
-            Some(RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) => return Ok(None),
-            Some(err) => {
-                return Err(KafkaError::Refused {
-                    operation: "describe topic",
-                    resource: name.to_string(),
-                    code: RDKafkaErrorCode::from(err),
-                });
-            }
-        }
-        let partitions = i32::try_from(topic.partitions().len()).unwrap_or(i32::MAX);
-        let replication_factor = topic
-            .partitions()
-            .iter()
-            .find(|p| p.id() == 0)
-            .map(|p| i32::try_from(p.replicas().len()).unwrap_or(i32::MAX))
-            .unwrap_or(0);
-        Ok(Some(TopicDescription {
+        let metadata = self
+            .wire
+            .metadata(Some(&[name.to_string()]))
+            .await
+            .map_err(|e| self.wire_error("describe topic", e))?;
+        Ok(metadata.topic(name).map(|topic| TopicDescription {
             name: name.to_string(),
-            partitions,
-            replication_factor,
+            partitions: i32::try_from(topic.partitions.len()).unwrap_or(i32::MAX),
+            replication_factor: topic
+                .partitions
+                .iter()
+                .find(|p| p.partition == 0)
+                .map(|p| i32::try_from(p.replicas.len()).unwrap_or(i32::MAX))
+                .unwrap_or(0),
+            topic_id: Some(topic.topic_id.clone()),
         }))
+    }
+
+    /// Partition indexes of each of `topics` that exists (one Metadata request).
+    pub async fn partitions(
+        &self,
+        topics: &[String],
+    ) -> Result<BTreeMap<String, Vec<i32>>, KafkaError> {
+        let metadata = self
+            .wire
+            .metadata(Some(topics))
+            .await
+            .map_err(|e| self.wire_error("describe topics", e))?;
+        Ok(metadata
+            .topics
+            .into_iter()
+            .map(|t| (t.name, t.partitions.iter().map(|p| p.partition).collect()))
+            .collect())
     }
 
     /// Creates a topic. A topic that already exists is not an error: the caller adopts it.
@@ -227,7 +296,7 @@ impl KafkaAdmin {
             Some(Err((_, code))) => Err(KafkaError::Refused {
                 operation: "create topic",
                 resource: request.name.clone(),
-                code,
+                code: code.to_string(),
             }),
             None => Err(KafkaError::Interrupted(
                 "CreateTopics returned no result".into(),
@@ -249,10 +318,30 @@ impl KafkaAdmin {
             Some(Err((_, code))) => Err(KafkaError::Refused {
                 operation: "add partitions to",
                 resource: name.to_string(),
-                code,
+                code: code.to_string(),
             }),
             None => Err(KafkaError::Interrupted(
                 "CreatePartitions returned no result".into(),
+            )),
+        }
+    }
+
+    /// Deletes the topic `name` (a topic already gone is not an error).
+    pub async fn delete_topic(&self, name: &str) -> Result<(), KafkaError> {
+        let results = self
+            .admin
+            .delete_topics(&[name], &Self::options())
+            .await
+            .map_err(|e| self.unreachable(e))?;
+        match results.into_iter().next() {
+            Some(Ok(_)) | Some(Err((_, RDKafkaErrorCode::UnknownTopicOrPartition))) => Ok(()),
+            Some(Err((_, code))) => Err(KafkaError::Refused {
+                operation: "delete topic",
+                resource: name.to_string(),
+                code: code.to_string(),
+            }),
+            None => Err(KafkaError::Interrupted(
+                "DeleteTopics returned no result".into(),
             )),
         }
     }
@@ -262,40 +351,329 @@ impl KafkaAdmin {
         &self,
         name: &str,
     ) -> Result<BTreeMap<String, TopicConfigEntry>, KafkaError> {
-        let results = self
-            .admin
-            .describe_configs([&ResourceSpecifier::Topic(name)], &Self::options())
+        let mut configs = self
+            .wire
+            .describe_topic_configs(&[name.to_string()])
             .await
-            .map_err(|e| self.unreachable(e))?;
-        let resource = match results.into_iter().next() {
-            Some(Ok(resource)) => resource,
-            Some(Err(code)) => {
-                return Err(KafkaError::Refused {
-                    operation: "describe configs of",
-                    resource: name.to_string(),
-                    code,
-                });
-            }
-            None => {
-                return Err(KafkaError::Interrupted(
-                    "DescribeConfigs returned no result".into(),
-                ));
-            }
-        };
-        Ok(resource
-            .entries
+            .map_err(|e| self.wire_error("describe configs of", e))?;
+        Ok(configs
+            .remove(name)
+            .unwrap_or_default()
             .into_iter()
-            .map(|entry| {
-                let set_on_topic = entry.source == ConfigSource::DynamicTopic;
+            .map(|(key, entry)| {
                 (
-                    entry.name,
+                    key,
                     TopicConfigEntry {
+                        set_on_topic: entry.source == wire::ConfigSource::DynamicTopic,
                         value: entry.value,
-                        set_on_topic,
                     },
                 )
             })
             .collect())
+    }
+
+    /// Changes the topic's configuration incrementally (`IncrementalAlterConfigs`): sets `set`,
+    /// removes `delete` (they fall back to the broker's value); other keys are untouched.
+    pub async fn alter_topic_config(
+        &self,
+        name: &str,
+        set: &BTreeMap<String, String>,
+        delete: &[String],
+    ) -> Result<(), KafkaError> {
+        use kafka_protocol::messages::IncrementalAlterConfigsRequest;
+        use kafka_protocol::messages::incremental_alter_configs_request::{
+            AlterConfigsResource, AlterableConfig,
+        };
+        use kafka_protocol::protocol::StrBytes;
+        const OP: &str = "change the configuration of";
+        const RESOURCE_TOPIC: i8 = 2;
+        const SET: i8 = 0;
+        const DELETE: i8 = 1;
+        let configs = set
+            .iter()
+            .map(|(k, v)| {
+                AlterableConfig::default()
+                    .with_name(StrBytes::from_string(k.clone()))
+                    .with_config_operation(SET)
+                    .with_value(Some(StrBytes::from_string(v.clone())))
+            })
+            .chain(delete.iter().map(|k| {
+                AlterableConfig::default()
+                    .with_name(StrBytes::from_string(k.clone()))
+                    .with_config_operation(DELETE)
+            }))
+            .collect();
+        let request = IncrementalAlterConfigsRequest::default().with_resources(vec![
+            AlterConfigsResource::default()
+                .with_resource_type(RESOURCE_TOPIC)
+                .with_resource_name(StrBytes::from_string(name.to_string()))
+                .with_configs(configs),
+        ]);
+        let response = self
+            .wire
+            .send(None, request)
+            .await
+            .map_err(|e| self.wire_error(OP, e))?;
+        for r in response.responses {
+            if r.error_code != 0 {
+                let name_of_code = wire::error_name(r.error_code);
+                return Err(KafkaError::Refused {
+                    operation: OP,
+                    resource: r.resource_name.to_string(),
+                    code: match r.error_message {
+                        Some(m) if !m.is_empty() => format!("{name_of_code}: {m}"),
+                        _ => name_of_code.to_string(),
+                    },
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Log start, log end and last stable offset of each partition (three batched lookups, one
+    /// request per partition leader each).
+    pub async fn partition_offsets(
+        &self,
+        partitions: &[PartitionKey],
+    ) -> Result<BTreeMap<PartitionKey, PartitionOffsets>, KafkaError> {
+        let op = "list offsets of";
+        let lookup = |spec: OffsetSpec| -> Vec<(TopicPartition, OffsetSpec)> {
+            partitions.iter().map(|p| (tp(p), spec)).collect()
+        };
+        let start = self
+            .wire
+            .list_offsets(&lookup(OffsetSpec::Earliest), Isolation::ReadUncommitted)
+            .await
+            .map_err(|e| self.wire_error(op, e))?;
+        let end = self
+            .wire
+            .list_offsets(&lookup(OffsetSpec::Latest), Isolation::ReadUncommitted)
+            .await
+            .map_err(|e| self.wire_error(op, e))?;
+        let stable = self
+            .wire
+            .list_offsets(&lookup(OffsetSpec::Latest), Isolation::ReadCommitted)
+            .await
+            .map_err(|e| self.wire_error(op, e))?;
+        Ok(end
+            .iter()
+            .map(|(p, log_end)| {
+                (
+                    key(p),
+                    PartitionOffsets {
+                        log_start: start.get(p).copied().unwrap_or(0),
+                        log_end: *log_end,
+                        last_stable: stable.get(p).copied().unwrap_or(*log_end),
+                    },
+                )
+            })
+            .collect())
+    }
+
+    /// The first offset at or after `at_ms` on each partition (-1 where there is none).
+    pub async fn offsets_for_time(
+        &self,
+        partitions: &[PartitionKey],
+        at_ms: i64,
+    ) -> Result<BTreeMap<PartitionKey, i64>, KafkaError> {
+        let requests: Vec<(TopicPartition, OffsetSpec)> = partitions
+            .iter()
+            .map(|p| (tp(p), OffsetSpec::Timestamp(at_ms)))
+            .collect();
+        Ok(self
+            .wire
+            .list_offsets(&requests, Isolation::ReadUncommitted)
+            .await
+            .map_err(|e| self.wire_error("look up offsets by time of", e))?
+            .iter()
+            .map(|(p, o)| (key(p), *o))
+            .collect())
+    }
+
+    /// The groups among `ids` that the coordinators know, described (state, members). Groups
+    /// that do not exist (yet) are left out: Kafka 4 answers `GROUP_ID_NOT_FOUND` for them.
+    pub async fn describe_groups(
+        &self,
+        ids: &[String],
+    ) -> Result<BTreeMap<String, GroupDescription>, KafkaError> {
+        let known: std::collections::BTreeSet<String> = self
+            .wire
+            .list_groups()
+            .await
+            .map_err(|e| self.wire_error("list consumer groups", e))?
+            .into_iter()
+            .map(|g| g.group_id)
+            .collect();
+        let ids: Vec<String> = ids
+            .iter()
+            .filter(|id| known.contains(*id))
+            .cloned()
+            .collect();
+        if ids.is_empty() {
+            return Ok(BTreeMap::new());
+        }
+        Ok(self
+            .wire
+            .describe_groups(&ids)
+            .await
+            .map_err(|e| self.wire_error("describe consumer groups", e))?
+            .into_iter()
+            .map(|g| (g.group_id.clone(), g))
+            .collect())
+    }
+
+    /// Committed offsets of each of `groups`.
+    pub async fn committed_offsets(
+        &self,
+        groups: &[String],
+    ) -> Result<BTreeMap<String, BTreeMap<PartitionKey, i64>>, KafkaError> {
+        let mut out = BTreeMap::new();
+        for group in groups {
+            let offsets = self
+                .wire
+                .committed_offsets(group)
+                .await
+                .map_err(|e| self.wire_error("fetch committed offsets of", e))?;
+            out.insert(
+                group.clone(),
+                offsets.iter().map(|(p, o)| (key(p), *o)).collect(),
+            );
+        }
+        Ok(out)
+    }
+
+    /// Commits `offsets` for `group` as an administrator (the group must be Empty).
+    pub async fn commit_offsets(
+        &self,
+        group: &str,
+        offsets: &BTreeMap<PartitionKey, i64>,
+    ) -> Result<(), KafkaError> {
+        let offsets: BTreeMap<TopicPartition, i64> =
+            offsets.iter().map(|(p, o)| (tp(p), *o)).collect();
+        self.wire
+            .commit_offsets(group, &offsets)
+            .await
+            .map_err(|e| self.wire_error("commit offsets of", e))
+    }
+
+    /// Every transactional id the transaction coordinators know.
+    pub async fn list_transactions(&self) -> Result<Vec<TransactionListing>, KafkaError> {
+        self.wire
+            .list_transactions()
+            .await
+            .map_err(|e| self.wire_error("list transactions", e))
+    }
+
+    /// The given transactional ids, as their coordinators describe them.
+    pub async fn describe_transactions(
+        &self,
+        ids: &[String],
+    ) -> Result<BTreeMap<String, TransactionDescription>, KafkaError> {
+        Ok(self
+            .wire
+            .describe_transactions(ids)
+            .await
+            .map_err(|e| self.wire_error("describe transactions", e))?
+            .into_iter()
+            .map(|t| (t.transactional_id.clone(), t))
+            .collect())
+    }
+
+    /// Active producers of each partition, as the partition leaders report them.
+    pub async fn producers(
+        &self,
+        partitions: &[PartitionKey],
+    ) -> Result<BTreeMap<PartitionKey, Vec<ProducerState>>, KafkaError> {
+        let tps: Vec<TopicPartition> = partitions.iter().map(tp).collect();
+        Ok(self
+            .wire
+            .describe_producers(&tps)
+            .await
+            .map_err(|e| self.wire_error("describe producers of", e))?
+            .into_iter()
+            .map(|(p, states)| (key(&p), states))
+            .collect())
+    }
+
+    /// Aborts the open transaction of `producer` on `partition` by writing an abort marker.
+    pub async fn abort_transaction(
+        &self,
+        partition: &PartitionKey,
+        producer: &ProducerState,
+    ) -> Result<(), KafkaError> {
+        self.wire
+            .abort_transaction(
+                &tp(partition),
+                producer.producer_id,
+                producer.producer_epoch,
+                producer.coordinator_epoch,
+            )
+            .await
+            .map_err(|e| self.wire_error("abort a transaction on", e))
+    }
+
+    /// Why the topic must not be deleted now: open transactions on it, consumer groups with
+    /// members that consume it. Empty when it may go.
+    pub async fn topic_in_use(&self, name: &str) -> Result<Vec<String>, KafkaError> {
+        let mut reasons = Vec::new();
+        let partitions = self.partitions(&[name.to_string()]).await?;
+        let keys: Vec<PartitionKey> = partitions
+            .get(name)
+            .map(|ps| ps.iter().map(|p| (name.to_string(), *p)).collect())
+            .unwrap_or_default();
+        if keys.is_empty() {
+            return Ok(reasons);
+        }
+        let open: Vec<String> = self
+            .producers(&keys)
+            .await?
+            .iter()
+            .flat_map(|((t, p), states)| {
+                states
+                    .iter()
+                    .filter(|s| s.current_txn_start_offset >= 0)
+                    .map(move |s| format!("{t}-{p} (producer {})", s.producer_id))
+            })
+            .collect();
+        if !open.is_empty() {
+            reasons.push(format!("open transactions on {}", open.join(", ")));
+        }
+        let listed = self
+            .wire
+            .list_groups()
+            .await
+            .map_err(|e| self.wire_error("list consumer groups", e))?;
+        let ids: Vec<String> = listed.into_iter().map(|g| g.group_id).collect();
+        if ids.is_empty() {
+            return Ok(reasons);
+        }
+        let groups = self.describe_groups(&ids).await?;
+        let mut active = Vec::new();
+        for (id, group) in &groups {
+            if group.members.is_empty() {
+                continue;
+            }
+            let assigned = group
+                .members
+                .iter()
+                .any(|m| m.assigned_topics.iter().any(|t| t == name));
+            let committed = assigned
+                || self
+                    .committed_offsets(std::slice::from_ref(id))
+                    .await?
+                    .values()
+                    .any(|o| o.keys().any(|(t, _)| t == name));
+            if committed {
+                active.push(format!("'{id}' ({} member(s))", group.members.len()));
+            }
+        }
+        if !active.is_empty() {
+            reasons.push(format!(
+                "consumer group(s) with members reading it: {}",
+                active.join(", ")
+            ));
+        }
+        Ok(reasons)
     }
 }
 

@@ -6,3 +6,4 @@ mod cluster;
 mod environment;
 mod support;
 mod topic;
+mod wire;

@@ -12,11 +12,17 @@ use rdkafka::admin::{AdminClient, AdminOptions, ConfigSource, ResourceSpecifier}
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 
+/// How often the operator under test refreshes delivery figures: short, so tests see changes
+/// within seconds.
+pub const REFRESH: Duration = Duration::from_secs(2);
+
 /// Runs the operator's controllers for `namespace` in this test's runtime; they stop with it.
 pub fn run_operator(client: Client, namespace: &str) {
     let options = exactly::controller::Options {
         namespace: Some(namespace.to_string()),
         concurrency: 2,
+        refresh_interval: REFRESH,
+        ..Default::default()
     };
     tokio::spawn(exactly::controller::run(
         client,

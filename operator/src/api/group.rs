@@ -1,0 +1,224 @@
+//! `ConsumerGroup`: an expected consumer group. The operator observes and asserts (clients create
+//! groups); it reports state, members and lag, and runs a guarded one-shot offset reset.
+
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{ClusterRef, Condition, TopicRef};
+
+// clippy takes the repeated `type_ = ...` of separate printcolumn(...) lists for duplicates.
+#[allow(clippy::duplicated_attributes)]
+/// A consumer group the operator watches: state, members, per-partition lag against the last
+/// stable offset, and a lag objective.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "exactly.dev",
+    version = "v1alpha1",
+    kind = "ConsumerGroup",
+    namespaced,
+    status = "ConsumerGroupStatus",
+    shortname = "kcg",
+    category = "exactly",
+    doc = "An expected Kafka consumer group: the operator reports its state, members and lag (against the last stable offset under read_committed) and runs guarded one-shot offset resets. It never creates members.",
+    printcolumn(
+        name = "Cluster",
+        type_ = "string",
+        json_path = ".spec.clusterRef.name"
+    ),
+    printcolumn(name = "State", type_ = "string", json_path = ".status.state"),
+    printcolumn(name = "Members", type_ = "integer", json_path = ".status.memberCount"),
+    printcolumn(name = "Lag", type_ = "integer", json_path = ".status.totalLag"),
+    printcolumn(
+        name = "Objective",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"LagObjectiveMet\")].status"
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[x_kube(validation = Rule::new("has(self.groupId) == has(oldSelf.groupId) && (!has(self.groupId) || self.groupId == oldSelf.groupId)").message("groupId is immutable: to watch another group, create a new ConsumerGroup resource"))]
+#[serde(rename_all = "camelCase")]
+pub struct ConsumerGroupSpec {
+    /// The KafkaCluster (same namespace) the group consumes from.
+    pub cluster_ref: ClusterRef,
+
+    /// The Kafka `group.id`. Defaults to `metadata.name`. Immutable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 249))]
+    pub group_id: Option<String>,
+
+    /// The Topics (same namespace) the group consumes; lag is reported for their partitions.
+    #[schemars(length(min = 1, max = 100))]
+    pub topics: Vec<TopicRef>,
+
+    /// How lag is measured: `ReadCommitted` (default) against the last stable offset, as a
+    /// read_committed consumer sees the log; `ReadUncommitted` against the log end.
+    #[serde(default)]
+    pub isolation: Isolation,
+
+    /// Bounds the group should stay within; `LagObjectiveMet` says whether it does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lag_objective: Option<LagObjective>,
+
+    /// A one-shot offset reset. It runs once per `id`, only while the group has no members
+    /// (status says it waits otherwise); the result is kept in `status.lastOffsetReset`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset_reset: Option<OffsetReset>,
+}
+
+/// The isolation level a group reads with.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Isolation {
+    /// Only committed transactional records are visible; lag is counted up to the LSO.
+    #[default]
+    ReadCommitted,
+    /// Every record is visible; lag is counted up to the log end.
+    ReadUncommitted,
+}
+
+/// Bounds on a group's lag.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct LagObjective {
+    /// Most records the group may be behind, summed over its partitions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub max_lag: Option<i64>,
+    /// Longest the group may go without committing while it has lag, e.g. `5m`, `90s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[0-9]{1,9}(ms|s|m|h)$"))]
+    pub max_commit_age: Option<String>,
+}
+
+/// A one-shot request to move the group's committed offsets.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[x_kube(validation = Rule::new("self.to != 'Timestamp' || has(self.timestamp)").message("to: Timestamp needs timestamp (RFC 3339, e.g. 2026-01-31T12:00:00Z)"))]
+#[x_kube(validation = Rule::new("self.to != 'Offset' || has(self.offset)").message("to: Offset needs offset"))]
+#[serde(rename_all = "camelCase")]
+pub struct OffsetReset {
+    /// Identifies this request: a reset runs once per id. Change it to request another.
+    #[schemars(length(min = 1, max = 63))]
+    pub id: String,
+    /// Where to move every partition of `spec.topics`.
+    pub to: ResetTarget,
+    /// With `to: Timestamp`: the earliest record at or after this time (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
+    pub timestamp: Option<String>,
+    /// With `to: Offset`: this offset on every partition.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub offset: Option<i64>,
+}
+
+/// Where an offset reset moves the group.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ResetTarget {
+    /// The first offset still in the log.
+    Earliest,
+    /// The log end: skip everything not yet consumed.
+    Latest,
+    /// The first record at or after `timestamp`.
+    Timestamp,
+    /// The given `offset`.
+    Offset,
+}
+
+/// Observed state of a ConsumerGroup.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ConsumerGroupStatus {
+    /// The generation of the spec this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+
+    /// Current conditions: `Ready` when the group could be described; `LagObjectiveMet`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+
+    /// Group state as the coordinator reports it: `Empty`, `Stable`, `PreparingRebalance`,
+    /// `CompletingRebalance`, `Dead`, or `Unknown` when the group does not exist yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+
+    /// Number of members.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub member_count: Option<i32>,
+
+    /// Members (the first 20 by client id).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub members: Vec<GroupMember>,
+
+    /// Total lag over every partition of `spec.topics`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total_lag: Option<i64>,
+
+    /// The partitions with the most lag (at most 20), then `partitionsOmitted` for the rest.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub partitions: Vec<PartitionLag>,
+
+    /// Partitions not listed in `partitions` (their lag is in `totalLag`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partitions_omitted: Option<i32>,
+
+    /// When the operator last saw the group's committed offsets move (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_commit_seen: Option<String>,
+
+    /// The outcome of the last `spec.offsetReset` request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_offset_reset: Option<OffsetResetOutcome>,
+}
+
+/// One member of a group.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct GroupMember {
+    /// The member's `client.id`.
+    pub client_id: String,
+    /// The host it connected from.
+    pub host: String,
+}
+
+/// Offsets and lag of one partition.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct PartitionLag {
+    /// Topic name in Kafka.
+    pub topic: String,
+    /// Partition index.
+    pub partition: i32,
+    /// The group's committed offset; absent when it has committed none on this partition.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub committed: Option<i64>,
+    /// Log-end offset (high watermark).
+    pub log_end: i64,
+    /// Last stable offset: the first offset of the oldest open transaction, else the log end.
+    pub last_stable: i64,
+    /// Records the group is behind: LSO (ReadCommitted) or log end, minus committed (or minus the
+    /// log start when nothing is committed).
+    pub lag: i64,
+}
+
+/// What an offset reset request did.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct OffsetResetOutcome {
+    /// The request's `id`.
+    pub id: String,
+    /// `Waiting` (the group has members), `Applied` or `Failed`.
+    pub result: String,
+    /// Details: what it waits for, the offsets set, or the error.
+    pub message: String,
+    /// When the result was reached (RFC 3339).
+    pub time: String,
+}

@@ -1,0 +1,213 @@
+//! `Producer`: a logical transactional producer. The operator reserves its `transactional.id`
+//! prefix, renders the client configuration exactly-once needs, and reports its transactions.
+
+use std::collections::BTreeMap;
+
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{ClusterRef, Condition, TopicRef};
+
+// clippy takes the repeated `type_ = ...` of separate printcolumn(...) lists for duplicates.
+#[allow(clippy::duplicated_attributes)]
+/// A transactional producer: its client configuration and the state of its transactions.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "exactly.dev",
+    version = "v1alpha1",
+    kind = "Producer",
+    namespaced,
+    status = "ProducerStatus",
+    shortname = "kp",
+    category = "exactly",
+    doc = "A logical Kafka producer: the operator reserves its transactional.id prefix, renders its client configuration into the Secret <name>-client, and reports its transactions (open, hanging).",
+    printcolumn(
+        name = "Cluster",
+        type_ = "string",
+        json_path = ".spec.clusterRef.name"
+    ),
+    printcolumn(
+        name = "Prefix",
+        type_ = "string",
+        json_path = ".spec.transactionalIdPrefix"
+    ),
+    printcolumn(name = "Instances", type_ = "integer", json_path = ".spec.instances"),
+    printcolumn(
+        name = "Open",
+        type_ = "integer",
+        json_path = ".status.openTransactions"
+    ),
+    printcolumn(
+        name = "Hanging",
+        type_ = "integer",
+        json_path = ".status.hangingTransactions"
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[x_kube(validation = Rule::new("self.transactionalIdPrefix == oldSelf.transactionalIdPrefix").message("transactionalIdPrefix is immutable: a new prefix would orphan open transactions and stop fencing zombies. Create a new Producer instead"))]
+#[x_kube(validation = Rule::new("self.guarantee != 'ExactlyOnce' || !has(self.clientOverrides) || !('transactional.id' in self.clientOverrides)").message("clientOverrides must not set transactional.id: it is <transactionalIdPrefix>-<ordinal>, stable per instance so a restarted instance fences its zombie"))]
+#[serde(rename_all = "camelCase")]
+pub struct ProducerSpec {
+    /// The KafkaCluster (same namespace) the producer writes to.
+    pub cluster_ref: ClusterRef,
+
+    /// The Topics (same namespace) the producer writes to. Their transactions and hanging
+    /// transactions are reported here.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 100))]
+    pub topics: Vec<TopicRef>,
+
+    /// Prefix of the producer's `transactional.id`s: instance `n` uses `<prefix>-<n>`, stable
+    /// across restarts so a restarted instance fences its predecessor. Unique per cluster (a second
+    /// Producer claiming it reports `ResourceConflict`) and immutable.
+    #[schemars(regex(pattern = r"^[a-zA-Z0-9._-]+$"), length(min = 1, max = 200))]
+    pub transactional_id_prefix: String,
+
+    /// How many instances (e.g. StatefulSet replicas) run this producer; one `transactional.id`
+    /// and one properties file each. Defaults to 1.
+    #[serde(default = "default_instances")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub instances: i32,
+
+    /// `ExactlyOnce` (default): transactions, idempotence, `acks=all`. `AtLeastOnce`: idempotence
+    /// and `acks=all` without transactions (no `transactional.id`).
+    #[serde(default)]
+    pub guarantee: Guarantee,
+
+    /// How long a transaction may stay open before the coordinator aborts it, e.g. `60s`, `5m`,
+    /// `90000ms`. Must not exceed the broker's `transaction.max.timeout.ms`. Defaults to `60s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[0-9]{1,9}(ms|s|m)$"))]
+    pub transaction_timeout: Option<String>,
+
+    /// Extra producer properties (librdkafka / Java client names), e.g. `linger.ms: "5"`,
+    /// `compression.type: zstd`. An override that weakens the guarantee (`acks`,
+    /// `enable.idempotence`, `max.in.flight.requests.per.connection` above 5, ...) is refused,
+    /// naming the key.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 64))]
+    pub client_overrides: BTreeMap<String, String>,
+}
+
+fn default_instances() -> i32 {
+    1
+}
+
+/// The delivery guarantee a producer is configured for.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Guarantee {
+    /// Transactions: writes to several partitions (and consumed offsets) commit together or not
+    /// at all; read_committed consumers see each record once.
+    #[default]
+    ExactlyOnce,
+    /// Idempotent writes without transactions: no duplicates from retries, but no atomicity.
+    AtLeastOnce,
+}
+
+/// Observed state of a Producer.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ProducerStatus {
+    /// The generation of the spec this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+
+    /// Current conditions (kstatus style): `Ready` when the client Secret is rendered and the
+    /// settings are exactly-once safe; `HangingTransactions` when a transaction pins a partition.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+
+    /// The Secret holding the client properties, one key per instance
+    /// (`<prefix>-<n>.properties`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_name: Option<String>,
+
+    /// Transactions currently open (state other than Empty/CompleteCommit/CompleteAbort/Dead).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub open_transactions: Option<i32>,
+
+    /// Transactions pinning a partition's last stable offset that the coordinator no longer
+    /// tracks (see `hanging`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hanging_transactions: Option<i32>,
+
+    /// State of each `transactional.id` the coordinator knows, by instance.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub transactions: Vec<TransactionState>,
+
+    /// Hanging transactions on the producer's topics, each with what to do.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hanging: Vec<HangingTransaction>,
+
+    /// The outcome of the last `exactly.dev/abort-transaction` request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_abort: Option<AbortOutcome>,
+}
+
+/// One `transactional.id` as its coordinator reports it.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct TransactionState {
+    /// The `transactional.id`, `<prefix>-<n>`.
+    pub transactional_id: String,
+    /// Coordinator state: `Empty`, `Ongoing`, `PrepareCommit`, `PrepareAbort`,
+    /// `CompleteCommit`, `CompleteAbort`, `PrepareEpochFence` or `Dead`.
+    pub state: String,
+    /// Producer id the coordinator assigned.
+    pub producer_id: i64,
+    /// Producer epoch; it rises each time an instance restarts and fences its predecessor.
+    pub producer_epoch: i32,
+    /// The transaction timeout the producer registered, in milliseconds.
+    pub timeout_ms: i64,
+    /// When the open transaction started (RFC 3339); absent when none is open.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started: Option<String>,
+    /// Age of the open transaction in seconds at the last refresh.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub age_seconds: Option<i64>,
+    /// Partitions the open transaction has written to, as `topic-partition`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub partitions: Vec<String>,
+}
+
+/// A transaction that pins a partition's last stable offset although its coordinator no longer
+/// tracks it: every read_committed consumer of that partition stalls until it is aborted.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct HangingTransaction {
+    /// The pinned partition, as `topic-partition`.
+    pub partition: String,
+    /// The producer id holding the transaction open.
+    pub producer_id: i64,
+    /// Its producer epoch.
+    pub producer_epoch: i32,
+    /// Offset of the transaction's first record: the partition's last stable offset is stuck here.
+    pub start_offset: i64,
+    /// When the producer last wrote to the partition (RFC 3339), if the broker knows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_write: Option<String>,
+}
+
+/// What an `exactly.dev/abort-transaction` request did.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct AbortOutcome {
+    /// The annotation's value: a partition (`topic-partition`) or a `transactional.id`.
+    pub target: String,
+    /// `Aborted` or `Refused`.
+    pub result: String,
+    /// What was done, or why not.
+    pub message: String,
+    /// When (RFC 3339).
+    pub time: String,
+}

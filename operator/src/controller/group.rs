@@ -1,0 +1,613 @@
+//! Reconciles `ConsumerGroup`: observes the group (it never creates members), reports state,
+//! members and lag against the last stable offset, judges the lag objective, and runs the
+//! guarded one-shot offset reset.
+//!
+//! Figures come from the cluster's shared [`super::observe::Snapshot`], refreshed at most once
+//! per refresh interval for every resource on the cluster. [`group_status`] is pure.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::jiff::Timestamp;
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+use kube::{Resource, ResourceExt};
+use tracing::{info, warn};
+
+use super::lag::{self, GroupLag, PartitionOffsets};
+use super::observe::{Interest, Partition, Snapshot};
+use super::producer_config::parse_duration_ms;
+use super::{Context, resolve};
+use crate::api::conditions::{self, types};
+use crate::api::{
+    Condition, ConditionStatus, ConsumerGroup, ConsumerGroupStatus, GroupMember,
+    OffsetResetOutcome, ResetTarget,
+};
+use crate::{Error, Result};
+
+/// Condition type: whether the group is within `spec.lagObjective`.
+pub const LAG_OBJECTIVE_MET: &str = "LagObjectiveMet";
+/// Most members listed in status.
+pub const TOP_MEMBERS: usize = 20;
+
+/// Group states in which no member holds partitions: an offset reset may run.
+fn is_empty_state(state: &str) -> bool {
+    matches!(state, "Empty" | "Dead" | "Unknown" | "")
+}
+
+/// What one observation says about a group.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GroupObservation {
+    pub state: String,
+    pub members: Vec<GroupMember>,
+    pub lag: GroupLag,
+    /// Committed offsets of the group on its topics.
+    pub committed: BTreeMap<Partition, i64>,
+    /// Topics of the spec that do not exist in Kafka.
+    pub missing_topics: Vec<String>,
+}
+
+/// Picks the group's figures out of the cluster snapshot.
+pub fn observation(
+    snapshot: &Snapshot,
+    group_id: &str,
+    topics: &[String],
+    isolation: crate::api::Isolation,
+) -> GroupObservation {
+    let offsets: BTreeMap<Partition, PartitionOffsets> = snapshot
+        .offsets
+        .iter()
+        .filter(|((t, _), _)| topics.contains(t))
+        .map(|(k, v)| (k.clone(), *v))
+        .collect();
+    let committed: BTreeMap<Partition, i64> = snapshot
+        .committed
+        .get(group_id)
+        .map(|c| {
+            c.iter()
+                .filter(|((t, _), _)| topics.contains(t))
+                .map(|(k, v)| (k.clone(), *v))
+                .collect()
+        })
+        .unwrap_or_default();
+    let (state, mut members) = match snapshot.groups.get(group_id) {
+        Some(g) => (
+            g.state.clone(),
+            g.members
+                .iter()
+                .map(|m| GroupMember {
+                    client_id: m.client_id.clone(),
+                    host: m.client_host.clone(),
+                })
+                .collect::<Vec<_>>(),
+        ),
+        None => ("Unknown".to_string(), Vec::new()),
+    };
+    members.sort_by(|a, b| (&a.client_id, &a.host).cmp(&(&b.client_id, &b.host)));
+    GroupObservation {
+        state,
+        members,
+        lag: lag::group_lag(&offsets, &committed, isolation, lag::TOP_PARTITIONS),
+        committed,
+        missing_topics: topics
+            .iter()
+            .filter(|t| !snapshot.partitions.contains_key(*t))
+            .cloned()
+            .collect(),
+    }
+}
+
+/// Whether the lag objective holds: `None` when the spec sets none.
+pub fn objective_met(
+    group: &ConsumerGroup,
+    total_lag: i64,
+    since_last_commit: Option<Duration>,
+) -> Option<(bool, String)> {
+    let objective = group.spec.lag_objective.as_ref()?;
+    let mut broken = Vec::new();
+    if let Some(max) = objective.max_lag
+        && total_lag > max
+    {
+        broken.push(format!("total lag {total_lag} is above maxLag {max}"));
+    }
+    if let Some(max_age) = objective
+        .max_commit_age
+        .as_deref()
+        .and_then(parse_duration_ms)
+        && total_lag > 0
+        && let Some(since) = since_last_commit
+        && since.as_millis() > u128::try_from(max_age).unwrap_or(u128::MAX)
+    {
+        broken.push(format!(
+            "no commit for {}s while lagging, above maxCommitAge {}",
+            since.as_secs(),
+            objective.max_commit_age.as_deref().unwrap_or_default()
+        ));
+    }
+    Some(if broken.is_empty() {
+        (
+            true,
+            format!("total lag {total_lag} is within the objective"),
+        )
+    } else {
+        (false, broken.join("; "))
+    })
+}
+
+/// The status one observation means, merged into `previous`.
+pub fn group_status(
+    group: &ConsumerGroup,
+    observed: &GroupObservation,
+    last_commit_seen: Option<String>,
+    since_last_commit: Option<Duration>,
+) -> ConsumerGroupStatus {
+    use ConditionStatus::{False, True};
+    let generation = group.meta().generation;
+    let mut status = group.status.clone().unwrap_or_default();
+    let cond = |type_: &str, s: ConditionStatus, reason: &str, message: String| {
+        Condition::new(type_, s, reason, message, generation)
+    };
+    let mut desired = if observed.missing_topics.is_empty() {
+        vec![
+            cond(
+                types::READY,
+                True,
+                "GroupObserved",
+                format!("group state {}", observed.state),
+            ),
+            cond(types::RECONCILING, False, "Observed", String::new()),
+            cond(types::STALLED, False, "Observed", String::new()),
+        ]
+    } else {
+        vec![
+            cond(
+                types::READY,
+                False,
+                "TopicNotFound",
+                format!(
+                    "topic(s) {} do not exist in Kafka yet: lag is reported for the others",
+                    observed.missing_topics.join(", ")
+                ),
+            ),
+            cond(types::RECONCILING, True, "WaitingForTopics", String::new()),
+            cond(types::STALLED, False, "WaitingForTopics", String::new()),
+        ]
+    };
+    if let Some((met, message)) = objective_met(group, observed.lag.total, since_last_commit) {
+        desired.push(if met {
+            cond(LAG_OBJECTIVE_MET, True, "WithinObjective", message)
+        } else {
+            cond(LAG_OBJECTIVE_MET, False, "ObjectiveMissed", message)
+        });
+    }
+    status.conditions = conditions::merge(&status.conditions, desired);
+    status.observed_generation = generation;
+    status.state = Some(observed.state.clone());
+    status.member_count = Some(i32::try_from(observed.members.len()).unwrap_or(i32::MAX));
+    status.members = observed.members.iter().take(TOP_MEMBERS).cloned().collect();
+    status.total_lag = Some(observed.lag.total);
+    status.partitions = observed.lag.partitions.clone();
+    status.partitions_omitted = (observed.lag.omitted > 0).then_some(observed.lag.omitted);
+    if last_commit_seen.is_some() {
+        status.last_commit_seen = last_commit_seen;
+    }
+    status
+}
+
+/// The offsets a reset moves each partition to.
+pub fn reset_offsets(
+    target: ResetTarget,
+    offset: Option<i64>,
+    partitions: &BTreeMap<Partition, PartitionOffsets>,
+    by_time: &BTreeMap<Partition, i64>,
+) -> BTreeMap<Partition, i64> {
+    partitions
+        .iter()
+        .map(|(p, o)| {
+            let to = match target {
+                ResetTarget::Earliest => o.log_start,
+                ResetTarget::Latest => o.log_end,
+                // -1 from ListOffsets: no record at or after the time, so the log end.
+                ResetTarget::Timestamp => match by_time.get(p) {
+                    Some(at) if *at >= 0 => *at,
+                    _ => o.log_end,
+                },
+                ResetTarget::Offset => offset.unwrap_or(o.log_start).clamp(o.log_start, o.log_end),
+            };
+            (p.clone(), to)
+        })
+        .collect()
+}
+
+fn now() -> String {
+    Timestamp::now().to_string()
+}
+
+/// Runs the spec's offset reset if it is due; returns its outcome, or `None` when there is
+/// nothing to do.
+#[allow(clippy::too_many_arguments)] // one call site; a struct would only rename them
+async fn offset_reset(
+    group: &ConsumerGroup,
+    ctx: &Context,
+    admin: &crate::kafka::KafkaAdmin,
+    cluster_key: &str,
+    group_id: &str,
+    observed: &GroupObservation,
+    snapshot: &Snapshot,
+    topics: &[String],
+) -> Option<OffsetResetOutcome> {
+    let request = group.spec.offset_reset.as_ref()?;
+    let previous = group
+        .status
+        .as_ref()
+        .and_then(|s| s.last_offset_reset.as_ref());
+    if let Some(p) = previous
+        && p.id == request.id
+        && p.result != "Waiting"
+    {
+        return None; // done once for this id
+    }
+    if !is_empty_state(&observed.state) || !observed.members.is_empty() {
+        let message = format!(
+            "waiting: the group is {} with {} member(s); stop its consumers and the reset runs once it is Empty",
+            observed.state,
+            observed.members.len()
+        );
+        if previous.is_some_and(|p| p.id == request.id && p.message == message) {
+            return previous.cloned();
+        }
+        return Some(OffsetResetOutcome {
+            id: request.id.clone(),
+            result: "Waiting".into(),
+            message,
+            time: now(),
+        });
+    }
+    let partitions: BTreeMap<Partition, PartitionOffsets> = snapshot
+        .offsets
+        .iter()
+        .filter(|((t, _), _)| topics.contains(t))
+        .map(|(k, v)| (k.clone(), *v))
+        .collect();
+    let by_time = match (request.to, request.timestamp.as_deref()) {
+        (ResetTarget::Timestamp, Some(text)) => match text.parse::<Timestamp>() {
+            Ok(at) => {
+                let keys: Vec<Partition> = partitions.keys().cloned().collect();
+                match admin.offsets_for_time(&keys, at.as_millisecond()).await {
+                    Ok(found) => found,
+                    Err(e) => {
+                        return Some(failed(request.id.clone(), format!("{e}")));
+                    }
+                }
+            }
+            Err(e) => {
+                return Some(failed(
+                    request.id.clone(),
+                    format!(
+                        "timestamp '{text}' is not RFC 3339 ({e}); correct spec.offsetReset.timestamp and change its id"
+                    ),
+                ));
+            }
+        },
+        _ => BTreeMap::new(),
+    };
+    let offsets = reset_offsets(request.to, request.offset, &partitions, &by_time);
+    if offsets.is_empty() {
+        return Some(failed(
+            request.id.clone(),
+            "the group's topics have no partitions in Kafka yet; nothing to reset".into(),
+        ));
+    }
+    let result = admin.commit_offsets(group_id, &offsets).await;
+    ctx.observer.invalidate(cluster_key).await;
+    let described: Vec<String> = offsets
+        .iter()
+        .take(10)
+        .map(|((t, p), o)| format!("{t}-{p}→{o}"))
+        .collect();
+    let more = offsets.len().saturating_sub(described.len());
+    match result {
+        Ok(()) => {
+            let message = format!(
+                "committed {:?} offsets on {} partition(s): {}{}",
+                request.to,
+                offsets.len(),
+                described.join(", "),
+                if more > 0 {
+                    format!(" and {more} more")
+                } else {
+                    String::new()
+                }
+            );
+            info!(group = group_id, id = %request.id, "{message}");
+            super::publish_event(
+                ctx,
+                group,
+                EventType::Normal,
+                "OffsetReset",
+                "ResetOffsets",
+                message.clone(),
+            )
+            .await;
+            Some(OffsetResetOutcome {
+                id: request.id.clone(),
+                result: "Applied".into(),
+                message,
+                time: now(),
+            })
+        }
+        Err(e) => Some(failed(request.id.clone(), format!("{e}"))),
+    }
+}
+
+fn failed(id: String, message: String) -> OffsetResetOutcome {
+    OffsetResetOutcome {
+        id,
+        result: "Failed".into(),
+        message,
+        time: now(),
+    }
+}
+
+/// The group's `group.id`: `spec.groupId`, else `metadata.name`.
+pub fn group_id(group: &ConsumerGroup) -> String {
+    group
+        .spec
+        .group_id
+        .clone()
+        .unwrap_or_else(|| group.name_any())
+}
+
+/// What every ConsumerGroup and Producer on the cluster `key` needs observed.
+pub fn cluster_interest(ctx: &Context, key: &str) -> Interest {
+    let mut interest = Interest::default();
+    for g in ctx.groups.state() {
+        let ns = g.namespace().unwrap_or_default();
+        if super::cluster_key(ctx, &ns, &g.spec.cluster_ref.name) != key {
+            continue;
+        }
+        interest.groups.insert(group_id(&g));
+        interest
+            .topics
+            .extend(resolve::topic_names(ctx, &ns, &g.spec.topics));
+    }
+    for p in ctx.producers.state() {
+        let ns = p.namespace().unwrap_or_default();
+        if super::cluster_key(ctx, &ns, &p.spec.cluster_ref.name) != key {
+            continue;
+        }
+        interest
+            .transactional_ids
+            .extend(super::producer::transactional_ids(&p));
+        interest
+            .producer_topics
+            .extend(resolve::topic_names(ctx, &ns, &p.spec.topics));
+    }
+    interest
+}
+
+/// Reconciles one ConsumerGroup.
+pub async fn reconcile(group: Arc<ConsumerGroup>, ctx: Arc<Context>) -> Result<Action> {
+    let namespace = group
+        .namespace()
+        .ok_or(Error::MissingObjectKey("metadata.namespace"))?;
+    let name = group.name_any();
+    let refresh = ctx.observer.interval();
+    let cluster = match resolve::cluster(&ctx, &namespace, &group.spec.cluster_ref.name).await {
+        Ok(cluster) => cluster,
+        Err(waiting) => {
+            let status = waiting.status(
+                group.meta().generation,
+                group.status.clone().unwrap_or_default(),
+            );
+            super::apply_status(&ctx.client, group.as_ref(), group.status.as_ref(), &status)
+                .await?;
+            return Ok(Action::requeue(super::RETRY));
+        }
+    };
+    let key = cluster.spec.external.bootstrap_servers.clone();
+    let admin = ctx.kafka.admin(&key)?;
+    let group_id = group_id(&group);
+    let topics = resolve::topic_names(&ctx, &namespace, &group.spec.topics);
+    let mine = Interest {
+        topics: topics.iter().cloned().collect(),
+        groups: [group_id.clone()].into(),
+        ..Interest::default()
+    };
+    let snapshot = match ctx
+        .observer
+        .snapshot(&key, &admin, &mine, || cluster_interest(&ctx, &key))
+        .await
+    {
+        Ok(snapshot) => snapshot,
+        Err(e) => {
+            let status = resolve::unreachable_status(
+                group.meta().generation,
+                group.status.clone().unwrap_or_default(),
+                &e,
+            );
+            super::apply_status(&ctx.client, group.as_ref(), group.status.as_ref(), &status)
+                .await?;
+            warn!(group = %name, namespace = %namespace, error = %e, "group not observed");
+            return Ok(Action::requeue(super::RETRY));
+        }
+    };
+    let topic_list: Vec<String> = topics.to_vec();
+    let observed = observation(&snapshot, &group_id, &topic_list, group.spec.isolation);
+
+    // Time since the last commit: the operator sees commits as committed offsets that moved.
+    let (last_commit_seen, since) = ctx.commit_clock.observe(
+        &format!("{key}/{group_id}"),
+        &observed.committed,
+        group
+            .status
+            .as_ref()
+            .and_then(|s| s.last_commit_seen.as_deref()),
+    );
+    let mut status = group_status(&group, &observed, last_commit_seen, since);
+    if let Some(outcome) = offset_reset(
+        &group,
+        &ctx,
+        &admin,
+        &key,
+        &group_id,
+        &observed,
+        &snapshot,
+        &topic_list,
+    )
+    .await
+    {
+        status.last_offset_reset = Some(outcome);
+    }
+
+    let labels = crate::metrics::labels(&namespace, &name);
+    ctx.metrics
+        .group_lag
+        .get_or_create(&labels)
+        .set(observed.lag.total);
+    ctx.metrics
+        .group_members
+        .get_or_create(&labels)
+        .set(i64::try_from(observed.members.len()).unwrap_or(i64::MAX));
+    for p in &observed.lag.partitions {
+        ctx.metrics
+            .group_partition_lag
+            .get_or_create(&crate::metrics::PartitionLabels {
+                namespace: namespace.clone(),
+                name: name.clone(),
+                topic: p.topic.clone(),
+                partition: p.partition.to_string(),
+            })
+            .set(p.lag);
+    }
+
+    let previous = group.status.as_ref();
+    super::transition_events(
+        &ctx,
+        group.as_ref(),
+        previous.map(|s| s.conditions.as_slice()),
+        &status.conditions,
+    )
+    .await;
+    super::apply_status(&ctx.client, group.as_ref(), previous, &status).await?;
+    Ok(Action::requeue(refresh))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{ClusterRef, ConsumerGroupSpec, Isolation, LagObjective, TopicRef};
+
+    fn group(objective: Option<LagObjective>) -> ConsumerGroup {
+        let mut g = ConsumerGroup::new(
+            "billing",
+            ConsumerGroupSpec {
+                cluster_ref: ClusterRef {
+                    name: "main".into(),
+                },
+                group_id: None,
+                topics: vec![TopicRef {
+                    name: "orders".into(),
+                }],
+                isolation: Isolation::ReadCommitted,
+                lag_objective: objective,
+                offset_reset: None,
+            },
+        );
+        g.metadata.generation = Some(1);
+        g
+    }
+
+    fn offsets(log_start: i64, log_end: i64, last_stable: i64) -> PartitionOffsets {
+        PartitionOffsets {
+            log_start,
+            log_end,
+            last_stable,
+        }
+    }
+
+    #[test]
+    fn group_id_defaults_to_the_resource_name() {
+        assert_eq!(group_id(&group(None)), "billing");
+    }
+
+    #[test]
+    fn lag_above_max_misses_the_objective_and_says_by_how_much() {
+        let g = group(Some(LagObjective {
+            max_lag: Some(10),
+            max_commit_age: None,
+        }));
+        let (met, message) = objective_met(&g, 11, None).unwrap_or_default();
+        assert!(!met);
+        assert!(
+            message.contains("11") && message.contains("10"),
+            "{message}"
+        );
+        assert_eq!(objective_met(&g, 10, None).map(|(m, _)| m), Some(true));
+    }
+
+    #[test]
+    fn no_commit_for_longer_than_max_commit_age_while_lagging_misses_the_objective() {
+        let g = group(Some(LagObjective {
+            max_lag: None,
+            max_commit_age: Some("60s".into()),
+        }));
+        let stale = Some(Duration::from_secs(120));
+        assert_eq!(objective_met(&g, 5, stale).map(|(m, _)| m), Some(false));
+        // Without lag there is nothing to commit: not a miss.
+        assert_eq!(objective_met(&g, 0, stale).map(|(m, _)| m), Some(true));
+    }
+
+    #[test]
+    fn without_an_objective_there_is_no_condition() {
+        assert_eq!(objective_met(&group(None), 1_000_000, None), None);
+    }
+
+    #[test]
+    fn a_group_unknown_to_the_coordinator_still_reports_lag() {
+        let snapshot = Snapshot {
+            partitions: BTreeMap::from([("orders".to_string(), vec![0])]),
+            offsets: BTreeMap::from([(("orders".to_string(), 0), offsets(0, 7, 7))]),
+            ..Snapshot::default()
+        };
+        let o = observation(
+            &snapshot,
+            "billing",
+            &["orders".into()],
+            Isolation::ReadCommitted,
+        );
+        assert_eq!(o.state, "Unknown");
+        assert_eq!(o.lag.total, 7);
+    }
+
+    #[test]
+    fn reset_targets_map_to_offsets_within_the_log() {
+        let parts = BTreeMap::from([(("t".to_string(), 0), offsets(5, 50, 40))]);
+        let key = ("t".to_string(), 0);
+        let at = |target, offset| reset_offsets(target, offset, &parts, &BTreeMap::new())[&key];
+        assert_eq!(at(ResetTarget::Earliest, None), 5);
+        assert_eq!(at(ResetTarget::Latest, None), 50);
+        assert_eq!(at(ResetTarget::Offset, Some(2)), 5);
+        assert_eq!(at(ResetTarget::Offset, Some(20)), 20);
+        assert_eq!(at(ResetTarget::Timestamp, None), 50);
+        let by_time = BTreeMap::from([(key.clone(), 12)]);
+        assert_eq!(
+            reset_offsets(ResetTarget::Timestamp, None, &parts, &by_time)[&key],
+            12
+        );
+    }
+
+    #[test]
+    fn an_unchanged_observation_yields_an_identical_status() {
+        let g = group(None);
+        let observed = GroupObservation {
+            state: "Empty".into(),
+            ..GroupObservation::default()
+        };
+        let first = group_status(&g, &observed, None, None);
+        let mut again = g.clone();
+        again.status = Some(first.clone());
+        assert_eq!(group_status(&again, &observed, None, None), first);
+    }
+}

@@ -1,0 +1,201 @@
+//! One batched observation of a cluster serves every resource on it (DESIGN §6): the first
+//! reconcile that needs delivery figures after the refresh interval has passed takes a
+//! [`Snapshot`] of everything the cluster's ConsumerGroups and Producers need, in a fixed number
+//! of admin requests per broker; every other reconcile in that interval reads it. Admin requests
+//! grow with clusters and brokers, not with resources.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use tracing::debug;
+
+use super::lag::PartitionOffsets;
+use crate::kafka::wire::{GroupDescription, ProducerState, TransactionDescription};
+use crate::kafka::{KafkaAdmin, KafkaError};
+
+/// What the resources on one cluster want observed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Interest {
+    /// Kafka topics whose partitions' offsets (and producers) are needed.
+    pub topics: BTreeSet<String>,
+    /// Topics whose partitions' producer states are needed (hanging transactions).
+    pub producer_topics: BTreeSet<String>,
+    /// Consumer group ids.
+    pub groups: BTreeSet<String>,
+    /// `transactional.id`s.
+    pub transactional_ids: BTreeSet<String>,
+}
+
+impl Interest {
+    /// Whether `self` asks for nothing beyond `other`.
+    pub fn covered_by(&self, other: &Interest) -> bool {
+        self.topics.is_subset(&other.topics)
+            && self.producer_topics.is_subset(&other.producer_topics)
+            && self.groups.is_subset(&other.groups)
+            && self.transactional_ids.is_subset(&other.transactional_ids)
+    }
+
+    /// Adds what `other` asks for.
+    pub fn extend(&mut self, other: &Interest) {
+        self.topics.extend(other.topics.iter().cloned());
+        self.producer_topics
+            .extend(other.producer_topics.iter().cloned());
+        self.groups.extend(other.groups.iter().cloned());
+        self.transactional_ids
+            .extend(other.transactional_ids.iter().cloned());
+    }
+}
+
+/// A (topic, partition) key.
+pub type Partition = (String, i32);
+
+/// One observation of a cluster.
+#[derive(Clone, Debug, Default)]
+pub struct Snapshot {
+    /// What it covers.
+    pub interest: Interest,
+    /// When it was taken.
+    pub taken: Option<SystemTime>,
+    /// Partitions of each topic of interest that exists.
+    pub partitions: BTreeMap<String, Vec<i32>>,
+    /// Log start, log end and last stable offset of each partition of interest.
+    pub offsets: BTreeMap<Partition, PartitionOffsets>,
+    /// Groups of interest the coordinator knows.
+    pub groups: BTreeMap<String, GroupDescription>,
+    /// Committed offsets of each group of interest.
+    pub committed: BTreeMap<String, BTreeMap<Partition, i64>>,
+    /// Transactional ids of interest the coordinators know.
+    pub transactions: BTreeMap<String, TransactionDescription>,
+    /// Producer ids the transaction coordinators track (any transactional id, any state).
+    pub tracked_producer_ids: BTreeSet<i64>,
+    /// Active producers of each partition of the producer topics.
+    pub producers: BTreeMap<Partition, Vec<ProducerState>>,
+}
+
+/// Takes a snapshot: a fixed set of batched requests, whatever the number of resources.
+pub async fn observe(admin: &KafkaAdmin, interest: &Interest) -> Result<Snapshot, KafkaError> {
+    let mut snapshot = Snapshot {
+        interest: interest.clone(),
+        taken: Some(SystemTime::now()),
+        ..Snapshot::default()
+    };
+    let wanted: Vec<String> = interest
+        .topics
+        .union(&interest.producer_topics)
+        .cloned()
+        .collect();
+    if !wanted.is_empty() {
+        snapshot.partitions = admin.partitions(&wanted).await?;
+        let all: Vec<Partition> = snapshot
+            .partitions
+            .iter()
+            .filter(|(topic, _)| interest.topics.contains(*topic))
+            .flat_map(|(topic, ps)| ps.iter().map(move |p| (topic.clone(), *p)))
+            .collect();
+        snapshot.offsets = admin.partition_offsets(&all).await?;
+        let producer_partitions: Vec<Partition> = snapshot
+            .partitions
+            .iter()
+            .filter(|(topic, _)| interest.producer_topics.contains(*topic))
+            .flat_map(|(topic, ps)| ps.iter().map(move |p| (topic.clone(), *p)))
+            .collect();
+        if !producer_partitions.is_empty() {
+            snapshot.producers = admin.producers(&producer_partitions).await?;
+        }
+    }
+    if !interest.groups.is_empty() {
+        let groups: Vec<String> = interest.groups.iter().cloned().collect();
+        snapshot.groups = admin.describe_groups(&groups).await?;
+        snapshot.committed = admin.committed_offsets(&groups).await?;
+    }
+    if !interest.transactional_ids.is_empty() || !interest.producer_topics.is_empty() {
+        let listed = admin.list_transactions().await?;
+        snapshot.tracked_producer_ids = listed.iter().map(|t| t.producer_id).collect();
+        let ids: Vec<String> = listed
+            .into_iter()
+            .map(|t| t.transactional_id)
+            .filter(|id| interest.transactional_ids.contains(id))
+            .collect();
+        if !ids.is_empty() {
+            snapshot.transactions = admin.describe_transactions(&ids).await?;
+        }
+    }
+    Ok(snapshot)
+}
+
+struct Entry {
+    snapshot: Option<(Instant, Arc<Snapshot>)>,
+}
+
+/// The latest snapshot of each cluster, refreshed at most once per interval unless a resource
+/// needs something it does not cover, or a change made through the operator invalidated it.
+pub struct Observer {
+    interval: Duration,
+    clusters: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Entry>>>>,
+}
+
+impl Observer {
+    /// An observer whose snapshots live for `interval`.
+    pub fn new(interval: Duration) -> Self {
+        Observer {
+            interval,
+            clusters: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The refresh interval.
+    pub fn interval(&self) -> Duration {
+        self.interval
+    }
+
+    fn entry(&self, cluster: &str) -> Arc<tokio::sync::Mutex<Entry>> {
+        let mut clusters = self
+            .clusters
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        clusters
+            .entry(cluster.to_string())
+            .or_insert_with(|| Arc::new(tokio::sync::Mutex::new(Entry { snapshot: None })))
+            .clone()
+    }
+
+    /// A snapshot of `cluster` covering `mine`, no older than the interval. When a new one is
+    /// needed it covers `everyone()` (what every resource on the cluster needs) too, so the
+    /// other resources find theirs in it. Concurrent callers wait for one refresh.
+    pub async fn snapshot(
+        &self,
+        cluster: &str,
+        admin: &KafkaAdmin,
+        mine: &Interest,
+        everyone: impl FnOnce() -> Interest,
+    ) -> Result<Arc<Snapshot>, KafkaError> {
+        let entry = self.entry(cluster);
+        let mut entry = entry.lock().await;
+        if let Some((taken, snapshot)) = &entry.snapshot
+            && taken.elapsed() < self.interval
+            && mine.covered_by(&snapshot.interest)
+        {
+            return Ok(snapshot.clone());
+        }
+        let mut interest = everyone();
+        interest.extend(mine);
+        let started = Instant::now();
+        let snapshot = Arc::new(observe(admin, &interest).await?);
+        debug!(
+            cluster,
+            topics = interest.topics.len(),
+            groups = interest.groups.len(),
+            transactional_ids = interest.transactional_ids.len(),
+            took_ms = started.elapsed().as_millis() as u64,
+            "observed cluster"
+        );
+        entry.snapshot = Some((Instant::now(), snapshot.clone()));
+        Ok(snapshot)
+    }
+
+    /// Drops the snapshot of `cluster`, so the next reader sees a change the operator just made.
+    pub async fn invalidate(&self, cluster: &str) {
+        self.entry(cluster).lock().await.snapshot = None;
+    }
+}

@@ -1,0 +1,289 @@
+//! The client configuration a Producer's instances get, and the overrides that would weaken it.
+//! Pure functions: the Producer reconciler renders their result into the `<name>-client` Secret.
+
+use std::collections::BTreeMap;
+
+use crate::api::{Guarantee, ProducerSpec};
+
+/// Kafka's own producer default (`transaction.timeout.ms`), used when the spec names none.
+pub const DEFAULT_TRANSACTION_TIMEOUT_MS: i64 = 60_000;
+/// Most requests a producer may have in flight per connection with idempotence (KIP-98).
+pub const MAX_IN_FLIGHT: i64 = 5;
+
+/// Why a Producer's configuration cannot be rendered; each names the key and what to do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigViolation {
+    /// The offending key (a `clientOverrides` key, or the spec field).
+    pub key: String,
+    /// What is wrong and what to change.
+    pub message: String,
+}
+
+/// Parses `60s`, `5m`, `90000ms` into milliseconds.
+pub fn parse_duration_ms(text: &str) -> Option<i64> {
+    let (digits, unit) = text
+        .find(|c: char| !c.is_ascii_digit())
+        .map(|i| text.split_at(i))?;
+    let n: i64 = digits.parse().ok()?;
+    let factor = match unit {
+        "ms" => 1,
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        _ => return None,
+    };
+    n.checked_mul(factor)
+}
+
+/// The `transaction.timeout.ms` the spec asks for.
+pub fn transaction_timeout_ms(spec: &ProducerSpec) -> Result<i64, ConfigViolation> {
+    match &spec.transaction_timeout {
+        None => Ok(DEFAULT_TRANSACTION_TIMEOUT_MS),
+        Some(text) => parse_duration_ms(text)
+            .filter(|ms| *ms > 0)
+            .ok_or_else(|| ConfigViolation {
+                key: "spec.transactionTimeout".into(),
+                message: format!(
+                    "transactionTimeout '{text}' is not a duration: write e.g. 60s, 5m or 90000ms"
+                ),
+            }),
+    }
+}
+
+/// Keys the operator sets itself; an override of any of them is refused.
+const MANAGED: [(&str, &str); 3] = [
+    ("bootstrap.servers", "it comes from the KafkaCluster"),
+    (
+        "transactional.id",
+        "it is <transactionalIdPrefix>-<instance>, stable per instance so a restarted instance fences its zombie",
+    ),
+    (
+        "transaction.timeout.ms",
+        "set spec.transactionTimeout instead (it is checked against the broker's transaction.max.timeout.ms)",
+    ),
+];
+
+/// Checks `clientOverrides` for keys that would weaken the guarantee. Every violation is listed.
+pub fn check_overrides(spec: &ProducerSpec) -> Vec<ConfigViolation> {
+    let mut violations = Vec::new();
+    for (key, value) in &spec.client_overrides {
+        let v = value.trim().to_ascii_lowercase();
+        let problem = if let Some((_, why)) = MANAGED.iter().find(|(k, _)| k == key) {
+            Some(format!("{key} is set by the operator: {why}"))
+        } else {
+            match key.as_str() {
+                "enable.idempotence" if v != "true" => Some(format!(
+                    "enable.idempotence={value} allows duplicates on retry; exactly-once needs true. Remove the override"
+                )),
+                "acks" | "request.required.acks" if v != "all" && v != "-1" => Some(format!(
+                    "{key}={value} acknowledges writes before every in-sync replica has them; exactly-once needs all. Remove the override"
+                )),
+                "max.in.flight.requests.per.connection" | "max.in.flight" => {
+                    match v.parse::<i64>() {
+                        Ok(n) if (1..=MAX_IN_FLIGHT).contains(&n) => None,
+                        _ => Some(format!(
+                            "{key}={value} must be between 1 and {MAX_IN_FLIGHT}: more requests in flight can reorder or duplicate records under idempotence"
+                        )),
+                    }
+                }
+                "retries" | "message.send.max.retries" if v == "0" => Some(format!(
+                    "{key}=0 turns a transient error into a lost write; idempotence needs retries. Remove the override"
+                )),
+                _ => None,
+            }
+        };
+        if let Some(message) = problem {
+            violations.push(ConfigViolation {
+                key: key.clone(),
+                message,
+            });
+        }
+    }
+    violations
+}
+
+/// The `transactional.id` of instance `ordinal`.
+pub fn transactional_id(prefix: &str, ordinal: i32) -> String {
+    format!("{prefix}-{ordinal}")
+}
+
+/// The Secret key holding instance `ordinal`'s properties.
+pub fn instance_key(ordinal: i32) -> String {
+    format!("instance-{ordinal}.properties")
+}
+
+/// Renders one properties file per instance (Secret key → file content). Fails with every
+/// violation when an override weakens the guarantee or the timeout exceeds `broker_max_timeout_ms`.
+pub fn render(
+    spec: &ProducerSpec,
+    bootstrap: &str,
+    broker_max_timeout_ms: i64,
+) -> Result<BTreeMap<String, String>, Vec<ConfigViolation>> {
+    let mut violations = check_overrides(spec);
+    let timeout = match transaction_timeout_ms(spec) {
+        Ok(ms) if ms > broker_max_timeout_ms => {
+            violations.push(ConfigViolation {
+                key: "spec.transactionTimeout".into(),
+                message: format!(
+                    "transactionTimeout is {ms} ms but the brokers' transaction.max.timeout.ms is {broker_max_timeout_ms}: \
+                     the producer would fail at InitTransactions. Lower spec.transactionTimeout"
+                ),
+            });
+            None
+        }
+        Ok(ms) => Some(ms),
+        Err(v) => {
+            violations.push(v);
+            None
+        }
+    };
+    if !violations.is_empty() {
+        return Err(violations);
+    }
+    let mut files = BTreeMap::new();
+    for ordinal in 0..spec.instances.max(1) {
+        let mut props: BTreeMap<String, String> = BTreeMap::from([
+            ("bootstrap.servers".into(), bootstrap.to_string()),
+            ("enable.idempotence".into(), "true".into()),
+            ("acks".into(), "all".into()),
+            (
+                "max.in.flight.requests.per.connection".into(),
+                MAX_IN_FLIGHT.to_string(),
+            ),
+        ]);
+        if spec.guarantee == Guarantee::ExactlyOnce {
+            props.insert(
+                "transactional.id".into(),
+                transactional_id(&spec.transactional_id_prefix, ordinal),
+            );
+            if let Some(ms) = timeout {
+                props.insert("transaction.timeout.ms".into(), ms.to_string());
+            }
+        }
+        for (key, value) in &spec.client_overrides {
+            props.insert(key.clone(), value.clone());
+        }
+        let mut text = String::from(
+            "# Rendered by the exactly operator from the Producer resource. Do not edit.\n",
+        );
+        for (key, value) in props {
+            text.push_str(&format!("{key}={value}\n"));
+        }
+        files.insert(instance_key(ordinal), text);
+    }
+    Ok(files)
+}
+
+/// Parses a rendered properties file back into pairs (comments and blank lines skipped).
+pub fn parse_properties(text: &str) -> BTreeMap<String, String> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::ClusterRef;
+
+    fn spec() -> ProducerSpec {
+        ProducerSpec {
+            cluster_ref: ClusterRef {
+                name: "main".into(),
+            },
+            topics: vec![],
+            transactional_id_prefix: "orders-writer".into(),
+            instances: 2,
+            guarantee: Guarantee::ExactlyOnce,
+            transaction_timeout: Some("30s".into()),
+            client_overrides: BTreeMap::from([("linger.ms".into(), "5".into())]),
+        }
+    }
+
+    #[test]
+    fn each_instance_gets_a_stable_transactional_id_and_the_safe_settings() {
+        let files = render(&spec(), "k:9092", 900_000).unwrap_or_default();
+        assert_eq!(files.len(), 2);
+        let one = parse_properties(&files["instance-1.properties"]);
+        assert_eq!(
+            one,
+            BTreeMap::from([
+                ("bootstrap.servers".into(), "k:9092".into()),
+                ("enable.idempotence".into(), "true".into()),
+                ("acks".into(), "all".into()),
+                ("max.in.flight.requests.per.connection".into(), "5".into()),
+                ("transactional.id".into(), "orders-writer-1".into()),
+                ("transaction.timeout.ms".into(), "30000".into()),
+                ("linger.ms".into(), "5".into()),
+            ])
+        );
+    }
+
+    #[test]
+    fn at_least_once_has_idempotence_but_no_transactional_id() {
+        let mut s = spec();
+        s.guarantee = Guarantee::AtLeastOnce;
+        let files = render(&s, "k:9092", 900_000).unwrap_or_default();
+        let props = parse_properties(&files["instance-0.properties"]);
+        assert!(!props.contains_key("transactional.id"));
+        assert_eq!(
+            props.get("enable.idempotence").map(String::as_str),
+            Some("true")
+        );
+    }
+
+    #[test]
+    fn weakening_overrides_are_refused_naming_each_key() {
+        let mut s = spec();
+        s.client_overrides = BTreeMap::from([
+            ("acks".into(), "1".into()),
+            ("enable.idempotence".into(), "false".into()),
+            ("max.in.flight.requests.per.connection".into(), "6".into()),
+            ("transactional.id".into(), "x".into()),
+            ("linger.ms".into(), "5".into()),
+        ]);
+        let violations = render(&s, "k:9092", 900_000).err().unwrap_or_default();
+        let keys: Vec<&str> = violations.iter().map(|v| v.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "acks",
+                "enable.idempotence",
+                "max.in.flight.requests.per.connection",
+                "transactional.id"
+            ]
+        );
+    }
+
+    #[test]
+    fn overrides_that_keep_the_guarantee_are_accepted() {
+        let mut s = spec();
+        s.client_overrides = BTreeMap::from([
+            ("acks".into(), "-1".into()),
+            ("max.in.flight.requests.per.connection".into(), "1".into()),
+            ("compression.type".into(), "zstd".into()),
+        ]);
+        assert!(render(&s, "k:9092", 900_000).is_ok());
+    }
+
+    #[test]
+    fn timeout_above_the_broker_maximum_is_refused() {
+        let mut s = spec();
+        s.transaction_timeout = Some("20m".into());
+        let violations = render(&s, "k:9092", 900_000).err().unwrap_or_default();
+        assert_eq!(violations.len(), 1);
+        assert!(violations[0].message.contains("900000"), "{:?}", violations);
+    }
+
+    #[test]
+    fn durations_parse_in_ms_s_and_m() {
+        assert_eq!(parse_duration_ms("90000ms"), Some(90_000));
+        assert_eq!(parse_duration_ms("60s"), Some(60_000));
+        assert_eq!(parse_duration_ms("5m"), Some(300_000));
+        assert_eq!(parse_duration_ms("5"), None);
+        assert_eq!(parse_duration_ms("s"), None);
+    }
+}

@@ -1,0 +1,1 @@
+//! The raw-protocol admin client against the real broker.
