@@ -359,7 +359,7 @@ pub fn group_id(group: &ConsumerGroup) -> String {
         .unwrap_or_else(|| group.name_any())
 }
 
-/// What every ConsumerGroup and Producer on the cluster `key` needs observed.
+/// What every Topic, ConsumerGroup and Producer on the cluster `key` needs observed.
 pub fn cluster_interest(ctx: &Context, key: &str) -> Interest {
     let mut interest = Interest::default();
     for g in ctx.groups.state() {
@@ -371,6 +371,12 @@ pub fn cluster_interest(ctx: &Context, key: &str) -> Interest {
         interest
             .topics
             .extend(resolve::topic_names(ctx, &ns, &g.spec.topics));
+    }
+    for t in ctx.topics.state() {
+        let ns = t.namespace().unwrap_or_default();
+        if super::cluster_key(ctx, &ns, &t.spec.cluster_ref.name) == key {
+            interest.topic_configs.insert(t.kafka_topic_name());
+        }
     }
     for p in ctx.producers.state() {
         let ns = p.namespace().unwrap_or_default();

@@ -12,7 +12,7 @@ use tracing::debug;
 
 use super::lag::PartitionOffsets;
 use crate::kafka::wire::{GroupDescription, ProducerState, TransactionDescription};
-use crate::kafka::{KafkaAdmin, KafkaError};
+use crate::kafka::{KafkaAdmin, KafkaError, TopicDescription};
 
 /// What the resources on one cluster want observed.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -25,6 +25,8 @@ pub struct Interest {
     pub groups: BTreeSet<String>,
     /// `transactional.id`s.
     pub transactional_ids: BTreeSet<String>,
+    /// Topics whose description and configuration set on the topic are needed (drift checks).
+    pub topic_configs: BTreeSet<String>,
 }
 
 impl Interest {
@@ -34,6 +36,7 @@ impl Interest {
             && self.producer_topics.is_subset(&other.producer_topics)
             && self.groups.is_subset(&other.groups)
             && self.transactional_ids.is_subset(&other.transactional_ids)
+            && self.topic_configs.is_subset(&other.topic_configs)
     }
 
     /// Adds what `other` asks for.
@@ -44,6 +47,8 @@ impl Interest {
         self.groups.extend(other.groups.iter().cloned());
         self.transactional_ids
             .extend(other.transactional_ids.iter().cloned());
+        self.topic_configs
+            .extend(other.topic_configs.iter().cloned());
     }
 }
 
@@ -71,6 +76,10 @@ pub struct Snapshot {
     pub tracked_producer_ids: BTreeSet<i64>,
     /// Active producers of each partition of the producer topics.
     pub producers: BTreeMap<Partition, Vec<ProducerState>>,
+    /// Description of each topic of `topic_configs` that exists.
+    pub topics: BTreeMap<String, TopicDescription>,
+    /// Configuration set on each topic of `topic_configs` (broker defaults left out).
+    pub topic_configs: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 /// Takes a snapshot: a fixed set of batched requests, whatever the number of resources.
@@ -82,11 +91,27 @@ pub async fn observe(admin: &KafkaAdmin, interest: &Interest) -> Result<Snapshot
     };
     let wanted: Vec<String> = interest
         .topics
-        .union(&interest.producer_topics)
+        .iter()
+        .chain(&interest.producer_topics)
+        .chain(&interest.topic_configs)
         .cloned()
+        .collect::<BTreeSet<_>>()
+        .into_iter()
         .collect();
     if !wanted.is_empty() {
-        snapshot.partitions = admin.partitions(&wanted).await?;
+        let described = admin.describe_topics(&wanted).await?;
+        snapshot.partitions = described
+            .iter()
+            .map(|(name, d)| (name.clone(), (0..d.partitions).collect()))
+            .collect();
+        snapshot.topics = described
+            .into_iter()
+            .filter(|(name, _)| interest.topic_configs.contains(name))
+            .collect();
+        let configured: Vec<String> = snapshot.topics.keys().cloned().collect();
+        if !configured.is_empty() {
+            snapshot.topic_configs = admin.dynamic_topic_configs(&configured).await?;
+        }
         let all: Vec<Partition> = snapshot
             .partitions
             .iter()

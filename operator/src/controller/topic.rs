@@ -341,18 +341,10 @@ fn spec_applied(topic: &Topic) -> bool {
     })
 }
 
-/// The cluster key Topics are compared by for conflicts: bootstrap servers when known.
-fn cluster_key(ctx: &Context, namespace: &str, cluster: &str) -> String {
-    ctx.clusters
-        .get(&kube::runtime::reflector::ObjectRef::new(cluster).within(namespace))
-        .map(|c| c.spec.external.bootstrap_servers.clone())
-        .unwrap_or_else(|| format!("{namespace}/{cluster}"))
-}
-
 fn claim(ctx: &Context, topic: &Topic) -> TopicClaim {
     let namespace = topic.namespace().unwrap_or_default();
     TopicClaim {
-        cluster: cluster_key(ctx, &namespace, &topic.spec.cluster_ref.name),
+        cluster: super::cluster_key(ctx, &namespace, &topic.spec.cluster_ref.name),
         topic: topic.kafka_topic_name(),
         resource: format!("{namespace}/{}", topic.name_any()),
         created: topic
@@ -517,6 +509,51 @@ fn set_on_topic(
         .collect()
 }
 
+/// For a Topic whose spec is applied: checks it against the cluster's shared snapshot (one
+/// batched describe per refresh for every Topic on the cluster). `Some` when nothing needs
+/// changing; `None` sends the caller down the direct path ([`converge`]).
+async fn steady_state(
+    topic: &Topic,
+    ctx: &Context,
+    admin: &KafkaAdmin,
+    key: &str,
+) -> Option<TopicOutcome> {
+    if !spec_applied(topic) {
+        return None;
+    }
+    let name = topic.kafka_topic_name();
+    let mine = super::observe::Interest {
+        topic_configs: [name.clone()].into(),
+        ..Default::default()
+    };
+    let snapshot = ctx
+        .observer
+        .snapshot(key, admin, &mine, || {
+            super::group::cluster_interest(ctx, key)
+        })
+        .await
+        .ok()?;
+    let description = snapshot.topics.get(&name)?;
+    if plan_topic_change(topic, Some(description)) != TopicChange::None {
+        return None;
+    }
+    let config = snapshot
+        .topic_configs
+        .get(&name)
+        .cloned()
+        .unwrap_or_default();
+    let plan = plan_config(&topic.spec.config, &config, topic.spec.drift_policy, true);
+    if plan.alters() {
+        info!(topic = %name, keys = ?plan.set.keys().chain(&plan.delete).collect::<Vec<_>>(), "configuration drifted in Kafka; reverting");
+        return None;
+    }
+    Some(TopicOutcome::InSync(ObservedTopic {
+        description: description.clone(),
+        config,
+        drift: plan.drift,
+    }))
+}
+
 /// Adds or removes the finalizer. Returns whether it changed the object.
 async fn set_finalizer(topic: &Topic, ctx: &Context, present: bool) -> Result<bool> {
     let has = topic.finalizers().iter().any(|f| f == FINALIZER);
@@ -624,10 +661,20 @@ pub async fn reconcile(topic: Arc<Topic>, ctx: Arc<Context>) -> Result<Action> {
         TopicOutcome::Conflict { owner }
     } else {
         match find_cluster(&ctx, &namespace, &topic.spec.cluster_ref.name).await {
-            Ok(Some(cluster)) => match ctx.kafka.admin(&cluster.spec.external.bootstrap_servers) {
-                Ok(admin) => converge(&topic, &admin).await,
-                Err(e) => TopicOutcome::Refused(e),
-            },
+            Ok(Some(cluster)) => {
+                let key = cluster.spec.external.bootstrap_servers.clone();
+                match ctx.kafka.admin(&key) {
+                    Ok(admin) => match steady_state(&topic, &ctx, &admin, &key).await {
+                        Some(outcome) => outcome,
+                        None => {
+                            let outcome = converge(&topic, &admin).await;
+                            ctx.observer.invalidate(&key).await;
+                            outcome
+                        }
+                    },
+                    Err(e) => TopicOutcome::Refused(e),
+                }
+            }
             Ok(None) => TopicOutcome::ClusterNotFound {
                 cluster: topic.spec.cluster_ref.name.clone(),
             },
@@ -635,8 +682,8 @@ pub async fn reconcile(topic: Arc<Topic>, ctx: Arc<Context>) -> Result<Action> {
         }
     };
     let requeue = match &outcome {
-        TopicOutcome::InSync(_)
-        | TopicOutcome::NotSupported { .. }
+        TopicOutcome::InSync(_) => ctx.observer.interval(),
+        TopicOutcome::NotSupported { .. }
         | TopicOutcome::Refused(_)
         | TopicOutcome::Conflict { .. } => RESYNC,
         TopicOutcome::ClusterNotFound { .. }

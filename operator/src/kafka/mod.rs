@@ -129,6 +129,20 @@ fn tp((topic, partition): &PartitionKey) -> TopicPartition {
     TopicPartition::new(topic.clone(), *partition)
 }
 
+fn describe(topic: &wire::TopicMetadata) -> TopicDescription {
+    TopicDescription {
+        name: topic.name.clone(),
+        partitions: i32::try_from(topic.partitions.len()).unwrap_or(i32::MAX),
+        replication_factor: topic
+            .partitions
+            .iter()
+            .find(|p| p.partition == 0)
+            .map(|p| i32::try_from(p.replicas.len()).unwrap_or(i32::MAX))
+            .unwrap_or(0),
+        topic_id: Some(topic.topic_id.clone()),
+    }
+}
+
 impl KafkaAdmin {
     /// Builds a client for the brokers at `bootstrap` (`host:port[,host:port...]`). No request is
     /// sent until the first call.
@@ -238,17 +252,7 @@ impl KafkaAdmin {
             .metadata(Some(&[name.to_string()]))
             .await
             .map_err(|e| self.wire_error("describe topic", e))?;
-        Ok(metadata.topic(name).map(|topic| TopicDescription {
-            name: name.to_string(),
-            partitions: i32::try_from(topic.partitions.len()).unwrap_or(i32::MAX),
-            replication_factor: topic
-                .partitions
-                .iter()
-                .find(|p| p.partition == 0)
-                .map(|p| i32::try_from(p.replicas.len()).unwrap_or(i32::MAX))
-                .unwrap_or(0),
-            topic_id: Some(topic.topic_id.clone()),
-        }))
+        Ok(metadata.topic(name).map(describe))
     }
 
     /// Partition indexes of each of `topics` that exists (one Metadata request).
@@ -265,6 +269,46 @@ impl KafkaAdmin {
             .topics
             .into_iter()
             .map(|t| (t.name, t.partitions.iter().map(|p| p.partition).collect()))
+            .collect())
+    }
+
+    /// Each of `topics` that exists, described (one Metadata request).
+    pub async fn describe_topics(
+        &self,
+        topics: &[String],
+    ) -> Result<BTreeMap<String, TopicDescription>, KafkaError> {
+        let metadata = self
+            .wire
+            .metadata(Some(topics))
+            .await
+            .map_err(|e| self.wire_error("describe topics", e))?;
+        Ok(metadata
+            .topics
+            .iter()
+            .map(|topic| (topic.name.clone(), describe(topic)))
+            .collect())
+    }
+
+    /// The configuration set on each of `topics` itself, broker defaults left out (one
+    /// DescribeConfigs request).
+    pub async fn dynamic_topic_configs(
+        &self,
+        topics: &[String],
+    ) -> Result<BTreeMap<String, BTreeMap<String, String>>, KafkaError> {
+        Ok(self
+            .wire
+            .describe_topic_configs(topics)
+            .await
+            .map_err(|e| self.wire_error("describe configs of", e))?
+            .into_iter()
+            .map(|(topic, entries)| {
+                let set: BTreeMap<String, String> = entries
+                    .into_iter()
+                    .filter(|(_, e)| e.source == wire::ConfigSource::DynamicTopic)
+                    .filter_map(|(k, e)| e.value.map(|v| (k, v)))
+                    .collect();
+                (topic, set)
+            })
             .collect())
     }
 

@@ -98,3 +98,155 @@ pub async fn create_cluster(client: &Client, ns: &TestNamespace, env: &Environme
         .await
         .unwrap_or_else(|e| panic!("create cluster: {e}"));
 }
+
+/// Creates any exactly resource from its manifest (`apiVersion` and `kind` are filled in from
+/// `K`) in the test's namespace; returns the API for that kind.
+pub async fn create<K>(
+    client: &Client,
+    ns: &TestNamespace,
+    name: &str,
+    spec: serde_json::Value,
+) -> Api<K>
+where
+    K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + serde::Serialize
+        + std::fmt::Debug,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), &ns.name);
+    let object: K = serde_json::from_value(serde_json::json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "metadata": {"name": name},
+        "spec": spec,
+    }))
+    .unwrap_or_else(|e| panic!("{} manifest: {e}", K::kind(&())));
+    api.create(&PostParams::default(), &object)
+        .await
+        .unwrap_or_else(|e| panic!("create {} {name}: {e}", K::kind(&())));
+    api
+}
+
+/// The condition `type_` as (status, reason, message).
+pub fn condition(
+    conditions: &[exactly::api::Condition],
+    type_: &str,
+) -> Option<(String, String, String)> {
+    let c = conditions::find(conditions, type_)?;
+    Some((
+        format!("{:?}", c.status),
+        c.reason.clone(),
+        c.message.clone(),
+    ))
+}
+
+/// The operator's own view of the broker, for setting up what a test needs (topics, groups,
+/// hanging transactions) through the same wire client the operator uses.
+pub fn wire(env: &Environment) -> exactly::kafka::WireClient {
+    exactly::kafka::WireClient::new(
+        &env.bootstrap_servers,
+        "exactly-test",
+        Duration::from_secs(15),
+    )
+}
+
+/// Creates a Kafka topic directly on the broker (as someone outside the operator would).
+pub async fn create_kafka_topic(
+    env: &Environment,
+    name: &str,
+    partitions: i32,
+    config: &[(&str, &str)],
+) {
+    use rdkafka::admin::{NewTopic, TopicReplication};
+    let admin = kafka_admin(env);
+    let mut topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+    for (k, v) in config {
+        topic = topic.set(k, v);
+    }
+    let results = admin
+        .create_topics([&topic], &AdminOptions::new())
+        .await
+        .unwrap_or_else(|e| panic!("create topic {name}: {e}"));
+    for r in results {
+        r.unwrap_or_else(|e| panic!("create topic {name}: {e:?}"));
+    }
+}
+
+/// Sets (or with `None`, removes) one config on a topic directly in Kafka, as drift would.
+pub async fn set_kafka_topic_config(
+    env: &Environment,
+    topic: &str,
+    key: &str,
+    value: Option<&str>,
+) {
+    use exactly::kafka::WireClient;
+    use kafka_protocol::messages::IncrementalAlterConfigsRequest;
+    use kafka_protocol::messages::incremental_alter_configs_request::{
+        AlterConfigsResource, AlterableConfig,
+    };
+    use kafka_protocol::protocol::StrBytes;
+    let client: WireClient = wire(env);
+    let config = AlterableConfig::default()
+        .with_name(StrBytes::from_string(key.to_string()))
+        .with_config_operation(if value.is_some() { 0 } else { 1 })
+        .with_value(value.map(|v| StrBytes::from_string(v.to_string())));
+    let request = IncrementalAlterConfigsRequest::default().with_resources(vec![
+        AlterConfigsResource::default()
+            .with_resource_type(2)
+            .with_resource_name(StrBytes::from_string(topic.to_string()))
+            .with_configs(vec![config]),
+    ]);
+    let response = client
+        .send(None, request)
+        .await
+        .unwrap_or_else(|e| panic!("alter {topic}: {e}"));
+    for r in response.responses {
+        assert_eq!(r.error_code, 0, "alter {topic}: {:?}", r.error_message);
+    }
+}
+
+/// A read_committed consumer in `group` subscribed to `topic`, auto-commit off.
+pub fn consumer(env: &Environment, group: &str, topic: &str) -> rdkafka::consumer::StreamConsumer {
+    use rdkafka::consumer::Consumer;
+    let consumer: rdkafka::consumer::StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &env.bootstrap_servers)
+        .set("group.id", group)
+        .set("client.id", format!("{group}-consumer"))
+        .set("isolation.level", "read_committed")
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("session.timeout.ms", "6000")
+        .create()
+        .unwrap_or_else(|e| panic!("consumer: {e}"));
+    consumer
+        .subscribe(&[topic])
+        .unwrap_or_else(|e| panic!("subscribe {topic}: {e}"));
+    consumer
+}
+
+/// Writes `count` committed records to `topic` with a transactional producer.
+pub fn produce_committed(env: &Environment, topic: &str, count: usize) {
+    use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", &env.bootstrap_servers)
+        .set("transactional.id", format!("{topic}-seed"))
+        .create()
+        .unwrap_or_else(|e| panic!("producer: {e}"));
+    let timeout = Duration::from_secs(20);
+    producer
+        .init_transactions(timeout)
+        .unwrap_or_else(|e| panic!("init: {e}"));
+    producer
+        .begin_transaction()
+        .unwrap_or_else(|e| panic!("begin: {e}"));
+    for i in 0..count {
+        let key = i.to_string();
+        producer
+            .send(BaseRecord::to(topic).key(&key).payload(&key))
+            .unwrap_or_else(|(e, _)| panic!("send: {e}"));
+    }
+    producer
+        .commit_transaction(timeout)
+        .unwrap_or_else(|e| panic!("commit: {e}"));
+}
