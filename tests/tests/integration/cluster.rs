@@ -64,3 +64,54 @@ async fn bootstrap_servers_that_are_not_host_port_are_rejected_by_the_api_server
         "expected a rejection, got: {err:?}"
     );
 }
+
+#[tokio::test]
+async fn a_single_development_broker_is_reachable_but_names_the_exactly_once_rules_it_fails() {
+    let env = shared();
+    let ns = env.namespace("cluster-eos").await;
+    let client = env.client().await.unwrap_or_else(|e| panic!("{e}"));
+    run_operator(client.clone(), &ns.name);
+    create_cluster(&client, &ns, env).await;
+    let clusters: Api<KafkaCluster> = Api::namespaced(client, &ns.name);
+
+    let status = eventually(
+        "KafkaCluster to judge the exactly-once rules",
+        Duration::from_secs(60),
+        || async {
+            let cluster = clusters.get("local").await.map_err(|e| e.to_string())?;
+            let status = cluster.status.clone().unwrap_or_default();
+            match conditions::find(&status.conditions, "ExactlyOnceReady") {
+                Some(_) => Ok(status),
+                None => Err(format!("{:?}", status.conditions)),
+            }
+        },
+    )
+    .await;
+    let ready = conditions::find(&status.conditions, types::READY).cloned();
+    assert_eq!(
+        ready.map(|r| r.status),
+        Some(exactly::api::ConditionStatus::True)
+    );
+    let eos = conditions::find(&status.conditions, "ExactlyOnceReady").cloned();
+    let eos = eos.unwrap_or_else(|| panic!("no ExactlyOnceReady"));
+    assert_eq!(eos.status, exactly::api::ConditionStatus::False);
+    assert_eq!(
+        status.failed_rules,
+        [
+            "Durability",
+            "TransactionLogReplication",
+            "OffsetsTopicReplication",
+            "MinInsyncReplicas"
+        ]
+    );
+    assert!(
+        eos.message
+            .contains("transaction.state.log.replication.factor is 1"),
+        "{}",
+        eos.message
+    );
+    let settings = status.exactly_once.unwrap_or_default();
+    assert_eq!(settings.transaction_state_log_replication_factor, Some(1));
+    assert_eq!(settings.unclean_leader_election_enable, Some(false));
+    assert_eq!(settings.transaction_version, Some(2));
+}

@@ -250,3 +250,76 @@ pub fn produce_committed(env: &Environment, topic: &str, count: usize) {
         .commit_transaction(timeout)
         .unwrap_or_else(|e| panic!("commit: {e}"));
 }
+
+/// Tests that switch partition verification off take turns.
+static VERIFICATION: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+async fn set_partition_verification(client: &exactly::kafka::WireClient, value: Option<&str>) {
+    use kafka_protocol::messages::IncrementalAlterConfigsRequest;
+    use kafka_protocol::messages::incremental_alter_configs_request::{
+        AlterConfigsResource, AlterableConfig,
+    };
+    use kafka_protocol::protocol::StrBytes;
+    // Resource type 4 (broker) with an empty name: the cluster-wide dynamic default.
+    let request = IncrementalAlterConfigsRequest::default().with_resources(vec![
+        AlterConfigsResource::default()
+            .with_resource_type(4)
+            .with_resource_name(StrBytes::new())
+            .with_configs(vec![
+                AlterableConfig::default()
+                    .with_name(StrBytes::from_static_str(
+                        "transaction.partition.verification.enable",
+                    ))
+                    .with_config_operation(if value.is_some() { 0 } else { 1 })
+                    .with_value(value.map(|v| StrBytes::from_string(v.to_string()))),
+            ]),
+    ]);
+    let response = client
+        .send(None, request)
+        .await
+        .unwrap_or_else(|e| panic!("altering the broker default: {e}"));
+    for r in &response.responses {
+        assert_eq!(
+            r.error_code, 0,
+            "altering the broker default: {:?}",
+            r.error_message
+        );
+    }
+}
+
+/// Leaves a HANGING transaction on `topic`-`partition`: a transactional batch no coordinator
+/// tracks. Kafka 4 verifies transactional writes against the coordinator (KIP-890), so the
+/// broker's `transaction.partition.verification.enable` is switched off for the moment of the
+/// write (as on a broker before 3.8, or hit by the bugs KIP-890 closes) and restored after.
+pub async fn hang_a_transaction(env: &Environment, topic: &str, partition: i32) -> (i64, i16) {
+    let _turn = VERIFICATION.lock().await;
+    let client = wire(env);
+    let tp = exactly::kafka::TopicPartition::new(topic, partition);
+    set_partition_verification(&client, Some("false")).await;
+    let mut result = client.write_untracked_transactional_batch(&tp, 3).await;
+    for _ in 0..100 {
+        match &result {
+            // INVALID_PRODUCER_ID_MAPPING: the setting has not reached the broker yet.
+            Err(e) if e.code() == Some(49) => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                result = client.write_untracked_transactional_batch(&tp, 3).await;
+            }
+            _ => break,
+        }
+    }
+    set_partition_verification(&client, None).await;
+    result.unwrap_or_else(|e| panic!("writing an untracked transactional batch: {e}"))
+}
+
+/// A transactional rdkafka producer built from a rendered properties file.
+pub fn producer_from_properties(
+    properties: &BTreeMap<String, String>,
+) -> rdkafka::producer::ThreadedProducer<rdkafka::producer::DefaultProducerContext> {
+    let mut config = ClientConfig::new();
+    for (k, v) in properties {
+        config.set(k, v);
+    }
+    config
+        .create()
+        .unwrap_or_else(|e| panic!("producer from {properties:?}: {e}"))
+}

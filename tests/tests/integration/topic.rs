@@ -249,7 +249,7 @@ async fn an_existing_kafka_topic_is_adopted_and_given_the_declared_config() {
         Some("7200000")
     );
     let broker_id = wire(env)
-        .metadata(Some(&[kafka_name.clone()]))
+        .metadata(Some(std::slice::from_ref(&kafka_name)))
         .await
         .ok()
         .and_then(|m| m.topic(&kafka_name).map(|t| t.topic_id.clone()));
