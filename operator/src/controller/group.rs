@@ -19,6 +19,7 @@ use super::lag::{self, GroupLag, PartitionOffsets};
 use super::observe::{Interest, Partition, Snapshot};
 use super::producer_config::parse_duration_ms;
 use super::{Context, resolve};
+use crate::kafka::KafkaError;
 use crate::api::conditions::{self, types};
 use crate::api::{
     Condition, ConditionStatus, ConsumerGroup, ConsumerGroupStatus, GroupMember,
@@ -248,21 +249,38 @@ async fn offset_reset(
     {
         return None; // done once for this id
     }
-    if !is_empty_state(&observed.state) || !observed.members.is_empty() {
+    let waiting = |state: &str, members: usize| {
         let message = format!(
-            "waiting: the group is {} with {} member(s); stop its consumers and the reset runs once it is Empty",
-            observed.state,
-            observed.members.len()
+            "waiting: the group is {state} with {members} member(s); stop its consumers and the reset runs once it is Empty"
         );
-        if previous.is_some_and(|p| p.id == request.id && p.message == message) {
-            return previous.cloned();
+        if let Some(p) = previous
+            && p.id == request.id
+            && p.message == message
+        {
+            return p.clone();
         }
-        return Some(OffsetResetOutcome {
+        OffsetResetOutcome {
             id: request.id.clone(),
             result: "Waiting".into(),
             message,
             time: now(),
-        });
+        }
+    };
+    if !is_empty_state(&observed.state) || !observed.members.is_empty() {
+        return Some(waiting(&observed.state, observed.members.len()));
+    }
+    // The snapshot may be a few seconds old: look at the group again right before moving it.
+    match admin.describe_groups(&[group_id.to_string()]).await {
+        Ok(groups) => {
+            if let Some(g) = groups.get(group_id)
+                && (!is_empty_state(&g.state) || !g.members.is_empty())
+            {
+                return Some(waiting(&g.state, g.members.len()));
+            }
+        }
+        Err(e) => {
+            return Some(waiting(&format!("not describable ({e})"), 0));
+        }
     }
     let partitions: BTreeMap<Partition, PartitionOffsets> = snapshot
         .offsets
@@ -336,6 +354,15 @@ async fn offset_reset(
                 message,
                 time: now(),
             })
+        }
+        // A member joined between the check and the commit: the coordinator refuses an
+        // admin commit for a group with members. Wait, as for any active group.
+        Err(KafkaError::Refused { code, .. })
+            if ["UNKNOWN_MEMBER_ID", "ILLEGAL_GENERATION", "REBALANCE_IN_PROGRESS"]
+                .iter()
+                .any(|c| code.starts_with(c)) =>
+        {
+            Some(waiting("no longer Empty", 1))
         }
         Err(e) => Some(failed(request.id.clone(), format!("{e}"))),
     }

@@ -4,6 +4,7 @@
 
 mod cluster;
 mod environment;
+mod group;
 mod producer;
 mod support;
 mod topic;
