@@ -19,12 +19,12 @@ use super::lag::{self, GroupLag, PartitionOffsets};
 use super::observe::{Interest, Partition, Snapshot};
 use super::producer_config::parse_duration_ms;
 use super::{Context, resolve};
-use crate::kafka::KafkaError;
 use crate::api::conditions::{self, types};
 use crate::api::{
     Condition, ConditionStatus, ConsumerGroup, ConsumerGroupStatus, GroupMember,
     OffsetResetOutcome, ResetTarget,
 };
+use crate::kafka::KafkaError;
 use crate::{Error, Result};
 
 /// Condition type: whether the group is within `spec.lagObjective`.
@@ -358,9 +358,13 @@ async fn offset_reset(
         // A member joined between the check and the commit: the coordinator refuses an
         // admin commit for a group with members. Wait, as for any active group.
         Err(KafkaError::Refused { code, .. })
-            if ["UNKNOWN_MEMBER_ID", "ILLEGAL_GENERATION", "REBALANCE_IN_PROGRESS"]
-                .iter()
-                .any(|c| code.starts_with(c)) =>
+            if [
+                "UNKNOWN_MEMBER_ID",
+                "ILLEGAL_GENERATION",
+                "REBALANCE_IN_PROGRESS",
+            ]
+            .iter()
+            .any(|c| code.starts_with(c)) =>
         {
             Some(waiting("no longer Empty", 1))
         }

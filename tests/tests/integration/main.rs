@@ -6,6 +6,7 @@ mod cluster;
 mod environment;
 mod group;
 mod producer;
+mod quiet;
 mod support;
 mod topic;
 mod wire;
