@@ -45,7 +45,6 @@ pub struct Metrics {
     pub producer_open_transactions: Family<ResourceLabels, Gauge>,
     pub producer_hanging_transactions: Family<ResourceLabels, Gauge>,
     pub producer_oldest_transaction_seconds: Family<ResourceLabels, Gauge>,
-    pub cluster_refreshes: Family<ResourceLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -62,7 +61,6 @@ impl Default for Metrics {
             producer_open_transactions: Family::default(),
             producer_hanging_transactions: Family::default(),
             producer_oldest_transaction_seconds: Family::default(),
-            cluster_refreshes: Family::default(),
         };
         registry.register(
             "reconciles",
@@ -78,11 +76,6 @@ impl Default for Metrics {
             "cluster_exactly_once_ready",
             "1 when the cluster's settings meet every exactly-once rule",
             m.cluster_exactly_once_ready.clone(),
-        );
-        registry.register(
-            "cluster_observations",
-            "Batched observations of a cluster (one serves every resource on it)",
-            m.cluster_refreshes.clone(),
         );
         registry.register(
             "consumer_group_lag",

@@ -249,6 +249,17 @@ async fn offset_reset(
     {
         return None; // done once for this id
     }
+    // The status this reconcile reads may be an older cached copy: what this process already
+    // did for the id is remembered here, so the request never runs twice.
+    let memory_key = format!("{}/{}", resolve::qualified(group), request.id);
+    if let Some(done) = ctx
+        .resets
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&memory_key)
+    {
+        return Some(done.clone());
+    }
     let waiting = |state: &str, members: usize| {
         let message = format!(
             "waiting: the group is {state} with {members} member(s); stop its consumers and the reset runs once it is Empty"
@@ -348,12 +359,17 @@ async fn offset_reset(
                 message.clone(),
             )
             .await;
-            Some(OffsetResetOutcome {
+            let outcome = OffsetResetOutcome {
                 id: request.id.clone(),
                 result: "Applied".into(),
                 message,
                 time: now(),
-            })
+            };
+            ctx.resets
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(memory_key, outcome.clone());
+            Some(outcome)
         }
         // A member joined between the check and the commit: the coordinator refuses an
         // admin commit for a group with members. Wait, as for any active group.

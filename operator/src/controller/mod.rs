@@ -59,6 +59,8 @@ pub struct Context {
     pub recorder: Recorder,
     /// When each group's committed offsets were last seen to move.
     pub commit_clock: CommitClock,
+    /// Offset resets this process applied, by `namespace/name/id`.
+    pub resets: Mutex<HashMap<String, crate::api::OffsetResetOutcome>>,
 }
 
 /// Remembers each group's committed offsets between observations, to tell when it last
@@ -151,21 +153,21 @@ pub async fn transition_events<K>(
         if c.type_ == types::RECONCILING || c.type_ == types::STALLED {
             continue;
         }
-        let before = previous.and_then(|p| crate::api::conditions::find(p, &c.type_));
-        let flipped = match before {
-            Some(b) => b.status != c.status,
-            // A first Ready=True is not news; a first failure is.
-            None => c.status != crate::api::ConditionStatus::True || c.type_ != types::READY,
-        };
-        if !flipped {
-            continue;
-        }
         let healthy = match c.type_.as_str() {
             "Drifted" | "ResourceConflict" | "HangingTransactions" => {
                 c.status != crate::api::ConditionStatus::True
             }
             _ => c.status == crate::api::ConditionStatus::True,
         };
+        let before = previous.and_then(|p| crate::api::conditions::find(p, &c.type_));
+        let flipped = match before {
+            Some(b) => b.status != c.status,
+            // A condition first seen healthy is not news; first seen failing, it is.
+            None => !healthy,
+        };
+        if !flipped {
+            continue;
+        }
         let type_ = if healthy {
             EventType::Normal
         } else {
@@ -253,6 +255,18 @@ where
     Ok(true)
 }
 
+/// Counts each reconcile result of `kind` in the metrics.
+fn count<T, E: std::fmt::Debug>(
+    metrics: &Arc<Metrics>,
+    kind: &'static str,
+) -> impl FnMut(Result<T, E>) -> futures::future::Ready<()> + use<T, E> {
+    let metrics = metrics.clone();
+    move |result| {
+        metrics.reconciled(kind, if result.is_ok() { "ok" } else { "error" });
+        futures::future::ready(())
+    }
+}
+
 fn error_policy<K: ResourceExt>(object: Arc<K>, error: &Error, _ctx: Arc<Context>) -> Action {
     warn!(name = %object.name_any(), namespace = object.namespace().unwrap_or_default(), reason = error.reason(), %error, "reconcile failed");
     Action::requeue(std::time::Duration::from_secs(10))
@@ -289,12 +303,13 @@ pub async fn run(
         metrics: options.metrics.clone(),
         recorder: Recorder::new(client.clone(), Reporter::from("exactly-operator")),
         commit_clock: CommitClock::default(),
+        resets: Mutex::default(),
     });
 
     let clusters = clusters
         .graceful_shutdown_on(shutdown.clone())
         .run(cluster::reconcile, error_policy, ctx.clone())
-        .for_each(|_| futures::future::ready(()));
+        .for_each(count(&ctx.metrics, "KafkaCluster"));
 
     // A KafkaCluster appearing or changing wakes the resources that refer to it.
     fn on_cluster<K>(
@@ -323,7 +338,7 @@ pub async fn run(
         )
         .graceful_shutdown_on(shutdown.clone())
         .run(topic::reconcile, error_policy, ctx.clone())
-        .for_each(|_| futures::future::ready(()));
+        .for_each(count(&ctx.metrics, "Topic"));
     let producers = producers
         .owns(
             api::<k8s_openapi::api::core::v1::Secret>(&client, namespace),
@@ -338,7 +353,7 @@ pub async fn run(
         )
         .graceful_shutdown_on(shutdown.clone())
         .run(producer::reconcile, error_policy, ctx.clone())
-        .for_each(|_| futures::future::ready(()));
+        .for_each(count(&ctx.metrics, "Producer"));
     let groups = groups
         .watches(
             api::<KafkaCluster>(&client, namespace),
@@ -348,8 +363,8 @@ pub async fn run(
             }),
         )
         .graceful_shutdown_on(shutdown)
-        .run(group::reconcile, error_policy, ctx)
-        .for_each(|_| futures::future::ready(()));
+        .run(group::reconcile, error_policy, ctx.clone())
+        .for_each(count(&ctx.metrics, "ConsumerGroup"));
 
     info!(
         namespace = namespace.unwrap_or("<all>"),

@@ -437,9 +437,13 @@ async fn guarded_abort(
     )
 }
 
-async fn remove_annotation(producer: &Producer, ctx: &Context, namespace: &str) -> Result<()> {
+/// Removes the abort annotation, only from the version of the object this reconcile saw.
+async fn take_annotation(producer: &Producer, ctx: &Context, namespace: &str) -> Result<()> {
     let api: Api<Producer> = Api::namespaced(ctx.client.clone(), namespace);
-    let patch = serde_json::json!({"metadata": {"annotations": {ABORT_ANNOTATION: null}}});
+    let patch = serde_json::json!({"metadata": {
+        "annotations": {ABORT_ANNOTATION: null},
+        "resourceVersion": producer.resource_version(),
+    }});
     api.patch(
         &producer.name_any(),
         &PatchParams::default(),
@@ -489,7 +493,19 @@ pub async fn reconcile(producer: Arc<Producer>, ctx: Arc<Context>) -> Result<Act
             Ok(files) => {
                 apply_secret(&producer, &ctx, &namespace, &secret_name, &files).await?;
                 let admin = ctx.kafka.admin(&key)?;
-                if let Some(target) = producer.annotations().get(ABORT_ANNOTATION) {
+                // Take the request off the object first, guarded by its resourceVersion: a
+                // reconcile of a stale cached copy fails here instead of acting twice.
+                let request = match producer.annotations().get(ABORT_ANNOTATION) {
+                    Some(target) => match take_annotation(&producer, &ctx, &namespace).await {
+                        Ok(()) => Some(target.clone()),
+                        Err(Error::Kube(kube::Error::Api(e))) if e.code == 409 => {
+                            return Ok(Action::requeue(std::time::Duration::from_secs(1)));
+                        }
+                        Err(e) => return Err(e),
+                    },
+                    None => None,
+                };
+                if let Some(target) = &request {
                     let (aborted, message) =
                         guarded_abort(&producer, &admin, &topics, target).await;
                     ctx.observer.invalidate(&key).await;
@@ -576,9 +592,6 @@ pub async fn reconcile(producer: Arc<Producer>, ctx: Arc<Context>) -> Result<Act
     )
     .await;
     super::apply_status(&ctx.client, producer.as_ref(), previous, &status).await?;
-    if producer.annotations().contains_key(ABORT_ANNOTATION) {
-        remove_annotation(&producer, &ctx, &namespace).await?;
-    }
     Ok(Action::requeue(match outcome {
         ProducerOutcome::Retrying(_) => super::RETRY,
         _ => ctx.observer.interval(),

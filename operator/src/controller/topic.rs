@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
 use kube::{Resource, ResourceExt};
 use tracing::{debug, info, warn};
 
@@ -378,7 +379,11 @@ async fn find_cluster(
 }
 
 /// Brings the broker's topic in line with the spec, as far as Kafka allows.
-async fn converge(topic: &Topic, admin: &KafkaAdmin) -> TopicOutcome {
+async fn converge(
+    topic: &Topic,
+    admin: &KafkaAdmin,
+    actions: &mut Vec<(&'static str, String)>,
+) -> TopicOutcome {
     let name = topic.kafka_topic_name();
     let observed = match admin.describe_topic(&name).await {
         Ok(observed) => observed,
@@ -390,10 +395,21 @@ async fn converge(topic: &Topic, admin: &KafkaAdmin) -> TopicOutcome {
         TopicChange::Create(request) => match admin.create_topic(&request).await {
             Ok(CreateOutcome::Created) => {
                 info!(topic = %name, partitions = request.partitions, "created topic");
+                actions.push((
+                    "TopicCreated",
+                    format!(
+                        "created Kafka topic '{name}' with {} partitions",
+                        request.partitions
+                    ),
+                ));
                 Ok(())
             }
             Ok(CreateOutcome::AlreadyExists) => {
                 info!(topic = %name, "topic already exists; adopting it");
+                actions.push((
+                    "TopicAdopted",
+                    format!("adopted the existing Kafka topic '{name}'"),
+                ));
                 Ok(())
             }
             Err(e) => Err(e),
@@ -402,6 +418,7 @@ async fn converge(topic: &Topic, admin: &KafkaAdmin) -> TopicOutcome {
             let grown = admin.grow_partitions(&name, to).await;
             if grown.is_ok() {
                 info!(topic = %name, from, to, "added partitions");
+                actions.push(("PartitionsAdded", format!("partitions {from} → {to}")));
             }
             grown
         }
@@ -460,6 +477,12 @@ async fn converge(topic: &Topic, admin: &KafkaAdmin) -> TopicOutcome {
             };
         }
         info!(topic = %name, set = ?plan.set.keys().collect::<Vec<_>>(), removed = ?plan.delete, "applied topic configuration");
+        let mut changed: Vec<String> = plan.set.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        changed.extend(plan.delete.iter().map(|k| format!("{k} removed")));
+        actions.push((
+            "ConfigApplied",
+            format!("configuration set: {}", changed.join(", ")),
+        ));
         match admin.topic_config(&name).await {
             Ok(entries) => set_on_topic(entries),
             Err(e) => return TopicOutcome::Retrying(e),
@@ -621,6 +644,15 @@ async fn finalize(topic: &Topic, ctx: &Context, namespace: &str) -> Option<Topic
     match admin.delete_topic(&name).await {
         Ok(()) => {
             info!(topic = %name, "deleted Kafka topic (deletionPolicy: Delete)");
+            super::publish_event(
+                ctx,
+                topic,
+                EventType::Normal,
+                "TopicDeleted",
+                "DeleteTopic",
+                format!("deleted Kafka topic '{name}' (deletionPolicy: Delete)"),
+            )
+            .await;
             None
         }
         Err(e) => Some(TopicOutcome::Retrying(e)),
@@ -645,6 +677,13 @@ pub async fn reconcile(topic: Arc<Topic>, ctx: Arc<Context>) -> Result<Action> {
             }
             Some(outcome) => {
                 let status = topic_status(topic.meta().generation, topic.status.as_ref(), &outcome);
+                super::transition_events(
+                    &ctx,
+                    topic.as_ref(),
+                    topic.status.as_ref().map(|s| s.conditions.as_slice()),
+                    &status.conditions,
+                )
+                .await;
                 super::apply_status(&ctx.client, topic.as_ref(), topic.status.as_ref(), &status)
                     .await?;
                 Ok(Action::requeue(RETRY))
@@ -657,6 +696,7 @@ pub async fn reconcile(topic: Arc<Topic>, ctx: Arc<Context>) -> Result<Action> {
         return Ok(Action::await_change());
     }
 
+    let mut actions = Vec::new();
     let outcome = if let Some(owner) = conflicting_owner(&topic, &ctx) {
         TopicOutcome::Conflict { owner }
     } else {
@@ -667,7 +707,7 @@ pub async fn reconcile(topic: Arc<Topic>, ctx: Arc<Context>) -> Result<Action> {
                     Ok(admin) => match steady_state(&topic, &ctx, &admin, &key).await {
                         Some(outcome) => outcome,
                         None => {
-                            let outcome = converge(&topic, &admin).await;
+                            let outcome = converge(&topic, &admin, &mut actions).await;
                             ctx.observer.invalidate(&key).await;
                             outcome
                         }
@@ -691,6 +731,24 @@ pub async fn reconcile(topic: Arc<Topic>, ctx: Arc<Context>) -> Result<Action> {
         | TopicOutcome::DeletionBlocked { .. } => RETRY,
     };
     let status = topic_status(topic.meta().generation, topic.status.as_ref(), &outcome);
+    for (reason, message) in actions {
+        super::publish_event(
+            &ctx,
+            topic.as_ref(),
+            EventType::Normal,
+            reason,
+            reason,
+            message,
+        )
+        .await;
+    }
+    super::transition_events(
+        &ctx,
+        topic.as_ref(),
+        topic.status.as_ref().map(|s| s.conditions.as_slice()),
+        &status.conditions,
+    )
+    .await;
     if super::apply_status(&ctx.client, topic.as_ref(), topic.status.as_ref(), &status).await? {
         debug!(topic = %name, ?outcome, "status updated");
     }

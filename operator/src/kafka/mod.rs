@@ -42,6 +42,9 @@ pub enum KafkaError {
     /// A broker's answer could not be understood.
     #[error("Kafka protocol error: {0}")]
     Protocol(String),
+    /// The connection settings ask for something the operator cannot do yet.
+    #[error("{0}")]
+    Unsupported(String),
     /// The client could not be built from the given settings.
     #[error("invalid Kafka client settings: {0}")]
     ClientConfig(#[source] RdKafkaError),
@@ -58,6 +61,7 @@ impl KafkaError {
             KafkaError::Refused { .. } => "KafkaRefused",
             KafkaError::ClientConfig(_) => "KafkaClientConfigInvalid",
             KafkaError::Protocol(_) => "KafkaProtocolError",
+            KafkaError::Unsupported(_) => "NotSupported",
             KafkaError::Interrupted(_) => "KafkaCallInterrupted",
         }
     }
@@ -164,6 +168,11 @@ impl KafkaAdmin {
     /// The bootstrap servers this client talks to.
     pub fn bootstrap(&self) -> &str {
         &self.bootstrap
+    }
+
+    /// Admin requests sent over the wire protocol so far (rdkafka's are not counted).
+    pub fn requests_sent(&self) -> u64 {
+        self.wire.requests_sent()
     }
 
     /// The raw-protocol client, for requests this type does not wrap (tests, tools).
@@ -566,24 +575,19 @@ impl KafkaAdmin {
             .collect())
     }
 
-    /// Committed offsets of each of `groups`.
+    /// Committed offsets of each of `groups` (one request per group coordinator).
     pub async fn committed_offsets(
         &self,
         groups: &[String],
     ) -> Result<BTreeMap<String, BTreeMap<PartitionKey, i64>>, KafkaError> {
-        let mut out = BTreeMap::new();
-        for group in groups {
-            let offsets = self
-                .wire
-                .committed_offsets(group)
-                .await
-                .map_err(|e| self.wire_error("fetch committed offsets of", e))?;
-            out.insert(
-                group.clone(),
-                offsets.iter().map(|(p, o)| (key(p), *o)).collect(),
-            );
-        }
-        Ok(out)
+        Ok(self
+            .wire
+            .committed_offsets_of_groups(groups)
+            .await
+            .map_err(|e| self.wire_error("fetch committed offsets of", e))?
+            .into_iter()
+            .map(|(group, offsets)| (group, offsets.iter().map(|(p, o)| (key(p), *o)).collect()))
+            .collect())
     }
 
     /// Commits `offsets` for `group` as an administrator (the group must be Empty).

@@ -585,6 +585,11 @@ impl WireClient {
             .clone()
     }
 
+    /// Requests sent so far (handshakes included): what a batched observation costs.
+    pub fn requests_sent(&self) -> u64 {
+        u64::try_from(self.correlation_id.load(Ordering::Relaxed) - 1).unwrap_or(0)
+    }
+
     fn next_correlation_id(&self) -> i32 {
         self.correlation_id.fetch_add(1, Ordering::Relaxed) & i32::MAX
     }
@@ -1404,6 +1409,67 @@ impl WireClient {
                     for p in topic.partitions {
                         let tp = TopicPartition::new(topic.name.0.to_string(), p.partition_index);
                         add(tp, p.committed_offset, p.error_code)?;
+                    }
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// Committed offsets of many groups: one `OffsetFetch` (v8+, groups in an array) per group
+    /// coordinator, whatever the number of groups. Brokers older than v8 get one request per
+    /// group.
+    pub async fn committed_offsets_of_groups(
+        &self,
+        groups: &[String],
+    ) -> Result<BTreeMap<String, BTreeMap<TopicPartition, i64>>, WireError> {
+        let api = "OffsetFetch";
+        if groups.is_empty() {
+            return Ok(BTreeMap::new());
+        }
+        self.retrying(api, || async move {
+            let coordinators = self.find_coordinators(COORDINATOR_GROUP, groups).await?;
+            let mut out: BTreeMap<String, BTreeMap<TopicPartition, i64>> = BTreeMap::new();
+            for (coordinator, ids) in invert(&coordinators) {
+                let (version, response) = self
+                    .call(Target::Node(coordinator), None, true, &|version| {
+                        let request =
+                            OffsetFetchRequest::default().with_require_stable(version >= 7);
+                        if version >= 8 {
+                            request.with_groups(
+                                ids.iter()
+                                    .map(|g| {
+                                        messages::offset_fetch_request::OffsetFetchRequestGroup::default()
+                                            .with_group_id(group_id(g))
+                                            .with_topics(None)
+                                    })
+                                    .collect(),
+                            )
+                        } else {
+                            request
+                        }
+                    })
+                    .await?;
+                if version < 8 {
+                    for g in &ids {
+                        out.insert(g.to_string(), self.committed_offsets(g).await?);
+                    }
+                    continue;
+                }
+                for g in response.groups {
+                    let group = g.group_id.0.to_string();
+                    check(api, &group, g.error_code, None)?;
+                    let offsets = out.entry(group.clone()).or_default();
+                    for topic in g.topics {
+                        for p in topic.partitions {
+                            let tp =
+                                TopicPartition::new(topic.name.0.to_string(), p.partition_index);
+                            check(api, format!("{group}/{tp}"), p.error_code, None)?;
+                            if p.committed_offset >= 0 {
+                                offsets.insert(tp, p.committed_offset);
+                            }
+                        }
                     }
                 }
             }

@@ -7,6 +7,7 @@ mod environment;
 mod group;
 mod producer;
 mod quiet;
+mod scale;
 mod support;
 mod topic;
 mod wire;
