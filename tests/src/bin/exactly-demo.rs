@@ -158,7 +158,7 @@ fn demo(env: &Environment, args: &Args, operator: &Path) -> Result<(), Error> {
         Some(&example),
     )?;
 
-    step("Waiting for the Topic to be Ready");
+    step("Waiting for the Topic, the Producer and the ConsumerGroup to be Ready");
     show(
         env,
         &kubectl,
@@ -168,6 +168,8 @@ fn demo(env: &Environment, args: &Args, operator: &Path) -> Result<(), Error> {
             ns,
             "--for=condition=Ready",
             "topic/orders",
+            "producer/orders-writer",
+            "consumergroup/billing",
             "--timeout=90s",
         ],
         None,

@@ -4,6 +4,7 @@
 
 mod cluster;
 mod environment;
+mod examples;
 mod group;
 mod producer;
 mod quiet;
