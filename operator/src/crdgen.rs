@@ -63,4 +63,46 @@ mod tests {
             );
         }
     }
+
+    /// Paths of properties without a description under `schema` (`kubectl explain` would show
+    /// nothing for them).
+    fn undocumented(schema: &serde_json::Value, path: &str, out: &mut Vec<String>) {
+        if let Some(properties) = schema.get("properties").and_then(|p| p.as_object()) {
+            for (name, property) in properties {
+                let here = format!("{path}.{name}");
+                let documented = property
+                    .get("description")
+                    .and_then(|d| d.as_str())
+                    .is_some_and(|d| !d.trim().is_empty());
+                // metadata is Kubernetes' own; apiVersion and kind are documented by it.
+                if !documented && !["metadata", "apiVersion", "kind"].contains(&name.as_str()) {
+                    out.push(here.clone());
+                }
+                undocumented(property, &here, out);
+            }
+        }
+        if let Some(items) = schema.get("items") {
+            undocumented(items, &format!("{path}[]"), out);
+        }
+    }
+
+    #[test]
+    fn every_field_of_every_crd_has_a_description() {
+        let mut missing = Vec::new();
+        for crd in all() {
+            for version in &crd.spec.versions {
+                let schema = version
+                    .schema
+                    .as_ref()
+                    .and_then(|s| s.open_api_v3_schema.as_ref())
+                    .map(|s| serde_json::to_value(s).unwrap_or_default())
+                    .unwrap_or_default();
+                undocumented(&schema, &crd.spec.names.kind, &mut missing);
+            }
+        }
+        assert!(
+            missing.is_empty(),
+            "fields without a doc comment: {missing:#?}"
+        );
+    }
 }

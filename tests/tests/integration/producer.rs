@@ -370,3 +370,49 @@ async fn the_guarded_abort_refuses_on_a_healthy_transaction() {
         .commit_transaction(KAFKA_TIMEOUT)
         .unwrap_or_else(|e| panic!("commit after a refused abort: {e}"));
 }
+
+#[tokio::test]
+async fn a_second_producer_claiming_the_same_prefix_reports_resource_conflict() {
+    let (ns, client, _, prefix) = setup("producer-conflict", serde_json::json!({})).await;
+    wait_for(
+        &client,
+        &ns,
+        "the first Producer to be Ready",
+        |p| match condition(&p.status.clone().unwrap_or_default().conditions, "Ready") {
+            Some((s, _, _)) if s == "True" => Ok(()),
+            other => Err(format!("{other:?}")),
+        },
+    )
+    .await;
+    // creationTimestamp has one-second resolution: make the second one unambiguously younger.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    create::<Producer>(
+        &client,
+        &ns,
+        "copycat",
+        serde_json::json!({"clusterRef": {"name": "local"}, "transactionalIdPrefix": prefix}),
+    )
+    .await;
+    let producers: Api<Producer> = Api::namespaced(client.clone(), &ns.name);
+    let message = eventually("the conflict to be reported", TIMEOUT, || async {
+        let p = producers.get("copycat").await.map_err(|e| e.to_string())?;
+        match condition(&p.status.unwrap_or_default().conditions, "Ready") {
+            Some((_, reason, message)) if reason == "ResourceConflict" => Ok(message),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    assert!(
+        message.contains(&format!("{}/writer", ns.name)),
+        "{message}"
+    );
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns.name);
+    assert!(
+        secrets
+            .get_opt("copycat-client")
+            .await
+            .ok()
+            .flatten()
+            .is_none()
+    );
+}

@@ -646,3 +646,41 @@ async fn changing_topic_name_is_rejected_by_the_api_server() {
         "expected a rejection, got: {err:?}"
     );
 }
+
+#[tokio::test]
+async fn a_topic_whose_cluster_resource_is_gone_is_released_without_touching_kafka() {
+    let env = shared();
+    let ns = env.namespace("topic-orphan").await;
+    let client = env.client().await.unwrap_or_else(|e| panic!("{e}"));
+    run_operator(client.clone(), &ns.name);
+    create_cluster(&client, &ns, env).await;
+    let kafka_name = ns.unique("orphan");
+    let topics = create_topic(
+        &client,
+        &ns,
+        "orphan",
+        serde_json::json!({
+            "clusterRef": {"name": "local"}, "topicName": kafka_name, "partitions": 1,
+            "deletionPolicy": "Delete",
+        }),
+    )
+    .await;
+    wait_for_reason(&topics, "orphan", "TopicReady").await;
+    let clusters: Api<exactly::api::KafkaCluster> = Api::namespaced(client.clone(), &ns.name);
+    clusters
+        .delete("local", &Default::default())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    topics
+        .delete("orphan", &Default::default())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    eventually("the Topic to be released", TIMEOUT, || async {
+        match topics.get_opt("orphan").await {
+            Ok(None) => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    assert_eq!(broker_partitions(env, &kafka_name), Some(1));
+}
