@@ -18,7 +18,7 @@ pub use group::{
 };
 pub use producer::{
     AbortOutcome, Guarantee, HangingTransaction, Producer, ProducerSpec, ProducerStatus,
-    TransactionState,
+    StatefulSetRef, TransactionState,
 };
 pub use topic::{ConfigDrift, DeletionPolicy, DriftPolicy, Topic, TopicSpec, TopicStatus};
 

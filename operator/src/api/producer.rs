@@ -32,7 +32,7 @@ use super::{ClusterRef, Condition, TopicRef};
         type_ = "string",
         json_path = ".spec.transactionalIdPrefix"
     ),
-    printcolumn(name = "Instances", type_ = "integer", json_path = ".spec.instances"),
+    printcolumn(name = "Instances", type_ = "integer", json_path = ".status.instances"),
     printcolumn(
         name = "Open",
         type_ = "integer",
@@ -55,6 +55,7 @@ use super::{ClusterRef, Condition, TopicRef};
     )
 )]
 #[x_kube(validation = Rule::new("self.transactionalIdPrefix == oldSelf.transactionalIdPrefix").message("transactionalIdPrefix is immutable: a new prefix would orphan open transactions and stop fencing zombies. Create a new Producer instead"))]
+#[x_kube(validation = Rule::new("!(has(self.instances) && has(self.statefulSetRef))").message("set either instances or statefulSetRef: with statefulSetRef the instance count is the StatefulSet's replicas"))]
 #[x_kube(validation = Rule::new("self.guarantee != 'ExactlyOnce' || !has(self.clientOverrides) || !('transactional.id' in self.clientOverrides)").message("clientOverrides must not set transactional.id: it is <transactionalIdPrefix>-<ordinal>, stable per instance so a restarted instance fences its zombie"))]
 #[serde(rename_all = "camelCase")]
 pub struct ProducerSpec {
@@ -73,11 +74,17 @@ pub struct ProducerSpec {
     #[schemars(regex(pattern = r"^[a-zA-Z0-9._-]+$"), length(min = 1, max = 200))]
     pub transactional_id_prefix: String,
 
-    /// How many instances (e.g. StatefulSet replicas) run this producer; one `transactional.id`
-    /// and one properties file each. Defaults to 1.
-    #[serde(default = "default_instances")]
+    /// How many instances run this producer; one `transactional.id` and one properties file
+    /// each. Defaults to 1. Leave it out when `statefulSetRef` is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 1000))]
-    pub instances: i32,
+    pub instances: Option<i32>,
+
+    /// The StatefulSet (same namespace) that runs this producer: the instance count follows its
+    /// `spec.replicas`, so scaling it renders the new instances' properties. Pod `<sts>-<n>`
+    /// uses `instance-<n>.properties`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stateful_set_ref: Option<StatefulSetRef>,
 
     /// `ExactlyOnce` (default): transactions, idempotence, `acks=all`. `AtLeastOnce`: idempotence
     /// and `acks=all` without transactions (no `transactional.id`).
@@ -99,8 +106,12 @@ pub struct ProducerSpec {
     pub client_overrides: BTreeMap<String, String>,
 }
 
-fn default_instances() -> i32 {
-    1
+/// A reference to a StatefulSet in the same namespace.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct StatefulSetRef {
+    /// Name of the StatefulSet.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
 }
 
 /// The delivery guarantee a producer is configured for.
@@ -128,9 +139,13 @@ pub struct ProducerStatus {
     pub conditions: Vec<Condition>,
 
     /// The Secret holding the client properties, one key per instance
-    /// (`<prefix>-<n>.properties`).
+    /// (`instance-<n>.properties`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_name: Option<String>,
+
+    /// Instances the configuration was rendered for (from `spec.instances` or the StatefulSet).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instances: Option<i32>,
 
     /// Transactions currently open (state other than Empty/CompleteCommit/CompleteAbort/Dead).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -351,6 +351,30 @@ pub async fn run(
                 &p.spec.cluster_ref.name
             }),
         )
+        // A StatefulSet scaling changes the instance count of the Producer it runs.
+        .watches(
+            api::<k8s_openapi::api::apps::v1::StatefulSet>(&client, namespace),
+            watch.clone(),
+            {
+                let store = ctx.producers.clone();
+                move |sts| {
+                    let ns = sts.namespace();
+                    let name = sts.name_any();
+                    store
+                        .state()
+                        .into_iter()
+                        .filter(|p| {
+                            p.namespace() == ns
+                                && p.spec
+                                    .stateful_set_ref
+                                    .as_ref()
+                                    .is_some_and(|r| r.name == name)
+                        })
+                        .map(|p| ObjectRef::from_obj(&*p))
+                        .collect::<Vec<_>>()
+                }
+            },
+        )
         .graceful_shutdown_on(shutdown.clone())
         .run(producer::reconcile, error_policy, ctx.clone())
         .for_each(count(&ctx.metrics, "Producer"));

@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use k8s_openapi::ByteString;
+use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use k8s_openapi::jiff::Timestamp;
@@ -48,12 +49,26 @@ pub fn is_open(state: &str) -> bool {
     )
 }
 
+/// The instance count last known: `spec.instances`, else what the StatefulSet had when the
+/// configuration was last rendered, else 1.
+pub fn known_instances(producer: &Producer) -> i32 {
+    producer
+        .spec
+        .instances
+        .or_else(|| producer.status.as_ref().and_then(|s| s.instances))
+        .unwrap_or(1)
+}
+
 /// The transactional ids of a Producer's instances (none for `AtLeastOnce`).
 pub fn transactional_ids(producer: &Producer) -> Vec<String> {
+    ids_for(producer, known_instances(producer))
+}
+
+fn ids_for(producer: &Producer, instances: i32) -> Vec<String> {
     if producer.spec.guarantee != Guarantee::ExactlyOnce {
         return Vec::new();
     }
-    (0..producer.spec.instances.max(1))
+    (0..instances.max(1))
         .map(|n| producer_config::transactional_id(&producer.spec.transactional_id_prefix, n))
         .collect()
 }
@@ -137,6 +152,8 @@ pub enum ProducerOutcome {
     Invalid(Vec<ConfigViolation>),
     /// An older Producer holds the prefix on this cluster.
     Conflict { owner: String },
+    /// `spec.statefulSetRef` names no StatefulSet.
+    WorkloadNotFound { name: String },
     /// Kafka could not be asked (the Secret may have been rendered).
     Retrying(KafkaError),
 }
@@ -237,6 +254,29 @@ pub fn producer_status(
             ));
             c
         }
+        ProducerOutcome::WorkloadNotFound { name } => vec![
+            cond(
+                types::READY,
+                False,
+                "StatefulSetNotFound",
+                format!(
+                    "StatefulSet '{name}' named by spec.statefulSetRef does not exist in this namespace: \
+                     create it, or correct the reference"
+                ),
+            ),
+            cond(
+                types::RECONCILING,
+                True,
+                "WaitingForStatefulSet",
+                String::new(),
+            ),
+            cond(
+                types::STALLED,
+                False,
+                "WaitingForStatefulSet",
+                String::new(),
+            ),
+        ],
         ProducerOutcome::Retrying(error) => vec![
             cond(
                 types::READY,
@@ -479,6 +519,7 @@ pub async fn reconcile(producer: Arc<Producer>, ctx: Arc<Context>) -> Result<Act
     let topics = resolve::topic_names(&ctx, &namespace, &producer.spec.topics);
 
     let mut last_abort = None;
+    let mut rendered_instances = None;
     let outcome = if let Some(owner) = prefix_owner(&producer, &ctx) {
         ProducerOutcome::Conflict { owner }
     } else {
@@ -488,9 +529,26 @@ pub async fn reconcile(producer: Arc<Producer>, ctx: Arc<Context>) -> Result<Act
             .and_then(|s| s.exactly_once.as_ref())
             .and_then(|e| e.transaction_max_timeout_ms)
             .unwrap_or(DEFAULT_BROKER_MAX_TIMEOUT_MS);
-        match producer_config::render(&producer.spec, &key, max_timeout) {
-            Err(violations) => ProducerOutcome::Invalid(violations),
-            Ok(files) => {
+        let instances = match &producer.spec.stateful_set_ref {
+            None => Ok(producer.spec.instances.unwrap_or(1)),
+            Some(sts) => {
+                let api: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &namespace);
+                match api.get_opt(&sts.name).await? {
+                    Some(found) => Ok(found.spec.replicas.unwrap_or(1)),
+                    None => Err(sts.name.clone()),
+                }
+            }
+        };
+        match instances.map(|n| {
+            (
+                n,
+                producer_config::render(&producer.spec, n, &key, max_timeout),
+            )
+        }) {
+            Err(name) => ProducerOutcome::WorkloadNotFound { name },
+            Ok((_, Err(violations))) => ProducerOutcome::Invalid(violations),
+            Ok((instances, Ok(files))) => {
+                rendered_instances = Some(instances);
                 apply_secret(&producer, &ctx, &namespace, &secret_name, &files).await?;
                 let admin = ctx.kafka.admin(&key)?;
                 // Take the request off the object first, guarded by its resourceVersion: a
@@ -531,7 +589,7 @@ pub async fn reconcile(producer: Arc<Producer>, ctx: Arc<Context>) -> Result<Act
                         time: Timestamp::now().to_string(),
                     });
                 }
-                let ids = transactional_ids(&producer);
+                let ids = ids_for(&producer, instances);
                 let mine = Interest {
                     producer_topics: topics.iter().cloned().collect(),
                     transactional_ids: ids.iter().cloned().collect(),
@@ -553,6 +611,9 @@ pub async fn reconcile(producer: Arc<Producer>, ctx: Arc<Context>) -> Result<Act
     let mut status = producer_status(generation, producer.status.as_ref(), &secret_name, &outcome);
     if last_abort.is_some() {
         status.last_abort = last_abort;
+    }
+    if rendered_instances.is_some() {
+        status.instances = rendered_instances;
     }
     let labels = crate::metrics::labels(&namespace, &name);
     if let ProducerOutcome::Rendered {

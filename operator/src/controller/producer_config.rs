@@ -116,6 +116,7 @@ pub fn instance_key(ordinal: i32) -> String {
 /// violation when an override weakens the guarantee or the timeout exceeds `broker_max_timeout_ms`.
 pub fn render(
     spec: &ProducerSpec,
+    instances: i32,
     bootstrap: &str,
     broker_max_timeout_ms: i64,
 ) -> Result<BTreeMap<String, String>, Vec<ConfigViolation>> {
@@ -141,7 +142,7 @@ pub fn render(
         return Err(violations);
     }
     let mut files = BTreeMap::new();
-    for ordinal in 0..spec.instances.max(1) {
+    for ordinal in 0..instances.max(1) {
         let mut props: BTreeMap<String, String> = BTreeMap::from([
             ("bootstrap.servers".into(), bootstrap.to_string()),
             ("enable.idempotence".into(), "true".into()),
@@ -196,7 +197,8 @@ mod tests {
             },
             topics: vec![],
             transactional_id_prefix: "orders-writer".into(),
-            instances: 2,
+            instances: Some(2),
+            stateful_set_ref: None,
             guarantee: Guarantee::ExactlyOnce,
             transaction_timeout: Some("30s".into()),
             client_overrides: BTreeMap::from([("linger.ms".into(), "5".into())]),
@@ -205,7 +207,7 @@ mod tests {
 
     #[test]
     fn each_instance_gets_a_stable_transactional_id_and_the_safe_settings() {
-        let files = render(&spec(), "k:9092", 900_000).unwrap_or_default();
+        let files = render(&spec(), 2, "k:9092", 900_000).unwrap_or_default();
         assert_eq!(files.len(), 2);
         let one = parse_properties(&files["instance-1.properties"]);
         assert_eq!(
@@ -226,7 +228,7 @@ mod tests {
     fn at_least_once_has_idempotence_but_no_transactional_id() {
         let mut s = spec();
         s.guarantee = Guarantee::AtLeastOnce;
-        let files = render(&s, "k:9092", 900_000).unwrap_or_default();
+        let files = render(&s, 2, "k:9092", 900_000).unwrap_or_default();
         let props = parse_properties(&files["instance-0.properties"]);
         assert!(!props.contains_key("transactional.id"));
         assert_eq!(
@@ -245,7 +247,7 @@ mod tests {
             ("transactional.id".into(), "x".into()),
             ("linger.ms".into(), "5".into()),
         ]);
-        let violations = render(&s, "k:9092", 900_000).err().unwrap_or_default();
+        let violations = render(&s, 2, "k:9092", 900_000).err().unwrap_or_default();
         let keys: Vec<&str> = violations.iter().map(|v| v.key.as_str()).collect();
         assert_eq!(
             keys,
@@ -266,14 +268,14 @@ mod tests {
             ("max.in.flight.requests.per.connection".into(), "1".into()),
             ("compression.type".into(), "zstd".into()),
         ]);
-        assert!(render(&s, "k:9092", 900_000).is_ok());
+        assert!(render(&s, 2, "k:9092", 900_000).is_ok());
     }
 
     #[test]
     fn timeout_above_the_broker_maximum_is_refused() {
         let mut s = spec();
         s.transaction_timeout = Some("20m".into());
-        let violations = render(&s, "k:9092", 900_000).err().unwrap_or_default();
+        let violations = render(&s, 2, "k:9092", 900_000).err().unwrap_or_default();
         assert_eq!(violations.len(), 1);
         assert!(violations[0].message.contains("900000"), "{:?}", violations);
     }

@@ -416,3 +416,78 @@ async fn a_second_producer_claiming_the_same_prefix_reports_resource_conflict() 
             .is_none()
     );
 }
+
+#[tokio::test]
+async fn a_producer_run_by_a_statefulset_gets_one_properties_file_per_replica_and_follows_scaling()
+{
+    use k8s_openapi::api::apps::v1::StatefulSet;
+    let (ns, client, _, prefix) = setup(
+        "producer-sts",
+        serde_json::json!({"statefulSetRef": {"name": "writer"}}),
+    )
+    .await;
+    wait_for(
+        &client,
+        &ns,
+        "the missing StatefulSet to be reported",
+        |p| match condition(&p.status.clone().unwrap_or_default().conditions, "Ready") {
+            Some((_, reason, _)) if reason == "StatefulSetNotFound" => Ok(()),
+            other => Err(format!("{other:?}")),
+        },
+    )
+    .await;
+    let sets: Api<StatefulSet> = Api::namespaced(client.clone(), &ns.name);
+    let set: StatefulSet = serde_json::from_value(serde_json::json!({
+        "apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "writer"},
+        "spec": {
+            "replicas": 2, "serviceName": "writer",
+            "selector": {"matchLabels": {"app": "writer"}},
+            "template": {"metadata": {"labels": {"app": "writer"}},
+                "spec": {"containers": [{"name": "app", "image": "example/orders-writer:1"}]}},
+        },
+    }))
+    .unwrap_or_else(|e| panic!("{e}"));
+    sets.create(&Default::default(), &set)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns.name);
+    let keys = |want: usize| {
+        let secrets = secrets.clone();
+        async move {
+            eventually(&format!("{want} instance files"), TIMEOUT, || async {
+                let secret = secrets
+                    .get_opt("writer-client")
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let keys: Vec<String> = secret
+                    .and_then(|s| s.data)
+                    .map(|d| d.keys().cloned().collect())
+                    .unwrap_or_default();
+                if keys.len() == want {
+                    Ok(keys)
+                } else {
+                    Err(format!("{keys:?}"))
+                }
+            })
+            .await
+        }
+    };
+    assert_eq!(
+        keys(2).await,
+        ["instance-0.properties", "instance-1.properties"]
+    );
+    let patch = serde_json::json!({"spec": {"replicas": 3}});
+    sets.patch("writer", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(keys(3).await.len(), 3);
+    let props = instance_properties(&client, &ns, 2).await;
+    assert_eq!(props.get("transactional.id"), Some(&format!("{prefix}-2")));
+    wait_for(&client, &ns, "status to show 3 instances", |p| {
+        match p.status.clone().unwrap_or_default().instances {
+            Some(3) => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+}
