@@ -11,14 +11,13 @@ use tracing::{debug, info};
 
 use crate::metrics::Metrics;
 
-/// Serves until the process ends. Returns once the listener is bound (or failed to bind).
-pub async fn serve(
-    address: SocketAddr,
-    metrics: Arc<Metrics>,
-) -> std::io::Result<tokio::task::JoinHandle<()>> {
+/// Serves until the process ends. Returns the bound address (port 0 picks a free one) once
+/// the listener is bound, or the bind error.
+pub async fn serve(address: SocketAddr, metrics: Arc<Metrics>) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind(address).await?;
+    let address = listener.local_addr()?;
     info!(%address, "serving /metrics, /healthz and /readyz");
-    Ok(tokio::spawn(async move {
+    tokio::spawn(async move {
         loop {
             match listener.accept().await {
                 Ok((stream, _)) => {
@@ -32,7 +31,8 @@ pub async fn serve(
                 Err(e) => debug!(error = %e, "accept failed"),
             }
         }
-    }))
+    });
+    Ok(address)
 }
 
 async fn answer(stream: TcpStream, metrics: &Metrics) -> std::io::Result<()> {

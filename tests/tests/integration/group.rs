@@ -256,3 +256,66 @@ async fn an_offset_reset_waits_while_members_exist_and_applies_once_the_group_is
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(committed.get(&tp), Some(&3));
 }
+
+#[tokio::test]
+async fn lag_is_exported_as_a_prometheus_metric_on_the_metrics_endpoint() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let env = shared();
+    let ns = env.namespace("group-metrics").await;
+    let client = env.client().await.unwrap_or_else(|e| panic!("{e}"));
+    let metrics = Arc::new(exactly::metrics::Metrics::default());
+    crate::support::run_operator_with_metrics(client.clone(), &ns.name, metrics.clone());
+    let address = exactly::http::serve(
+        "127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}")),
+        metrics,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("serve: {e}"));
+    create_cluster(&client, &ns, env).await;
+    let topic = ns.unique("orders");
+    crate::support::create_kafka_topic(env, &topic, 1, &[]).await;
+    produce_committed(env, &topic, 5);
+    create::<Topic>(
+        &client,
+        &ns,
+        "orders",
+        serde_json::json!({"clusterRef": {"name": "local"}, "topicName": topic, "partitions": 1}),
+    )
+    .await;
+    create::<ConsumerGroup>(
+        &client,
+        &ns,
+        "billing",
+        serde_json::json!({"clusterRef": {"name": "local"}, "groupId": ns.unique("billing"),
+            "topics": [{"name": "orders"}]}),
+    )
+    .await;
+    let want = format!(
+        "exactly_consumer_group_lag{{namespace=\"{}\",name=\"billing\"}} 6",
+        ns.name
+    );
+    eventually("the lag metric", TIMEOUT, || async {
+        let mut stream = tokio::net::TcpStream::connect(address)
+            .await
+            .map_err(|e| e.to_string())?;
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut body = String::new();
+        stream
+            .read_to_string(&mut body)
+            .await
+            .map_err(|e| e.to_string())?;
+        if body.starts_with("HTTP/1.1 200 OK") && body.contains(&want) {
+            Ok(())
+        } else {
+            Err(body
+                .lines()
+                .filter(|l| l.contains("lag"))
+                .collect::<Vec<_>>()
+                .join("\n"))
+        }
+    })
+    .await;
+}

@@ -18,11 +18,20 @@ pub const REFRESH: Duration = Duration::from_secs(2);
 
 /// Runs the operator's controllers for `namespace` in this test's runtime; they stop with it.
 pub fn run_operator(client: Client, namespace: &str) {
+    run_operator_with_metrics(client, namespace, std::sync::Arc::default());
+}
+
+/// [`run_operator`], recording into `metrics`.
+pub fn run_operator_with_metrics(
+    client: Client,
+    namespace: &str,
+    metrics: std::sync::Arc<exactly::metrics::Metrics>,
+) {
     let options = exactly::controller::Options {
         namespace: Some(namespace.to_string()),
         concurrency: 2,
         refresh_interval: REFRESH,
-        ..Default::default()
+        metrics,
     };
     tokio::spawn(exactly::controller::run(
         client,
