@@ -523,7 +523,7 @@ pub async fn reconcile(group: Arc<ConsumerGroup>, ctx: Arc<Context>) -> Result<A
         .group_members
         .get_or_create(&labels)
         .set(i64::try_from(observed.members.len()).unwrap_or(i64::MAX));
-    for p in &observed.lag.partitions {
+    for p in &observed.lag.all {
         ctx.metrics
             .group_partition_lag
             .get_or_create(&crate::metrics::PartitionLabels {

@@ -23,7 +23,10 @@ pub struct PartitionOffsets {
 /// out of the list.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct GroupLag {
+    /// The `top` partitions by lag (what status shows).
     pub partitions: Vec<PartitionLag>,
+    /// Every partition (what metrics export).
+    pub all: Vec<PartitionLag>,
     pub total: i64,
     pub omitted: i32,
 }
@@ -76,9 +79,10 @@ pub fn group_lag(
             .then_with(|| a.partition.cmp(&b.partition))
     });
     let omitted = all.len().saturating_sub(top);
-    all.truncate(top);
+    let partitions = all.iter().take(top).cloned().collect();
     GroupLag {
-        partitions: all,
+        partitions,
+        all,
         total,
         omitted: i32::try_from(omitted).unwrap_or(i32::MAX),
     }

@@ -219,7 +219,8 @@ where
 }
 
 /// Writes `status` by server-side apply with the operator's field manager, unless it equals
-/// `current`: an unchanged status is never written (DESIGN §4). Returns whether it wrote.
+/// `current`: an unchanged status is never written (DESIGN §4). The write is conditional on
+/// `object`'s resourceVersion. Returns whether it wrote.
 pub async fn apply_status<K>(
     client: &Client,
     object: &K,
@@ -241,18 +242,30 @@ where
         .namespace()
         .ok_or(Error::MissingObjectKey("metadata.namespace"))?;
     let api: Api<K> = Api::namespaced(client.clone(), &namespace);
+    // The status was computed from this version of the object: if the object moved on since
+    // (a reconcile of a stale cached copy), the write is refused rather than overwriting a newer
+    // status, and the newer version's own reconcile writes instead.
     let patch = serde_json::json!({
         "apiVersion": K::api_version(&()),
         "kind": K::kind(&()),
+        "metadata": {"resourceVersion": object.resource_version()},
         "status": status,
     });
-    api.patch_status(
-        &object.name_any(),
-        &kube::api::PatchParams::apply(FIELD_MANAGER).force(),
-        &kube::api::Patch::Apply(patch),
-    )
-    .await?;
-    Ok(true)
+    match api
+        .patch_status(
+            &object.name_any(),
+            &kube::api::PatchParams::apply(FIELD_MANAGER).force(),
+            &kube::api::Patch::Apply(patch),
+        )
+        .await
+    {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(e)) if e.code == 409 => {
+            tracing::debug!(name = %object.name_any(), "status computed from a stale copy; not written");
+            Ok(false)
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Counts each reconcile result of `kind` in the metrics.

@@ -478,19 +478,20 @@ async fn guarded_abort(
 }
 
 /// Removes the abort annotation, only from the version of the object this reconcile saw.
-async fn take_annotation(producer: &Producer, ctx: &Context, namespace: &str) -> Result<()> {
+/// Returns the object as it is now.
+async fn take_annotation(producer: &Producer, ctx: &Context, namespace: &str) -> Result<Producer> {
     let api: Api<Producer> = Api::namespaced(ctx.client.clone(), namespace);
     let patch = serde_json::json!({"metadata": {
         "annotations": {ABORT_ANNOTATION: null},
         "resourceVersion": producer.resource_version(),
     }});
-    api.patch(
-        &producer.name_any(),
-        &PatchParams::default(),
-        &Patch::Merge(patch),
-    )
-    .await?;
-    Ok(())
+    Ok(api
+        .patch(
+            &producer.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(patch),
+        )
+        .await?)
 }
 
 /// Reconciles one Producer.
@@ -520,6 +521,8 @@ pub async fn reconcile(producer: Arc<Producer>, ctx: Arc<Context>) -> Result<Act
 
     let mut last_abort = None;
     let mut rendered_instances = None;
+    // The object as last written by this reconcile (status is written against its version).
+    let mut latest: Option<Producer> = None;
     let outcome = if let Some(owner) = prefix_owner(&producer, &ctx) {
         ProducerOutcome::Conflict { owner }
     } else {
@@ -555,7 +558,10 @@ pub async fn reconcile(producer: Arc<Producer>, ctx: Arc<Context>) -> Result<Act
                 // reconcile of a stale cached copy fails here instead of acting twice.
                 let request = match producer.annotations().get(ABORT_ANNOTATION) {
                     Some(target) => match take_annotation(&producer, &ctx, &namespace).await {
-                        Ok(()) => Some(target.clone()),
+                        Ok(now) => {
+                            latest = Some(now);
+                            Some(target.clone())
+                        }
                         Err(Error::Kube(kube::Error::Api(e))) if e.code == 409 => {
                             return Ok(Action::requeue(std::time::Duration::from_secs(1)));
                         }
@@ -652,7 +658,8 @@ pub async fn reconcile(producer: Arc<Producer>, ctx: Arc<Context>) -> Result<Act
         &status.conditions,
     )
     .await;
-    super::apply_status(&ctx.client, producer.as_ref(), previous, &status).await?;
+    let written = latest.as_ref().unwrap_or(producer.as_ref());
+    super::apply_status(&ctx.client, written, previous, &status).await?;
     Ok(Action::requeue(match outcome {
         ProducerOutcome::Retrying(_) => super::RETRY,
         _ => ctx.observer.interval(),

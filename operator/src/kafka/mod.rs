@@ -549,30 +549,45 @@ impl KafkaAdmin {
         &self,
         ids: &[String],
     ) -> Result<BTreeMap<String, GroupDescription>, KafkaError> {
-        let known: std::collections::BTreeSet<String> = self
+        let listed: BTreeMap<String, wire::GroupListing> = self
             .wire
             .list_groups()
             .await
             .map_err(|e| self.wire_error("list consumer groups", e))?
             .into_iter()
-            .map(|g| g.group_id)
-            .collect();
-        let ids: Vec<String> = ids
-            .iter()
-            .filter(|id| known.contains(*id))
-            .cloned()
-            .collect();
-        if ids.is_empty() {
-            return Ok(BTreeMap::new());
-        }
-        Ok(self
-            .wire
-            .describe_groups(&ids)
-            .await
-            .map_err(|e| self.wire_error("describe consumer groups", e))?
-            .into_iter()
+            .filter(|g| ids.contains(&g.group_id))
             .map(|g| (g.group_id.clone(), g))
-            .collect())
+            .collect();
+        // Groups of the new consumer protocol (KIP-848, type `consumer`) are not answered by
+        // DescribeGroups; their state comes from the listing, their members are not reported.
+        let (classic, modern): (Vec<_>, Vec<_>) = listed
+            .into_values()
+            .partition(|g| g.group_type.as_deref().is_none_or(|t| t == "classic"));
+        let mut out: BTreeMap<String, GroupDescription> = modern
+            .into_iter()
+            .map(|g| {
+                let described = GroupDescription {
+                    group_id: g.group_id.clone(),
+                    state: g.state.unwrap_or_else(|| "Unknown".into()),
+                    protocol_type: g.protocol_type,
+                    protocol: String::new(),
+                    members: Vec::new(),
+                };
+                (g.group_id, described)
+            })
+            .collect();
+        let classic: Vec<String> = classic.into_iter().map(|g| g.group_id).collect();
+        if !classic.is_empty() {
+            out.extend(
+                self.wire
+                    .describe_groups(&classic)
+                    .await
+                    .map_err(|e| self.wire_error("describe consumer groups", e))?
+                    .into_iter()
+                    .map(|g| (g.group_id.clone(), g)),
+            );
+        }
+        Ok(out)
     }
 
     /// Committed offsets of each of `groups` (one request per group coordinator).
