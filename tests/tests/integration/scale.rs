@@ -51,6 +51,7 @@ async fn observing_twenty_topics_groups_and_producers_costs_the_same_requests_as
     };
     let one = cost(&env.bootstrap_servers, &interest(1)).await;
     let twenty = cost(&env.bootstrap_servers, &interest(20)).await;
+    println!("requests per observation: 1 of each kind {one}, 20 of each kind {twenty}");
     assert_eq!(
         one, twenty,
         "an observation of 20 resources of each kind cost {twenty} requests, of one {one}"
