@@ -68,10 +68,11 @@ pub struct ExternalCluster {
     )]
     pub bootstrap_servers: String,
 
-    /// A Secret (same namespace) with the client security settings as Kafka client properties:
-    /// `security.protocol`, `sasl.mechanism`, `sasl.username`, `sasl.password`, `ssl.ca.pem`.
-    /// Without it the operator connects in plaintext. Only `security.protocol: PLAINTEXT` is
-    /// supported so far: other protocols are reported as `NotSupported` rather than tried.
+    /// A Secret (same namespace) with the connection security, as Kafka client properties:
+    /// `security.protocol` (`PLAINTEXT`, `SSL`, `SASL_PLAINTEXT`, `SASL_SSL`), `sasl.mechanism`
+    /// (`PLAIN`, `SCRAM-SHA-256`, `SCRAM-SHA-512`), `sasl.username`, `sasl.password`, and
+    /// `ssl.ca.pem` (the CA certificates to trust, PEM; the system's when absent). Without it the
+    /// operator connects in plaintext. Mutual TLS and OAUTHBEARER are not supported.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_ref: Option<SecretRef>,
 }

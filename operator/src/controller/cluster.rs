@@ -77,7 +77,7 @@ pub fn cluster_status(
                 cond(types::STALLED, False, "Reconciled", String::new()),
             ]
         }
-        Err(error @ KafkaError::Unsupported(_)) => vec![
+        Err(error @ (KafkaError::Unsupported(_) | KafkaError::ClientConfig(_))) => vec![
             cond(types::READY, False, error.reason(), error.to_string()),
             cond(types::RECONCILING, False, error.reason(), String::new()),
             cond(types::STALLED, True, error.reason(), error.to_string()),
@@ -100,61 +100,23 @@ pub fn cluster_status(
     status
 }
 
-/// The security settings of `spec.external.secretRef`: plaintext is all the operator speaks so
-/// far, so a Secret asking for TLS or SASL is reported rather than silently ignored.
-async fn check_security(
-    cluster: &KafkaCluster,
-    ctx: &Context,
-    namespace: &str,
-) -> Result<(), KafkaError> {
-    let Some(secret_ref) = &cluster.spec.external.secret_ref else {
-        return Ok(());
-    };
-    let secrets: kube::Api<k8s_openapi::api::core::v1::Secret> =
-        kube::Api::namespaced(ctx.client.clone(), namespace);
-    let secret = secrets
-        .get_opt(&secret_ref.name)
-        .await
-        .map_err(|e| KafkaError::Interrupted(format!("reading Secret '{}': {e}", secret_ref.name)))?
-        .ok_or_else(|| {
-            KafkaError::Unsupported(format!(
-                "Secret '{}' named by spec.external.secretRef does not exist: create it or remove the reference",
-                secret_ref.name
-            ))
-        })?;
-    let protocol = secret
-        .data
-        .as_ref()
-        .and_then(|d| d.get("security.protocol"))
-        .map(|v| String::from_utf8_lossy(&v.0).trim().to_ascii_uppercase())
-        .or_else(|| {
-            secret
-                .string_data
-                .as_ref()
-                .and_then(|d| d.get("security.protocol"))
-                .map(|v| v.trim().to_ascii_uppercase())
-        });
-    match protocol.as_deref() {
-        None | Some("PLAINTEXT") => Ok(()),
-        Some(other) => Err(KafkaError::Unsupported(format!(
-            "security.protocol {other} (from Secret '{}') is not supported yet: the operator connects in PLAINTEXT only",
-            secret_ref.name
-        ))),
-    }
-}
-
 /// Reconciles one KafkaCluster.
 pub async fn reconcile(cluster: Arc<KafkaCluster>, ctx: Arc<Context>) -> Result<Action> {
     let namespace = cluster
         .namespace()
         .ok_or(Error::MissingObjectKey("metadata.namespace"))?;
     let name = cluster.name_any();
-    let described = match check_security(&cluster, &ctx, &namespace).await {
+    let described = match super::resolve::load_security(&ctx, &cluster).await {
         Err(e) => Err(e),
-        Ok(()) => match ctx.kafka.admin(&cluster.spec.external.bootstrap_servers) {
-            Ok(admin) => admin.describe_cluster().await,
-            Err(e) => Err(e),
-        },
+        Ok(security) => {
+            match ctx
+                .kafka
+                .admin_with(&cluster.spec.external.bootstrap_servers, &security)
+            {
+                Ok(admin) => admin.describe_cluster().await,
+                Err(e) => Err(e),
+            }
+        }
     };
     let status = cluster_status(
         cluster.meta().generation,

@@ -460,7 +460,19 @@ pub async fn reconcile(group: Arc<ConsumerGroup>, ctx: Arc<Context>) -> Result<A
         }
     };
     let key = cluster.spec.external.bootstrap_servers.clone();
-    let admin = ctx.kafka.admin(&key)?;
+    let admin = match resolve::admin(&ctx, &cluster).await {
+        Ok(admin) => admin,
+        Err(e) => {
+            let status = resolve::unreachable_status(
+                group.meta().generation,
+                group.status.clone().unwrap_or_default(),
+                &e,
+            );
+            super::apply_status(&ctx.client, group.as_ref(), group.status.as_ref(), &status)
+                .await?;
+            return Ok(Action::requeue(super::RETRY));
+        }
+    };
     let group_id = group_id(&group);
     let topics = resolve::topic_names(&ctx, &namespace, &group.spec.topics);
     let mine = Interest {

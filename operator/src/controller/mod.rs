@@ -61,6 +61,8 @@ pub struct Context {
     pub commit_clock: CommitClock,
     /// Offset resets this process applied, by `namespace/name/id`.
     pub resets: Mutex<HashMap<String, crate::api::OffsetResetOutcome>>,
+    /// Connection security of each KafkaCluster (`namespace/name`), from its Secret.
+    pub security: Mutex<HashMap<String, crate::kafka::security::Security>>,
 }
 
 /// Remembers each group's committed offsets between observations, to tell when it last
@@ -317,6 +319,7 @@ pub async fn run(
         recorder: Recorder::new(client.clone(), Reporter::from("exactly-operator")),
         commit_clock: CommitClock::default(),
         resets: Mutex::default(),
+        security: Mutex::default(),
     });
 
     let clusters = clusters

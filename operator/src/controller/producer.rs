@@ -553,7 +553,7 @@ pub async fn reconcile(producer: Arc<Producer>, ctx: Arc<Context>) -> Result<Act
             Ok((instances, Ok(files))) => {
                 rendered_instances = Some(instances);
                 apply_secret(&producer, &ctx, &namespace, &secret_name, &files).await?;
-                let admin = ctx.kafka.admin(&key)?;
+                let admin = resolve::admin(&ctx, &cluster).await?;
                 // Take the request off the object first, guarded by its resourceVersion: a
                 // reconcile of a stale cached copy fails here instead of acting twice.
                 let request = match producer.annotations().get(ABORT_ANNOTATION) {

@@ -1,6 +1,9 @@
 //! Looking up what a resource refers to (its KafkaCluster, its Topics), and the status a
 //! resource shows while it waits for them. Shared by the Producer and ConsumerGroup controllers.
 
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
 use kube::api::Api;
 use kube::runtime::reflector::ObjectRef;
@@ -8,7 +11,8 @@ use kube::runtime::reflector::ObjectRef;
 use super::Context;
 use crate::api::conditions::{self, types};
 use crate::api::{Condition, ConditionStatus, KafkaCluster, TopicRef};
-use crate::kafka::KafkaError;
+use crate::kafka::security::Security;
+use crate::kafka::{KafkaAdmin, KafkaError};
 
 /// A status with conditions, whatever its kind.
 pub trait HasConditions {
@@ -138,4 +142,69 @@ pub fn qualified<K: ResourceExt>(object: &K) -> String {
         object.namespace().unwrap_or_default(),
         object.name_any()
     )
+}
+
+/// Reads the connection security of `cluster` from its Secret (`spec.external.secretRef`),
+/// freshly, and remembers it for the other controllers.
+pub async fn load_security(ctx: &Context, cluster: &KafkaCluster) -> Result<Security, KafkaError> {
+    let namespace = cluster.namespace().unwrap_or_default();
+    let security = match &cluster.spec.external.secret_ref {
+        None => Security::default(),
+        Some(secret_ref) => {
+            let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
+            let secret = secrets
+                .get_opt(&secret_ref.name)
+                .await
+                .map_err(|e| {
+                    KafkaError::Interrupted(format!("reading Secret '{}': {e}", secret_ref.name))
+                })?
+                .ok_or_else(|| {
+                    KafkaError::ClientConfig(format!(
+                        "Secret '{}' named by spec.external.secretRef does not exist: create it or remove the reference",
+                        secret_ref.name
+                    ))
+                })?;
+            let mut props: BTreeMap<String, String> = secret.string_data.unwrap_or_default();
+            for (k, v) in secret.data.unwrap_or_default() {
+                props.insert(k, String::from_utf8_lossy(&v.0).into_owned());
+            }
+            Security::from_properties(&props).map_err(|e| {
+                KafkaError::ClientConfig(format!("Secret '{}': {e}", secret_ref.name))
+            })?
+        }
+    };
+    ctx.security
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(
+            format!("{namespace}/{}", cluster.name_any()),
+            security.clone(),
+        );
+    Ok(security)
+}
+
+/// The admin client of `cluster`, with its connection security (read once, then refreshed by
+/// the KafkaCluster controller).
+pub async fn admin(
+    ctx: &Context,
+    cluster: &KafkaCluster,
+) -> Result<std::sync::Arc<KafkaAdmin>, KafkaError> {
+    let key = format!(
+        "{}/{}",
+        cluster.namespace().unwrap_or_default(),
+        cluster.name_any()
+    );
+    let known = ctx
+        .security
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&key)
+        .cloned();
+    let security = match known {
+        Some(security) if cluster.spec.external.secret_ref.is_some() => security,
+        _ if cluster.spec.external.secret_ref.is_none() => Security::default(),
+        _ => load_security(ctx, cluster).await?,
+    };
+    ctx.kafka
+        .admin_with(&cluster.spec.external.bootstrap_servers, &security)
 }

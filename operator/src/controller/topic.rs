@@ -630,9 +630,9 @@ async fn finalize(topic: &Topic, ctx: &Context, namespace: &str) -> Option<Topic
         info!(topic = %name, %owner, "not deleting a Kafka topic another resource manages");
         return None;
     }
-    let admin = match ctx.kafka.admin(&cluster.spec.external.bootstrap_servers) {
+    let admin = match super::resolve::admin(ctx, &cluster).await {
         Ok(admin) => admin,
-        Err(e) => return Some(TopicOutcome::Refused(e)),
+        Err(e) => return Some(TopicOutcome::Retrying(e)),
     };
     match admin.topic_in_use(&name).await {
         Ok(reasons) if !reasons.is_empty() => {
@@ -703,7 +703,7 @@ pub async fn reconcile(topic: Arc<Topic>, ctx: Arc<Context>) -> Result<Action> {
         match find_cluster(&ctx, &namespace, &topic.spec.cluster_ref.name).await {
             Ok(Some(cluster)) => {
                 let key = cluster.spec.external.bootstrap_servers.clone();
-                match ctx.kafka.admin(&key) {
+                match super::resolve::admin(&ctx, &cluster).await {
                     Ok(admin) => match steady_state(&topic, &ctx, &admin, &key).await {
                         Some(outcome) => outcome,
                         None => {

@@ -1,21 +1,21 @@
 //! The one place that talks to Kafka brokers. Controllers see [`KafkaAdmin`] and plain data
-//! types; the clients stay behind this module: rdkafka for topic creation, partitions and
-//! deletion, the [`wire`] client (the `kafka-protocol` crate) for what librdkafka lacks —
-//! incremental config changes, offsets, groups and transactions (KIP-664) — and for metadata,
-//! which it answers without blocking a thread.
+//! types; behind it is the [`wire`] client, which speaks Kafka's admin protocol with the
+//! `kafka-protocol` crate: everything librdkafka's admin API has (topics, partitions, configs)
+//! and what it lacks (incremental config changes, offsets, groups, transactions — KIP-664),
+//! asynchronously and over TLS/SASL ([`security`]). rdkafka stays a test dependency, for real
+//! producers and consumers.
 
+pub mod security;
 pub mod wire;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewPartitions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
-use rdkafka::config::ClientConfig;
-use rdkafka::error::KafkaError as RdKafkaError;
-use rdkafka::types::RDKafkaErrorCode;
 use thiserror::Error;
+
+use kafka_protocol::messages::TopicName;
+use kafka_protocol::protocol::StrBytes;
 
 use crate::controller::lag::PartitionOffsets;
 pub use wire::{
@@ -45,9 +45,9 @@ pub enum KafkaError {
     /// The connection settings ask for something the operator cannot do yet.
     #[error("{0}")]
     Unsupported(String),
-    /// The client could not be built from the given settings.
-    #[error("invalid Kafka client settings: {0}")]
-    ClientConfig(#[source] RdKafkaError),
+    /// The connection settings (the KafkaCluster's Secret) cannot be used.
+    #[error("invalid Kafka connection settings: {0}")]
+    ClientConfig(String),
     /// A blocking client call was lost (its worker thread panicked or was cancelled).
     #[error("Kafka client call did not complete: {0}")]
     Interrupted(String),
@@ -118,7 +118,6 @@ pub struct TopicConfigEntry {
 /// Admin access to one Kafka cluster.
 pub struct KafkaAdmin {
     bootstrap: String,
-    admin: Arc<AdminClient<DefaultClientContext>>,
     wire: WireClient,
 }
 
@@ -148,20 +147,20 @@ fn describe(topic: &wire::TopicMetadata) -> TopicDescription {
 }
 
 impl KafkaAdmin {
-    /// Builds a client for the brokers at `bootstrap` (`host:port[,host:port...]`). No request is
-    /// sent until the first call.
+    /// Builds a client for the brokers at `bootstrap` (`host:port[,host:port...]`) with the given
+    /// security. No request is sent until the first call.
     pub fn connect(bootstrap: &str) -> Result<Self, KafkaError> {
-        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-            .set("bootstrap.servers", bootstrap)
-            .set("client.id", "exactly-operator")
-            .set("allow.auto.create.topics", "false")
-            .set("socket.timeout.ms", "10000")
-            .create()
-            .map_err(KafkaError::ClientConfig)?;
+        KafkaAdmin::connect_with(bootstrap, security::Security::default())
+    }
+
+    /// [`KafkaAdmin::connect`] with TLS and/or SASL.
+    pub fn connect_with(bootstrap: &str, security: security::Security) -> Result<Self, KafkaError> {
+        let wire =
+            WireClient::with_security(bootstrap, "exactly-operator", REQUEST_TIMEOUT, security)
+                .map_err(|e| KafkaError::ClientConfig(e.to_string()))?;
         Ok(KafkaAdmin {
             bootstrap: bootstrap.to_string(),
-            admin: Arc::new(admin),
-            wire: WireClient::new(bootstrap, "exactly-operator", REQUEST_TIMEOUT),
+            wire,
         })
     }
 
@@ -178,19 +177,6 @@ impl KafkaAdmin {
     /// The raw-protocol client, for requests this type does not wrap (tests, tools).
     pub fn wire(&self) -> &WireClient {
         &self.wire
-    }
-
-    fn options() -> AdminOptions {
-        AdminOptions::new()
-            .request_timeout(Some(REQUEST_TIMEOUT))
-            .operation_timeout(Some(REQUEST_TIMEOUT))
-    }
-
-    fn unreachable(&self, source: RdKafkaError) -> KafkaError {
-        KafkaError::Unreachable {
-            bootstrap: self.bootstrap.clone(),
-            message: source.to_string(),
-        }
     }
 
     fn wire_error(&self, operation: &'static str, error: WireError) -> KafkaError {
@@ -321,37 +307,76 @@ impl KafkaAdmin {
             .collect())
     }
 
+    fn refused(
+        operation: &'static str,
+        resource: &str,
+        code: i16,
+        message: Option<String>,
+    ) -> KafkaError {
+        let name = wire::error_name(code);
+        KafkaError::Refused {
+            operation,
+            resource: resource.to_string(),
+            code: match message {
+                Some(m) if !m.is_empty() => format!("{name}: {m}"),
+                _ => name.to_string(),
+            },
+        }
+    }
+
     /// Creates a topic. A topic that already exists is not an error: the caller adopts it.
     pub async fn create_topic(
         &self,
         request: &NewTopicRequest,
     ) -> Result<CreateOutcome, KafkaError> {
-        // -1 asks the broker for its default.replication.factor (CreateTopics v4+).
-        let replication = request.replication_factor.unwrap_or(-1);
-        let mut new_topic = NewTopic::new(
-            &request.name,
-            request.partitions,
-            TopicReplication::Fixed(replication),
-        );
-        for (key, value) in &request.config {
-            new_topic = new_topic.set(key, value);
-        }
-        let results = self
-            .admin
-            .create_topics([&new_topic], &Self::options())
+        use kafka_protocol::messages::CreateTopicsRequest;
+        use kafka_protocol::messages::create_topics_request::{
+            CreatableTopic, CreatableTopicConfig,
+        };
+        const OP: &str = "create topic";
+        const TOPIC_ALREADY_EXISTS: i16 = 36;
+        let topic = CreatableTopic::default()
+            .with_name(TopicName(StrBytes::from_string(request.name.clone())))
+            .with_num_partitions(request.partitions)
+            // -1 asks the broker for its default.replication.factor (CreateTopics v4+).
+            .with_replication_factor(
+                request
+                    .replication_factor
+                    .and_then(|r| i16::try_from(r).ok())
+                    .unwrap_or(-1),
+            )
+            .with_configs(
+                request
+                    .config
+                    .iter()
+                    .map(|(k, v)| {
+                        CreatableTopicConfig::default()
+                            .with_name(StrBytes::from_string(k.clone()))
+                            .with_value(Some(StrBytes::from_string(v.clone())))
+                    })
+                    .collect(),
+            );
+        let request_timeout = i32::try_from(REQUEST_TIMEOUT.as_millis()).unwrap_or(i32::MAX);
+        let response = self
+            .wire
+            .send(
+                None,
+                CreateTopicsRequest::default()
+                    .with_topics(vec![topic])
+                    .with_timeout_ms(request_timeout),
+            )
             .await
-            .map_err(|e| self.unreachable(e))?;
-        match results.into_iter().next() {
-            Some(Ok(_)) => Ok(CreateOutcome::Created),
-            Some(Err((_, RDKafkaErrorCode::TopicAlreadyExists))) => {
-                Ok(CreateOutcome::AlreadyExists)
-            }
-            Some(Err((_, code))) => Err(KafkaError::Refused {
-                operation: "create topic",
-                resource: request.name.clone(),
-                code: code.to_string(),
-            }),
-            None => Err(KafkaError::Interrupted(
+            .map_err(|e| self.wire_error(OP, e))?;
+        match response.topics.into_iter().next() {
+            Some(t) if t.error_code == 0 => Ok(CreateOutcome::Created),
+            Some(t) if t.error_code == TOPIC_ALREADY_EXISTS => Ok(CreateOutcome::AlreadyExists),
+            Some(t) => Err(Self::refused(
+                OP,
+                &request.name,
+                t.error_code,
+                t.error_message.map(|m| m.to_string()),
+            )),
+            None => Err(KafkaError::Protocol(
                 "CreateTopics returned no result".into(),
             )),
         }
@@ -359,21 +384,34 @@ impl KafkaAdmin {
 
     /// Raises the partition count of `name` to `partitions`.
     pub async fn grow_partitions(&self, name: &str, partitions: i32) -> Result<(), KafkaError> {
-        let count = usize::try_from(partitions).unwrap_or(0);
-        let request = NewPartitions::new(name, count);
-        let results = self
-            .admin
-            .create_partitions([&request], &Self::options())
+        use kafka_protocol::messages::CreatePartitionsRequest;
+        use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
+        const OP: &str = "add partitions to";
+        let request_timeout = i32::try_from(REQUEST_TIMEOUT.as_millis()).unwrap_or(i32::MAX);
+        let response = self
+            .wire
+            .send(
+                None,
+                CreatePartitionsRequest::default()
+                    .with_topics(vec![
+                        CreatePartitionsTopic::default()
+                            .with_name(TopicName(StrBytes::from_string(name.to_string())))
+                            .with_count(partitions)
+                            .with_assignments(None),
+                    ])
+                    .with_timeout_ms(request_timeout),
+            )
             .await
-            .map_err(|e| self.unreachable(e))?;
-        match results.into_iter().next() {
-            Some(Ok(_)) => Ok(()),
-            Some(Err((_, code))) => Err(KafkaError::Refused {
-                operation: "add partitions to",
-                resource: name.to_string(),
-                code: code.to_string(),
-            }),
-            None => Err(KafkaError::Interrupted(
+            .map_err(|e| self.wire_error(OP, e))?;
+        match response.results.into_iter().next() {
+            Some(r) if r.error_code == 0 => Ok(()),
+            Some(r) => Err(Self::refused(
+                OP,
+                name,
+                r.error_code,
+                r.error_message.map(|m| m.to_string()),
+            )),
+            None => Err(KafkaError::Protocol(
                 "CreatePartitions returned no result".into(),
             )),
         }
@@ -381,19 +419,33 @@ impl KafkaAdmin {
 
     /// Deletes the topic `name` (a topic already gone is not an error).
     pub async fn delete_topic(&self, name: &str) -> Result<(), KafkaError> {
-        let results = self
-            .admin
-            .delete_topics(&[name], &Self::options())
+        use kafka_protocol::messages::DeleteTopicsRequest;
+        use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
+        const OP: &str = "delete topic";
+        const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+        let request_timeout = i32::try_from(REQUEST_TIMEOUT.as_millis()).unwrap_or(i32::MAX);
+        let topic = TopicName(StrBytes::from_string(name.to_string()));
+        let response = self
+            .wire
+            .send(
+                None,
+                DeleteTopicsRequest::default()
+                    .with_timeout_ms(request_timeout)
+                    .with_topics(vec![
+                        DeleteTopicState::default().with_name(Some(topic.clone())),
+                    ]),
+            )
             .await
-            .map_err(|e| self.unreachable(e))?;
-        match results.into_iter().next() {
-            Some(Ok(_)) | Some(Err((_, RDKafkaErrorCode::UnknownTopicOrPartition))) => Ok(()),
-            Some(Err((_, code))) => Err(KafkaError::Refused {
-                operation: "delete topic",
-                resource: name.to_string(),
-                code: code.to_string(),
-            }),
-            None => Err(KafkaError::Interrupted(
+            .map_err(|e| self.wire_error(OP, e))?;
+        match response.responses.into_iter().next() {
+            Some(r) if r.error_code == 0 || r.error_code == UNKNOWN_TOPIC_OR_PARTITION => Ok(()),
+            Some(r) => Err(Self::refused(
+                OP,
+                name,
+                r.error_code,
+                r.error_message.map(|m| m.to_string()),
+            )),
+            None => Err(KafkaError::Protocol(
                 "DeleteTopics returned no result".into(),
             )),
         }
@@ -740,25 +792,35 @@ impl KafkaAdmin {
     }
 }
 
-/// One [`KafkaAdmin`] per cluster, shared by every resource on it: a client holds threads and
-/// connections, so resources must not each open their own.
+/// One [`KafkaAdmin`] per cluster, shared by every resource on it: a client holds connections,
+/// so resources must not each open their own.
 #[derive(Default)]
 pub struct KafkaClients {
-    by_bootstrap: Mutex<HashMap<String, Arc<KafkaAdmin>>>,
+    by_cluster: Mutex<HashMap<(String, security::Security), Arc<KafkaAdmin>>>,
 }
 
 impl KafkaClients {
-    /// The client for `bootstrap`, created on first use.
+    /// The plaintext client for `bootstrap`, created on first use.
     pub fn admin(&self, bootstrap: &str) -> Result<Arc<KafkaAdmin>, KafkaError> {
+        self.admin_with(bootstrap, &security::Security::default())
+    }
+
+    /// The client for `bootstrap` with `security`, created on first use.
+    pub fn admin_with(
+        &self,
+        bootstrap: &str,
+        security: &security::Security,
+    ) -> Result<Arc<KafkaAdmin>, KafkaError> {
         let mut clients = self
-            .by_bootstrap
+            .by_cluster
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(admin) = clients.get(bootstrap) {
+        let key = (bootstrap.to_string(), security.clone());
+        if let Some(admin) = clients.get(&key) {
             return Ok(admin.clone());
         }
-        let admin = Arc::new(KafkaAdmin::connect(bootstrap)?);
-        clients.insert(bootstrap.to_string(), admin.clone());
+        let admin = Arc::new(KafkaAdmin::connect_with(bootstrap, security.clone())?);
+        clients.insert(key, admin.clone());
         Ok(admin)
     }
 }

@@ -24,8 +24,8 @@ use kafka_protocol::messages::{
     DescribeGroupsRequest, DescribeProducersRequest, DescribeTransactionsRequest,
     FindCoordinatorRequest, GroupId, InitProducerIdRequest, ListGroupsRequest, ListOffsetsRequest,
     ListTransactionsRequest, MetadataRequest, OffsetCommitRequest, OffsetFetchRequest,
-    ProduceRequest, ProducerId, RequestHeader, ResponseHeader, TopicName, TransactionalId,
-    WriteTxnMarkersRequest,
+    ProduceRequest, ProducerId, RequestHeader, ResponseHeader, SaslAuthenticateRequest,
+    SaslHandshakeRequest, TopicName, TransactionalId, WriteTxnMarkersRequest,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Message, StrBytes};
 use kafka_protocol::records::{
@@ -33,6 +33,8 @@ use kafka_protocol::records::{
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+use super::security::{Mechanism, Scram, Security, plain_message};
 use tokio::sync::Mutex;
 
 /// Largest response frame accepted; anything bigger means the stream is out of step.
@@ -480,6 +482,8 @@ wire_requests! {
     DescribeGroups: DescribeGroupsRequest => DescribeGroupsResponse,
     ListGroups: ListGroupsRequest => ListGroupsResponse,
     ApiVersions: ApiVersionsRequest => ApiVersionsResponse,
+    SaslHandshake: SaslHandshakeRequest => SaslHandshakeResponse,
+    SaslAuthenticate: SaslAuthenticateRequest => SaslAuthenticateResponse,
     CreateTopics: CreateTopicsRequest => CreateTopicsResponse,
     DeleteTopics: DeleteTopicsRequest => DeleteTopicsResponse,
     DeleteRecords: DeleteRecordsRequest => DeleteRecordsResponse,
@@ -518,9 +522,13 @@ wire_requests! {
     ShareGroupDescribe: ShareGroupDescribeRequest => ShareGroupDescribeResponse,
 }
 
+/// A byte stream to a broker: plain TCP or TLS over it.
+trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin> Io for T {}
+
 /// An open connection and what its broker said about itself.
 struct Connection {
-    stream: TcpStream,
+    stream: Box<dyn Io>,
     /// Supported versions per API key.
     versions: HashMap<i16, (i16, i16)>,
 }
@@ -548,6 +556,10 @@ pub struct WireClient {
     nodes: StdMutex<BTreeMap<i32, String>>,
     /// Connection per `host:port`.
     connections: StdMutex<HashMap<String, Slot>>,
+    /// TLS and SASL settings.
+    security: Security,
+    /// The TLS client configuration, when the protocol uses TLS.
+    tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 fn lock<T>(mutex: &StdMutex<T>) -> StdMutexGuard<'_, T> {
@@ -561,7 +573,33 @@ impl WireClient {
     /// `client_id`; `request_timeout` bounds every request, connecting included. No I/O happens
     /// until the first call.
     pub fn new(bootstrap: &str, client_id: &str, request_timeout: Duration) -> Self {
+        WireClient::plain(bootstrap, client_id, request_timeout)
+    }
+
+    /// Like [`WireClient::new`], connecting with TLS and/or SASL as `security` says. Fails when
+    /// the TLS settings cannot be used (no certificate in the CA PEM, ...).
+    pub fn with_security(
+        bootstrap: &str,
+        client_id: &str,
+        request_timeout: Duration,
+        security: Security,
+    ) -> Result<Self, WireError> {
+        let tls = if security.protocol.tls() {
+            Some(security.tls_config().map_err(WireError::Protocol)?)
+        } else {
+            None
+        };
+        Ok(WireClient {
+            security,
+            tls,
+            ..WireClient::plain(bootstrap, client_id, request_timeout)
+        })
+    }
+
+    fn plain(bootstrap: &str, client_id: &str, request_timeout: Duration) -> Self {
         WireClient {
+            security: Security::default(),
+            tls: None,
             bootstrap: bootstrap
                 .split(',')
                 .map(str::trim)
@@ -633,7 +671,7 @@ impl WireClient {
     /// Writes one frame and reads the answer with the same correlation id; returns the response
     /// body (after the header). Any error leaves the stream unusable.
     async fn round_trip(
-        stream: &mut TcpStream,
+        stream: &mut dyn Io,
         address: &str,
         frame: &[u8],
         correlation_id: i32,
@@ -668,15 +706,125 @@ impl WireClient {
         Ok(body)
     }
 
+    /// Wraps `tcp` in TLS, verifying the broker's certificate for the host of `address`.
+    async fn tls_handshake(
+        config: &Arc<rustls::ClientConfig>,
+        tcp: TcpStream,
+        address: &str,
+    ) -> Result<tokio_rustls::client::TlsStream<TcpStream>, WireError> {
+        let host = address
+            .rsplit_once(':')
+            .map_or(address, |(host, _)| host)
+            .trim_start_matches('[')
+            .trim_end_matches(']');
+        let name = rustls::pki_types::ServerName::try_from(host.to_string())
+            .map_err(|e| WireError::Protocol(format!("TLS server name '{host}': {e}")))?;
+        tokio_rustls::TlsConnector::from(config.clone())
+            .connect(name, tcp)
+            .await
+            .map_err(|e| Self::unreachable(address, format!("TLS handshake: {e}")))
+    }
+
+    /// One request on a connection being set up (before it is shared).
+    async fn setup_call<R: WireRequest>(
+        &self,
+        connection: &mut Connection,
+        address: &str,
+        request: &R,
+    ) -> Result<R::Response, WireError> {
+        let version = Self::pick_version::<R>(connection, address, None)?;
+        let correlation_id = self.next_correlation_id();
+        let frame = self.encode_frame(request, version, correlation_id)?;
+        let mut body = Self::round_trip(
+            connection.stream.as_mut(),
+            address,
+            &frame,
+            correlation_id,
+            R::Response::header_version(version),
+        )
+        .await?;
+        R::Response::decode(&mut body, version)
+            .map_err(|e| WireError::Protocol(format!("decoding {:?}: {e:#}", R::KEY)))
+    }
+
+    /// SASL authentication (KIP-152: `SaslHandshake` then `SaslAuthenticate` frames).
+    async fn authenticate(
+        &self,
+        connection: &mut Connection,
+        address: &str,
+        mechanism: Mechanism,
+        username: &str,
+        password: &str,
+    ) -> Result<(), WireError> {
+        let handshake = self
+            .setup_call(
+                connection,
+                address,
+                &SaslHandshakeRequest::default()
+                    .with_mechanism(StrBytes::from_static_str(mechanism.name())),
+            )
+            .await?;
+        if handshake.error_code != 0 {
+            let offered: Vec<String> = handshake.mechanisms.iter().map(|m| m.to_string()).collect();
+            return Err(WireError::Broker {
+                api: "SaslHandshake",
+                resource: address.to_string(),
+                code: handshake.error_code,
+                name: error_name(handshake.error_code),
+                message: Some(format!(
+                    "mechanism {} not enabled; the broker offers {}",
+                    mechanism.name(),
+                    offered.join(", ")
+                )),
+            });
+        }
+        let mut step = async |bytes: Vec<u8>| -> Result<Bytes, WireError> {
+            let response = self
+                .setup_call(
+                    connection,
+                    address,
+                    &SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from(bytes)),
+                )
+                .await?;
+            check(
+                "SaslAuthenticate",
+                format!("{username}@{address}"),
+                response.error_code,
+                response.error_message.as_ref(),
+            )?;
+            Ok(response.auth_bytes)
+        };
+        match mechanism {
+            Mechanism::Plain => {
+                step(plain_message(username, password)).await?;
+            }
+            Mechanism::ScramSha256 | Mechanism::ScramSha512 => {
+                let scram =
+                    Scram::new(mechanism, username, password).map_err(WireError::Protocol)?;
+                let server_first = step(scram.client_first().into_bytes()).await?;
+                let last = scram
+                    .client_final(&String::from_utf8_lossy(&server_first))
+                    .map_err(WireError::Protocol)?;
+                let server_final = step(last.message.clone().into_bytes()).await?;
+                last.verify(&String::from_utf8_lossy(&server_final))
+                    .map_err(WireError::Protocol)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Opens a connection and asks the broker which API versions it supports.
     async fn connect(&self, address: &str) -> Result<Connection, WireError> {
         let connecting = tokio::time::timeout(self.request_timeout, async {
-            let mut stream = TcpStream::connect(address)
+            let tcp = TcpStream::connect(address)
                 .await
                 .map_err(|e| Self::unreachable(address, format!("connect: {e}")))?;
-            stream
-                .set_nodelay(true)
+            tcp.set_nodelay(true)
                 .map_err(|e| Self::unreachable(address, format!("connect: {e}")))?;
+            let mut stream: Box<dyn Io> = match &self.tls {
+                None => Box::new(tcp),
+                Some(config) => Box::new(Self::tls_handshake(config, tcp, address).await?),
+            };
             let mut version = API_VERSIONS_VERSION;
             loop {
                 let request = ApiVersionsRequest::default()
@@ -710,8 +858,13 @@ impl WireClient {
                     .iter()
                     .map(|k| (k.api_key, (k.min_version, k.max_version)))
                     .collect();
+                let mut connection = Connection { stream, versions };
+                if let Some((mechanism, username, password)) = self.security.sasl.clone() {
+                    self.authenticate(&mut connection, address, mechanism, &username, &password)
+                        .await?;
+                }
                 tracing::debug!(address, "connected to Kafka broker");
-                return Ok(Connection { stream, versions });
+                return Ok(connection);
             }
         });
         match connecting.await {
