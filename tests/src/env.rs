@@ -1,6 +1,7 @@
 //! The environment: etcd, kube-apiserver (RBAC, token authentication, verified TLS),
 //! kube-controller-manager, kube-scheduler, kwok with fake nodes, and a single-node KRaft Kafka
-//! broker, on a loopback address of its own, in a temporary directory.
+//! broker (a PLAINTEXT listener, and a SASL_SSL one with SCRAM credentials as a production
+//! cluster is reached), on a loopback address of its own, in a temporary directory.
 
 use std::collections::hash_map::RandomState;
 use std::fmt::Write as _;
@@ -27,6 +28,9 @@ use crate::tools::Tools;
 
 /// Fake nodes kwok manages; pods scheduled onto them become Running and Ready.
 pub const NODE_NAMES: [&str; 3] = ["kwok-node-0", "kwok-node-1", "kwok-node-2"];
+
+/// The SCRAM user the broker's SASL_SSL listener knows (SCRAM-SHA-256 and SCRAM-SHA-512).
+pub const KAFKA_USERNAME: &str = "exactly";
 
 /// How an environment is started.
 #[derive(Clone, Debug)]
@@ -65,10 +69,12 @@ pub struct Ports {
     pub kwok: u16,
     pub kafka: u16,
     pub kafka_controller: u16,
+    /// The broker's SASL_SSL listener.
+    pub kafka_secure: u16,
 }
 
 impl Ports {
-    fn all(&self) -> [u16; 8] {
+    fn all(&self) -> [u16; 9] {
         [
             self.etcd_client,
             self.etcd_peer,
@@ -78,6 +84,7 @@ impl Ports {
             self.kwok,
             self.kafka,
             self.kafka_controller,
+            self.kafka_secure,
         ]
     }
 
@@ -92,6 +99,7 @@ impl Ports {
             kwok: 10247,
             kafka: 9092,
             kafka_controller: 9093,
+            kafka_secure: 9094,
         }
     }
 
@@ -124,7 +132,7 @@ impl Ports {
         );
         let mut listeners = Vec::new();
         let mut free = Vec::new();
-        for _ in 0..8 {
+        for _ in 0..9 {
             let listener = TcpListener::bind((ip.as_str(), 0))
                 .map_err(|e| EnvError::Setup(format!("no free port on {ip}: {e}")))?;
             free.push(listener.local_addr().map(|a| a.port()).unwrap_or(0));
@@ -140,6 +148,7 @@ impl Ports {
             kwok: free[5],
             kafka: free[6],
             kafka_controller: free[7],
+            kafka_secure: free[8],
         })
     }
 }
@@ -166,8 +175,19 @@ pub struct Environment {
     pub kubeconfig: PathBuf,
     /// `https://<ip>:<port>` of kube-apiserver.
     pub api_server: String,
-    /// Kafka bootstrap address, `<ip>:<port>`.
+    /// Kafka bootstrap address, `<ip>:<port>`, of the PLAINTEXT listener (no authentication).
     pub bootstrap_servers: String,
+    /// Bootstrap address, `<ip>:<port>`, of the broker's SASL_SSL listener: TLS with a
+    /// certificate for `<ip>` (and `localhost`) signed by [`Environment::kafka_ca_pem`], and
+    /// SCRAM-SHA-256 or SCRAM-SHA-512 authentication as [`Environment::kafka_username`].
+    pub secure_bootstrap_servers: String,
+    /// PEM text of the CA that signed the broker's certificate: what a client of the secure
+    /// listener trusts (Kafka's `ssl.truststore.type=PEM`, librdkafka's `ssl.ca.pem`).
+    pub kafka_ca_pem: String,
+    /// SCRAM user name on the secure listener ([`KAFKA_USERNAME`]).
+    pub kafka_username: String,
+    /// SCRAM password of [`Environment::kafka_username`], random for each environment.
+    pub kafka_password: String,
     /// The Kafka version the broker logged at startup.
     pub kafka_version: String,
     pub ports: Ports,
@@ -227,6 +247,11 @@ impl Environment {
             kubeconfig: dir.join("kubeconfig"),
             api_server: format!("https://{}:{}", ports.ip, ports.apiserver),
             bootstrap_servers: format!("{}:{}", ports.ip, ports.kafka),
+            secure_bootstrap_servers: format!("{}:{}", ports.ip, ports.kafka_secure),
+            // Read from the CA file once it is made.
+            kafka_ca_pem: String::new(),
+            kafka_username: KAFKA_USERNAME.to_string(),
+            kafka_password: format!("{:016x}{:016x}", random_u64(), random_u64()),
             kafka_version: tools.kafka_version.clone(),
             dir,
             ports,
@@ -238,18 +263,21 @@ impl Environment {
             release_supervisor: Mutex::new(Some(release)),
         };
         match env.bring_up(&options) {
-            Ok(kafka_version) => {
+            Ok(up) => {
                 let env = Environment {
-                    kafka_version,
+                    kafka_version: up.kafka_version,
+                    kafka_ca_pem: up.kafka_ca_pem,
                     ..env
                 };
                 log(format!(
-                    "ready in {:.1}s: kube-apiserver {} (KUBECONFIG={}), Kafka {} at {}",
+                    "ready in {:.1}s: kube-apiserver {} (KUBECONFIG={}), Kafka {} at {} \
+                     (SASL_SSL at {})",
                     started.elapsed().as_secs_f64(),
                     env.api_server,
                     env.kubeconfig.display(),
                     env.kafka_version,
-                    env.bootstrap_servers
+                    env.bootstrap_servers,
+                    env.secure_bootstrap_servers
                 ));
                 Ok(env)
             }
@@ -261,7 +289,7 @@ impl Environment {
         }
     }
 
-    fn bring_up(&self, options: &Options) -> Result<String, EnvError> {
+    fn bring_up(&self, options: &Options) -> Result<BroughtUp, EnvError> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -354,14 +382,22 @@ impl Environment {
         })?;
 
         let bootstrap = self.bootstrap_servers.clone();
-        self.wait_ready(kafka, timeout, || kafka_has_a_broker(&bootstrap))?;
+        let secure = (p.ip.as_str(), p.kafka_secure);
+        self.wait_ready(kafka, timeout, || {
+            Ok(kafka_has_a_broker(&bootstrap)? && accepts_connections(secure)?)
+        })?;
         let kafka_version = kafka_version_from_log(&self.dir.join("logs/kafka.log"))
             .unwrap_or_else(|| self.tools.kafka_version.clone());
+        let kafka_ca_pem =
+            std::fs::read_to_string(&pki.ca_cert).map_err(|e| EnvError::io(&pki.ca_cert, e))?;
 
         if options.install_crds {
             runtime.block_on(install_crds(&client, timeout))?;
         }
-        Ok(kafka_version)
+        Ok(BroughtUp {
+            kafka_version,
+            kafka_ca_pem,
+        })
     }
 
     fn write_file(&self, name: &str, content: &str) -> Result<(), EnvError> {
@@ -576,6 +612,8 @@ impl Environment {
         c
     }
 
+    /// Formats the broker's storage; in KRaft, SCRAM credentials are records of the metadata
+    /// log, so the secure listener's user is created here.
     fn kafka_format_command(&self) -> Command {
         let mut c = self.java();
         c.arg("kafka.tools.StorageTool")
@@ -585,6 +623,12 @@ impl Environment {
             .arg(format!("--cluster-id={}", kafka_cluster_id()))
             .arg("--config")
             .arg(self.dir.join("kafka.properties"));
+        for mechanism in ["SCRAM-SHA-256", "SCRAM-SHA-512"] {
+            c.arg("--add-scram").arg(format!(
+                "{mechanism}=[name={},password={}]",
+                self.kafka_username, self.kafka_password
+            ));
+        }
         c
     }
 
@@ -601,11 +645,17 @@ impl Environment {
              process.roles=broker,controller\n\
              node.id=1\n\
              controller.quorum.bootstrap.servers={ip}:{cport}\n\
-             listeners=PLAINTEXT://{ip}:{port},CONTROLLER://{ip}:{cport}\n\
-             advertised.listeners=PLAINTEXT://{ip}:{port}\n\
+             listeners=PLAINTEXT://{ip}:{port},CONTROLLER://{ip}:{cport},SASL_SSL://{ip}:{sport}\n\
+             advertised.listeners=PLAINTEXT://{ip}:{port},SASL_SSL://{ip}:{sport}\n\
              controller.listener.names=CONTROLLER\n\
              inter.broker.listener.name=PLAINTEXT\n\
-             listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT\n\
+             listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL\n\
+             # the secure listener: SCRAM users (made at format time) over TLS, PEM key store\n\
+             sasl.enabled.mechanisms=SCRAM-SHA-256,SCRAM-SHA-512\n\
+             listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config={scram_login}\n\
+             listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config={scram_login}\n\
+             listener.name.sasl_ssl.ssl.keystore.type=PEM\n\
+             listener.name.sasl_ssl.ssl.keystore.location={keystore}\n\
              log.dirs={data}\n\
              num.partitions=1\n\
              default.replication.factor=1\n\
@@ -627,6 +677,11 @@ impl Environment {
             ip = p.ip,
             port = p.kafka,
             cport = p.kafka_controller,
+            sport = p.kafka_secure,
+            scram_login = "org.apache.kafka.common.security.scram.ScramLoginModule required;",
+            keystore = crate::pki::Pki::in_dir(&self.dir.join("pki"))
+                .kafka_keystore
+                .display(),
             data = self.dir.join("kafka").display(),
         );
         self.write_file("kafka.properties", &properties)?;
@@ -645,7 +700,8 @@ impl Environment {
         Client::try_from(config).map_err(|e| EnvError::Setup(format!("kube client: {e}")))
     }
 
-    /// `KEY=value` lines for a shell: `KUBECONFIG`, `KAFKA_BOOTSTRAP_SERVERS`, and where things are.
+    /// `KEY=value` lines for a shell: `KUBECONFIG`, `KAFKA_BOOTSTRAP_SERVERS`, the secure
+    /// listener's address, CA file and SCRAM credentials, and where things are.
     pub fn shell_exports(&self) -> String {
         let mut out = String::new();
         let _ = writeln!(out, "export KUBECONFIG={}", self.kubeconfig.display());
@@ -654,6 +710,22 @@ impl Environment {
             "export KAFKA_BOOTSTRAP_SERVERS={}",
             self.bootstrap_servers
         );
+        let _ = writeln!(
+            out,
+            "export KAFKA_SECURE_BOOTSTRAP_SERVERS={}",
+            self.secure_bootstrap_servers
+        );
+        let _ = writeln!(
+            out,
+            "export KAFKA_CA_FILE={}",
+            crate::pki::Pki::in_dir(&self.dir.join("pki"))
+                .ca_cert
+                .display()
+        );
+        let _ = writeln!(out, "export KAFKA_USERNAME={}", self.kafka_username);
+        // The password is printed too: the environment is local, throw-away and on a loopback
+        // address, and its password is made anew each time.
+        let _ = writeln!(out, "export KAFKA_PASSWORD={}", self.kafka_password);
         let _ = writeln!(
             out,
             "export KAFKA_CLASSPATH='{}'",
@@ -783,6 +855,21 @@ fn kafka_version_from_log(path: &Path) -> Option<String> {
     text.lines()
         .find_map(|line| line.split("Kafka version: ").nth(1))
         .map(|rest| rest.split_whitespace().next().unwrap_or(rest).to_string())
+}
+
+/// What [`Environment::bring_up`] learns that the environment keeps.
+struct BroughtUp {
+    /// The Kafka version the broker logged at startup.
+    kafka_version: String,
+    /// PEM text of the CA, which signed the broker's certificate.
+    kafka_ca_pem: String,
+}
+
+/// A TCP connection to `address` is accepted (the broker opens a listener once it serves it).
+fn accepts_connections(address: (&str, u16)) -> Result<bool, String> {
+    std::net::TcpStream::connect(address)
+        .map(|_| true)
+        .map_err(|e| format!("{}:{}: {e}", address.0, address.1))
 }
 
 fn kafka_has_a_broker(bootstrap: &str) -> Result<bool, String> {

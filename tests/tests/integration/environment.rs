@@ -1,9 +1,10 @@
 //! The environment itself: the control plane's controllers, scheduler and kwok work together,
 //! and the broker does transactions.
 
+use std::process::Command;
 use std::time::Duration;
 
-use exactly_testenv::{eventually, shared};
+use exactly_testenv::{Environment, TestNamespace, eventually, shared};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams, PostParams};
@@ -171,4 +172,107 @@ async fn broker_commits_transactions_and_hides_aborted_ones_from_read_committed(
         }
     }
     assert_eq!(seen, vec!["charge-1".to_string()]);
+}
+
+/// Runs Kafka's own admin tool (`TopicCommand --list`) against the SASL_SSL listener as
+/// `username`/`password` with `mechanism`, trusting only the environment's CA; returns whether it
+/// exited 0, and its output.
+fn list_topics_over_sasl_ssl(
+    env: &Environment,
+    ns: &TestNamespace,
+    mechanism: &str,
+    password: &str,
+) -> (bool, String) {
+    let dir = env.dir.join(&ns.name);
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    let ca = dir.join("ca.pem");
+    std::fs::write(&ca, &env.kafka_ca_pem).unwrap_or_else(|e| panic!("{}: {e}", ca.display()));
+    let config = dir.join(format!("client-{mechanism}.properties"));
+    std::fs::write(
+        &config,
+        format!(
+            "security.protocol=SASL_SSL\n\
+             sasl.mechanism={mechanism}\n\
+             sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required \
+             username=\"{username}\" password=\"{password}\";\n\
+             ssl.truststore.type=PEM\n\
+             ssl.truststore.location={ca}\n\
+             request.timeout.ms=10000\n\
+             default.api.timeout.ms=20000\n",
+            username = env.kafka_username,
+            ca = ca.display(),
+        ),
+    )
+    .unwrap_or_else(|e| panic!("{}: {e}", config.display()));
+    let output = Command::new("java")
+        .args(["-Xmx256m", "-XX:TieredStopAtLevel=1", "-cp"])
+        .arg(env.tools.kafka_classpath())
+        .arg("org.apache.kafka.tools.TopicCommand")
+        .arg("--bootstrap-server")
+        .arg(&env.secure_bootstrap_servers)
+        .arg("--command-config")
+        .arg(&config)
+        .arg("--list")
+        .output()
+        .unwrap_or_else(|e| panic!("running java: {e}"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), text)
+}
+
+/// The secure listener serves a client that verifies the broker's certificate against the
+/// environment's CA and authenticates as the environment's SCRAM user, with either mechanism:
+/// it sees the same broker, a topic made over PLAINTEXT included.
+#[tokio::test]
+async fn secure_listener_admits_the_scram_user_over_tls_verified_by_the_environment_ca() {
+    let env = shared();
+    let ns = env.namespace("sasl-ok").await;
+    assert!(
+        env.kafka_ca_pem.contains("BEGIN CERTIFICATE"),
+        "{}",
+        env.kafka_ca_pem
+    );
+    let secure = &env.secure_bootstrap_servers;
+    assert_ne!(secure, &env.bootstrap_servers);
+    let topic = ns.unique("seen-securely");
+    let created = kafka_admin(env)
+        .create_topics(
+            [&NewTopic::new(&topic, 1, TopicReplication::Fixed(1))],
+            &Default::default(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("create topic: {e}"));
+    assert!(created.iter().all(|r| r.is_ok()), "{created:?}");
+    for mechanism in ["SCRAM-SHA-256", "SCRAM-SHA-512"] {
+        let (ok, output) = list_topics_over_sasl_ssl(env, &ns, mechanism, &env.kafka_password);
+        assert!(
+            ok,
+            "TopicCommand --list on {secure} with {mechanism}:\n{output}"
+        );
+        assert!(
+            output.lines().any(|line| line.trim() == topic),
+            "{topic} not listed on {secure} with {mechanism}:\n{output}"
+        );
+    }
+}
+
+/// A wrong password is refused by the secure listener: the tool fails with an authentication
+/// error instead of listing topics.
+#[tokio::test]
+async fn secure_listener_refuses_a_wrong_scram_password() {
+    let env = shared();
+    let ns = env.namespace("sasl-bad").await;
+    let wrong = format!("{}-wrong", env.kafka_password);
+    let (ok, output) = list_topics_over_sasl_ssl(env, &ns, "SCRAM-SHA-256", &wrong);
+    assert!(
+        !ok,
+        "TopicCommand --list with a wrong password succeeded:\n{output}"
+    );
+    assert!(
+        output.contains("SaslAuthenticationException") && output.contains("invalid credentials"),
+        "no SCRAM authentication error in:\n{output}"
+    );
 }
