@@ -87,9 +87,15 @@ pub fn cluster_status(
                 types::READY,
                 False,
                 error.reason(),
-                format!(
-                    "{error}; check spec.external.bootstrapServers and that the brokers are up. Retrying"
-                ),
+                match error {
+                    KafkaError::Refused { .. } => format!(
+                        "{error}; check the credentials in spec.external.secretRef's Secret and the \
+                         operator's permissions on the cluster. Retrying"
+                    ),
+                    _ => format!(
+                        "{error}; check spec.external.bootstrapServers and that the brokers are up. Retrying"
+                    ),
+                },
             ),
             cond(types::RECONCILING, True, "RetryingKafka", String::new()),
             cond(types::STALLED, False, "RetryingKafka", String::new()),

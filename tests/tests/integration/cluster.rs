@@ -115,3 +115,108 @@ async fn a_single_development_broker_is_reachable_but_names_the_exactly_once_rul
     assert_eq!(settings.unclean_leader_election_enable, Some(false));
     assert_eq!(settings.transaction_version, Some(2));
 }
+
+/// A KafkaCluster `secure` on the environment's SASL_SSL listener, with its credentials in the
+/// Secret `kafka-login` (SCRAM-SHA-512, the environment's CA).
+async fn create_secure_cluster(client: &kube::Client, ns: &str, password: &str) {
+    use k8s_openapi::api::core::v1::Secret;
+    let env = shared();
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
+    let secret: Secret = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "kafka-login"},
+        "stringData": {
+            "security.protocol": "SASL_SSL",
+            "sasl.mechanism": "SCRAM-SHA-512",
+            "sasl.username": env.kafka_username,
+            "sasl.password": password,
+            "ssl.ca.pem": env.kafka_ca_pem,
+        },
+    }))
+    .unwrap_or_else(|e| panic!("{e}"));
+    secrets
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let clusters: Api<KafkaCluster> = Api::namespaced(client.clone(), ns);
+    let cluster: KafkaCluster = serde_json::from_value(serde_json::json!({
+        "apiVersion": "exactly.dev/v1alpha1", "kind": "KafkaCluster", "metadata": {"name": "secure"},
+        "spec": {"external": {"bootstrapServers": env.secure_bootstrap_servers,
+            "secretRef": {"name": "kafka-login"}}},
+    }))
+    .unwrap_or_else(|e| panic!("{e}"));
+    clusters
+        .create(&PostParams::default(), &cluster)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+}
+
+async fn ready_condition(client: &kube::Client, ns: &str) -> exactly::api::Condition {
+    let clusters: Api<KafkaCluster> = Api::namespaced(client.clone(), ns);
+    eventually(
+        "the secure cluster's Ready condition",
+        Duration::from_secs(60),
+        || async {
+            let cluster = clusters.get("secure").await.map_err(|e| e.to_string())?;
+            let status = cluster.status.unwrap_or_default();
+            conditions::find(&status.conditions, types::READY)
+                .cloned()
+                .ok_or_else(|| "no Ready yet".to_string())
+        },
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_cluster_reached_over_sasl_ssl_with_scram_is_ready_and_its_topics_are_created() {
+    let env = shared();
+    let ns = env.namespace("cluster-scram").await;
+    let client = env.client().await.unwrap_or_else(|e| panic!("{e}"));
+    run_operator(client.clone(), &ns.name);
+    create_secure_cluster(&client, &ns.name, &env.kafka_password).await;
+    let ready = ready_condition(&client, &ns.name).await;
+    assert_eq!(
+        ready.status,
+        exactly::api::ConditionStatus::True,
+        "{}",
+        ready.message
+    );
+
+    let kafka_topic = ns.unique("secured");
+    let topics: Api<exactly::api::Topic> = Api::namespaced(client.clone(), &ns.name);
+    let topic: exactly::api::Topic = serde_json::from_value(serde_json::json!({
+        "apiVersion": "exactly.dev/v1alpha1", "kind": "Topic", "metadata": {"name": "secured"},
+        "spec": {"clusterRef": {"name": "secure"}, "topicName": kafka_topic, "partitions": 2},
+    }))
+    .unwrap_or_else(|e| panic!("{e}"));
+    topics
+        .create(&PostParams::default(), &topic)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    eventually(
+        "the topic to exist on the broker",
+        Duration::from_secs(60),
+        || async {
+            match crate::support::broker_partitions(env, &kafka_topic) {
+                Some(2) => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_wrong_sasl_password_is_reported_with_the_brokers_refusal() {
+    let env = shared();
+    let ns = env.namespace("cluster-badpass").await;
+    let client = env.client().await.unwrap_or_else(|e| panic!("{e}"));
+    run_operator(client.clone(), &ns.name);
+    create_secure_cluster(&client, &ns.name, "not-the-password").await;
+    let ready = ready_condition(&client, &ns.name).await;
+    assert_eq!(ready.status, exactly::api::ConditionStatus::False);
+    assert!(
+        ready.message.contains("SASL_AUTHENTICATION_FAILED"),
+        "{}",
+        ready.message
+    );
+}
