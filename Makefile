@@ -40,5 +40,6 @@ lint: ## formatting and clippy, warnings as errors
 fmt: ## format the code
 	$(CARGO) fmt --all
 
-crds: ## regenerate crds/ from the Rust types (a unit test fails when they are stale)
+crds: ## regenerate crds/ and charts/exactly/crds/ from the Rust types (a unit test fails when they are stale)
 	$(CARGO) run -q -p exactly -- crds --out-dir crds
+	$(CARGO) run -q -p exactly -- crds --out-dir charts/exactly/crds

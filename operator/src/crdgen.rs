@@ -1,19 +1,31 @@
-//! The CRD manifests, generated from the API types. `exactly crds --out-dir crds` writes them;
-//! a test fails when the committed files differ from what the types generate.
+//! The CRD manifests, generated from the API types. `make crds` writes them into `crds/` and
+//! into the Helm chart's `charts/exactly/crds/`; a test fails when either differs from what the
+//! types generate. They carry `helm.sh/resource-policy: keep`: uninstalling the chart must not
+//! delete the CRDs, which would delete every resource of the kind with them.
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
 
 use crate::api::{ConsumerGroup, KafkaCluster, Producer, Topic};
 
+/// The directories the CRDs are written to, relative to the repository root.
+pub const OUT_DIRS: [&str; 2] = ["crds", "charts/exactly/crds"];
+
 /// Every CRD the operator serves.
 pub fn all() -> Vec<CustomResourceDefinition> {
-    vec![
+    let mut crds = vec![
         KafkaCluster::crd(),
         Topic::crd(),
         Producer::crd(),
         ConsumerGroup::crd(),
-    ]
+    ];
+    for crd in &mut crds {
+        crd.metadata
+            .annotations
+            .get_or_insert_with(Default::default)
+            .insert("helm.sh/resource-policy".into(), "keep".into());
+    }
+    crds
 }
 
 /// File name for a CRD: `<plural>.<group>.yaml`, as `kubectl get crd` names it.
@@ -25,7 +37,7 @@ pub fn file_name(crd: &CustomResourceDefinition) -> String {
 pub fn render(crd: &CustomResourceDefinition) -> Result<String, serde_norway::Error> {
     let body = serde_norway::to_string(crd)?;
     Ok(format!(
-        "# Generated from the Rust types by `make crds` (exactly crds --out-dir crds). Do not edit.\n{body}"
+        "# Generated from the Rust types by `make crds`. Do not edit.\n{body}"
     ))
 }
 
@@ -36,9 +48,12 @@ mod tests {
 
     #[test]
     fn committed_crds_match_the_types() {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../crds");
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
         let mut stale = Vec::new();
-        for crd in all() {
+        for (dir, crd) in OUT_DIRS
+            .iter()
+            .flat_map(|dir| all().into_iter().map(move |crd| (root.join(dir), crd)))
+        {
             let path = dir.join(file_name(&crd));
             let want = render(&crd).unwrap_or_else(|e| panic!("cannot render {path:?}: {e}"));
             let have = std::fs::read_to_string(&path).unwrap_or_default();
