@@ -10,6 +10,7 @@ pub mod controller;
 pub mod crdgen;
 pub mod http;
 pub mod kafka;
+pub mod lease;
 pub mod metrics;
 
 mod error;

@@ -20,7 +20,7 @@ struct Cli {
 enum Command {
     /// Run the controllers against the cluster in KUBECONFIG (or the in-cluster service account).
     Run {
-        /// Watch only this namespace (default: all namespaces).
+        /// Watch only these namespaces, comma-separated (default: all namespaces).
         #[arg(long, env = "EXACTLY_NAMESPACE")]
         namespace: Option<String>,
         /// Reconciles of one kind that may run at once.
@@ -36,6 +36,16 @@ enum Command {
         /// Address of the /metrics, /healthz and /readyz endpoint; `off` disables it.
         #[arg(long, env = "EXACTLY_METRICS_ADDR", default_value = "0.0.0.0:8080")]
         metrics_addr: String,
+        /// Take part in leader election on a Lease: only the leader reconciles and writes, so
+        /// several replicas may run. Needs --lease-namespace (or POD_NAMESPACE).
+        #[arg(long, env = "EXACTLY_LEADER_ELECT")]
+        leader_elect: bool,
+        /// Name of the leader-election Lease.
+        #[arg(long, env = "EXACTLY_LEASE_NAME", default_value = "exactly-operator")]
+        lease_name: String,
+        /// Namespace of the leader-election Lease (usually the operator's own).
+        #[arg(long, env = "POD_NAMESPACE")]
+        lease_namespace: Option<String>,
     },
     /// Print the CustomResourceDefinitions as YAML, or write one file per CRD into a directory.
     Crds {
@@ -114,6 +124,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             log_format,
             refresh_interval,
             metrics_addr,
+            leader_elect,
+            lease_name,
+            lease_namespace,
         } => {
             init_logging(log_format);
             let metrics = std::sync::Arc::new(exactly::metrics::Metrics::default());
@@ -130,7 +143,42 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 refresh_interval,
                 metrics,
             };
-            exactly::controller::run(client, options, shutdown_signal()).await;
+            let signal = futures::future::FutureExt::shared(Box::pin(shutdown_signal()));
+            if !leader_elect {
+                exactly::controller::run(client, options, signal).await;
+                return Ok(());
+            }
+            let lease_namespace = lease_namespace
+                .ok_or("--leader-elect needs --lease-namespace (or the POD_NAMESPACE variable)")?;
+            let identity = std::env::var("POD_NAME")
+                .or_else(|_| std::env::var("HOSTNAME"))
+                .unwrap_or_else(|_| format!("exactly-{}", std::process::id()));
+            let election = exactly::lease::Election::new(&lease_namespace, &lease_name, &identity);
+            let leader = tokio::select! {
+                leader = election.acquire(client.clone()) => std::sync::Arc::new(leader),
+                _ = signal.clone() => return Ok(()),
+            };
+            // Reconcile until a signal, or until the lease is lost (then exit non-zero, so the
+            // pod restarts and waits its turn: two leaders must never write at once).
+            let stop = std::sync::Arc::new(tokio::sync::Notify::new());
+            let lost = {
+                let (leader, stop, signal) = (leader.clone(), stop.clone(), signal.clone());
+                tokio::spawn(async move {
+                    let lost = tokio::select! {
+                        _ = leader.lost() => true,
+                        _ = signal => false,
+                    };
+                    stop.notify_one();
+                    lost
+                })
+            };
+            exactly::controller::run(client, options, async move { stop.notified().await }).await;
+            if lost.await.unwrap_or(true) {
+                return Err("lost the leader-election lease; exiting".into());
+            }
+            if let Ok(leader) = std::sync::Arc::try_unwrap(leader) {
+                leader.release().await;
+            }
             Ok(())
         }
     }

@@ -187,7 +187,7 @@ pub async fn transition_events<K>(
 /// How the controllers run.
 #[derive(Clone, Debug)]
 pub struct Options {
-    /// Watch only this namespace; `None` watches all.
+    /// Watch only this namespace, or these (comma-separated); `None` watches all.
     pub namespace: Option<String>,
     /// Reconciles of one kind that may run at once.
     pub concurrency: u16,
@@ -289,6 +289,37 @@ fn error_policy<K: ResourceExt>(object: Arc<K>, error: &Error, _ctx: Arc<Context
 
 /// Runs the controllers until `shutdown` resolves; in-flight reconciles finish first.
 pub async fn run(
+    client: Client,
+    options: Options,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) {
+    let namespaces: Vec<String> = options
+        .namespace
+        .as_deref()
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|ns| !ns.is_empty())
+        .map(str::to_string)
+        .collect();
+    if namespaces.len() <= 1 {
+        return run_in(client, options, shutdown).await;
+    }
+    // A watch is of one namespace or of all: one set of controllers per listed namespace, so
+    // the operator needs no cluster-wide read access (the chart's `watchNamespaces`).
+    let shutdown = futures::future::FutureExt::shared(Box::pin(shutdown));
+    futures::future::join_all(namespaces.into_iter().map(|ns| {
+        let options = Options {
+            namespace: Some(ns),
+            ..options.clone()
+        };
+        run_in(client.clone(), options, shutdown.clone())
+    }))
+    .await;
+}
+
+/// Runs the controllers for one namespace (or all, when `options.namespace` is `None`).
+async fn run_in(
     client: Client,
     options: Options,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,

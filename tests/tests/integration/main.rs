@@ -6,6 +6,7 @@ mod cluster;
 mod environment;
 mod examples;
 mod group;
+mod lease;
 mod producer;
 mod quiet;
 mod scale;
