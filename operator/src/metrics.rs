@@ -7,6 +7,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 /// Labels naming one resource.
@@ -20,8 +21,14 @@ pub struct ResourceLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReconcileLabels {
     pub kind: String,
-    /// `ok` or the error reason.
+    /// `ok` or the error reason (e.g. `KubernetesApiError`, `KafkaUnreachable`).
     pub result: String,
+}
+
+/// Labels naming a kind.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabels {
+    pub kind: String,
 }
 
 /// Labels of one partition's lag for one group.
@@ -37,6 +44,7 @@ pub struct PartitionLabels {
 pub struct Metrics {
     registry: Mutex<Registry>,
     pub reconciles: Family<ReconcileLabels, Counter>,
+    pub reconcile_seconds: Family<KindLabels, Histogram, fn() -> Histogram>,
     pub cluster_brokers: Family<ResourceLabels, Gauge>,
     pub cluster_exactly_once_ready: Family<ResourceLabels, Gauge>,
     pub group_lag: Family<ResourceLabels, Gauge>,
@@ -53,6 +61,11 @@ impl Default for Metrics {
         let mut m = Metrics {
             registry: Mutex::new(Registry::default()),
             reconciles: Family::default(),
+            reconcile_seconds: Family::new_with_constructor(|| {
+                Histogram::new([
+                    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+                ])
+            }),
             cluster_brokers: Family::default(),
             cluster_exactly_once_ready: Family::default(),
             group_lag: Family::default(),
@@ -66,6 +79,11 @@ impl Default for Metrics {
             "reconciles",
             "Reconciles by kind and result (ok or the error reason)",
             m.reconciles.clone(),
+        );
+        registry.register(
+            "reconcile_duration_seconds",
+            "How long reconciles take, by kind",
+            m.reconcile_seconds.clone(),
         );
         registry.register(
             "cluster_brokers",
@@ -130,6 +148,16 @@ impl Metrics {
             tracing::warn!(error = %e, "encoding metrics failed");
         }
         out
+    }
+
+    /// Records one reconcile of `kind`: its duration, and its result (`ok` or the error reason).
+    pub fn observe_reconcile(&self, kind: &str, seconds: f64, result: &str) {
+        self.reconcile_seconds
+            .get_or_create(&KindLabels {
+                kind: kind.to_string(),
+            })
+            .observe(seconds);
+        self.reconciled(kind, result);
     }
 
     /// Counts one reconcile of `kind` with its result.

@@ -107,6 +107,7 @@ pub fn cluster_status(
 }
 
 /// Reconciles one KafkaCluster.
+#[tracing::instrument(skip_all, fields(kind = "KafkaCluster", namespace = cluster.namespace().unwrap_or_default(), name = %cluster.name_any()))]
 pub async fn reconcile(cluster: Arc<KafkaCluster>, ctx: Arc<Context>) -> Result<Action> {
     let namespace = cluster
         .namespace()

@@ -441,6 +441,7 @@ pub fn cluster_interest(ctx: &Context, key: &str) -> Interest {
 }
 
 /// Reconciles one ConsumerGroup.
+#[tracing::instrument(skip_all, fields(kind = "ConsumerGroup", namespace = group.namespace().unwrap_or_default(), name = %group.name_any()))]
 pub async fn reconcile(group: Arc<ConsumerGroup>, ctx: Arc<Context>) -> Result<Action> {
     let namespace = group
         .namespace()

@@ -270,15 +270,31 @@ where
     }
 }
 
-/// Counts each reconcile result of `kind` in the metrics.
-fn count<T, E: std::fmt::Debug>(
-    metrics: &Arc<Metrics>,
+/// A boxed reconcile future.
+type ReconcileFuture = std::pin::Pin<Box<dyn Future<Output = crate::Result<Action>> + Send>>;
+
+/// Wraps a reconcile function to record its duration and result (`ok` or the error's reason).
+fn timed<K, F, Fut>(
     kind: &'static str,
-) -> impl FnMut(Result<T, E>) -> futures::future::Ready<()> + use<T, E> {
-    let metrics = metrics.clone();
-    move |result| {
-        metrics.reconciled(kind, if result.is_ok() { "ok" } else { "error" });
-        futures::future::ready(())
+    reconcile: F,
+) -> impl Fn(Arc<K>, Arc<Context>) -> ReconcileFuture
+where
+    K: Send + Sync + 'static,
+    F: Fn(Arc<K>, Arc<Context>) -> Fut + Copy + Send + 'static,
+    Fut: Future<Output = crate::Result<Action>> + Send + 'static,
+{
+    move |object, ctx| {
+        Box::pin(async move {
+            let started = Instant::now();
+            let result = reconcile(object, ctx.clone()).await;
+            let outcome = match &result {
+                Ok(_) => "ok",
+                Err(e) => e.reason(),
+            };
+            ctx.metrics
+                .observe_reconcile(kind, started.elapsed().as_secs_f64(), outcome);
+            result
+        })
     }
 }
 
@@ -355,8 +371,12 @@ async fn run_in(
 
     let clusters = clusters
         .graceful_shutdown_on(shutdown.clone())
-        .run(cluster::reconcile, error_policy, ctx.clone())
-        .for_each(count(&ctx.metrics, "KafkaCluster"));
+        .run(
+            timed("KafkaCluster", cluster::reconcile),
+            error_policy,
+            ctx.clone(),
+        )
+        .for_each(|_| futures::future::ready(()));
 
     // A KafkaCluster appearing or changing wakes the resources that refer to it.
     fn on_cluster<K>(
@@ -384,8 +404,8 @@ async fn run_in(
             on_cluster(ctx.topics.clone(), |t: &Topic| &t.spec.cluster_ref.name),
         )
         .graceful_shutdown_on(shutdown.clone())
-        .run(topic::reconcile, error_policy, ctx.clone())
-        .for_each(count(&ctx.metrics, "Topic"));
+        .run(timed("Topic", topic::reconcile), error_policy, ctx.clone())
+        .for_each(|_| futures::future::ready(()));
     let producers = producers
         .owns(
             api::<k8s_openapi::api::core::v1::Secret>(&client, namespace),
@@ -423,8 +443,12 @@ async fn run_in(
             },
         )
         .graceful_shutdown_on(shutdown.clone())
-        .run(producer::reconcile, error_policy, ctx.clone())
-        .for_each(count(&ctx.metrics, "Producer"));
+        .run(
+            timed("Producer", producer::reconcile),
+            error_policy,
+            ctx.clone(),
+        )
+        .for_each(|_| futures::future::ready(()));
     let groups = groups
         .watches(
             api::<KafkaCluster>(&client, namespace),
@@ -434,8 +458,12 @@ async fn run_in(
             }),
         )
         .graceful_shutdown_on(shutdown)
-        .run(group::reconcile, error_policy, ctx.clone())
-        .for_each(count(&ctx.metrics, "ConsumerGroup"));
+        .run(
+            timed("ConsumerGroup", group::reconcile),
+            error_policy,
+            ctx.clone(),
+        )
+        .for_each(|_| futures::future::ready(()));
 
     info!(
         namespace = namespace.unwrap_or("<all>"),

@@ -495,6 +495,7 @@ async fn take_annotation(producer: &Producer, ctx: &Context, namespace: &str) ->
 }
 
 /// Reconciles one Producer.
+#[tracing::instrument(skip_all, fields(kind = "Producer", namespace = producer.namespace().unwrap_or_default(), name = %producer.name_any()))]
 pub async fn reconcile(producer: Arc<Producer>, ctx: Arc<Context>) -> Result<Action> {
     let namespace = producer
         .namespace()

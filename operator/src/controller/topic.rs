@@ -660,6 +660,7 @@ async fn finalize(topic: &Topic, ctx: &Context, namespace: &str) -> Option<Topic
 }
 
 /// Reconciles one Topic.
+#[tracing::instrument(skip_all, fields(kind = "Topic", namespace = topic.namespace().unwrap_or_default(), name = %topic.name_any()))]
 pub async fn reconcile(topic: Arc<Topic>, ctx: Arc<Context>) -> Result<Action> {
     let namespace = topic
         .namespace()
