@@ -135,7 +135,13 @@ fn demo(env: &Environment, args: &Args, operator: &Path) -> Result<(), Error> {
     step("Starting the operator");
     let mut command = Command::new(operator);
     command
-        .arg("run")
+        .args([
+            "run",
+            "--refresh-interval",
+            "3s",
+            "--metrics-addr",
+            "127.0.0.1:0",
+        ])
         .env("KUBECONFIG", &env.kubeconfig)
         .env("RUST_LOG", "info");
     let pid = env.run_process("operator", command)?;
@@ -175,6 +181,27 @@ fn demo(env: &Environment, args: &Args, operator: &Path) -> Result<(), Error> {
         None,
     )?;
 
+    step(
+        "A transactional workload: the orders writer commits 5 transactions of 10 orders, then leaves a 6th open; the billing consumer (read_committed) processes and commits 20",
+    );
+    let properties = show(
+        env,
+        &kubectl,
+        &[
+            "get",
+            "secret",
+            "orders-writer-client",
+            "-n",
+            ns,
+            "-o",
+            "go-template={{index .data \"instance-0.properties\" | base64decode}}",
+        ],
+        None,
+    )?;
+    let open = workload(env, &properties)?;
+    // Let the operator's refresh (3 s here) pick the figures up.
+    std::thread::sleep(std::time::Duration::from_secs(7));
+
     step("What a user looks at");
     show(
         env,
@@ -193,6 +220,35 @@ fn demo(env: &Environment, args: &Args, operator: &Path) -> Result<(), Error> {
             ns,
             "-o",
             "jsonpath={range .status.conditions[*]}{.type}={.status} ({.reason}) {.message}{\"\\n\"}{end}",
+        ],
+        None,
+    )?;
+
+    show(
+        env,
+        &kubectl,
+        &[
+            "get",
+            "consumergroup",
+            "billing",
+            "-n",
+            ns,
+            "-o",
+            "jsonpath=state={.status.state} totalLag={.status.totalLag} lastCommitSeen={.status.lastCommitSeen}{\"\\n\"}{range .status.partitions[*]}  {.topic}-{.partition}: committed={.committed} logEnd={.logEnd} lastStable={.lastStable} lag={.lag}{\"\\n\"}{end}",
+        ],
+        None,
+    )?;
+    show(
+        env,
+        &kubectl,
+        &[
+            "get",
+            "producer",
+            "orders-writer",
+            "-n",
+            ns,
+            "-o",
+            "jsonpath={range .status.transactions[*]}{.transactionalId}: {.state} producerId={.producerId} epoch={.producerEpoch} age={.ageSeconds}s partitions={.partitions}{\"\\n\"}{end}hanging={.status.hangingTransactions}{\"\\n\"}",
         ],
         None,
     )?;
@@ -216,7 +272,8 @@ fn demo(env: &Environment, args: &Args, operator: &Path) -> Result<(), Error> {
     )?;
 
     if args.once {
-        step("Done (--once): stopping everything");
+        step("Done (--once): aborting the open transaction and stopping everything");
+        rdkafka::producer::Producer::abort_transaction(&open, std::time::Duration::from_secs(10))?;
         return Ok(());
     }
     step("Running. In another shell:");
@@ -228,4 +285,66 @@ fn demo(env: &Environment, args: &Args, operator: &Path) -> Result<(), Error> {
     exactly_testenv::wait_for_stop_signal()?;
     step("Stopping");
     Ok(())
+}
+
+/// Writes orders through a transactional producer configured from the Producer's rendered
+/// properties, and consumes part of them as the billing service would. Returns the producer,
+/// with its last transaction still open.
+fn workload(
+    env: &Environment,
+    properties: &str,
+) -> Result<rdkafka::producer::ThreadedProducer<rdkafka::producer::DefaultProducerContext>, Error> {
+    use rdkafka::config::ClientConfig;
+    use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+    use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+    let timeout = std::time::Duration::from_secs(20);
+    let mut config = ClientConfig::new();
+    for line in properties.lines().map(str::trim) {
+        if let Some((key, value)) = line.split_once('=')
+            && !line.starts_with('#')
+        {
+            config.set(key.trim(), value.trim());
+        }
+    }
+    let producer: ThreadedProducer<DefaultProducerContext> = config.create()?;
+    producer.init_transactions(timeout)?;
+    for batch in 0..6 {
+        producer.begin_transaction()?;
+        for n in 0..10 {
+            let key = format!("order-{}", batch * 10 + n);
+            let payload = format!("{{\"order\":\"{key}\",\"amount\":{}}}", 10 + n);
+            producer
+                .send(BaseRecord::to("orders").key(&key).payload(&payload))
+                .map_err(|(e, _)| e)?;
+        }
+        if batch < 5 {
+            producer.commit_transaction(timeout)?;
+            println!("  transaction {}: 10 orders committed", batch + 1);
+        } else {
+            producer.flush(timeout)?;
+            println!("  transaction 6: 10 orders written, left open");
+        }
+    }
+
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &env.bootstrap_servers)
+        .set("group.id", "billing")
+        .set("client.id", "billing-demo")
+        .set("isolation.level", "read_committed")
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .create()?;
+    consumer.subscribe(&["orders"])?;
+    let mut consumed = 0;
+    let started = std::time::Instant::now();
+    while consumed < 20 && started.elapsed() < timeout {
+        if let Some(message) = consumer.poll(std::time::Duration::from_millis(500)) {
+            message?;
+            consumed += 1;
+        }
+    }
+    consumer.commit_consumer_state(CommitMode::Sync)?;
+    println!("  billing consumed and committed {consumed} orders, then stopped");
+    drop(consumer);
+    Ok(producer)
 }
