@@ -1,7 +1,11 @@
 //! `KafkaCluster`: where the brokers are. External mode points at an existing cluster;
-//! provisioned mode (brokers the operator creates) will sit beside it as `spec.provisioned`.
+//! provisioned mode has the operator run KRaft controllers and brokers itself.
 
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::ResourceRequirements;
 use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::Condition;
@@ -18,11 +22,11 @@ use super::Condition;
     status = "KafkaClusterStatus",
     shortname = "kc",
     category = "exactly",
-    doc = "A Kafka cluster that exactly-once resources run on: an existing (external) cluster reached through its bootstrap servers.",
+    doc = "A Kafka cluster that exactly-once resources run on: an existing (external) cluster reached through its bootstrap servers, or one the operator provisions (KRaft controllers and brokers).",
     printcolumn(
         name = "Bootstrap",
         type_ = "string",
-        json_path = ".spec.external.bootstrapServers"
+        json_path = ".status.bootstrapServers"
     ),
     printcolumn(name = "Brokers", type_ = "integer", json_path = ".status.brokers"),
     printcolumn(
@@ -47,11 +51,118 @@ use super::Condition;
         json_path = ".metadata.creationTimestamp"
     )
 )]
+#[x_kube(validation = Rule::new("has(self.external) != has(self.provisioned)").message("set exactly one of spec.external (a cluster that exists) or spec.provisioned (one the operator runs)"))]
+#[x_kube(validation = Rule::new("has(self.external) == has(oldSelf.external)").message("a cluster cannot switch between external and provisioned: create a new KafkaCluster"))]
 #[serde(rename_all = "camelCase")]
 pub struct KafkaClusterSpec {
     /// An existing Kafka cluster that the operator connects to but does not manage.
-    /// Required until provisioned clusters are supported.
-    pub external: ExternalCluster,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external: Option<ExternalCluster>,
+
+    /// A Kafka cluster the operator runs: KRaft controllers and brokers as StatefulSets, with a
+    /// broker configuration computed by the exactly-once rules.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provisioned: Option<ProvisionedCluster>,
+}
+
+/// A KRaft cluster the operator provisions.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ProvisionedCluster {
+    /// Apache Kafka version; the image is `apache/kafka:<version>` unless `image` is set.
+    #[serde(default = "default_version")]
+    #[schemars(regex(pattern = r"^4\.[0-9]+\.[0-9]+$"))]
+    pub version: String,
+
+    /// Container image, when not the official one for `version`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 512))]
+    pub image: Option<String>,
+
+    /// `Production` (default): at least 3 brokers and 3 controllers, replication 3, durable.
+    /// `Development`: any size down to one combined node; transactions work but a broker loss
+    /// loses data.
+    #[serde(default)]
+    pub profile: Profile,
+
+    /// Run the controller and broker roles in the same pods (`brokers` is then ignored).
+    /// Meant for development.
+    #[serde(default)]
+    pub combined: bool,
+
+    /// The KRaft controllers (the metadata quorum). Defaults to 3 replicas.
+    #[serde(default = "default_pool")]
+    pub controllers: NodePool,
+
+    /// The brokers. Defaults to 3 replicas.
+    #[serde(default = "default_pool")]
+    pub brokers: NodePool,
+
+    /// Broker configuration overrides (`server.properties` keys). An override that breaks an
+    /// exactly-once rule (unclean leader election, topic auto-creation, replication or min ISR
+    /// above what the brokers allow) is refused, naming the key and the rule; keys the operator
+    /// sets itself (node ids, roles, listeners, quorum) cannot be overridden.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 128))]
+    pub config: BTreeMap<String, String>,
+}
+
+fn default_version() -> String {
+    "4.3.1".into()
+}
+
+fn default_pool() -> NodePool {
+    NodePool {
+        replicas: 3,
+        storage: Storage::default(),
+        resources: None,
+    }
+}
+
+/// Durability profile of a provisioned cluster.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Profile {
+    /// Replicated and durable: needs 3 or more brokers and controllers.
+    #[default]
+    Production,
+    /// Any size: for laptops and CI.
+    Development,
+}
+
+/// A set of identical Kafka nodes.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct NodePool {
+    /// Number of nodes.
+    #[schemars(range(min = 1, max = 100))]
+    pub replicas: i32,
+    /// Persistent storage of each node.
+    #[serde(default)]
+    pub storage: Storage,
+    /// CPU and memory of each node's container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+}
+
+/// A persistent volume per node.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Storage {
+    /// Size of each node's volume, e.g. `100Gi`.
+    #[schemars(regex(pattern = r"^[0-9]+(Mi|Gi|Ti)$"))]
+    pub size: String,
+    /// StorageClass of the volumes; the cluster default when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class: Option<String>,
+}
+
+impl Default for Storage {
+    fn default() -> Self {
+        Storage {
+            size: "10Gi".into(),
+            class: None,
+        }
+    }
 }
 
 /// Connection to a Kafka cluster the operator does not run.
@@ -142,4 +253,33 @@ pub struct KafkaClusterStatus {
     /// The exactly-once rules the cluster fails (empty when `ExactlyOnceReady` is `True`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub failed_rules: Vec<String>,
+
+    /// Where clients connect: `spec.external.bootstrapServers`, or the provisioned cluster's
+    /// client Service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bootstrap_servers: Option<String>,
+
+    /// Ready pods per role of a provisioned cluster, e.g. `controllers: 3`, `brokers: 3`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub ready_replicas: BTreeMap<String, i32>,
+}
+
+impl KafkaCluster {
+    /// Where clients connect: the external bootstrap servers, or the provisioned cluster's
+    /// client Service (`<name>-kafka.<namespace>.svc:9092`).
+    pub fn bootstrap_servers(&self) -> String {
+        match (&self.spec.external, &self.spec.provisioned) {
+            (Some(external), _) => external.bootstrap_servers.clone(),
+            (None, _) => format!(
+                "{}-kafka.{}.svc:9092",
+                self.metadata.name.clone().unwrap_or_default(),
+                self.metadata.namespace.clone().unwrap_or_default()
+            ),
+        }
+    }
+
+    /// The Secret with connection security (external clusters only).
+    pub fn secret_ref(&self) -> Option<&SecretRef> {
+        self.spec.external.as_ref().and_then(|e| e.secret_ref.as_ref())
+    }
 }

@@ -118,7 +118,7 @@ pub async fn reconcile(cluster: Arc<KafkaCluster>, ctx: Arc<Context>) -> Result<
         Ok(security) => {
             match ctx
                 .kafka
-                .admin_with(&cluster.spec.external.bootstrap_servers, &security)
+                .admin_with(&cluster.bootstrap_servers(), &security)
             {
                 Ok(admin) => admin.describe_cluster().await,
                 Err(e) => Err(e),

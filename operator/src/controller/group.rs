@@ -460,7 +460,7 @@ pub async fn reconcile(group: Arc<ConsumerGroup>, ctx: Arc<Context>) -> Result<A
             return Ok(Action::requeue(super::RETRY));
         }
     };
-    let key = cluster.spec.external.bootstrap_servers.clone();
+    let key = cluster.bootstrap_servers();
     let admin = match resolve::admin(&ctx, &cluster).await {
         Ok(admin) => admin,
         Err(e) => {

@@ -7,6 +7,7 @@ pub mod lag;
 pub mod observe;
 pub mod producer;
 pub mod producer_config;
+pub mod provision;
 pub mod resolve;
 pub mod topic;
 
@@ -114,7 +115,7 @@ impl CommitClock {
 pub fn cluster_key(ctx: &Context, namespace: &str, cluster: &str) -> String {
     ctx.clusters
         .get(&ObjectRef::new(cluster).within(namespace))
-        .map(|c| c.spec.external.bootstrap_servers.clone())
+        .map(|c| c.bootstrap_servers())
         .unwrap_or_else(|| format!("{namespace}/{cluster}"))
 }
 

@@ -517,7 +517,7 @@ pub async fn reconcile(producer: Arc<Producer>, ctx: Arc<Context>) -> Result<Act
             return Ok(Action::requeue(super::RETRY));
         }
     };
-    let key = cluster.spec.external.bootstrap_servers.clone();
+    let key = cluster.bootstrap_servers();
     let topics = resolve::topic_names(&ctx, &namespace, &producer.spec.topics);
 
     let mut last_abort = None;

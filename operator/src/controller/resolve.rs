@@ -148,7 +148,7 @@ pub fn qualified<K: ResourceExt>(object: &K) -> String {
 /// freshly, and remembers it for the other controllers.
 pub async fn load_security(ctx: &Context, cluster: &KafkaCluster) -> Result<Security, KafkaError> {
     let namespace = cluster.namespace().unwrap_or_default();
-    let security = match &cluster.spec.external.secret_ref {
+    let security = match &cluster.secret_ref() {
         None => Security::default(),
         Some(secret_ref) => {
             let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
@@ -201,10 +201,10 @@ pub async fn admin(
         .get(&key)
         .cloned();
     let security = match known {
-        Some(security) if cluster.spec.external.secret_ref.is_some() => security,
-        _ if cluster.spec.external.secret_ref.is_none() => Security::default(),
+        Some(security) if cluster.secret_ref().is_some() => security,
+        _ if cluster.secret_ref().is_none() => Security::default(),
         _ => load_security(ctx, cluster).await?,
     };
     ctx.kafka
-        .admin_with(&cluster.spec.external.bootstrap_servers, &security)
+        .admin_with(&cluster.bootstrap_servers(), &security)
 }

@@ -703,7 +703,7 @@ pub async fn reconcile(topic: Arc<Topic>, ctx: Arc<Context>) -> Result<Action> {
     } else {
         match find_cluster(&ctx, &namespace, &topic.spec.cluster_ref.name).await {
             Ok(Some(cluster)) => {
-                let key = cluster.spec.external.bootstrap_servers.clone();
+                let key = cluster.bootstrap_servers();
                 match super::resolve::admin(&ctx, &cluster).await {
                     Ok(admin) => match steady_state(&topic, &ctx, &admin, &key).await {
                         Some(outcome) => outcome,

@@ -1,0 +1,662 @@
+//! Provisioned clusters: the broker configuration computed by the exactly-once rules (DESIGN §3),
+//! the checks on overrides, and the Kubernetes objects that run the cluster (StatefulSets per
+//! role, headless and client Services, a ConfigMap, a PodDisruptionBudget). Pure: the
+//! KafkaCluster reconciler applies what these return.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, PersistentVolumeClaim,
+    PersistentVolumeClaimSpec, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, Service,
+    ServicePort, ServiceSpec, TCPSocketAction, Volume, VolumeMount, VolumeResourceRequirements,
+};
+use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+use super::producer_config::ConfigViolation;
+use crate::api::cluster::{NodePool, Profile, ProvisionedCluster};
+
+/// Client port of the brokers.
+pub const CLIENT_PORT: i32 = 9092;
+/// Port of the KRaft controllers.
+pub const CONTROLLER_PORT: i32 = 9093;
+/// Label every child carries, naming its KafkaCluster.
+pub const CLUSTER_LABEL: &str = "exactly.dev/cluster";
+/// Label naming the node role (`controller`, `broker`, `combined`).
+pub const ROLE_LABEL: &str = "exactly.dev/role";
+/// Node ids of brokers start here (controllers count from 0), so the two never collide.
+pub const BROKER_ID_BASE: i32 = 100;
+
+/// Keys the operator sets itself.
+const MANAGED: [&str; 10] = [
+    "process.roles",
+    "node.id",
+    "listeners",
+    "advertised.listeners",
+    "controller.listener.names",
+    "controller.quorum.voters",
+    "controller.quorum.bootstrap.servers",
+    "inter.broker.listener.name",
+    "listener.security.protocol.map",
+    "log.dirs",
+];
+
+/// Brokers that hold data: the combined nodes, or the broker pool.
+pub fn data_nodes(p: &ProvisionedCluster) -> i32 {
+    if p.combined {
+        p.controllers.replicas
+    } else {
+        p.brokers.replicas
+    }
+}
+
+/// Size rules of the profile.
+pub fn check_size(p: &ProvisionedCluster) -> Vec<ConfigViolation> {
+    let mut v = Vec::new();
+    if p.profile == Profile::Production {
+        if p.combined {
+            v.push(ConfigViolation {
+                key: "spec.provisioned.combined".into(),
+                message: "combined controller/broker nodes are for profile: Development; a production cluster runs the roles apart".into(),
+            });
+        }
+        if data_nodes(p) < 3 {
+            v.push(ConfigViolation {
+                key: "spec.provisioned.brokers.replicas".into(),
+                message: format!(
+                    "profile Production needs at least 3 brokers (replication 3, min ISR 2); {} given. Add brokers or use profile: Development",
+                    data_nodes(p)
+                ),
+            });
+        }
+        if p.controllers.replicas < 3 {
+            v.push(ConfigViolation {
+                key: "spec.provisioned.controllers.replicas".into(),
+                message: "profile Production needs at least 3 controllers for a quorum that survives one loss".into(),
+            });
+        }
+    }
+    if p.controllers.replicas % 2 == 0 {
+        v.push(ConfigViolation {
+            key: "spec.provisioned.controllers.replicas".into(),
+            message: format!(
+                "{} controllers: a KRaft quorum needs an odd number (an even one tolerates no more failures than one fewer)",
+                p.controllers.replicas
+            ),
+        });
+    }
+    v
+}
+
+fn int(config: &BTreeMap<String, String>, key: &str) -> Option<i64> {
+    config.get(key).and_then(|v| v.trim().parse().ok())
+}
+
+/// The broker settings the exactly-once rules compute for `brokers` data nodes, with `overrides`
+/// applied when they keep every rule. Every refused override is listed with its rule.
+pub fn broker_config(
+    brokers: i32,
+    overrides: &BTreeMap<String, String>,
+) -> Result<BTreeMap<String, String>, Vec<ConfigViolation>> {
+    let n = i64::from(brokers.max(1));
+    let rf = n.min(3);
+    let isr = (rf - 1).max(1);
+    let mut config: BTreeMap<String, String> = [
+        ("default.replication.factor", rf.to_string()),
+        ("min.insync.replicas", isr.to_string()),
+        ("offsets.topic.replication.factor", rf.to_string()),
+        ("transaction.state.log.replication.factor", rf.to_string()),
+        ("transaction.state.log.min.isr", isr.to_string()),
+        ("unclean.leader.election.enable", "false".to_string()),
+        ("auto.create.topics.enable", "false".to_string()),
+        ("transaction.partition.verification.enable", "true".to_string()),
+        ("num.partitions", "3".to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    let mut violations = Vec::new();
+    let refuse = |key: &str, rule: &str| ConfigViolation {
+        key: key.to_string(),
+        message: format!("{key}={}: {rule}", overrides.get(key).cloned().unwrap_or_default()),
+    };
+    for (key, value) in overrides {
+        let v = value.trim().to_ascii_lowercase();
+        let violation = if MANAGED.contains(&key.as_str()) {
+            Some(refuse(key, "set by the operator from the cluster's shape; it cannot be overridden"))
+        } else {
+            match key.as_str() {
+                "unclean.leader.election.enable" if v != "false" => Some(refuse(
+                    key,
+                    "an unclean election can drop committed records; exactly-once needs false",
+                )),
+                "auto.create.topics.enable" if v != "false" => Some(refuse(
+                    key,
+                    "topics must be declared (Topic resources), not created by a typo in a client",
+                )),
+                "transaction.partition.verification.enable" if v != "true" => Some(refuse(
+                    key,
+                    "without partition verification (KIP-890) transactions can hang",
+                )),
+                "default.replication.factor"
+                | "offsets.topic.replication.factor"
+                | "transaction.state.log.replication.factor" => match v.parse::<i64>() {
+                    Ok(r) if r >= 1 && r <= n => None,
+                    _ => Some(refuse(
+                        key,
+                        &format!("must be between 1 and the number of brokers ({n})"),
+                    )),
+                },
+                _ => None,
+            }
+        };
+        match violation {
+            Some(violation) => violations.push(violation),
+            None => {
+                config.insert(key.clone(), value.clone());
+            }
+        }
+    }
+    // Cross-key rules on the result.
+    let check_isr = |isr_key: &str, rf_key: &str, violations: &mut Vec<ConfigViolation>| {
+        if let (Some(isr), Some(rf)) = (int(&config, isr_key), int(&config, rf_key))
+            && (isr < 1 || (rf > 1 && isr >= rf) || isr > rf)
+        {
+            violations.push(ConfigViolation {
+                key: isr_key.to_string(),
+                message: format!(
+                    "{isr_key}={isr} with {rf_key}={rf}: it must be at least 1 and below the replication factor, or one broker loss stops every commit"
+                ),
+            });
+        }
+    };
+    check_isr("min.insync.replicas", "default.replication.factor", &mut violations);
+    check_isr(
+        "transaction.state.log.min.isr",
+        "transaction.state.log.replication.factor",
+        &mut violations,
+    );
+    if violations.is_empty() {
+        Ok(config)
+    } else {
+        Err(violations)
+    }
+}
+
+/// Names of the children of cluster `name`.
+pub struct Names {
+    pub config_map: String,
+    pub client_service: String,
+    pub pdb: String,
+}
+
+impl Names {
+    pub fn of(name: &str) -> Names {
+        Names {
+            config_map: format!("{name}-kafka-config"),
+            client_service: format!("{name}-kafka"),
+            pdb: format!("{name}-kafka"),
+        }
+    }
+
+    /// StatefulSet (and its headless Service) of `role`.
+    pub fn pool(name: &str, role: &str) -> String {
+        format!("{name}-{role}s")
+    }
+}
+
+/// What to run: one entry per role.
+pub fn roles(p: &ProvisionedCluster) -> Vec<(&'static str, &NodePool)> {
+    if p.combined {
+        vec![("combined", &p.controllers)]
+    } else {
+        vec![("controller", &p.controllers), ("broker", &p.brokers)]
+    }
+}
+
+fn labels(cluster: &str, role: Option<&str>) -> BTreeMap<String, String> {
+    let mut labels = BTreeMap::from([
+        ("app.kubernetes.io/name".to_string(), "kafka".to_string()),
+        ("app.kubernetes.io/managed-by".into(), "exactly".into()),
+        (CLUSTER_LABEL.into(), cluster.to_string()),
+    ]);
+    if let Some(role) = role {
+        labels.insert(ROLE_LABEL.into(), role.to_string());
+    }
+    labels
+}
+
+fn meta(name: &str, namespace: &str, labels: BTreeMap<String, String>, owner: &OwnerReference) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name.to_string()),
+        namespace: Some(namespace.to_string()),
+        labels: Some(labels),
+        owner_references: Some(vec![owner.clone()]),
+        ..ObjectMeta::default()
+    }
+}
+
+/// The quorum's controllers, as `host:port` for `controller.quorum.bootstrap.servers`.
+fn quorum(cluster: &str, namespace: &str, p: &ProvisionedCluster) -> String {
+    let role = if p.combined { "combined" } else { "controller" };
+    let set = Names::pool(cluster, role);
+    (0..p.controllers.replicas)
+        .map(|i| format!("{set}-{i}.{set}.{namespace}.svc:{CONTROLLER_PORT}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// `server.properties` of `role`, with `@NODE_ID@` and `@HOST@` filled in per pod at start.
+pub fn server_properties(
+    cluster: &str,
+    namespace: &str,
+    role: &str,
+    p: &ProvisionedCluster,
+    broker_config: &BTreeMap<String, String>,
+) -> String {
+    let mut lines = vec![
+        "# Rendered by the exactly operator. Do not edit: change the KafkaCluster.".to_string(),
+        "node.id=@NODE_ID@".into(),
+        "log.dirs=/var/lib/kafka/data".into(),
+        format!("controller.quorum.bootstrap.servers={}", quorum(cluster, namespace, p)),
+        "controller.listener.names=CONTROLLER".into(),
+        "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT".into(),
+    ];
+    match role {
+        "controller" => {
+            lines.push("process.roles=controller".into());
+            lines.push(format!("listeners=CONTROLLER://:{CONTROLLER_PORT}"));
+        }
+        "broker" => {
+            lines.push("process.roles=broker".into());
+            lines.push(format!("listeners=PLAINTEXT://:{CLIENT_PORT}"));
+            lines.push(format!("advertised.listeners=PLAINTEXT://@HOST@:{CLIENT_PORT}"));
+            lines.push("inter.broker.listener.name=PLAINTEXT".into());
+        }
+        _ => {
+            lines.push("process.roles=broker,controller".into());
+            lines.push(format!(
+                "listeners=PLAINTEXT://:{CLIENT_PORT},CONTROLLER://:{CONTROLLER_PORT}"
+            ));
+            lines.push(format!("advertised.listeners=PLAINTEXT://@HOST@:{CLIENT_PORT}"));
+            lines.push("inter.broker.listener.name=PLAINTEXT".into());
+        }
+    }
+    if role != "controller" {
+        for (k, v) in broker_config {
+            lines.push(format!("{k}={v}"));
+        }
+    }
+    lines.join("\n") + "\n"
+}
+
+/// FNV-1a of the rendered configuration: a change of it changes the pod template, and the
+/// StatefulSet rolls its pods one at a time, each waiting for the previous to be ready.
+pub fn config_hash(text: &str) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in text.bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{hash:016x}")
+}
+
+/// Every object of the cluster, ready for server-side apply.
+pub struct Children {
+    pub config_map: ConfigMap,
+    pub services: Vec<Service>,
+    pub stateful_sets: Vec<StatefulSet>,
+    pub pdb: PodDisruptionBudget,
+}
+
+/// Renders the children of provisioned cluster `cluster` in `namespace`.
+pub fn children(
+    cluster: &str,
+    namespace: &str,
+    cluster_id: &str,
+    p: &ProvisionedCluster,
+    broker_config: &BTreeMap<String, String>,
+    owner: &OwnerReference,
+) -> Children {
+    let names = Names::of(cluster);
+    let image = p
+        .image
+        .clone()
+        .unwrap_or_else(|| format!("apache/kafka:{}", p.version));
+    let mut data = BTreeMap::new();
+    for (role, _) in roles(p) {
+        data.insert(
+            format!("{role}.properties"),
+            server_properties(cluster, namespace, role, p, broker_config),
+        );
+    }
+    data.insert("cluster.id".into(), cluster_id.to_string());
+    let config_map = ConfigMap {
+        metadata: meta(&names.config_map, namespace, labels(cluster, None), owner),
+        data: Some(data.clone()),
+        ..ConfigMap::default()
+    };
+
+    let mut services = vec![Service {
+        metadata: meta(&names.client_service, namespace, labels(cluster, None), owner),
+        spec: Some(ServiceSpec {
+            selector: Some(BTreeMap::from([
+                (CLUSTER_LABEL.to_string(), cluster.to_string()),
+                ("exactly.dev/serves-clients".to_string(), "true".to_string()),
+            ])),
+            ports: Some(vec![ServicePort {
+                name: Some("kafka".into()),
+                port: CLIENT_PORT,
+                target_port: Some(IntOrString::Int(CLIENT_PORT)),
+                ..ServicePort::default()
+            }]),
+            ..ServiceSpec::default()
+        }),
+        ..Service::default()
+    }];
+    let mut stateful_sets = Vec::new();
+    for (role, pool) in roles(p) {
+        let set = Names::pool(cluster, role);
+        let serves_clients = role != "controller";
+        let mut pod_labels = labels(cluster, Some(role));
+        if serves_clients {
+            pod_labels.insert("exactly.dev/serves-clients".into(), "true".into());
+        }
+        let port = if serves_clients { CLIENT_PORT } else { CONTROLLER_PORT };
+        let mut ports = vec![ContainerPort {
+            name: Some(if serves_clients { "kafka" } else { "controller" }.into()),
+            container_port: port,
+            ..ContainerPort::default()
+        }];
+        if role == "combined" {
+            ports.push(ContainerPort {
+                name: Some("controller".into()),
+                container_port: CONTROLLER_PORT,
+                ..ContainerPort::default()
+            });
+        }
+        services.push(Service {
+            metadata: meta(&set, namespace, labels(cluster, Some(role)), owner),
+            spec: Some(ServiceSpec {
+                cluster_ip: Some("None".into()),
+                publish_not_ready_addresses: Some(true),
+                selector: Some(BTreeMap::from([
+                    (CLUSTER_LABEL.to_string(), cluster.to_string()),
+                    (ROLE_LABEL.to_string(), role.to_string()),
+                ])),
+                ports: Some(
+                    ports
+                        .iter()
+                        .map(|p| ServicePort {
+                            name: p.name.clone(),
+                            port: p.container_port,
+                            ..ServicePort::default()
+                        })
+                        .collect(),
+                ),
+                ..ServiceSpec::default()
+            }),
+            ..Service::default()
+        });
+        let id_base = if role == "broker" { BROKER_ID_BASE } else { 0 };
+        let start = format!(
+            "set -eu\n\
+             ordinal=${{HOSTNAME##*-}}\n\
+             sed -e \"s/@NODE_ID@/$(({id_base} + ordinal))/\" -e \"s/@HOST@/$HOSTNAME.{set}.{namespace}.svc/\" \
+             /config/{role}.properties > /tmp/server.properties\n\
+             /opt/kafka/bin/kafka-storage.sh format --ignore-formatted --cluster-id \"$(cat /config/cluster.id)\" --config /tmp/server.properties\n\
+             exec /opt/kafka/bin/kafka-server-start.sh /tmp/server.properties\n"
+        );
+        let rendered = data.get(&format!("{role}.properties")).cloned().unwrap_or_default();
+        let template = PodTemplateSpec {
+            metadata: Some(ObjectMeta {
+                labels: Some(pod_labels.clone()),
+                annotations: Some(BTreeMap::from([(
+                    "exactly.dev/config-hash".to_string(),
+                    config_hash(&rendered),
+                )])),
+                ..ObjectMeta::default()
+            }),
+            spec: Some(PodSpec {
+                security_context: Some(PodSecurityContext {
+                    run_as_non_root: Some(true),
+                    run_as_user: Some(1000),
+                    fs_group: Some(1000),
+                    ..PodSecurityContext::default()
+                }),
+                containers: vec![Container {
+                    name: "kafka".into(),
+                    image: Some(image.clone()),
+                    command: Some(vec!["/bin/sh".into(), "-c".into(), start]),
+                    ports: Some(ports.clone()),
+                    env: Some(vec![EnvVar {
+                        name: "KAFKA_HEAP_OPTS".into(),
+                        value: Some("-Xms512m -Xmx512m".into()),
+                        ..EnvVar::default()
+                    }]),
+                    readiness_probe: Some(Probe {
+                        tcp_socket: Some(TCPSocketAction {
+                            port: IntOrString::Int(port),
+                            ..TCPSocketAction::default()
+                        }),
+                        period_seconds: Some(5),
+                        ..Probe::default()
+                    }),
+                    resources: pool.resources.clone(),
+                    volume_mounts: Some(vec![
+                        VolumeMount {
+                            name: "data".into(),
+                            mount_path: "/var/lib/kafka/data".into(),
+                            ..VolumeMount::default()
+                        },
+                        VolumeMount {
+                            name: "config".into(),
+                            mount_path: "/config".into(),
+                            read_only: Some(true),
+                            ..VolumeMount::default()
+                        },
+                    ]),
+                    ..Container::default()
+                }],
+                volumes: Some(vec![Volume {
+                    name: "config".into(),
+                    config_map: Some(ConfigMapVolumeSource {
+                        name: names.config_map.clone(),
+                        ..ConfigMapVolumeSource::default()
+                    }),
+                    ..Volume::default()
+                }]),
+                ..PodSpec::default()
+            }),
+        };
+        stateful_sets.push(StatefulSet {
+            metadata: meta(&set, namespace, labels(cluster, Some(role)), owner),
+            spec: StatefulSetSpec {
+                replicas: Some(pool.replicas),
+                service_name: Some(set.clone()),
+                // All at once on creation (a quorum needs its members together); updates roll
+                // one pod at a time, each waiting for the previous one to be ready.
+                pod_management_policy: Some("Parallel".into()),
+                selector: LabelSelector {
+                    match_labels: Some(BTreeMap::from([
+                        (CLUSTER_LABEL.to_string(), cluster.to_string()),
+                        (ROLE_LABEL.to_string(), role.to_string()),
+                    ])),
+                    ..LabelSelector::default()
+                },
+                template,
+                volume_claim_templates: Some(vec![PersistentVolumeClaim {
+                    metadata: ObjectMeta {
+                        name: Some("data".into()),
+                        ..ObjectMeta::default()
+                    },
+                    spec: Some(PersistentVolumeClaimSpec {
+                        access_modes: Some(vec!["ReadWriteOnce".into()]),
+                        storage_class_name: pool.storage.class.clone(),
+                        resources: Some(VolumeResourceRequirements {
+                            requests: Some(BTreeMap::from([(
+                                "storage".to_string(),
+                                Quantity(pool.storage.size.clone()),
+                            )])),
+                            ..VolumeResourceRequirements::default()
+                        }),
+                        ..PersistentVolumeClaimSpec::default()
+                    }),
+                    ..PersistentVolumeClaim::default()
+                }]),
+                ..StatefulSetSpec::default()
+            },
+            ..StatefulSet::default()
+        });
+    }
+    let pdb = PodDisruptionBudget {
+        metadata: meta(&names.pdb, namespace, labels(cluster, None), owner),
+        spec: Some(PodDisruptionBudgetSpec {
+            // One data node at a time may be down: with replication 3 and min ISR 2, writes go on.
+            max_unavailable: Some(IntOrString::Int(1)),
+            selector: Some(LabelSelector {
+                match_labels: Some(BTreeMap::from([(CLUSTER_LABEL.to_string(), cluster.to_string())])),
+                ..LabelSelector::default()
+            }),
+            ..PodDisruptionBudgetSpec::default()
+        }),
+        ..PodDisruptionBudget::default()
+    };
+    Children {
+        config_map,
+        services,
+        stateful_sets,
+        pdb,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pool(replicas: i32) -> NodePool {
+        NodePool {
+            replicas,
+            storage: Default::default(),
+            resources: None,
+        }
+    }
+
+    fn cluster(brokers: i32, controllers: i32, profile: Profile) -> ProvisionedCluster {
+        ProvisionedCluster {
+            version: "4.3.1".into(),
+            image: None,
+            profile,
+            combined: false,
+            controllers: pool(controllers),
+            brokers: pool(brokers),
+            config: BTreeMap::new(),
+        }
+    }
+
+    fn get<'a>(c: &'a BTreeMap<String, String>, k: &str) -> &'a str {
+        c.get(k).map(String::as_str).unwrap_or_default()
+    }
+
+    #[test]
+    fn three_brokers_get_replication_three_and_min_isr_two() {
+        let c = broker_config(3, &BTreeMap::new()).unwrap_or_default();
+        assert_eq!(get(&c, "default.replication.factor"), "3");
+        assert_eq!(get(&c, "min.insync.replicas"), "2");
+        assert_eq!(get(&c, "transaction.state.log.replication.factor"), "3");
+        assert_eq!(get(&c, "transaction.state.log.min.isr"), "2");
+        assert_eq!(get(&c, "offsets.topic.replication.factor"), "3");
+        assert_eq!(get(&c, "unclean.leader.election.enable"), "false");
+        assert_eq!(get(&c, "auto.create.topics.enable"), "false");
+    }
+
+    #[test]
+    fn one_broker_gets_replication_one() {
+        let c = broker_config(1, &BTreeMap::new()).unwrap_or_default();
+        assert_eq!(get(&c, "default.replication.factor"), "1");
+        assert_eq!(get(&c, "min.insync.replicas"), "1");
+    }
+
+    #[test]
+    fn five_brokers_still_replicate_three_times() {
+        let c = broker_config(5, &BTreeMap::new()).unwrap_or_default();
+        assert_eq!(get(&c, "default.replication.factor"), "3");
+    }
+
+    #[test]
+    fn overrides_that_break_a_rule_are_refused_naming_key_and_rule() {
+        let overrides = BTreeMap::from([
+            ("unclean.leader.election.enable".to_string(), "true".to_string()),
+            ("transaction.state.log.replication.factor".into(), "5".into()),
+            ("node.id".into(), "7".into()),
+            ("log.retention.hours".into(), "24".into()),
+        ]);
+        let violations = broker_config(3, &overrides).err().unwrap_or_default();
+        let keys: Vec<&str> = violations.iter().map(|v| v.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "node.id",
+                "transaction.state.log.replication.factor",
+                "unclean.leader.election.enable"
+            ]
+        );
+        assert!(violations[1].message.contains("number of brokers (3)"));
+    }
+
+    #[test]
+    fn min_isr_at_replication_is_refused() {
+        let overrides = BTreeMap::from([("min.insync.replicas".to_string(), "3".to_string())]);
+        let violations = broker_config(3, &overrides).err().unwrap_or_default();
+        assert_eq!(violations.len(), 1);
+        assert_eq!(violations[0].key, "min.insync.replicas");
+    }
+
+    #[test]
+    fn harmless_overrides_are_kept() {
+        let overrides = BTreeMap::from([("log.retention.hours".to_string(), "24".to_string())]);
+        let c = broker_config(3, &overrides).unwrap_or_default();
+        assert_eq!(get(&c, "log.retention.hours"), "24");
+    }
+
+    #[test]
+    fn production_needs_three_brokers_and_an_odd_quorum() {
+        let keys = |p: &ProvisionedCluster| -> Vec<String> {
+            check_size(p).into_iter().map(|v| v.key).collect()
+        };
+        assert!(keys(&cluster(3, 3, Profile::Production)).is_empty());
+        assert_eq!(
+            keys(&cluster(1, 3, Profile::Production)),
+            ["spec.provisioned.brokers.replicas"]
+        );
+        assert_eq!(
+            keys(&cluster(1, 2, Profile::Development)),
+            ["spec.provisioned.controllers.replicas"]
+        );
+        assert!(keys(&cluster(1, 1, Profile::Development)).is_empty());
+    }
+
+    #[test]
+    fn brokers_get_the_computed_settings_and_a_quorum_of_every_controller() {
+        let p = cluster(3, 3, Profile::Production);
+        let config = broker_config(3, &BTreeMap::new()).unwrap_or_default();
+        let text = server_properties("main", "shop", "broker", &p, &config);
+        assert!(text.contains("process.roles=broker\n"));
+        assert!(text.contains("min.insync.replicas=2\n"));
+        assert!(text.contains(
+            "controller.quorum.bootstrap.servers=main-controllers-0.main-controllers.shop.svc:9093,\
+             main-controllers-1.main-controllers.shop.svc:9093,main-controllers-2.main-controllers.shop.svc:9093\n"
+        ));
+        let controller = server_properties("main", "shop", "controller", &p, &config);
+        assert!(!controller.contains("min.insync.replicas"));
+    }
+
+    #[test]
+    fn a_config_change_changes_the_hash() {
+        assert_ne!(config_hash("a=1\n"), config_hash("a=2\n"));
+        assert_eq!(config_hash("a=1\n"), config_hash("a=1\n"));
+    }
+}
