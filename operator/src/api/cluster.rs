@@ -280,6 +280,9 @@ impl KafkaCluster {
 
     /// The Secret with connection security (external clusters only).
     pub fn secret_ref(&self) -> Option<&SecretRef> {
-        self.spec.external.as_ref().and_then(|e| e.secret_ref.as_ref())
+        self.spec
+            .external
+            .as_ref()
+            .and_then(|e| e.secret_ref.as_ref())
     }
 }

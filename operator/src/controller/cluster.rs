@@ -113,6 +113,9 @@ pub async fn reconcile(cluster: Arc<KafkaCluster>, ctx: Arc<Context>) -> Result<
         .namespace()
         .ok_or(Error::MissingObjectKey("metadata.namespace"))?;
     let name = cluster.name_any();
+    if let Some(spec) = cluster.spec.provisioned.clone() {
+        return super::provisioned::reconcile(cluster, &spec, ctx).await;
+    }
     let described = match super::resolve::load_security(&ctx, &cluster).await {
         Err(e) => Err(e),
         Ok(security) => {
@@ -125,11 +128,12 @@ pub async fn reconcile(cluster: Arc<KafkaCluster>, ctx: Arc<Context>) -> Result<
             }
         }
     };
-    let status = cluster_status(
+    let mut status = cluster_status(
         cluster.meta().generation,
         cluster.status.as_ref(),
         &described,
     );
+    status.bootstrap_servers = Some(cluster.bootstrap_servers());
     if super::apply_status(
         &ctx.client,
         cluster.as_ref(),

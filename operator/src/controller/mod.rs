@@ -8,6 +8,7 @@ pub mod observe;
 pub mod producer;
 pub mod producer_config;
 pub mod provision;
+pub mod provisioned;
 pub mod resolve;
 pub mod topic;
 
@@ -371,6 +372,11 @@ async fn run_in(
     });
 
     let clusters = clusters
+        // A provisioned cluster's StatefulSets report its pods' readiness.
+        .owns(
+            api::<k8s_openapi::api::apps::v1::StatefulSet>(&client, namespace),
+            watch.clone(),
+        )
         .graceful_shutdown_on(shutdown.clone())
         .run(
             timed("KafkaCluster", cluster::reconcile),

@@ -112,7 +112,10 @@ pub fn broker_config(
         ("transaction.state.log.min.isr", isr.to_string()),
         ("unclean.leader.election.enable", "false".to_string()),
         ("auto.create.topics.enable", "false".to_string()),
-        ("transaction.partition.verification.enable", "true".to_string()),
+        (
+            "transaction.partition.verification.enable",
+            "true".to_string(),
+        ),
         ("num.partitions", "3".to_string()),
     ]
     .into_iter()
@@ -121,12 +124,18 @@ pub fn broker_config(
     let mut violations = Vec::new();
     let refuse = |key: &str, rule: &str| ConfigViolation {
         key: key.to_string(),
-        message: format!("{key}={}: {rule}", overrides.get(key).cloned().unwrap_or_default()),
+        message: format!(
+            "{key}={}: {rule}",
+            overrides.get(key).cloned().unwrap_or_default()
+        ),
     };
     for (key, value) in overrides {
         let v = value.trim().to_ascii_lowercase();
         let violation = if MANAGED.contains(&key.as_str()) {
-            Some(refuse(key, "set by the operator from the cluster's shape; it cannot be overridden"))
+            Some(refuse(
+                key,
+                "set by the operator from the cluster's shape; it cannot be overridden",
+            ))
         } else {
             match key.as_str() {
                 "unclean.leader.election.enable" if v != "false" => Some(refuse(
@@ -173,7 +182,11 @@ pub fn broker_config(
             });
         }
     };
-    check_isr("min.insync.replicas", "default.replication.factor", &mut violations);
+    check_isr(
+        "min.insync.replicas",
+        "default.replication.factor",
+        &mut violations,
+    );
     check_isr(
         "transaction.state.log.min.isr",
         "transaction.state.log.replication.factor",
@@ -229,7 +242,12 @@ fn labels(cluster: &str, role: Option<&str>) -> BTreeMap<String, String> {
     labels
 }
 
-fn meta(name: &str, namespace: &str, labels: BTreeMap<String, String>, owner: &OwnerReference) -> ObjectMeta {
+fn meta(
+    name: &str,
+    namespace: &str,
+    labels: BTreeMap<String, String>,
+    owner: &OwnerReference,
+) -> ObjectMeta {
     ObjectMeta {
         name: Some(name.to_string()),
         namespace: Some(namespace.to_string()),
@@ -261,7 +279,10 @@ pub fn server_properties(
         "# Rendered by the exactly operator. Do not edit: change the KafkaCluster.".to_string(),
         "node.id=@NODE_ID@".into(),
         "log.dirs=/var/lib/kafka/data".into(),
-        format!("controller.quorum.bootstrap.servers={}", quorum(cluster, namespace, p)),
+        format!(
+            "controller.quorum.bootstrap.servers={}",
+            quorum(cluster, namespace, p)
+        ),
         "controller.listener.names=CONTROLLER".into(),
         "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT".into(),
     ];
@@ -273,7 +294,9 @@ pub fn server_properties(
         "broker" => {
             lines.push("process.roles=broker".into());
             lines.push(format!("listeners=PLAINTEXT://:{CLIENT_PORT}"));
-            lines.push(format!("advertised.listeners=PLAINTEXT://@HOST@:{CLIENT_PORT}"));
+            lines.push(format!(
+                "advertised.listeners=PLAINTEXT://@HOST@:{CLIENT_PORT}"
+            ));
             lines.push("inter.broker.listener.name=PLAINTEXT".into());
         }
         _ => {
@@ -281,7 +304,9 @@ pub fn server_properties(
             lines.push(format!(
                 "listeners=PLAINTEXT://:{CLIENT_PORT},CONTROLLER://:{CONTROLLER_PORT}"
             ));
-            lines.push(format!("advertised.listeners=PLAINTEXT://@HOST@:{CLIENT_PORT}"));
+            lines.push(format!(
+                "advertised.listeners=PLAINTEXT://@HOST@:{CLIENT_PORT}"
+            ));
             lines.push("inter.broker.listener.name=PLAINTEXT".into());
         }
     }
@@ -341,7 +366,12 @@ pub fn children(
     };
 
     let mut services = vec![Service {
-        metadata: meta(&names.client_service, namespace, labels(cluster, None), owner),
+        metadata: meta(
+            &names.client_service,
+            namespace,
+            labels(cluster, None),
+            owner,
+        ),
         spec: Some(ServiceSpec {
             selector: Some(BTreeMap::from([
                 (CLUSTER_LABEL.to_string(), cluster.to_string()),
@@ -365,9 +395,20 @@ pub fn children(
         if serves_clients {
             pod_labels.insert("exactly.dev/serves-clients".into(), "true".into());
         }
-        let port = if serves_clients { CLIENT_PORT } else { CONTROLLER_PORT };
+        let port = if serves_clients {
+            CLIENT_PORT
+        } else {
+            CONTROLLER_PORT
+        };
         let mut ports = vec![ContainerPort {
-            name: Some(if serves_clients { "kafka" } else { "controller" }.into()),
+            name: Some(
+                if serves_clients {
+                    "kafka"
+                } else {
+                    "controller"
+                }
+                .into(),
+            ),
             container_port: port,
             ..ContainerPort::default()
         }];
@@ -410,7 +451,10 @@ pub fn children(
              /opt/kafka/bin/kafka-storage.sh format --ignore-formatted --cluster-id \"$(cat /config/cluster.id)\" --config /tmp/server.properties\n\
              exec /opt/kafka/bin/kafka-server-start.sh /tmp/server.properties\n"
         );
-        let rendered = data.get(&format!("{role}.properties")).cloned().unwrap_or_default();
+        let rendered = data
+            .get(&format!("{role}.properties"))
+            .cloned()
+            .unwrap_or_default();
         let template = PodTemplateSpec {
             metadata: Some(ObjectMeta {
                 labels: Some(pod_labels.clone()),
@@ -518,7 +562,10 @@ pub fn children(
             // One data node at a time may be down: with replication 3 and min ISR 2, writes go on.
             max_unavailable: Some(IntOrString::Int(1)),
             selector: Some(LabelSelector {
-                match_labels: Some(BTreeMap::from([(CLUSTER_LABEL.to_string(), cluster.to_string())])),
+                match_labels: Some(BTreeMap::from([(
+                    CLUSTER_LABEL.to_string(),
+                    cluster.to_string(),
+                )])),
                 ..LabelSelector::default()
             }),
             ..PodDisruptionBudgetSpec::default()
@@ -589,8 +636,14 @@ mod tests {
     #[test]
     fn overrides_that_break_a_rule_are_refused_naming_key_and_rule() {
         let overrides = BTreeMap::from([
-            ("unclean.leader.election.enable".to_string(), "true".to_string()),
-            ("transaction.state.log.replication.factor".into(), "5".into()),
+            (
+                "unclean.leader.election.enable".to_string(),
+                "true".to_string(),
+            ),
+            (
+                "transaction.state.log.replication.factor".into(),
+                "5".into(),
+            ),
             ("node.id".into(), "7".into()),
             ("log.retention.hours".into(), "24".into()),
         ]);
