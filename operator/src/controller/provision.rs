@@ -215,9 +215,19 @@ impl Names {
         }
     }
 
-    /// StatefulSet (and its headless Service) of `role`.
+    /// StatefulSet (and its headless Service) of `role`: `<name>-controllers`,
+    /// `<name>-brokers`, or `<name>-nodes` for combined nodes.
     pub fn pool(name: &str, role: &str) -> String {
-        format!("{name}-{role}s")
+        format!("{name}-{}", plural(role))
+    }
+}
+
+/// How status and names call the nodes of `role`.
+pub fn plural(role: &str) -> &'static str {
+    match role {
+        "controller" => "controllers",
+        "broker" => "brokers",
+        _ => "nodes",
     }
 }
 

@@ -90,7 +90,7 @@ pub fn provisioned_status(
             status.ready_replicas = ready.clone();
             let wanted: Vec<(String, i32)> = provision::roles(spec)
                 .into_iter()
-                .map(|(role, pool)| (format!("{role}s"), pool.replicas))
+                .map(|(role, pool)| (provision::plural(role).to_string(), pool.replicas))
                 .collect();
             let missing: Vec<String> = wanted
                 .iter()
@@ -251,7 +251,7 @@ pub async fn reconcile(
             .and_then(|s| s.status)
             .and_then(|s| s.ready_replicas)
             .unwrap_or(0);
-        ready.insert(format!("{role}s"), count);
+        ready.insert(provision::plural(role).to_string(), count);
     }
     let status = provisioned_status(
         cluster.meta().generation,

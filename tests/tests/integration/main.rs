@@ -8,6 +8,7 @@ mod examples;
 mod group;
 mod lease;
 mod producer;
+mod provisioned;
 mod quiet;
 mod scale;
 mod support;

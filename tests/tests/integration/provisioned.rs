@@ -1,0 +1,307 @@
+//! KafkaCluster, provisioned: the operator renders the cluster's Kubernetes objects, with broker
+//! settings computed by the exactly-once rules, and kwok runs the pods.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use exactly::api::KafkaCluster;
+use exactly_testenv::{TestNamespace, eventually, shared};
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::Client;
+use kube::api::{Api, ListParams, Patch, PatchParams};
+
+use crate::support::{condition, create, run_operator};
+
+const TIMEOUT: Duration = Duration::from_secs(90);
+
+async fn setup(prefix: &str, spec: serde_json::Value) -> (TestNamespace, Client) {
+    let env = shared();
+    let ns = env.namespace(prefix).await;
+    let client = env.client().await.unwrap_or_else(|e| panic!("{e}"));
+    run_operator(client.clone(), &ns.name);
+    create::<KafkaCluster>(
+        &client,
+        &ns,
+        "main",
+        serde_json::json!({"provisioned": spec}),
+    )
+    .await;
+    (ns, client)
+}
+
+async fn wait_ready(client: &Client, ns: &str) -> exactly::api::KafkaClusterStatus {
+    let clusters: Api<KafkaCluster> = Api::namespaced(client.clone(), ns);
+    eventually("the cluster to be Ready", TIMEOUT, || async {
+        let c = clusters.get("main").await.map_err(|e| e.to_string())?;
+        let status = c.status.clone().unwrap_or_default();
+        match condition(&status.conditions, "Ready") {
+            Some((s, _, _))
+                if s == "True" && status.observed_generation == c.metadata.generation =>
+            {
+                Ok(status)
+            }
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await
+}
+
+/// broker.properties as rendered into the ConfigMap, as key/value pairs.
+async fn broker_properties(client: &Client, ns: &str, role: &str) -> BTreeMap<String, String> {
+    let maps: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
+    let map = maps
+        .get("main-kafka-config")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let text = map
+        .data
+        .unwrap_or_default()
+        .get(&format!("{role}.properties"))
+        .cloned()
+        .unwrap_or_default();
+    exactly::controller::producer_config::parse_properties(&text)
+}
+
+fn get<'a>(c: &'a BTreeMap<String, String>, k: &str) -> Option<&'a str> {
+    c.get(k).map(String::as_str)
+}
+
+#[tokio::test]
+async fn a_three_controller_three_broker_cluster_renders_the_computed_settings_and_becomes_ready() {
+    let (ns, client) = setup(
+        "prov-3x3",
+        serde_json::json!({"controllers": {"replicas": 3}, "brokers": {"replicas": 3}}),
+    )
+    .await;
+    let status = wait_ready(&client, &ns.name).await;
+    assert_eq!(
+        status.ready_replicas,
+        BTreeMap::from([("brokers".to_string(), 3), ("controllers".to_string(), 3)])
+    );
+    assert_eq!(
+        condition(&status.conditions, "ExactlyOnceReady").map(|c| c.0),
+        Some("True".to_string())
+    );
+    assert_eq!(
+        status.bootstrap_servers.as_deref(),
+        Some(format!("main-kafka.{}.svc:9092", ns.name).as_str())
+    );
+    let broker = broker_properties(&client, &ns.name, "broker").await;
+    for (key, want) in [
+        ("default.replication.factor", "3"),
+        ("min.insync.replicas", "2"),
+        ("offsets.topic.replication.factor", "3"),
+        ("transaction.state.log.replication.factor", "3"),
+        ("transaction.state.log.min.isr", "2"),
+        ("unclean.leader.election.enable", "false"),
+        ("auto.create.topics.enable", "false"),
+        ("process.roles", "broker"),
+    ] {
+        assert_eq!(get(&broker, key), Some(want), "{key}");
+    }
+    let controller = broker_properties(&client, &ns.name, "controller").await;
+    assert_eq!(get(&controller, "process.roles"), Some("controller"));
+    let sets: Api<StatefulSet> = Api::namespaced(client.clone(), &ns.name);
+    let names: Vec<String> = sets
+        .list(&ListParams::default())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .items
+        .into_iter()
+        .map(|s| s.metadata.name.unwrap_or_default())
+        .collect();
+    assert_eq!(names, ["main-brokers", "main-controllers"]);
+    let services: Api<Service> = Api::namespaced(client.clone(), &ns.name);
+    assert!(
+        services
+            .get_opt("main-kafka")
+            .await
+            .ok()
+            .flatten()
+            .is_some()
+    );
+    let pdbs: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), &ns.name);
+    assert!(pdbs.get_opt("main-kafka").await.ok().flatten().is_some());
+}
+
+#[tokio::test]
+async fn an_override_that_breaks_a_rule_is_refused_naming_the_key_and_the_rule() {
+    let (ns, client) = setup(
+        "prov-refuse",
+        serde_json::json!({"config": {"unclean.leader.election.enable": "true"}}),
+    )
+    .await;
+    let clusters: Api<KafkaCluster> = Api::namespaced(client.clone(), &ns.name);
+    let message = eventually("the override to be refused", TIMEOUT, || async {
+        let c = clusters.get("main").await.map_err(|e| e.to_string())?;
+        match condition(&c.status.unwrap_or_default().conditions, "Ready") {
+            Some((_, reason, message)) if reason == "InvalidSpec" => Ok(message),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    assert!(
+        message.contains("unclean.leader.election.enable=true"),
+        "{message}"
+    );
+    assert!(message.contains("exactly-once needs false"), "{message}");
+    let sets: Api<StatefulSet> = Api::namespaced(client.clone(), &ns.name);
+    assert!(
+        sets.list(&ListParams::default())
+            .await
+            .map(|l| l.items.is_empty())
+            .unwrap_or(false)
+    );
+}
+
+#[tokio::test]
+async fn scaling_brokers_from_one_to_three_updates_the_computed_settings() {
+    let (ns, client) = setup(
+        "prov-scale",
+        serde_json::json!({"profile": "Development", "controllers": {"replicas": 1}, "brokers": {"replicas": 1}}),
+    )
+    .await;
+    wait_ready(&client, &ns.name).await;
+    let broker = broker_properties(&client, &ns.name, "broker").await;
+    assert_eq!(get(&broker, "default.replication.factor"), Some("1"));
+    assert_eq!(get(&broker, "min.insync.replicas"), Some("1"));
+
+    let clusters: Api<KafkaCluster> = Api::namespaced(client.clone(), &ns.name);
+    let patch = serde_json::json!({"spec": {"provisioned": {"brokers": {"replicas": 3}}}});
+    clusters
+        .patch("main", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let status = wait_ready(&client, &ns.name).await;
+    assert_eq!(status.ready_replicas.get("brokers"), Some(&3));
+    let broker = broker_properties(&client, &ns.name, "broker").await;
+    assert_eq!(get(&broker, "default.replication.factor"), Some("3"));
+    assert_eq!(get(&broker, "min.insync.replicas"), Some("2"));
+    assert_eq!(
+        get(&broker, "transaction.state.log.replication.factor"),
+        Some("3")
+    );
+}
+
+#[tokio::test]
+async fn a_config_change_rolls_the_broker_pods_one_at_a_time() {
+    let (ns, client) = setup(
+        "prov-roll",
+        serde_json::json!({"controllers": {"replicas": 3}, "brokers": {"replicas": 3}}),
+    )
+    .await;
+    wait_ready(&client, &ns.name).await;
+    let sets: Api<StatefulSet> = Api::namespaced(client.clone(), &ns.name);
+    let before = sets
+        .get("main-brokers")
+        .await
+        .ok()
+        .and_then(|s| s.status)
+        .and_then(|s| s.current_revision)
+        .unwrap_or_default();
+    let clusters: Api<KafkaCluster> = Api::namespaced(client.clone(), &ns.name);
+    let patch =
+        serde_json::json!({"spec": {"provisioned": {"config": {"log.retention.hours": "24"}}}});
+    clusters
+        .patch("main", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+
+    // Watch the broker pods move to the new revision: record the order they do, and that no two
+    // are ever away at once.
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns.name);
+    let mut order: Vec<String> = Vec::new();
+    let mut most_unavailable = 0;
+    let started = std::time::Instant::now();
+    loop {
+        let update = sets
+            .get("main-brokers")
+            .await
+            .ok()
+            .and_then(|s| s.status)
+            .and_then(|s| s.update_revision)
+            .unwrap_or_default();
+        let listed = pods
+            .list(&ListParams::default().labels("exactly.dev/role=broker"))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .items;
+        let mut unavailable = 3usize.saturating_sub(listed.len());
+        for pod in &listed {
+            let name = pod.metadata.name.clone().unwrap_or_default();
+            let revision = pod
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get("controller-revision-hash"))
+                .cloned()
+                .unwrap_or_default();
+            let ready = pod
+                .status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+            if !ready {
+                unavailable += 1;
+            }
+            if update != before && revision == update && ready && !order.contains(&name) {
+                order.push(name);
+            }
+        }
+        most_unavailable = most_unavailable.max(unavailable);
+        if order.len() == 3 {
+            break;
+        }
+        assert!(started.elapsed() < TIMEOUT, "rolled so far: {order:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        order,
+        ["main-brokers-2", "main-brokers-1", "main-brokers-0"]
+    );
+    assert!(
+        most_unavailable <= 1,
+        "{most_unavailable} broker pods were away at once"
+    );
+    let broker = broker_properties(&client, &ns.name, "broker").await;
+    assert_eq!(get(&broker, "log.retention.hours"), Some("24"));
+}
+
+#[tokio::test]
+async fn deleting_the_cluster_garbage_collects_its_children() {
+    let (ns, client) = setup(
+        "prov-delete",
+        serde_json::json!({"profile": "Development", "combined": true, "controllers": {"replicas": 1}}),
+    )
+    .await;
+    wait_ready(&client, &ns.name).await;
+    let sets: Api<StatefulSet> = Api::namespaced(client.clone(), &ns.name);
+    let maps: Api<ConfigMap> = Api::namespaced(client.clone(), &ns.name);
+    assert!(sets.get_opt("main-nodes").await.ok().flatten().is_some());
+    let clusters: Api<KafkaCluster> = Api::namespaced(client.clone(), &ns.name);
+    clusters
+        .delete("main", &Default::default())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    eventually("the children to be collected", TIMEOUT, || async {
+        let sets_left = sets
+            .list(&ListParams::default().labels("exactly.dev/cluster=main"))
+            .await
+            .map_err(|e| e.to_string())?
+            .items
+            .len();
+        let maps_left = maps
+            .get_opt("main-kafka-config")
+            .await
+            .map_err(|e| e.to_string())?
+            .is_some();
+        if sets_left == 0 && !maps_left {
+            Ok(())
+        } else {
+            Err(format!("{sets_left} sets, config map: {maps_left}"))
+        }
+    })
+    .await;
+}
