@@ -11,17 +11,19 @@ use serde::Deserialize;
 
 use crate::support::run_operator;
 
-#[tokio::test]
-async fn the_quickstart_example_becomes_ready_as_pasted() {
+/// Applies one example into a fresh namespace, as pasted, except: the bootstrap address points at
+/// the environment's broker, and Kafka-side names (topics, transactional id prefixes, group ids)
+/// get the namespace as a prefix, since every test shares one broker. Waits for every resource
+/// to be Ready.
+async fn apply_example(file: &str, expected: usize) {
     let env = shared();
-    let ns = env.namespace("example-quickstart").await;
+    let prefix = format!("example-{}", file.trim_end_matches(".yaml"));
+    let ns = env.namespace(&prefix[..prefix.len().min(40)]).await;
     let client = env.client().await.unwrap_or_else(|e| panic!("{e}"));
     run_operator(client.clone(), &ns.name);
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/quickstart.yaml");
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let path = format!("{}/../examples/{file}", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
     let text = text.replace("kafka-bootstrap.kafka.svc:9092", &env.bootstrap_servers);
-    // The example's topic is named `orders`: give it this test's own Kafka name.
-    let kafka_topic = ns.unique("orders");
     let discovery = Discovery::new(client.clone())
         .run()
         .await
@@ -34,8 +36,16 @@ async fn the_quickstart_example_becomes_ready_as_pasted() {
             .types
             .clone()
             .unwrap_or_else(|| panic!("no apiVersion/kind"));
-        if types.kind == "Topic" {
-            object.data["spec"]["topicName"] = serde_json::json!(kafka_topic);
+        let name = object.metadata.name.clone().unwrap_or_default();
+        let spec = &mut object.data["spec"];
+        match types.kind.as_str() {
+            "Topic" => spec["topicName"] = serde_json::json!(ns.unique(&name)),
+            "ConsumerGroup" => spec["groupId"] = serde_json::json!(ns.unique(&name)),
+            "Producer" => {
+                let prefix = spec["transactionalIdPrefix"].as_str().unwrap_or_default();
+                spec["transactionalIdPrefix"] = serde_json::json!(ns.unique(prefix));
+            }
+            _ => {}
         }
         let (group, version) = types
             .api_version
@@ -49,7 +59,6 @@ async fn the_quickstart_example_becomes_ready_as_pasted() {
             ))
             .unwrap_or_else(|| panic!("{} is not served", types.kind));
         let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns.name, &resource);
-        let name = object.metadata.name.clone().unwrap_or_default();
         api.patch(
             &name,
             &PatchParams::apply("example-test"),
@@ -59,13 +68,52 @@ async fn the_quickstart_example_becomes_ready_as_pasted() {
         .unwrap_or_else(|e| panic!("apply {} {name}: {e}", types.kind));
         applied.push((resource, name));
     }
-    assert_eq!(
-        applied.len(),
-        4,
-        "the example declares a cluster, a topic, a producer and a group"
-    );
+    assert_eq!(applied.len(), expected, "resources in {file}");
     for (resource, name) in &applied {
         wait_ready(&client, &ns.name, resource, name).await;
+    }
+}
+
+#[tokio::test]
+async fn the_quickstart_example_becomes_ready_as_pasted() {
+    apply_example("quickstart.yaml", 4).await;
+}
+
+#[tokio::test]
+async fn the_ecommerce_orders_example_becomes_ready_as_pasted() {
+    apply_example("ecommerce-orders.yaml", 7).await;
+}
+
+#[tokio::test]
+async fn the_ledger_transfers_example_becomes_ready_as_pasted() {
+    apply_example("ledger-transfers.yaml", 5).await;
+}
+
+#[tokio::test]
+async fn the_cdc_cache_sync_example_becomes_ready_as_pasted() {
+    apply_example("cdc-cache-sync.yaml", 4).await;
+}
+
+#[tokio::test]
+async fn the_provisioned_production_cluster_example_becomes_ready_as_pasted() {
+    apply_example("provisioned-production.yaml", 1).await;
+}
+
+#[test]
+fn every_example_file_has_a_test() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples");
+    let mut files: Vec<String> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{dir}: {e}"))
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    let this = include_str!("examples.rs");
+    for file in files {
+        assert!(
+            this.contains(&format!("apply_example(\"{file}\"")),
+            "examples/{file} is not applied by a test"
+        );
     }
 }
 
