@@ -253,7 +253,7 @@ pub async fn reconcile(
             .unwrap_or(0);
         ready.insert(provision::plural(role).to_string(), count);
     }
-    let status = provisioned_status(
+    let mut status = provisioned_status(
         cluster.meta().generation,
         cluster.status.as_ref(),
         &cluster.bootstrap_servers(),
@@ -261,6 +261,24 @@ pub async fn reconcile(
         &rendered,
         &ready,
     );
+    // Once the pods are ready, what the brokers themselves report (as for an external cluster).
+    // From outside the cluster network (or while the brokers start) this fails; that is no error.
+    let all_ready = conditions::find(&status.conditions, types::READY)
+        .is_some_and(|c| c.status == ConditionStatus::True);
+    if all_ready && let Ok(admin) = ctx.kafka.admin(&cluster.bootstrap_servers()) {
+        match tokio::time::timeout(Duration::from_secs(5), admin.describe_cluster()).await {
+            Ok(Ok(described)) => {
+                status.cluster_id = described.cluster_id;
+                status.brokers = Some(described.brokers);
+                status.exactly_once =
+                    Some(eos::settings(&described.broker_config, &described.features));
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(cluster = %name, error = %e, "brokers not reachable from the operator")
+            }
+            Err(_) => tracing::debug!(cluster = %name, "brokers did not answer within 5 s"),
+        }
+    }
     super::transition_events(
         &ctx,
         cluster.as_ref(),
