@@ -43,3 +43,15 @@ fmt: ## format the code
 crds: ## regenerate crds/ and charts/exactly/crds/ from the Rust types (a unit test fails when they are stale)
 	$(CARGO) run -q -p exactly -- crds --out-dir crds
 	$(CARGO) run -q -p exactly -- crds --out-dir charts/exactly/crds
+
+# The pinned helm from the tools cache (override with HELM=...).
+HELM ?= $(or $(EXACTLY_TOOLS_DIR),$(HOME)/.cache/exactly)/helm-v$(shell sed -n 's/^HELM_VERSION=//p' tools/versions.env)/bin/helm
+CHART := charts/exactly
+.PHONY: chart
+
+chart: tools ## lint the Helm chart and render it with its main value sets (the integration tests apply them)
+	$(HELM) lint --strict $(CHART)
+	$(HELM) lint --strict $(CHART) --set 'watchNamespaces={team-a,team-b}'
+	$(HELM) template exactly $(CHART) --namespace exactly-system >/dev/null
+	$(HELM) template exactly $(CHART) --namespace exactly-system --set 'watchNamespaces={team-a,team-b}' >/dev/null
+	$(HELM) template exactly $(CHART) --namespace exactly-system --set metrics.serviceMonitor.enabled=true --set networkPolicy.enabled=true --set networkPolicy.egress.allowAll=false >/dev/null
