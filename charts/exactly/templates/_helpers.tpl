@@ -97,10 +97,20 @@ them, a Role in each otherwise). Least privilege: no wildcard, no delete anywher
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get", "list", "watch", "create", "patch"]
-# Producer.spec.statefulSetRef: the instance count follows the StatefulSet.
+# Producer.spec.statefulSetRef (the instance count follows the StatefulSet), and the
+# StatefulSets of provisioned KafkaClusters: applied, and deleted when the cluster no longer
+# needs one (only those labelled with the cluster, owned by it).
 - apiGroups: ["apps"]
   resources: ["statefulsets"]
-  verbs: ["get", "list", "watch"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+# The other children of provisioned KafkaClusters: Services, the configuration ConfigMap, the
+# PodDisruptionBudget.
+- apiGroups: [""]
+  resources: ["services", "configmaps"]
+  verbs: ["get", "list", "create", "patch", "delete"]
+- apiGroups: ["policy"]
+  resources: ["poddisruptionbudgets"]
+  verbs: ["get", "list", "create", "patch", "delete"]
 # Events (kube-runtime's Recorder writes events.k8s.io/v1 only).
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]

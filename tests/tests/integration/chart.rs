@@ -663,8 +663,23 @@ async fn the_operator_with_the_charts_service_account_makes_every_kind_ready() {
     )
     .await;
 
+    // A provisioned cluster too: its StatefulSet, Services, ConfigMap and PodDisruptionBudget
+    // are written with the chart's permissions.
+    crate::support::create::<KafkaCluster>(
+        &admin,
+        &ns,
+        "provisioned",
+        serde_json::json!({"provisioned": {"profile": "Development", "combined": true,
+            "controllers": {"replicas": 1}}}),
+    )
+    .await;
+
     let clusters: Api<KafkaCluster> = Api::namespaced(admin.clone(), &ns.name);
     wait_ready(&clusters, "local", |c| {
+        c.status.as_ref().map(|s| &s.conditions)
+    })
+    .await;
+    wait_ready(&clusters, "provisioned", |c| {
         c.status.as_ref().map(|s| &s.conditions)
     })
     .await;
