@@ -267,12 +267,13 @@ fn meta(
     }
 }
 
-/// The quorum's controllers, as `host:port` for `controller.quorum.bootstrap.servers`.
+/// The quorum's voters, `id@host:port` for `controller.quorum.voters`: a static quorum, so every
+/// node formats its storage the same way and no node has to bootstrap it alone.
 fn quorum(cluster: &str, namespace: &str, p: &ProvisionedCluster) -> String {
     let role = if p.combined { "combined" } else { "controller" };
     let set = Names::pool(cluster, role);
     (0..p.controllers.replicas)
-        .map(|i| format!("{set}-{i}.{set}.{namespace}.svc:{CONTROLLER_PORT}"))
+        .map(|i| format!("{i}@{set}-{i}.{set}.{namespace}.svc:{CONTROLLER_PORT}"))
         .collect::<Vec<_>>()
         .join(",")
 }
@@ -290,7 +291,7 @@ pub fn server_properties(
         "node.id=@NODE_ID@".into(),
         "log.dirs=/var/lib/kafka/data".into(),
         format!(
-            "controller.quorum.bootstrap.servers={}",
+            "controller.quorum.voters={}",
             quorum(cluster, namespace, p)
         ),
         "controller.listener.names=CONTROLLER".into(),
@@ -710,8 +711,8 @@ mod tests {
         assert!(text.contains("process.roles=broker\n"));
         assert!(text.contains("min.insync.replicas=2\n"));
         assert!(text.contains(
-            "controller.quorum.bootstrap.servers=main-controllers-0.main-controllers.shop.svc:9093,\
-             main-controllers-1.main-controllers.shop.svc:9093,main-controllers-2.main-controllers.shop.svc:9093\n"
+            "controller.quorum.voters=0@main-controllers-0.main-controllers.shop.svc:9093,\
+             1@main-controllers-1.main-controllers.shop.svc:9093,2@main-controllers-2.main-controllers.shop.svc:9093\n"
         ));
         let controller = server_properties("main", "shop", "controller", &p, &config);
         assert!(!controller.contains("min.insync.replicas"));
