@@ -105,6 +105,47 @@ pub struct ProvisionedCluster {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     #[schemars(extend("maxProperties" = 128))]
     pub config: BTreeMap<String, String>,
+
+    /// Client listeners besides the plaintext one on 9092 (which the operator and inter-broker
+    /// traffic use, inside the cluster network): e.g. TLS with SCRAM logins on 9094.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 4))]
+    pub listeners: Vec<Listener>,
+}
+
+/// An extra client listener of a provisioned cluster.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[x_kube(validation = Rule::new("self.port != 9092 && self.port != 9093").message("ports 9092 (plaintext clients) and 9093 (controllers) are taken"))]
+#[x_kube(validation = Rule::new("!has(self.authentication) || self.authentication == 'None' || has(self.usersSecret)").message("SCRAM authentication needs usersSecret, the Secret with the users to create"))]
+#[serde(rename_all = "camelCase")]
+pub struct Listener {
+    /// Name, lowercase, e.g. `secure`; it becomes the listener's name in Kafka (upper-cased).
+    #[schemars(regex(pattern = r"^[a-z][a-z0-9]{0,14}$"))]
+    pub name: String,
+    /// Port on every broker and on the client Service.
+    #[schemars(range(min = 1024, max = 65535))]
+    pub port: i32,
+    /// Serve TLS with the certificate in this Secret (keys `tls.crt`, `tls.key`, as
+    /// cert-manager writes them; the certificate must name the brokers' Service DNS names).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_secret: Option<String>,
+    /// `None` (default) or `ScramSha512`: clients log in with SCRAM-SHA-512.
+    #[serde(default)]
+    pub authentication: ListenerAuthentication,
+    /// With SCRAM: a Secret whose keys are user names and values their passwords; the users are
+    /// created when the brokers' storage is first formatted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub users_secret: Option<String>,
+}
+
+/// How clients authenticate on a listener.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ListenerAuthentication {
+    /// No authentication.
+    #[default]
+    None,
+    /// SASL/SCRAM-SHA-512 logins.
+    ScramSha512,
 }
 
 fn default_version() -> String {

@@ -8,8 +8,9 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec};
 use k8s_openapi::api::core::v1::{
     ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, PersistentVolumeClaim,
-    PersistentVolumeClaimSpec, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, Service,
-    ServicePort, ServiceSpec, TCPSocketAction, Volume, VolumeMount, VolumeResourceRequirements,
+    PersistentVolumeClaimSpec, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
+    SecretVolumeSource, Service, ServicePort, ServiceSpec, TCPSocketAction, Volume, VolumeMount,
+    VolumeResourceRequirements,
 };
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -17,7 +18,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, 
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::producer_config::ConfigViolation;
-use crate::api::cluster::{NodePool, Profile, ProvisionedCluster};
+use crate::api::cluster::{ListenerAuthentication, NodePool, Profile, ProvisionedCluster};
 
 /// Client port of the brokers.
 pub const CLIENT_PORT: i32 = 9092;
@@ -286,16 +287,48 @@ pub fn server_properties(
     p: &ProvisionedCluster,
     broker_config: &BTreeMap<String, String>,
 ) -> String {
+    let mut protocols = vec![
+        "CONTROLLER:PLAINTEXT".to_string(),
+        "PLAINTEXT:PLAINTEXT".to_string(),
+    ];
+    let mut extra_listeners = String::new();
+    let mut extra_advertised = String::new();
+    let mut listener_lines = Vec::new();
+    for l in &p.listeners {
+        let name = l.name.to_ascii_uppercase();
+        let lower = l.name.to_ascii_lowercase();
+        let scram = l.authentication == ListenerAuthentication::ScramSha512;
+        let protocol = match (l.tls_secret.is_some(), scram) {
+            (true, true) => "SASL_SSL",
+            (true, false) => "SSL",
+            (false, true) => "SASL_PLAINTEXT",
+            (false, false) => "PLAINTEXT",
+        };
+        protocols.push(format!("{name}:{protocol}"));
+        extra_listeners.push_str(&format!(",{name}://:{}", l.port));
+        extra_advertised.push_str(&format!(",{name}://@HOST@:{}", l.port));
+        if l.tls_secret.is_some() {
+            listener_lines.push(format!("listener.name.{lower}.ssl.keystore.type=PEM"));
+            listener_lines.push(format!(
+                "listener.name.{lower}.ssl.keystore.location=/tmp/tls-{lower}.pem"
+            ));
+        }
+        if scram {
+            listener_lines.push(format!(
+                "listener.name.{lower}.sasl.enabled.mechanisms=SCRAM-SHA-512"
+            ));
+            listener_lines.push(format!(
+                "listener.name.{lower}.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;"
+            ));
+        }
+    }
     let mut lines = vec![
         "# Rendered by the exactly operator. Do not edit: change the KafkaCluster.".to_string(),
         "node.id=@NODE_ID@".into(),
         "log.dirs=/var/lib/kafka/data".into(),
-        format!(
-            "controller.quorum.voters={}",
-            quorum(cluster, namespace, p)
-        ),
+        format!("controller.quorum.voters={}", quorum(cluster, namespace, p)),
         "controller.listener.names=CONTROLLER".into(),
-        "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT".into(),
+        format!("listener.security.protocol.map={}", protocols.join(",")),
     ];
     match role {
         "controller" => {
@@ -304,21 +337,25 @@ pub fn server_properties(
         }
         "broker" => {
             lines.push("process.roles=broker".into());
-            lines.push(format!("listeners=PLAINTEXT://:{CLIENT_PORT}"));
             lines.push(format!(
-                "advertised.listeners=PLAINTEXT://@HOST@:{CLIENT_PORT}"
+                "listeners=PLAINTEXT://:{CLIENT_PORT}{extra_listeners}"
+            ));
+            lines.push(format!(
+                "advertised.listeners=PLAINTEXT://@HOST@:{CLIENT_PORT}{extra_advertised}"
             ));
             lines.push("inter.broker.listener.name=PLAINTEXT".into());
+            lines.extend(listener_lines);
         }
         _ => {
             lines.push("process.roles=broker,controller".into());
             lines.push(format!(
-                "listeners=PLAINTEXT://:{CLIENT_PORT},CONTROLLER://:{CONTROLLER_PORT}"
+                "listeners=PLAINTEXT://:{CLIENT_PORT},CONTROLLER://:{CONTROLLER_PORT}{extra_listeners}"
             ));
             lines.push(format!(
-                "advertised.listeners=PLAINTEXT://@HOST@:{CLIENT_PORT}"
+                "advertised.listeners=PLAINTEXT://@HOST@:{CLIENT_PORT}{extra_advertised}"
             ));
             lines.push("inter.broker.listener.name=PLAINTEXT".into());
+            lines.extend(listener_lines);
         }
     }
     if role != "controller" {
@@ -388,12 +425,21 @@ pub fn children(
                 (CLUSTER_LABEL.to_string(), cluster.to_string()),
                 ("exactly.dev/serves-clients".to_string(), "true".to_string()),
             ])),
-            ports: Some(vec![ServicePort {
-                name: Some("kafka".into()),
-                port: CLIENT_PORT,
-                target_port: Some(IntOrString::Int(CLIENT_PORT)),
-                ..ServicePort::default()
-            }]),
+            ports: Some(
+                std::iter::once(ServicePort {
+                    name: Some("kafka".into()),
+                    port: CLIENT_PORT,
+                    target_port: Some(IntOrString::Int(CLIENT_PORT)),
+                    ..ServicePort::default()
+                })
+                .chain(p.listeners.iter().map(|l| ServicePort {
+                    name: Some(l.name.clone()),
+                    port: l.port,
+                    target_port: Some(IntOrString::Int(l.port)),
+                    ..ServicePort::default()
+                }))
+                .collect(),
+            ),
             ..ServiceSpec::default()
         }),
         ..Service::default()
@@ -430,6 +476,45 @@ pub fn children(
                 ..ContainerPort::default()
             });
         }
+        if serves_clients {
+            for l in &p.listeners {
+                ports.push(ContainerPort {
+                    name: Some(l.name.clone()),
+                    container_port: l.port,
+                    ..ContainerPort::default()
+                });
+            }
+        }
+        // TLS key stores are assembled from the mounted Secrets; SCRAM users are created when
+        // the storage is first formatted (from the mounted users Secret: file name = user).
+        let mut prepare = String::new();
+        let mut scram_args = String::new();
+        let mut mounts = Vec::new();
+        let mut secret_volumes = Vec::new();
+        if serves_clients {
+            for l in &p.listeners {
+                let lower = l.name.to_ascii_lowercase();
+                if let Some(secret) = &l.tls_secret {
+                    prepare.push_str(&format!(
+                        "cat /etc/kafka/tls/{lower}/tls.key /etc/kafka/tls/{lower}/tls.crt > /tmp/tls-{lower}.pem\n"
+                    ));
+                    mounts.push((format!("tls-{lower}"), format!("/etc/kafka/tls/{lower}")));
+                    secret_volumes.push((format!("tls-{lower}"), secret.clone()));
+                }
+                if let (ListenerAuthentication::ScramSha512, Some(users)) =
+                    (l.authentication, &l.users_secret)
+                {
+                    scram_args.push_str(&format!(
+                        "for f in /etc/kafka/users/{lower}/*; do [ -f \"$f\" ] && set -- \"$@\" --add-scram \"SCRAM-SHA-512=[name=$(basename \"$f\"),password=$(cat \"$f\")]\"; done\n"
+                    ));
+                    mounts.push((
+                        format!("users-{lower}"),
+                        format!("/etc/kafka/users/{lower}"),
+                    ));
+                    secret_volumes.push((format!("users-{lower}"), users.clone()));
+                }
+            }
+        }
         services.push(Service {
             metadata: meta(&set, namespace, labels(cluster, Some(role)), owner),
             spec: Some(ServiceSpec {
@@ -459,7 +544,10 @@ pub fn children(
              ordinal=${{HOSTNAME##*-}}\n\
              sed -e \"s/@NODE_ID@/$(({id_base} + ordinal))/\" -e \"s/@HOST@/$HOSTNAME.{set}.{namespace}.svc/\" \
              /config/{role}.properties > /tmp/server.properties\n\
-             /opt/kafka/bin/kafka-storage.sh format --ignore-formatted --cluster-id \"$(cat /config/cluster.id)\" --config /tmp/server.properties\n\
+             {prepare}\
+             set --\n\
+             {scram_args}\
+             /opt/kafka/bin/kafka-storage.sh format --ignore-formatted --cluster-id \"$(cat /config/cluster.id)\" --config /tmp/server.properties \"$@\"\n\
              exec /opt/kafka/bin/kafka-server-start.sh /tmp/server.properties\n"
         );
         let rendered = data
@@ -501,29 +589,50 @@ pub fn children(
                         ..Probe::default()
                     }),
                     resources: pool.resources.clone(),
-                    volume_mounts: Some(vec![
-                        VolumeMount {
-                            name: "data".into(),
-                            mount_path: "/var/lib/kafka/data".into(),
-                            ..VolumeMount::default()
-                        },
-                        VolumeMount {
-                            name: "config".into(),
-                            mount_path: "/config".into(),
+                    volume_mounts: Some(
+                        [
+                            VolumeMount {
+                                name: "data".into(),
+                                mount_path: "/var/lib/kafka/data".into(),
+                                ..VolumeMount::default()
+                            },
+                            VolumeMount {
+                                name: "config".into(),
+                                mount_path: "/config".into(),
+                                read_only: Some(true),
+                                ..VolumeMount::default()
+                            },
+                        ]
+                        .into_iter()
+                        .chain(mounts.iter().map(|(name, path)| VolumeMount {
+                            name: name.clone(),
+                            mount_path: path.clone(),
                             read_only: Some(true),
                             ..VolumeMount::default()
-                        },
-                    ]),
+                        }))
+                        .collect(),
+                    ),
                     ..Container::default()
                 }],
-                volumes: Some(vec![Volume {
-                    name: "config".into(),
-                    config_map: Some(ConfigMapVolumeSource {
-                        name: names.config_map.clone(),
-                        ..ConfigMapVolumeSource::default()
-                    }),
-                    ..Volume::default()
-                }]),
+                volumes: Some(
+                    std::iter::once(Volume {
+                        name: "config".into(),
+                        config_map: Some(ConfigMapVolumeSource {
+                            name: names.config_map.clone(),
+                            ..ConfigMapVolumeSource::default()
+                        }),
+                        ..Volume::default()
+                    })
+                    .chain(secret_volumes.iter().map(|(name, secret)| Volume {
+                        name: name.clone(),
+                        secret: Some(SecretVolumeSource {
+                            secret_name: Some(secret.clone()),
+                            ..SecretVolumeSource::default()
+                        }),
+                        ..Volume::default()
+                    }))
+                    .collect(),
+                ),
                 ..PodSpec::default()
             }),
         };
@@ -612,6 +721,7 @@ mod tests {
             controllers: pool(controllers),
             brokers: pool(brokers),
             config: BTreeMap::new(),
+            listeners: Vec::new(),
         }
     }
 
@@ -722,5 +832,31 @@ mod tests {
     fn a_config_change_changes_the_hash() {
         assert_ne!(config_hash("a=1\n"), config_hash("a=2\n"));
         assert_eq!(config_hash("a=1\n"), config_hash("a=1\n"));
+    }
+
+    #[test]
+    fn a_tls_scram_listener_is_rendered_with_its_key_store_and_login_module() {
+        let mut p = cluster(3, 3, Profile::Production);
+        p.listeners = vec![crate::api::cluster::Listener {
+            name: "secure".into(),
+            port: 9094,
+            tls_secret: Some("kafka-tls".into()),
+            authentication: ListenerAuthentication::ScramSha512,
+            users_secret: Some("kafka-users".into()),
+        }];
+        let config = broker_config(3, &BTreeMap::new()).unwrap_or_default();
+        let text = server_properties("main", "shop", "broker", &p, &config);
+        assert!(
+            text.contains("listeners=PLAINTEXT://:9092,SECURE://:9094\n"),
+            "{text}"
+        );
+        assert!(text.contains("SECURE:SASL_SSL"), "{text}");
+        assert!(text.contains("listener.name.secure.ssl.keystore.location=/tmp/tls-secure.pem"));
+        assert!(text.contains("listener.name.secure.sasl.enabled.mechanisms=SCRAM-SHA-512"));
+        let controller = server_properties("main", "shop", "controller", &p, &config);
+        assert!(
+            !controller.contains("SECURE://"),
+            "controllers serve no clients"
+        );
     }
 }

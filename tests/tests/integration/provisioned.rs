@@ -308,3 +308,105 @@ async fn deleting_the_cluster_garbage_collects_its_children() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_tls_scram_listener_is_served_on_its_port_with_the_certificate_and_users_mounted() {
+    use k8s_openapi::api::core::v1::Secret;
+    let env = shared();
+    let ns = env.namespace("prov-listener").await;
+    let client = env.client().await.unwrap_or_else(|e| panic!("{e}"));
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns.name);
+    for (name, data) in [
+        (
+            "kafka-tls",
+            serde_json::json!({"tls.crt": "-----BEGIN CERTIFICATE-----", "tls.key": "-----BEGIN PRIVATE KEY-----"}),
+        ),
+        ("kafka-users", serde_json::json!({"billing": "s3cret"})),
+    ] {
+        let secret: Secret = serde_json::from_value(serde_json::json!({
+            "apiVersion": "v1", "kind": "Secret", "metadata": {"name": name}, "stringData": data,
+        }))
+        .unwrap_or_else(|e| panic!("{e}"));
+        secrets
+            .create(&Default::default(), &secret)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    run_operator(client.clone(), &ns.name);
+    create::<KafkaCluster>(
+        &client,
+        &ns,
+        "main",
+        serde_json::json!({"provisioned": {
+            "controllers": {"replicas": 3}, "brokers": {"replicas": 3},
+            "listeners": [{"name": "secure", "port": 9094, "tlsSecret": "kafka-tls",
+                "authentication": "ScramSha512", "usersSecret": "kafka-users"}],
+        }}),
+    )
+    .await;
+    wait_ready(&client, &ns.name).await;
+    let broker = broker_properties(&client, &ns.name, "broker").await;
+    assert_eq!(
+        get(&broker, "listeners"),
+        Some("PLAINTEXT://:9092,SECURE://:9094")
+    );
+    assert!(
+        get(&broker, "listener.security.protocol.map")
+            .is_some_and(|m| m.contains("SECURE:SASL_SSL"))
+    );
+    let services: Api<Service> = Api::namespaced(client.clone(), &ns.name);
+    let ports: Vec<i32> = services
+        .get("main-kafka")
+        .await
+        .ok()
+        .and_then(|s| s.spec)
+        .and_then(|s| s.ports)
+        .unwrap_or_default()
+        .iter()
+        .map(|p| p.port)
+        .collect();
+    assert_eq!(ports, [9092, 9094]);
+    let sets: Api<StatefulSet> = Api::namespaced(client.clone(), &ns.name);
+    let set = sets
+        .get("main-brokers")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let pod = set.spec.template.spec.unwrap_or_default();
+    let mounted: Vec<Option<String>> = pod
+        .volumes
+        .unwrap_or_default()
+        .iter()
+        .map(|v| v.secret.as_ref().and_then(|s| s.secret_name.clone()))
+        .filter(Option::is_some)
+        .collect();
+    assert_eq!(
+        mounted,
+        [
+            Some("kafka-tls".to_string()),
+            Some("kafka-users".to_string())
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_scram_listener_without_users_is_rejected_by_the_api_server() {
+    let env = shared();
+    let ns = env.namespace("prov-nousers").await;
+    let client = env.client().await.unwrap_or_else(|e| panic!("{e}"));
+    let clusters: Api<KafkaCluster> = Api::namespaced(client.clone(), &ns.name);
+    let cluster: KafkaCluster = serde_json::from_value(serde_json::json!({
+        "apiVersion": "exactly.dev/v1alpha1", "kind": "KafkaCluster", "metadata": {"name": "main"},
+        "spec": {"provisioned": {"listeners": [{"name": "secure", "port": 9094, "authentication": "ScramSha512"}]}},
+    }))
+    .unwrap_or_else(|e| panic!("{e}"));
+    let err = clusters
+        .create(&Default::default(), &cluster)
+        .await
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        err.contains("SCRAM authentication needs usersSecret"),
+        "{err}"
+    );
+}
