@@ -440,6 +440,18 @@ pub fn cluster_interest(ctx: &Context, key: &str) -> Interest {
     interest
 }
 
+/// Reports that Kafka could not be asked, and retries soon.
+async fn unreachable(group: &ConsumerGroup, ctx: &Context, error: &KafkaError) -> Result<Action> {
+    let status = resolve::unreachable_status(
+        group.meta().generation,
+        group.status.clone().unwrap_or_default(),
+        error,
+    );
+    super::apply_status(&ctx.client, group, group.status.as_ref(), &status).await?;
+    warn!(group = %group.name_any(), namespace = %group.namespace().unwrap_or_default(), %error, "group not observed");
+    Ok(Action::requeue(super::RETRY))
+}
+
 /// Reconciles one ConsumerGroup.
 #[tracing::instrument(skip_all, fields(kind = "ConsumerGroup", namespace = group.namespace().unwrap_or_default(), name = %group.name_any()))]
 pub async fn reconcile(group: Arc<ConsumerGroup>, ctx: Arc<Context>) -> Result<Action> {
@@ -463,16 +475,7 @@ pub async fn reconcile(group: Arc<ConsumerGroup>, ctx: Arc<Context>) -> Result<A
     let key = cluster.bootstrap_servers();
     let admin = match resolve::admin(&ctx, &cluster).await {
         Ok(admin) => admin,
-        Err(e) => {
-            let status = resolve::unreachable_status(
-                group.meta().generation,
-                group.status.clone().unwrap_or_default(),
-                &e,
-            );
-            super::apply_status(&ctx.client, group.as_ref(), group.status.as_ref(), &status)
-                .await?;
-            return Ok(Action::requeue(super::RETRY));
-        }
+        Err(e) => return unreachable(&group, &ctx, &e).await,
     };
     let group_id = group_id(&group);
     let topics = resolve::topic_names(&ctx, &namespace, &group.spec.topics);
@@ -487,17 +490,7 @@ pub async fn reconcile(group: Arc<ConsumerGroup>, ctx: Arc<Context>) -> Result<A
         .await
     {
         Ok(snapshot) => snapshot,
-        Err(e) => {
-            let status = resolve::unreachable_status(
-                group.meta().generation,
-                group.status.clone().unwrap_or_default(),
-                &e,
-            );
-            super::apply_status(&ctx.client, group.as_ref(), group.status.as_ref(), &status)
-                .await?;
-            warn!(group = %name, namespace = %namespace, error = %e, "group not observed");
-            return Ok(Action::requeue(super::RETRY));
-        }
+        Err(e) => return unreachable(&group, &ctx, &e).await,
     };
     let topic_list: Vec<String> = topics.to_vec();
     let observed = observation(&snapshot, &group_id, &topic_list, group.spec.isolation);

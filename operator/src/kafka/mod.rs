@@ -255,15 +255,11 @@ impl KafkaAdmin {
         &self,
         topics: &[String],
     ) -> Result<BTreeMap<String, Vec<i32>>, KafkaError> {
-        let metadata = self
-            .wire
-            .metadata(Some(topics))
-            .await
-            .map_err(|e| self.wire_error("describe topics", e))?;
-        Ok(metadata
-            .topics
+        Ok(self
+            .describe_topics(topics)
+            .await?
             .into_iter()
-            .map(|t| (t.name, t.partitions.iter().map(|p| p.partition).collect()))
+            .map(|(name, d)| (name, (0..d.partitions).collect()))
             .collect())
     }
 

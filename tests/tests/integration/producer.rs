@@ -84,6 +84,25 @@ async fn instance_properties(
     parse_properties(&String::from_utf8_lossy(&file.0))
 }
 
+/// A transactional producer built from `props`, with one record sent in a transaction it has not
+/// ended.
+fn open_transaction(
+    props: &BTreeMap<String, String>,
+    topic: &str,
+) -> rdkafka::producer::ThreadedProducer<rdkafka::producer::DefaultProducerContext> {
+    let producer = producer_from_properties(props);
+    producer
+        .init_transactions(KAFKA_TIMEOUT)
+        .unwrap_or_else(|e| panic!("init: {e}"));
+    producer
+        .begin_transaction()
+        .unwrap_or_else(|e| panic!("begin: {e}"));
+    producer
+        .send(BaseRecord::to(topic).key("k").payload("order-1"))
+        .unwrap_or_else(|(e, _)| panic!("send: {e}"));
+    producer
+}
+
 #[tokio::test]
 async fn the_client_secret_holds_exactly_the_expected_properties() {
     let env = shared();
@@ -156,16 +175,7 @@ async fn a_weakening_override_is_rejected_naming_the_key() {
 async fn a_producer_configured_from_the_secret_commits_and_its_transaction_is_reported() {
     let (ns, client, topic, prefix) = setup("producer-commit", serde_json::json!({})).await;
     let props = instance_properties(&client, &ns, 0).await;
-    let producer = producer_from_properties(&props);
-    producer
-        .init_transactions(KAFKA_TIMEOUT)
-        .unwrap_or_else(|e| panic!("init: {e}"));
-    producer
-        .begin_transaction()
-        .unwrap_or_else(|e| panic!("begin: {e}"));
-    producer
-        .send(BaseRecord::to(&topic).key("k").payload("order-1"))
-        .unwrap_or_else(|(e, _)| panic!("send: {e}"));
+    let producer = open_transaction(&props, &topic);
     producer
         .commit_transaction(KAFKA_TIMEOUT)
         .unwrap_or_else(|e| panic!("commit: {e}"));
@@ -209,16 +219,7 @@ async fn a_producer_configured_from_the_secret_commits_and_its_transaction_is_re
 async fn a_transaction_left_open_shows_ongoing_with_its_age() {
     let (ns, client, topic, prefix) = setup("producer-open", serde_json::json!({})).await;
     let props = instance_properties(&client, &ns, 0).await;
-    let producer = producer_from_properties(&props);
-    producer
-        .init_transactions(KAFKA_TIMEOUT)
-        .unwrap_or_else(|e| panic!("init: {e}"));
-    producer
-        .begin_transaction()
-        .unwrap_or_else(|e| panic!("begin: {e}"));
-    producer
-        .send(BaseRecord::to(&topic).key("k").payload("order-1"))
-        .unwrap_or_else(|(e, _)| panic!("send: {e}"));
+    let producer = open_transaction(&props, &topic);
     producer
         .flush(KAFKA_TIMEOUT)
         .unwrap_or_else(|e| panic!("flush: {e}"));
@@ -330,16 +331,7 @@ async fn a_hanging_transaction_is_reported_and_the_guarded_abort_clears_it() {
 async fn the_guarded_abort_refuses_on_a_healthy_transaction() {
     let (ns, client, topic, _) = setup("producer-refuse", serde_json::json!({})).await;
     let props = instance_properties(&client, &ns, 0).await;
-    let producer = producer_from_properties(&props);
-    producer
-        .init_transactions(KAFKA_TIMEOUT)
-        .unwrap_or_else(|e| panic!("init: {e}"));
-    producer
-        .begin_transaction()
-        .unwrap_or_else(|e| panic!("begin: {e}"));
-    producer
-        .send(BaseRecord::to(&topic).key("k").payload("order-1"))
-        .unwrap_or_else(|(e, _)| panic!("send: {e}"));
+    let producer = open_transaction(&props, &topic);
     producer
         .flush(KAFKA_TIMEOUT)
         .unwrap_or_else(|e| panic!("flush: {e}"));
