@@ -134,21 +134,7 @@ pub async fn reconcile(cluster: Arc<KafkaCluster>, ctx: Arc<Context>) -> Result<
         &described,
     );
     status.bootstrap_servers = Some(cluster.bootstrap_servers());
-    if super::apply_status(
-        &ctx.client,
-        cluster.as_ref(),
-        cluster.status.as_ref(),
-        &status,
-    )
-    .await?
-    {
-        super::transition_events(
-            &ctx,
-            cluster.as_ref(),
-            cluster.status.as_ref().map(|s| s.conditions.as_slice()),
-            &status.conditions,
-        )
-        .await;
+    if super::write_status(&ctx, cluster.as_ref(), &status).await? {
         match &described {
             Ok(c) => info!(cluster = %name, brokers = c.brokers, "cluster reachable"),
             Err(e) => {

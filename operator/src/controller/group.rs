@@ -447,7 +447,7 @@ async fn unreachable(group: &ConsumerGroup, ctx: &Context, error: &KafkaError) -
         group.status.clone().unwrap_or_default(),
         error,
     );
-    super::apply_status(&ctx.client, group, group.status.as_ref(), &status).await?;
+    super::write_status(ctx, group, &status).await?;
     warn!(group = %group.name_any(), namespace = %group.namespace().unwrap_or_default(), %error, "group not observed");
     Ok(Action::requeue(super::RETRY))
 }
@@ -467,8 +467,7 @@ pub async fn reconcile(group: Arc<ConsumerGroup>, ctx: Arc<Context>) -> Result<A
                 group.meta().generation,
                 group.status.clone().unwrap_or_default(),
             );
-            super::apply_status(&ctx.client, group.as_ref(), group.status.as_ref(), &status)
-                .await?;
+            super::write_status(&ctx, group.as_ref(), &status).await?;
             return Ok(Action::requeue(super::RETRY));
         }
     };
@@ -541,15 +540,7 @@ pub async fn reconcile(group: Arc<ConsumerGroup>, ctx: Arc<Context>) -> Result<A
             .set(p.lag);
     }
 
-    let previous = group.status.as_ref();
-    super::transition_events(
-        &ctx,
-        group.as_ref(),
-        previous.map(|s| s.conditions.as_slice()),
-        &status.conditions,
-    )
-    .await;
-    super::apply_status(&ctx.client, group.as_ref(), previous, &status).await?;
+    super::write_status(&ctx, group.as_ref(), &status).await?;
     Ok(Action::requeue(refresh))
 }
 

@@ -272,6 +272,33 @@ where
     }
 }
 
+/// Writes `status` of `object` (unless unchanged, and only over the version it was computed
+/// from; see [`apply_status`]) and, when it was written, publishes an Event for each condition
+/// that flipped: one mechanism for every kind, so Events follow recorded changes only.
+pub async fn write_status<K>(ctx: &Context, object: &K, status: &K::Status) -> crate::Result<bool>
+where
+    K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + kube::core::object::HasStatus
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+    K::Status: PartialEq + serde::Serialize + resolve::HasConditions,
+{
+    use resolve::HasConditions;
+    let previous = object.status();
+    let written = apply_status(&ctx.client, object, previous, status).await?;
+    if written {
+        transition_events(
+            ctx,
+            object,
+            previous.map(HasConditions::conditions),
+            status.conditions(),
+        )
+        .await;
+    }
+    Ok(written)
+}
+
 /// A boxed reconcile future.
 type ReconcileFuture = std::pin::Pin<Box<dyn Future<Output = crate::Result<Action>> + Send>>;
 

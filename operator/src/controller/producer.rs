@@ -507,13 +507,7 @@ pub async fn reconcile(producer: Arc<Producer>, ctx: Arc<Context>) -> Result<Act
         Ok(cluster) => cluster,
         Err(waiting) => {
             let status = waiting.status(generation, producer.status.clone().unwrap_or_default());
-            super::apply_status(
-                &ctx.client,
-                producer.as_ref(),
-                producer.status.as_ref(),
-                &status,
-            )
-            .await?;
+            super::write_status(&ctx, producer.as_ref(), &status).await?;
             return Ok(Action::requeue(super::RETRY));
         }
     };
@@ -651,16 +645,9 @@ pub async fn reconcile(producer: Arc<Producer>, ctx: Arc<Context>) -> Result<Act
     if let ProducerOutcome::Retrying(e) = &outcome {
         warn!(producer = %name, namespace = %namespace, error = %e, "producer transactions not observed");
     }
-    let previous = producer.status.as_ref();
-    super::transition_events(
-        &ctx,
-        producer.as_ref(),
-        previous.map(|s| s.conditions.as_slice()),
-        &status.conditions,
-    )
-    .await;
+    // Written over the object as this reconcile last changed it (the abort annotation taken).
     let written = latest.as_ref().unwrap_or(producer.as_ref());
-    super::apply_status(&ctx.client, written, previous, &status).await?;
+    super::write_status(&ctx, written, &status).await?;
     Ok(Action::requeue(match outcome {
         ProducerOutcome::Retrying(_) => super::RETRY,
         _ => ctx.observer.interval(),

@@ -279,20 +279,7 @@ pub async fn reconcile(
             Err(_) => tracing::debug!(cluster = %name, "brokers did not answer within 5 s"),
         }
     }
-    super::transition_events(
-        &ctx,
-        cluster.as_ref(),
-        cluster.status.as_ref().map(|s| s.conditions.as_slice()),
-        &status.conditions,
-    )
-    .await;
-    super::apply_status(
-        &ctx.client,
-        cluster.as_ref(),
-        cluster.status.as_ref(),
-        &status,
-    )
-    .await?;
+    super::write_status(&ctx, cluster.as_ref(), &status).await?;
     Ok(Action::requeue(Duration::from_secs(60)))
 }
 

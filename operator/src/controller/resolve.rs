@@ -16,6 +16,7 @@ use crate::kafka::{KafkaAdmin, KafkaError};
 
 /// A status with conditions, whatever its kind.
 pub trait HasConditions {
+    fn conditions(&self) -> &[Condition];
     fn conditions_mut(&mut self) -> &mut Vec<Condition>;
     fn set_observed_generation(&mut self, generation: Option<i64>);
 }
@@ -23,6 +24,9 @@ pub trait HasConditions {
 macro_rules! has_conditions {
     ($($t:ty),*) => {$(
         impl HasConditions for $t {
+            fn conditions(&self) -> &[Condition] {
+                &self.conditions
+            }
             fn conditions_mut(&mut self) -> &mut Vec<Condition> {
                 &mut self.conditions
             }

@@ -455,8 +455,8 @@ async fn converge(
     }
 
     // Configuration: only what is set on the topic itself counts.
-    let on_topic = match admin.topic_config(&name).await {
-        Ok(entries) => set_on_topic(entries),
+    let on_topic = match config_on_topic(admin, &name).await {
+        Ok(config) => config,
         Err(e @ KafkaError::Refused { .. }) => return TopicOutcome::Refused(e),
         Err(e) => return TopicOutcome::Retrying(e),
     };
@@ -483,8 +483,8 @@ async fn converge(
             "ConfigApplied",
             format!("configuration set: {}", changed.join(", ")),
         ));
-        match admin.topic_config(&name).await {
-            Ok(entries) => set_on_topic(entries),
+        match config_on_topic(admin, &name).await {
+            Ok(config) => config,
             Err(e) => return TopicOutcome::Retrying(e),
         }
     } else {
@@ -522,14 +522,16 @@ async fn converge(
     }
 }
 
-fn set_on_topic(
-    entries: BTreeMap<String, crate::kafka::TopicConfigEntry>,
-) -> BTreeMap<String, String> {
-    entries
-        .into_iter()
-        .filter(|(_, e)| e.set_on_topic)
-        .filter_map(|(k, e)| e.value.map(|v| (k, v)))
-        .collect()
+/// The configuration set on the topic `name` itself (broker defaults left out).
+async fn config_on_topic(
+    admin: &KafkaAdmin,
+    name: &str,
+) -> Result<BTreeMap<String, String>, KafkaError> {
+    Ok(admin
+        .dynamic_topic_configs(&[name.to_string()])
+        .await?
+        .remove(name)
+        .unwrap_or_default())
 }
 
 /// For a Topic whose spec is applied: checks it against the cluster's shared snapshot (one
@@ -678,15 +680,7 @@ pub async fn reconcile(topic: Arc<Topic>, ctx: Arc<Context>) -> Result<Action> {
             }
             Some(outcome) => {
                 let status = topic_status(topic.meta().generation, topic.status.as_ref(), &outcome);
-                super::transition_events(
-                    &ctx,
-                    topic.as_ref(),
-                    topic.status.as_ref().map(|s| s.conditions.as_slice()),
-                    &status.conditions,
-                )
-                .await;
-                super::apply_status(&ctx.client, topic.as_ref(), topic.status.as_ref(), &status)
-                    .await?;
+                super::write_status(&ctx, topic.as_ref(), &status).await?;
                 Ok(Action::requeue(RETRY))
             }
         };
@@ -743,14 +737,7 @@ pub async fn reconcile(topic: Arc<Topic>, ctx: Arc<Context>) -> Result<Action> {
         )
         .await;
     }
-    super::transition_events(
-        &ctx,
-        topic.as_ref(),
-        topic.status.as_ref().map(|s| s.conditions.as_slice()),
-        &status.conditions,
-    )
-    .await;
-    if super::apply_status(&ctx.client, topic.as_ref(), topic.status.as_ref(), &status).await? {
+    if super::write_status(&ctx, topic.as_ref(), &status).await? {
         debug!(topic = %name, ?outcome, "status updated");
     }
     if let TopicOutcome::Retrying(e) | TopicOutcome::Refused(e) = &outcome {

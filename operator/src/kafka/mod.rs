@@ -107,14 +107,6 @@ pub enum CreateOutcome {
     AlreadyExists,
 }
 
-/// One configuration entry of a topic, with where its value comes from.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TopicConfigEntry {
-    pub value: Option<String>,
-    /// Set on the topic itself (as opposed to inherited from broker settings or defaults).
-    pub set_on_topic: bool,
-}
-
 /// Admin access to one Kafka cluster.
 pub struct KafkaAdmin {
     bootstrap: String,
@@ -445,32 +437,6 @@ impl KafkaAdmin {
                 "DeleteTopics returned no result".into(),
             )),
         }
-    }
-
-    /// The topic's configuration, every key, with whether it is set on the topic itself.
-    pub async fn topic_config(
-        &self,
-        name: &str,
-    ) -> Result<BTreeMap<String, TopicConfigEntry>, KafkaError> {
-        let mut configs = self
-            .wire
-            .describe_topic_configs(&[name.to_string()])
-            .await
-            .map_err(|e| self.wire_error("describe configs of", e))?;
-        Ok(configs
-            .remove(name)
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(key, entry)| {
-                (
-                    key,
-                    TopicConfigEntry {
-                        set_on_topic: entry.source == wire::ConfigSource::DynamicTopic,
-                        value: entry.value,
-                    },
-                )
-            })
-            .collect())
     }
 
     /// Changes the topic's configuration incrementally (`IncrementalAlterConfigs`): sets `set`,
