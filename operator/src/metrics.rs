@@ -45,6 +45,8 @@ pub struct Metrics {
     registry: Mutex<Registry>,
     pub reconciles: Family<ReconcileLabels, Counter>,
     pub reconcile_seconds: Family<KindLabels, Histogram, fn() -> Histogram>,
+    /// Failed watches (list or watch refused, or broken) of each controller's resources.
+    pub watch_errors: Family<KindLabels, Counter>,
     pub cluster_brokers: Family<ResourceLabels, Gauge>,
     pub cluster_exactly_once_ready: Family<ResourceLabels, Gauge>,
     pub group_lag: Family<ResourceLabels, Gauge>,
@@ -66,6 +68,7 @@ impl Default for Metrics {
                     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
                 ])
             }),
+            watch_errors: Family::default(),
             cluster_brokers: Family::default(),
             cluster_exactly_once_ready: Family::default(),
             group_lag: Family::default(),
@@ -84,6 +87,11 @@ impl Default for Metrics {
             "reconcile_duration_seconds",
             "How long reconciles take, by kind",
             m.reconcile_seconds.clone(),
+        );
+        registry.register(
+            "watch_errors",
+            "Failed lists or watches of the resources a controller follows, by the controller's kind",
+            m.watch_errors.clone(),
         );
         registry.register(
             "cluster_brokers",
@@ -158,6 +166,15 @@ impl Metrics {
             })
             .observe(seconds);
         self.reconciled(kind, result);
+    }
+
+    /// Counts one failed list or watch of the controller of `kind`.
+    pub fn watch_failed(&self, kind: &str) {
+        self.watch_errors
+            .get_or_create(&KindLabels {
+                kind: kind.to_string(),
+            })
+            .inc();
     }
 
     /// Counts one reconcile of `kind` with its result.

@@ -334,6 +334,7 @@ impl Environment {
             self.controller_manager_command(&pki),
         )?;
         let scheduler = self.spawn("kube-scheduler", self.scheduler_command())?;
+        self.write_kwok_stages()?;
         let kwok = self.spawn("kwok", self.kwok_command())?;
 
         let insecure = |port: u16| -> Result<Client, EnvError> {
@@ -398,6 +399,17 @@ impl Environment {
             kafka_version,
             kafka_ca_pem,
         })
+    }
+
+    /// kwok's stages from its release, except that pods of provisioned Kafka clusters (labelled
+    /// `exactly.dev/role`) become Ready 1 to 2 s after they start, as real brokers take a while:
+    /// a rolling update then shows each pod away for a moment, so tests can see how many are.
+    fn write_kwok_stages(&self) -> Result<(), EnvError> {
+        let path = &self.tools.kwok_stages;
+        let text = std::fs::read_to_string(path).map_err(|e| EnvError::io(path, e))?;
+        let stages = slow_ready_stages(&text)
+            .map_err(|e| EnvError::Setup(format!("{}: {e}", path.display())))?;
+        self.write_file(KWOK_STAGES, &stages)
     }
 
     fn write_file(&self, name: &str, content: &str) -> Result<(), EnvError> {
@@ -588,7 +600,7 @@ impl Environment {
             .arg("--manage-all-nodes=false")
             .arg("--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake")
             .arg("--manage-nodes-with-label-selector=")
-            .arg(format!("--config={}", self.tools.kwok_stages.display()))
+            .arg(format!("--config={}", self.dir.join(KWOK_STAGES).display()))
             .arg("--node-lease-duration-seconds=40")
             .arg("--cidr=10.244.0.1/16")
             .arg("--node-ip=10.244.0.1")
@@ -956,6 +968,60 @@ async fn create_fake_nodes(client: &Client) -> Result<(), EnvError> {
     Ok(())
 }
 
+/// The kwok stages file the environment writes for its kwok (see `write_kwok_stages`).
+const KWOK_STAGES: &str = "kwok-stages.yaml";
+
+/// The label provisioned Kafka pods carry (their role), which the slow-ready stage selects.
+const SLOW_READY_KEY: &str = ".metadata.labels[\"exactly.dev/role\"]";
+
+/// `stages` (kwok's multi-document stages YAML) with the `pod-ready` stage split in two: pods
+/// without the `exactly.dev/role` label as before, pods with it after a 1–2 s delay.
+fn slow_ready_stages(stages: &str) -> Result<String, String> {
+    use serde::Deserialize;
+    let mut out = Vec::new();
+    let mut found = false;
+    for document in serde_norway::Deserializer::from_str(stages) {
+        let mut stage = serde_json::Value::deserialize(document).map_err(|e| e.to_string())?;
+        if stage.is_null() {
+            continue;
+        }
+        if stage["metadata"]["name"] == "pod-ready" {
+            found = true;
+            let mut slow = stage.clone();
+            let expressions = |s: &mut serde_json::Value| -> Result<(), String> {
+                s["spec"]["selector"]["matchExpressions"]
+                    .as_array_mut()
+                    .map(|_| ())
+                    .ok_or_else(|| "pod-ready has no selector.matchExpressions".to_string())
+            };
+            expressions(&mut stage)?;
+            expressions(&mut slow)?;
+            if let Some(list) = stage["spec"]["selector"]["matchExpressions"].as_array_mut() {
+                list.push(serde_json::json!({"key": SLOW_READY_KEY, "operator": "DoesNotExist"}));
+            }
+            if let Some(list) = slow["spec"]["selector"]["matchExpressions"].as_array_mut() {
+                list.push(serde_json::json!({"key": SLOW_READY_KEY, "operator": "Exists"}));
+            }
+            slow["metadata"]["name"] = "pod-ready-slow".into();
+            slow["spec"]["delay"] = serde_json::json!({
+                "durationMilliseconds": 1000,
+                "jitterDurationMilliseconds": 2000,
+            });
+            out.push(slow);
+        }
+        out.push(stage);
+    }
+    if !found {
+        return Err("no pod-ready stage".into());
+    }
+    let mut text = String::new();
+    for stage in out {
+        text.push_str("---\n");
+        text.push_str(&serde_norway::to_string(&stage).map_err(|e| e.to_string())?);
+    }
+    Ok(text)
+}
+
 /// The StorageClass whose PersistentVolumeClaims kwok provisions and binds, made the default so
 /// StatefulSets with volume claim templates work as on a real cluster.
 async fn create_storage_class(client: &Client, manifest: &Path) -> Result<(), EnvError> {
@@ -1032,6 +1098,34 @@ pub fn component_log_tail(env: &Environment, component: &str, lines: usize) -> S
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn provisioned_kafka_pods_get_a_delayed_ready_stage_and_other_pods_keep_the_fast_one() {
+        let stages = "---\napiVersion: kwok.x-k8s.io/v1alpha1\nkind: Stage\nmetadata:\n  name: pod-ready\n\
+             spec:\n  resourceRef:\n    kind: Pod\n  selector:\n    matchExpressions:\n    \
+             - key: '.status.podIP'\n      operator: DoesNotExist\n  next:\n    statusTemplate: x\n\
+             ---\nkind: Stage\nmetadata:\n  name: pod-delete\n";
+        let text = slow_ready_stages(stages).unwrap_or_else(|e| panic!("{e}"));
+        let docs: Vec<serde_json::Value> = serde_norway::Deserializer::from_str(&text)
+            .map(|d| serde::Deserialize::deserialize(d).unwrap_or_else(|e| panic!("{e}")))
+            .collect();
+        let names: Vec<&str> = docs
+            .iter()
+            .filter_map(|d| d["metadata"]["name"].as_str())
+            .collect();
+        assert_eq!(names, ["pod-ready-slow", "pod-ready", "pod-delete"]);
+        let operator_of = |d: &serde_json::Value| {
+            d["spec"]["selector"]["matchExpressions"]
+                .as_array()
+                .and_then(|l| l.iter().find(|e| e["key"] == SLOW_READY_KEY))
+                .map(|e| e["operator"].clone())
+        };
+        assert_eq!(operator_of(&docs[0]), Some("Exists".into()));
+        assert_eq!(operator_of(&docs[1]), Some("DoesNotExist".into()));
+        assert_eq!(docs[0]["spec"]["delay"]["durationMilliseconds"], 1000);
+        assert!(docs[1]["spec"].get("delay").is_none());
+        assert_eq!(docs[0]["spec"]["next"], docs[1]["spec"]["next"]);
+    }
 
     #[test]
     fn kafka_cluster_ids_have_kafkas_format_and_never_start_with_a_dash() {

@@ -265,6 +265,21 @@ pub struct ExactlyOnceSettings {
     /// The finalized `transaction.version` feature (2 = KIP-890 server-side defense).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub transaction_version: Option<i32>,
+    /// Where these settings come from: `Observed`, as the brokers report them, or `Computed`,
+    /// as the operator rendered them for a provisioned cluster whose brokers it has not reached
+    /// (yet); `transactionVersion` is known only once they answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<SettingsSource>,
+}
+
+/// Whether broker settings were reported by the brokers or computed by the operator.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SettingsSource {
+    /// Reported by the brokers (DescribeConfigs and the finalized features).
+    Observed,
+    /// Rendered by the operator into the provisioned brokers' configuration; not yet confirmed
+    /// by the brokers.
+    Computed,
 }
 
 /// Observed state of a KafkaCluster.

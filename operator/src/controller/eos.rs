@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::api::cluster::ExactlyOnceSettings;
+use crate::api::cluster::{ExactlyOnceSettings, SettingsSource};
 
 /// Replication the production profile asks of internal topics and of topics by default.
 pub const PRODUCTION_REPLICATION: i64 = 3;
@@ -40,8 +40,22 @@ pub fn settings(
             .map(|v| v.eq_ignore_ascii_case("true")),
         transaction_max_timeout_ms: int(config, "transaction.max.timeout.ms"),
         transaction_version: features.get("transaction.version").map(|v| i32::from(*v)),
+        source: Some(SettingsSource::Observed),
     }
 }
+
+/// The settings the operator rendered for provisioned brokers, before the brokers confirm them:
+/// features such as `transaction.version` are decided when the storage is formatted, so they
+/// stay unknown.
+pub fn computed_settings(config: &BTreeMap<String, String>) -> ExactlyOnceSettings {
+    ExactlyOnceSettings {
+        source: Some(SettingsSource::Computed),
+        ..settings(config, &BTreeMap::new())
+    }
+}
+
+/// Rules judged only on what the brokers report (not on computed settings).
+pub const OBSERVED_ONLY_RULES: &[&str] = &["TransactionVersion"];
 
 /// Every rule, judged for a cluster of `brokers` brokers with these settings.
 pub fn check(brokers: i32, s: &ExactlyOnceSettings) -> Vec<RuleResult> {
@@ -154,6 +168,7 @@ mod tests {
             unclean_leader_election_enable: Some(false),
             transaction_max_timeout_ms: Some(900_000),
             transaction_version: Some(2),
+            source: Some(SettingsSource::Observed),
         }
     }
 

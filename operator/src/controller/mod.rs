@@ -327,6 +327,32 @@ where
     }
 }
 
+/// One item of a controller's output stream.
+type ControllerResult<K, E> = Result<
+    (ObjectRef<K>, Action),
+    kube::runtime::controller::Error<E, kube::runtime::watcher::Error>,
+>;
+
+/// Consumes a controller's output: reconcile results are already counted by [`timed`]; a
+/// failed list or watch (e.g. RBAC refusing it) is logged and counted here, so it is visible
+/// rather than retried in silence.
+fn watch_errors<K, E>(
+    kind: &'static str,
+    metrics: Arc<Metrics>,
+) -> impl FnMut(ControllerResult<K, E>) -> futures::future::Ready<()>
+where
+    K: kube::Resource,
+    E: std::error::Error,
+{
+    move |result| {
+        if let Err(kube::runtime::controller::Error::QueueError(e)) = result {
+            warn!(kind, error = %e, "watch failed");
+            metrics.watch_failed(kind);
+        }
+        futures::future::ready(())
+    }
+}
+
 fn error_policy<K: ResourceExt>(object: Arc<K>, error: &Error, _ctx: Arc<Context>) -> Action {
     warn!(name = %object.name_any(), namespace = object.namespace().unwrap_or_default(), reason = error.reason(), %error, "reconcile failed");
     Action::requeue(std::time::Duration::from_secs(10))
@@ -410,7 +436,7 @@ async fn run_in(
             error_policy,
             ctx.clone(),
         )
-        .for_each(|_| futures::future::ready(()));
+        .for_each(watch_errors("KafkaCluster", ctx.metrics.clone()));
 
     // A KafkaCluster appearing or changing wakes the resources that refer to it.
     fn on_cluster<K>(
@@ -439,7 +465,7 @@ async fn run_in(
         )
         .graceful_shutdown_on(shutdown.clone())
         .run(timed("Topic", topic::reconcile), error_policy, ctx.clone())
-        .for_each(|_| futures::future::ready(()));
+        .for_each(watch_errors("Topic", ctx.metrics.clone()));
     let producers = producers
         .owns(
             api::<k8s_openapi::api::core::v1::Secret>(&client, namespace),
@@ -482,7 +508,7 @@ async fn run_in(
             error_policy,
             ctx.clone(),
         )
-        .for_each(|_| futures::future::ready(()));
+        .for_each(watch_errors("Producer", ctx.metrics.clone()));
     let groups = groups
         .watches(
             api::<KafkaCluster>(&client, namespace),
@@ -497,7 +523,7 @@ async fn run_in(
             error_policy,
             ctx.clone(),
         )
-        .for_each(|_| futures::future::ready(()));
+        .for_each(watch_errors("ConsumerGroup", ctx.metrics.clone()));
 
     info!(
         namespace = namespace.unwrap_or("<all>"),

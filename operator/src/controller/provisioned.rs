@@ -18,6 +18,7 @@ use tracing::info;
 use super::producer_config::ConfigViolation;
 use super::provision::{self, CLUSTER_LABEL, Names};
 use super::{Context, FIELD_MANAGER, eos};
+use crate::api::cluster::ExactlyOnceSettings;
 use crate::api::cluster::ProvisionedCluster;
 use crate::api::conditions::{self, types};
 use crate::api::{Condition, ConditionStatus, KafkaCluster, KafkaClusterStatus};
@@ -40,7 +41,83 @@ pub fn cluster_id(uid: &str) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
-/// The status of a provisioned cluster: per-role readiness, the settings it was given, the rules.
+/// What the provisioned brokers themselves reported, once the operator reached them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ObservedBrokers {
+    pub cluster_id: Option<String>,
+    pub brokers: i32,
+    pub settings: ExactlyOnceSettings,
+}
+
+/// Whether every role has all its pods ready.
+pub fn pods_ready(spec: &ProvisionedCluster, ready: &BTreeMap<String, i32>) -> bool {
+    provision::roles(spec).into_iter().all(|(role, pool)| {
+        ready
+            .get(provision::plural(role))
+            .is_some_and(|n| *n >= pool.replicas)
+    })
+}
+
+/// The `ExactlyOnceReady` condition of a provisioned cluster, and the rules it fails. Judged on
+/// what the brokers report once they answered (`observed`); before that on the computed
+/// settings, which can prove a rule broken but not the cluster ready: then `Unknown`.
+fn exactly_once_condition(
+    generation: Option<i64>,
+    data_nodes: i32,
+    settings: &ExactlyOnceSettings,
+    observed: bool,
+) -> (Condition, Vec<String>) {
+    use ConditionStatus::{False, True, Unknown};
+    let failures: Vec<(&str, String)> = eos::check(data_nodes, settings)
+        .into_iter()
+        .filter(|r| observed || !eos::OBSERVED_ONLY_RULES.contains(&r.rule))
+        .filter_map(|r| r.failure.map(|f| (r.rule, f)))
+        .collect();
+    let rules = failures.iter().map(|(r, _)| r.to_string()).collect();
+    let list: Vec<String> = failures.iter().map(|(r, f)| format!("{r}: {f}")).collect();
+    let (status, reason, message) = match (failures.is_empty(), observed) {
+        (true, true) => (
+            True,
+            "AllRulesMet",
+            "the brokers report settings that meet every exactly-once rule".to_string(),
+        ),
+        (false, true) => (
+            False,
+            "RulesFailed",
+            format!("{} rule(s) failed. {}", failures.len(), list.join(". ")),
+        ),
+        (true, false) => (
+            Unknown,
+            "NotObserved",
+            "the computed broker settings meet every rule that can be judged before the brokers \
+             answer; the operator has not reached them yet, so their live settings and \
+             transaction.version are unconfirmed"
+                .to_string(),
+        ),
+        (false, false) => (
+            False,
+            "RulesFailed",
+            format!(
+                "{} rule(s) failed in the computed settings. {}",
+                failures.len(),
+                list.join(". ")
+            ),
+        ),
+    };
+    (
+        Condition::new(
+            super::cluster::EXACTLY_ONCE_READY,
+            status,
+            reason,
+            message,
+            generation,
+        ),
+        rules,
+    )
+}
+
+/// The status of a provisioned cluster: per-role readiness, the settings it was given (or, once
+/// reached, those its brokers report), the rules.
 pub fn provisioned_status(
     generation: Option<i64>,
     previous: Option<&KafkaClusterStatus>,
@@ -48,6 +125,7 @@ pub fn provisioned_status(
     spec: &ProvisionedCluster,
     rendered: &std::result::Result<BTreeMap<String, String>, Vec<ConfigViolation>>,
     ready: &BTreeMap<String, i32>,
+    observed: Option<&ObservedBrokers>,
 ) -> KafkaClusterStatus {
     use ConditionStatus::{False, True};
     let mut status = previous.cloned().unwrap_or_default();
@@ -75,18 +153,18 @@ pub fn provisioned_status(
             ]
         }
         Ok(config) => {
-            let data_nodes = provision::data_nodes(spec);
-            let settings = eos::settings(
-                config,
-                &BTreeMap::from([("transaction.version".to_string(), 2)]),
-            );
-            let failures: Vec<(&str, String)> = eos::check(data_nodes, &settings)
-                .into_iter()
-                .filter_map(|r| r.failure.map(|f| (r.rule, f)))
-                .collect();
+            let (settings, brokers) = match observed {
+                Some(o) => {
+                    status.cluster_id = o.cluster_id.clone();
+                    (o.settings.clone(), o.brokers)
+                }
+                None => (eos::computed_settings(config), provision::data_nodes(spec)),
+            };
+            let (eos_condition, failed_rules) =
+                exactly_once_condition(generation, brokers, &settings, observed.is_some());
             status.exactly_once = Some(settings);
-            status.brokers = Some(data_nodes);
-            status.failed_rules = failures.iter().map(|(r, _)| r.to_string()).collect();
+            status.brokers = Some(brokers);
+            status.failed_rules = failed_rules;
             status.ready_replicas = ready.clone();
             let wanted: Vec<(String, i32)> = provision::roles(spec)
                 .into_iter()
@@ -97,22 +175,6 @@ pub fn provisioned_status(
                 .filter(|(role, n)| ready.get(role).copied().unwrap_or(0) < *n)
                 .map(|(role, n)| format!("{role} {}/{n}", ready.get(role).copied().unwrap_or(0)))
                 .collect();
-            let eos_condition = if failures.is_empty() {
-                cond(
-                    super::cluster::EXACTLY_ONCE_READY,
-                    True,
-                    "AllRulesMet",
-                    "the computed broker settings meet every exactly-once rule".into(),
-                )
-            } else {
-                let list: Vec<String> = failures.iter().map(|(r, f)| format!("{r}: {f}")).collect();
-                cond(
-                    super::cluster::EXACTLY_ONCE_READY,
-                    False,
-                    "RulesFailed",
-                    format!("{} rule(s) failed. {}", failures.len(), list.join(". ")),
-                )
-            };
             if missing.is_empty() {
                 vec![
                     cond(
@@ -253,25 +315,21 @@ pub async fn reconcile(
             .unwrap_or(0);
         ready.insert(provision::plural(role).to_string(), count);
     }
-    let mut status = provisioned_status(
-        cluster.meta().generation,
-        cluster.status.as_ref(),
-        &cluster.bootstrap_servers(),
-        spec,
-        &rendered,
-        &ready,
-    );
     // Once the pods are ready, what the brokers themselves report (as for an external cluster).
-    // From outside the cluster network (or while the brokers start) this fails; that is no error.
-    let all_ready = conditions::find(&status.conditions, types::READY)
-        .is_some_and(|c| c.status == ConditionStatus::True);
-    if all_ready && let Ok(admin) = ctx.kafka.admin(&cluster.bootstrap_servers()) {
+    // From outside the cluster network (or while the brokers start) this fails; that is no
+    // error: the status then says the settings are computed, not observed.
+    let mut observed = None;
+    if pods_ready(spec, &ready)
+        && rendered.is_ok()
+        && let Ok(admin) = ctx.kafka.admin(&cluster.bootstrap_servers())
+    {
         match tokio::time::timeout(Duration::from_secs(5), admin.describe_cluster()).await {
             Ok(Ok(described)) => {
-                status.cluster_id = described.cluster_id;
-                status.brokers = Some(described.brokers);
-                status.exactly_once =
-                    Some(eos::settings(&described.broker_config, &described.features));
+                observed = Some(ObservedBrokers {
+                    cluster_id: described.cluster_id,
+                    brokers: described.brokers,
+                    settings: eos::settings(&described.broker_config, &described.features),
+                })
             }
             Ok(Err(e)) => {
                 tracing::debug!(cluster = %name, error = %e, "brokers not reachable from the operator")
@@ -279,6 +337,15 @@ pub async fn reconcile(
             Err(_) => tracing::debug!(cluster = %name, "brokers did not answer within 5 s"),
         }
     }
+    let status = provisioned_status(
+        cluster.meta().generation,
+        cluster.status.as_ref(),
+        &cluster.bootstrap_servers(),
+        spec,
+        &rendered,
+        &ready,
+        observed.as_ref(),
+    );
     super::write_status(&ctx, cluster.as_ref(), &status).await?;
     Ok(Action::requeue(Duration::from_secs(60)))
 }
@@ -286,6 +353,106 @@ pub async fn reconcile(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn spec(brokers: i32) -> ProvisionedCluster {
+        serde_json::from_value(serde_json::json!({
+            "profile": if brokers >= 3 { "Production" } else { "Development" },
+            "controllers": {"replicas": if brokers >= 3 { 3 } else { 1 }},
+            "brokers": {"replicas": brokers},
+        }))
+        .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn all_ready(spec: &ProvisionedCluster) -> BTreeMap<String, i32> {
+        provision::roles(spec)
+            .into_iter()
+            .map(|(role, pool)| (provision::plural(role).to_string(), pool.replicas))
+            .collect()
+    }
+
+    fn status_of(brokers: i32, observed: Option<&ObservedBrokers>) -> KafkaClusterStatus {
+        let spec = spec(brokers);
+        let rendered = provision::broker_config(provision::data_nodes(&spec), &spec.config);
+        provisioned_status(
+            Some(1),
+            None,
+            "main-kafka.ns.svc:9092",
+            &spec,
+            &rendered,
+            &all_ready(&spec),
+            observed,
+        )
+    }
+
+    fn eos(status: &KafkaClusterStatus) -> (ConditionStatus, String) {
+        let c = conditions::find(
+            &status.conditions,
+            super::super::cluster::EXACTLY_ONCE_READY,
+        )
+        .unwrap_or_else(|| panic!("no ExactlyOnceReady in {status:?}"));
+        (c.status, c.reason.clone())
+    }
+
+    #[test]
+    fn before_the_brokers_answer_rules_met_by_the_computed_settings_leave_exactly_once_unknown() {
+        let status = status_of(3, None);
+        assert_eq!(
+            eos(&status),
+            (ConditionStatus::Unknown, "NotObserved".into())
+        );
+        let settings = status.exactly_once.unwrap_or_default();
+        assert_eq!(
+            settings.source,
+            Some(crate::api::cluster::SettingsSource::Computed)
+        );
+        assert_eq!(
+            settings.transaction_version, None,
+            "not known before the brokers answer"
+        );
+        assert_eq!(settings.transaction_state_log_replication_factor, Some(3));
+        assert!(status.failed_rules.is_empty());
+    }
+
+    #[test]
+    fn a_rule_the_computed_settings_break_is_named_before_the_brokers_answer() {
+        let status = status_of(1, None);
+        assert_eq!(eos(&status), (ConditionStatus::False, "RulesFailed".into()));
+        assert!(status.failed_rules.contains(&"Durability".to_string()));
+        assert!(
+            !status
+                .failed_rules
+                .contains(&"TransactionVersion".to_string())
+        );
+    }
+
+    #[test]
+    fn once_the_brokers_answer_their_own_settings_are_judged() {
+        let spec = spec(3);
+        let rendered = provision::broker_config(3, &spec.config).unwrap_or_default();
+        let mut features = BTreeMap::from([("transaction.version".to_string(), 2)]);
+        let good = ObservedBrokers {
+            cluster_id: Some("id".into()),
+            brokers: 3,
+            settings: eos::settings(&rendered, &features),
+        };
+        let status = status_of(3, Some(&good));
+        assert_eq!(eos(&status), (ConditionStatus::True, "AllRulesMet".into()));
+        assert_eq!(
+            status.exactly_once.and_then(|s| s.source),
+            Some(crate::api::cluster::SettingsSource::Observed)
+        );
+        assert_eq!(status.cluster_id.as_deref(), Some("id"));
+
+        // The brokers report what the operator did not render: that is what counts.
+        features.insert("transaction.version".into(), 1);
+        let old = ObservedBrokers {
+            settings: eos::settings(&rendered, &features),
+            ..good
+        };
+        let status = status_of(3, Some(&old));
+        assert_eq!(eos(&status), (ConditionStatus::False, "RulesFailed".into()));
+        assert_eq!(status.failed_rules, ["TransactionVersion"]);
+    }
 
     #[test]
     fn the_cluster_id_is_a_22_character_id_that_never_starts_with_a_dash() {

@@ -286,15 +286,88 @@ where
     .await
 }
 
-/// Reconcile results the operator counted as errors (a forbidden watch or write shows here).
-fn reconcile_errors(metrics: &exactly::metrics::Metrics) -> Vec<String> {
+/// What the operator counted as failed: every reconcile whose result is not `ok` (results are
+/// labelled by error reason: `KubernetesApiError`, `KafkaRefused`, ...) and every failed list or
+/// watch. A watch or write the chart's RBAC refuses shows here.
+fn failures(metrics: &exactly::metrics::Metrics) -> Vec<String> {
     metrics
         .encode()
         .lines()
-        .filter(|l| l.starts_with("exactly_reconciles_total") && l.contains("result=\"error\""))
+        .filter(|l| {
+            (l.starts_with("exactly_reconciles_total{") && !l.contains("result=\"ok\""))
+                || l.starts_with("exactly_watch_errors_total{")
+        })
         .filter(|l| !l.trim_end().ends_with(" 0"))
         .map(str::to_string)
         .collect()
+}
+
+/// Whether `client`'s user may `verb` `resource` (of `group`) in `ns`, as the authorizer says
+/// now (a SelfSubjectAccessReview: any authenticated user may ask about itself).
+async fn may(client: &Client, ns: &str, group: &str, resource: &str, verb: &str) -> bool {
+    use k8s_openapi::api::authorization::v1::SelfSubjectAccessReview;
+    let reviews: Api<SelfSubjectAccessReview> = Api::all(client.clone());
+    let review: SelfSubjectAccessReview = serde_json::from_value(serde_json::json!({
+        "apiVersion": "authorization.k8s.io/v1",
+        "kind": "SelfSubjectAccessReview",
+        "spec": {"resourceAttributes": {
+            "namespace": ns, "group": group, "resource": resource, "verb": verb,
+        }},
+    }))
+    .unwrap_or_else(|e| panic!("access review: {e}"));
+    reviews
+        .create(&PostParams::default(), &review)
+        .await
+        .unwrap_or_else(|e| panic!("access review of {verb} {resource}: {e}"))
+        .status
+        .is_some_and(|s| s.allowed)
+}
+
+/// Takes `verb` on `resource` away from the chart's ClusterRole of `ns` (as a chart that forgot
+/// it would), and waits until the authorizer refuses it to `operator`.
+async fn revoke(
+    admin: &Client,
+    operator: &Client,
+    ns: &str,
+    group: &str,
+    resource: &str,
+    verb: &str,
+) {
+    let roles: Api<ClusterRole> = Api::all(admin.clone());
+    let name = format!("{ns}-{RELEASE}");
+    let mut role = roles
+        .get(&name)
+        .await
+        .unwrap_or_else(|e| panic!("ClusterRole {name}: {e}"));
+    let mut found = false;
+    for rule in role.rules.iter_mut().flatten() {
+        let covers = rule.api_groups.iter().flatten().any(|g| g == group)
+            && rule.resources.iter().flatten().any(|r| r == resource);
+        if covers && rule.verbs.iter().any(|v| v == verb) {
+            rule.verbs.retain(|v| v != verb);
+            found = true;
+        }
+    }
+    assert!(
+        found,
+        "the chart grants no {verb} on {resource} to take away"
+    );
+    roles
+        .replace(&name, &PostParams::default(), &role)
+        .await
+        .unwrap_or_else(|e| panic!("replacing ClusterRole {name}: {e}"));
+    eventually(
+        &format!("{verb} {resource} to be refused"),
+        Duration::from_secs(20),
+        || async {
+            if may(operator, ns, group, resource, verb).await {
+                Err("still allowed".to_string())
+            } else {
+                Ok(())
+            }
+        },
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -454,7 +527,7 @@ async fn a_service_monitor_is_rendered_only_when_enabled() {
 }
 
 #[tokio::test]
-async fn helm_install_runs_the_operator_pod_with_the_restricted_security_context() {
+async fn helm_install_schedules_the_operator_pod_with_the_restricted_security_context() {
     let env = shared();
     let admin = env.client().await.unwrap_or_else(|e| panic!("{e}"));
     let ns = env.namespace("chart-install").await;
@@ -555,7 +628,8 @@ async fn helm_install_runs_the_operator_pod_with_the_restricted_security_context
         Some(("/readyz".into(), "String(\"metrics\")".into()))
     );
 
-    // The pod was admitted under `enforce: restricted` and runs (on a kwok node).
+    // The pod was admitted under `enforce: restricted` and scheduled: a kwok node reports it
+    // Running, though no container runs there (a real node will run it).
     let pods: Api<Pod> = Api::namespaced(admin.clone(), &ns.name);
     eventually("the operator pod to be Running", TIMEOUT, || async {
         let list = pods
@@ -722,8 +796,11 @@ async fn the_operator_with_the_charts_service_account_makes_every_kind_ready() {
     .await;
 
     // No watch or write of the operator was refused along the way.
-    let errors = reconcile_errors(&metrics);
-    assert!(errors.is_empty(), "reconciles that failed: {errors:?}");
+    let failed = failures(&metrics);
+    assert!(
+        failed.is_empty(),
+        "failed reconciles or watches: {failed:?}"
+    );
 
     // Deleting the Topic: the operator deletes the Kafka topic, says so in an Event and
     // releases its finalizer, all with the chart's permissions.
@@ -746,7 +823,14 @@ async fn the_operator_with_the_charts_service_account_makes_every_kind_ready() {
         }
     })
     .await;
-    assert_eq!(broker_partitions(env, &kafka_topic), None);
+    // The broker finishes a deletion a moment after it answers DeleteTopics.
+    eventually("the Kafka topic to be gone", TIMEOUT, || async {
+        match broker_partitions(env, &kafka_topic) {
+            None => Ok(()),
+            Some(n) => Err(format!("{kafka_topic} still has {n} partitions")),
+        }
+    })
+    .await;
     let events: Api<Event> = Api::namespaced(admin.clone(), &ns.name);
     eventually("the operator's TopicDeleted Event", TIMEOUT, || async {
         let list = events
@@ -764,6 +848,84 @@ async fn the_operator_with_the_charts_service_account_makes_every_kind_ready() {
                 "events: {:?}",
                 list.items.iter().map(|e| &e.reason).collect::<Vec<_>>()
             ))
+        }
+    })
+    .await;
+}
+
+/// Negative control of the check above: with one write the chart grants taken away, the same
+/// flow's refused writes are counted, and [`failures`] names them.
+#[tokio::test]
+async fn a_write_the_service_account_may_not_make_shows_as_failed_reconciles() {
+    let env = shared();
+    let admin = env.client().await.unwrap_or_else(|e| panic!("{e}"));
+    let ns = env.namespace("chart-no-patch").await;
+    install(env, &ns.name, &[]).await;
+    let operator = service_account_client(env, &admin, &ns.name, RELEASE).await;
+    rbac_in_effect(&operator, &ns.name).await;
+    // The Producer's client Secret is written by server-side apply: a patch.
+    revoke(&admin, &operator, &ns.name, "", "secrets", "patch").await;
+    let metrics = Arc::new(exactly::metrics::Metrics::default());
+    crate::support::run_operator_with_metrics(operator, &ns.name, metrics.clone());
+    create_cluster(&admin, &ns, env).await;
+    create::<Topic>(
+        &admin,
+        &ns,
+        "orders",
+        serde_json::json!({"clusterRef": {"name": "local"}, "topicName": ns.unique("orders"),
+            "partitions": 1}),
+    )
+    .await;
+    create::<Producer>(
+        &admin,
+        &ns,
+        "writer",
+        serde_json::json!({
+            "clusterRef": {"name": "local"}, "topics": [{"name": "orders"}],
+            "transactionalIdPrefix": ns.unique("writer"),
+        }),
+    )
+    .await;
+    eventually(
+        "the refused Secret write to be counted",
+        TIMEOUT,
+        || async {
+            let failed = failures(&metrics);
+            if failed
+                .iter()
+                .any(|l| l.contains("kind=\"Producer\"") && l.contains("KubernetesApiError"))
+            {
+                Ok(())
+            } else {
+                Err(format!("failures counted: {failed:?}"))
+            }
+        },
+    )
+    .await;
+}
+
+/// Negative control: with one watch the chart grants taken away, the failing watch is counted.
+#[tokio::test]
+async fn a_watch_the_service_account_may_not_make_shows_as_failed_watches() {
+    let env = shared();
+    let admin = env.client().await.unwrap_or_else(|e| panic!("{e}"));
+    let ns = env.namespace("chart-no-watch").await;
+    install(env, &ns.name, &[]).await;
+    let operator = service_account_client(env, &admin, &ns.name, RELEASE).await;
+    rbac_in_effect(&operator, &ns.name).await;
+    // The KafkaCluster controller watches the StatefulSets of provisioned clusters.
+    revoke(&admin, &operator, &ns.name, "apps", "statefulsets", "watch").await;
+    let metrics = Arc::new(exactly::metrics::Metrics::default());
+    crate::support::run_operator_with_metrics(operator, &ns.name, metrics.clone());
+    eventually("the refused watch to be counted", TIMEOUT, || async {
+        let failed = failures(&metrics);
+        if failed
+            .iter()
+            .any(|l| l.starts_with("exactly_watch_errors_total{kind=\"KafkaCluster\"}"))
+        {
+            Ok(())
+        } else {
+            Err(format!("failures counted: {failed:?}"))
         }
     })
     .await;

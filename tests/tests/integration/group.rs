@@ -13,7 +13,9 @@ use kube::api::{Api, Patch, PatchParams};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::{Offset, TopicPartitionList};
 
-use crate::support::{consumer, create, create_cluster, produce_committed, run_operator, wire};
+use crate::support::{
+    Operator, consumer, create, create_cluster, leave_transaction_open, produce_committed, wire,
+};
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -22,6 +24,19 @@ struct Setup {
     client: Client,
     topic: String,
     group: String,
+    /// The operator under test; it runs while the Setup lives.
+    operator: Option<Operator>,
+}
+
+impl Setup {
+    /// Stops the operator and starts a fresh one: nothing it decides afterwards comes from the
+    /// memory of the first run, only from what the API server and the brokers hold.
+    async fn restart_operator(&mut self) {
+        if let Some(operator) = self.operator.take() {
+            operator.stop().await;
+        }
+        self.operator = Some(Operator::start(self.client.clone(), &self.ns.name));
+    }
 }
 
 /// The operator, cluster `local`, a Topic `orders` (one partition) holding 10 committed records,
@@ -30,7 +45,7 @@ async fn setup(prefix: &str) -> Setup {
     let env = shared();
     let ns = env.namespace(prefix).await;
     let client = env.client().await.unwrap_or_else(|e| panic!("{e}"));
-    run_operator(client.clone(), &ns.name);
+    let operator = Operator::start(client.clone(), &ns.name);
     create_cluster(&client, &ns, env).await;
     let topic = ns.unique("orders");
     let group = ns.unique("billing");
@@ -65,6 +80,7 @@ async fn setup(prefix: &str) -> Setup {
         client,
         topic,
         group,
+        operator: Some(operator),
     }
 }
 
@@ -154,13 +170,24 @@ async fn broker_lag(s: &Setup) -> i64 {
 }
 
 #[tokio::test]
-async fn lag_of_a_read_committed_consumer_equals_what_the_brokers_offsets_give() {
+async fn lag_of_a_read_committed_consumer_counts_from_the_last_stable_offset_not_the_log_end() {
+    use rdkafka::producer::Producer;
     let s = setup("group-lag").await;
+    // 10 committed records and their marker (offsets 0-10), then 3 records of a transaction left
+    // open (11-13): log end 14, last stable offset 11.
+    let open = leave_transaction_open(shared(), &s.topic, 3);
     let member = Member::join(&s).await;
     member.commit(&s.topic, 4);
-    let status = status_when(&s, "lag after the commit", |st| {
-        st.partitions.first().and_then(|p| p.committed) == Some(4) && st.member_count == Some(1)
-    })
+    let status = status_when(
+        &s,
+        "lag after the commit, with the open transaction",
+        |st| {
+            st.partitions
+                .first()
+                .is_some_and(|p| p.committed == Some(4) && p.log_end == 14)
+                && st.member_count == Some(1)
+        },
+    )
     .await;
     let expected = broker_lag(&s).await;
     let p = &status.partitions[0];
@@ -168,12 +195,14 @@ async fn lag_of_a_read_committed_consumer_equals_what_the_brokers_offsets_give()
         (p.topic.as_str(), p.partition, p.lag),
         (s.topic.as_str(), 0, expected)
     );
-    // 10 records and a commit marker: log end and LSO 11, so 7 records behind.
-    assert_eq!((p.log_end, p.last_stable, p.lag), (11, 11, 7));
+    // 7 records behind the LSO; counted from the log end it would be 10.
+    assert_eq!((p.log_end, p.last_stable, p.lag), (14, 11, 7));
     assert_eq!(status.total_lag, Some(7));
     assert_eq!(status.state.as_deref(), Some("Stable"));
     assert!(status.members[0].client_id.ends_with("-consumer"));
     member.leave().await;
+    open.abort_transaction(Duration::from_secs(20))
+        .unwrap_or_else(|e| panic!("abort: {e}"));
 }
 
 #[tokio::test]
@@ -193,7 +222,7 @@ async fn lag_stays_reported_after_the_consumer_stops() {
 
 #[tokio::test]
 async fn an_offset_reset_waits_while_members_exist_and_applies_once_the_group_is_empty() {
-    let s = setup("group-reset").await;
+    let mut s = setup("group-reset").await;
     let member = Member::join(&s).await;
     member.commit(&s.topic, 8);
     let groups: Api<ConsumerGroup> = Api::namespaced(s.client.clone(), &s.ns.name);
@@ -242,7 +271,8 @@ async fn an_offset_reset_waits_while_members_exist_and_applies_once_the_group_is
         "{:?}",
         applied.last_offset_reset
     );
-    // Once per id: a later commit is not undone by the same request.
+    // Once per id, also across an operator restart (the guard kept in status, not only the
+    // first run's memory): a later commit is not undone by the same request.
     w.commit_offsets(&s.group, &BTreeMap::from([(tp.clone(), 3)]))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
@@ -250,11 +280,38 @@ async fn an_offset_reset_waits_while_members_exist_and_applies_once_the_group_is
         st.partitions.first().and_then(|p| p.committed) == Some(3)
     })
     .await;
+    s.restart_operator().await;
+    // The fresh operator reconciles the group at start and on every refresh: let it do so a
+    // few times, each a chance to re-apply the reset.
+    let fresh = s.operator.as_ref().unwrap_or_else(|| panic!("no operator"));
+    eventually(
+        "the fresh operator to reconcile the group",
+        TIMEOUT,
+        || async {
+            match fresh.ok_reconciles("ConsumerGroup") {
+                n if n >= 3 => Ok(()),
+                n => Err(format!("{n} reconciles")),
+            }
+        },
+    )
+    .await;
     let committed = w
         .committed_offsets(&s.group)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(committed.get(&tp), Some(&3));
+    assert_eq!(
+        committed.get(&tp),
+        Some(&3),
+        "the reset was applied again after the restart"
+    );
+    let after = status_when(&s, "the reset still recorded", |st| {
+        st.last_offset_reset.is_some()
+    })
+    .await;
+    assert_eq!(
+        after.last_offset_reset.map(|r| (r.id, r.result)),
+        Some(("replay-1".to_string(), "Applied".to_string()))
+    );
 }
 
 #[tokio::test]

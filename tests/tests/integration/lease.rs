@@ -64,6 +64,13 @@ async fn a_lease_left_unrenewed_is_taken_over_after_it_expires() {
         .acquire(client.clone())
         .await;
     drop(crashed);
+    let last_renewal = leases
+        .get("exactly-operator")
+        .await
+        .unwrap_or_else(|e| panic!("the lease: {e}"))
+        .spec
+        .and_then(|s| s.renew_time)
+        .unwrap_or_else(|| panic!("the first leader's lease has no renewTime"));
     let _second = election(&ns.name, "replica-b")
         .acquire(client.clone())
         .await;
@@ -83,5 +90,16 @@ async fn a_lease_left_unrenewed_is_taken_over_after_it_expires() {
         },
     )
     .await;
-    assert_eq!(lease.spec.and_then(|s| s.lease_transitions), Some(1));
+    let spec = lease.spec.unwrap_or_default();
+    assert_eq!(spec.lease_transitions, Some(1));
+    // Not before it expired: the takeover came at least one lease duration (3 s) after the
+    // crashed leader's last renewal.
+    let taken = spec
+        .acquire_time
+        .unwrap_or_else(|| panic!("the taken-over lease has no acquireTime"));
+    let waited = taken.0.as_millisecond() - last_renewal.0.as_millisecond();
+    assert!(
+        waited >= 3_000,
+        "taken over {waited} ms after the last renewal, before the 3 s lease expired"
+    );
 }

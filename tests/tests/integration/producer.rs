@@ -207,7 +207,9 @@ async fn a_producer_configured_from_the_secret_commits_and_its_transaction_is_re
             .iter()
             .find(|t| t.transactional_id == id)
         {
-            Some(t) if t.state == "CompleteCommit" || t.state == "Empty" => Ok(t.clone()),
+            // Only CompleteCommit proves the commit: a transactional id that has initialized
+            // but never committed shows `Empty` too.
+            Some(t) if t.state == "CompleteCommit" => Ok(t.clone()),
             other => Err(format!("{other:?}")),
         }
     })

@@ -10,7 +10,7 @@ use exactly::kafka::TopicPartition;
 use exactly_testenv::{eventually, shared};
 use k8s_openapi::api::core::v1::{Event, Secret};
 use kube::api::{Api, ListParams};
-use kube::{Client, ResourceExt};
+use kube::{Client, Resource, ResourceExt};
 
 use crate::support::{condition, create, create_cluster, produce_committed, run_operator, wire};
 
@@ -44,7 +44,34 @@ async fn all_versions(client: &Client, ns: &str) -> Vec<BTreeMap<String, String>
     ]
 }
 
+/// A fingerprint of every Event in the namespace. kube-runtime's recorder folds a repeated
+/// identical Event into the existing object (a PATCH of `series`, `count` left unset), so the
+/// object's resourceVersion and `series.count` are part of it: a re-emitted Event changes the
+/// fingerprint even though its reason, object, count and message stay the same.
 async fn events(client: &Client, ns: &str) -> Vec<String> {
+    let api: Api<Event> = Api::namespaced(client.clone(), ns);
+    api.list(&ListParams::default())
+        .await
+        .unwrap_or_else(|e| panic!("list events: {e}"))
+        .items
+        .into_iter()
+        .map(|e| {
+            format!(
+                "{} {} rv={} x{} series={}: {}",
+                e.reason.clone().unwrap_or_default(),
+                e.involved_object.name.clone().unwrap_or_default(),
+                e.resource_version().unwrap_or_default(),
+                e.count.unwrap_or(1),
+                e.series.as_ref().and_then(|s| s.count).unwrap_or(0),
+                e.message.clone().unwrap_or_default()
+            )
+        })
+        .collect()
+}
+
+/// The fingerprint the quiet test used before, without resourceVersion and `series.count`: kept
+/// only to show, in the negative control, what it missed.
+async fn events_by_reason_name_count_message(client: &Client, ns: &str) -> Vec<String> {
     let api: Api<Event> = Api::namespaced(client.clone(), ns);
     api.list(&ListParams::default())
         .await
@@ -61,6 +88,49 @@ async fn events(client: &Client, ns: &str) -> Vec<String> {
             )
         })
         .collect()
+}
+
+/// Negative control of the quiet test's Event check: the operator's recorder publishing the
+/// same Event again (as a refresh that wrongly re-emitted it would) changes the fingerprint.
+#[tokio::test]
+async fn an_event_published_again_changes_the_event_fingerprint() {
+    use kube::runtime::events::{Event as Emitted, EventType, Recorder, Reporter};
+    let env = shared();
+    let ns = env.namespace("quiet-control").await;
+    let client = env.client().await.unwrap_or_else(|e| panic!("{e}"));
+    create_cluster(&client, &ns, env).await;
+    let clusters: Api<KafkaCluster> = Api::namespaced(client.clone(), &ns.name);
+    let cluster = clusters
+        .get("local")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let recorder = Recorder::new(client.clone(), Reporter::from("exactly-operator"));
+    let event = Emitted {
+        type_: EventType::Warning,
+        reason: "RulesFailed".into(),
+        note: Some("1 rule(s) failed".into()),
+        action: "ExactlyOnceReady".into(),
+        secondary: None,
+    };
+    let reference = cluster.object_ref(&());
+    recorder
+        .publish(&event, &reference)
+        .await
+        .unwrap_or_else(|e| panic!("publish: {e}"));
+    let first = events(&client, &ns.name).await;
+    let first_old = events_by_reason_name_count_message(&client, &ns.name).await;
+    assert_eq!(first.len(), 1, "{first:?}");
+    recorder
+        .publish(&event, &reference)
+        .await
+        .unwrap_or_else(|e| panic!("publish again: {e}"));
+    let second = events(&client, &ns.name).await;
+    let second_old = events_by_reason_name_count_message(&client, &ns.name).await;
+    assert_ne!(first, second, "the repeated Event went unseen");
+    assert_eq!(
+        first_old, second_old,
+        "the old fingerprint sees the repeat after all; the control shows nothing"
+    );
 }
 
 #[tokio::test]

@@ -40,6 +40,59 @@ pub fn run_operator_with_metrics(
     ));
 }
 
+/// An operator run that a test stops (and may start again) itself: to check what a fresh
+/// process decides from what the API server holds, not from memory of an earlier run.
+pub struct Operator {
+    /// What this run counts (reconciles by kind and result, ...).
+    pub metrics: std::sync::Arc<exactly::metrics::Metrics>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Operator {
+    /// Starts the operator's controllers for `namespace`, as [`run_operator`] does.
+    pub fn start(client: Client, namespace: &str) -> Operator {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let metrics = std::sync::Arc::new(exactly::metrics::Metrics::default());
+        let options = exactly::controller::Options {
+            namespace: Some(namespace.to_string()),
+            concurrency: 2,
+            refresh_interval: REFRESH,
+            metrics: metrics.clone(),
+        };
+        let task = tokio::spawn(exactly::controller::run(client, options, async move {
+            let _ = stopped.await;
+        }));
+        Operator {
+            metrics,
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    /// Reconciles of `kind` this run finished with `ok`.
+    pub fn ok_reconciles(&self, kind: &str) -> u64 {
+        let prefix = format!("exactly_reconciles_total{{kind=\"{kind}\",result=\"ok\"}} ");
+        self.metrics
+            .encode()
+            .lines()
+            .find_map(|l| l.strip_prefix(&prefix).and_then(|v| v.trim().parse().ok()))
+            .unwrap_or(0)
+    }
+
+    /// Stops the controllers and waits until they have: in-flight reconciles finish, nothing
+    /// of this run acts afterwards.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        tokio::time::timeout(Duration::from_secs(60), &mut self.task)
+            .await
+            .unwrap_or_else(|_| panic!("the operator did not stop within 60 s"))
+            .unwrap_or_else(|e| panic!("the operator's task failed: {e}"));
+    }
+}
+
 /// An admin client of the environment's broker, independent of the operator's own.
 pub fn kafka_admin(env: &Environment) -> AdminClient<DefaultClientContext> {
     ClientConfig::new()
@@ -318,6 +371,42 @@ pub async fn hang_a_transaction(env: &Environment, topic: &str, partition: i32) 
     }
     set_partition_verification(&client, None).await;
     result.unwrap_or_else(|e| panic!("writing an untracked transactional batch: {e}"))
+}
+
+/// Leaves a transaction open on `topic` partition 0: `records` records written and not committed,
+/// so the partition's last stable offset stays below its log end while the returned producer
+/// lives (abort it when done).
+pub fn leave_transaction_open(
+    env: &Environment,
+    topic: &str,
+    records: usize,
+) -> rdkafka::producer::ThreadedProducer<rdkafka::producer::DefaultProducerContext> {
+    use rdkafka::producer::{BaseRecord, Producer};
+    let producer = producer_from_properties(&BTreeMap::from([
+        (
+            "bootstrap.servers".to_string(),
+            env.bootstrap_servers.clone(),
+        ),
+        ("transactional.id".to_string(), format!("{topic}-open")),
+        ("transaction.timeout.ms".to_string(), "300000".to_string()),
+    ]));
+    let timeout = Duration::from_secs(20);
+    producer
+        .init_transactions(timeout)
+        .unwrap_or_else(|e| panic!("init: {e}"));
+    producer
+        .begin_transaction()
+        .unwrap_or_else(|e| panic!("begin: {e}"));
+    for i in 0..records {
+        let key = format!("open-{i}");
+        producer
+            .send(BaseRecord::to(topic).partition(0).key(&key).payload(&key))
+            .unwrap_or_else(|(e, _)| panic!("send: {e}"));
+    }
+    producer
+        .flush(timeout)
+        .unwrap_or_else(|e| panic!("flush: {e}"));
+    producer
 }
 
 /// A transactional rdkafka producer built from a rendered properties file.

@@ -9,7 +9,7 @@ use kube::Client;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 
 use crate::support::{
-    broker_partitions, broker_topic_config, condition, consumer, create_cluster,
+    Operator, broker_partitions, broker_topic_config, condition, consumer, create_cluster,
     create_kafka_topic, ready_of, run_operator, set_kafka_topic_config, wire,
 };
 
@@ -337,14 +337,18 @@ async fn the_younger_of_two_topics_for_one_kafka_topic_reports_resource_conflict
 }
 
 /// A Topic with `policy`, made to drift in Kafka: retention.ms changed, segment.ms added.
+/// A Topic `drifty` made Ready by the operator, then changed directly in Kafka while no operator
+/// runs (retention.ms changed, segment.ms added), and the change seen on the broker; then the
+/// operator starts again. Whatever the test sees afterwards is the operator's answer to the
+/// drift, not a read from before it.
 async fn drifted_topic(
     env: &'static exactly_testenv::Environment,
     policy: &str,
     prefix: &str,
-) -> (TestNamespace, Api<Topic>, String) {
+) -> (TestNamespace, Api<Topic>, String, Operator) {
     let ns = env.namespace(prefix).await;
     let client = env.client().await.unwrap_or_else(|e| panic!("{e}"));
-    run_operator(client.clone(), &ns.name);
+    let operator = Operator::start(client.clone(), &ns.name);
     create_cluster(&client, &ns, env).await;
     let kafka_name = ns.unique("drifty");
     let topics = create_topic(
@@ -358,15 +362,30 @@ async fn drifted_topic(
     )
     .await;
     wait_for_reason(&topics, "drifty", "TopicReady").await;
+    operator.stop().await;
     set_kafka_topic_config(env, &kafka_name, "retention.ms", Some("1000")).await;
     set_kafka_topic_config(env, &kafka_name, "segment.ms", Some("600000")).await;
-    (ns, topics, kafka_name)
+    let drifted = BTreeMap::from([
+        ("retention.ms".to_string(), "1000".to_string()),
+        ("segment.ms".to_string(), "600000".to_string()),
+    ]);
+    eventually("the drift to show on the broker", TIMEOUT, || async {
+        let config = broker_topic_config(env, &kafka_name).await;
+        if config == drifted {
+            Ok(())
+        } else {
+            Err(format!("{config:?}"))
+        }
+    })
+    .await;
+    let operator = Operator::start(client, &ns.name);
+    (ns, topics, kafka_name, operator)
 }
 
 #[tokio::test]
 async fn drift_made_in_kafka_is_reverted_with_drift_policy_revert() {
     let env = shared();
-    let (_ns, _topics, kafka_name) = drifted_topic(env, "Revert", "topic-revert").await;
+    let (_ns, _topics, kafka_name, _operator) = drifted_topic(env, "Revert", "topic-revert").await;
     eventually("the drift to be reverted", TIMEOUT, || async {
         let config = broker_topic_config(env, &kafka_name).await;
         let want = BTreeMap::from([("retention.ms".to_string(), "3600000".to_string())]);
@@ -382,7 +401,7 @@ async fn drift_made_in_kafka_is_reverted_with_drift_policy_revert() {
 #[tokio::test]
 async fn drift_made_in_kafka_is_listed_and_left_with_drift_policy_report() {
     let env = shared();
-    let (_ns, topics, kafka_name) = drifted_topic(env, "Report", "topic-report").await;
+    let (_ns, topics, kafka_name, _operator) = drifted_topic(env, "Report", "topic-report").await;
     let status = eventually("the drift to be reported", TIMEOUT, || async {
         let topic = topics.get("drifty").await.map_err(|e| e.to_string())?;
         let status = topic.status.clone().unwrap_or_default();
@@ -439,6 +458,15 @@ async fn deleting_a_topic_with_deletion_policy_retain_keeps_the_kafka_topic() {
         }
     })
     .await;
+    // Kept, and still kept three refresh intervals later: nothing deletes it late.
+    for _ in 0..3 {
+        assert_eq!(
+            broker_partitions(env, &kafka_name),
+            Some(1),
+            "the Kafka topic of a deleted Retain Topic is gone"
+        );
+        tokio::time::sleep(crate::support::REFRESH).await;
+    }
     assert_eq!(broker_partitions(env, &kafka_name), Some(1));
 }
 
