@@ -15,7 +15,7 @@ tools: ## install the pinned environment into the cache (seconds when already th
 	@tools/install.sh
 
 build: ## build the operator and the environment binaries
-	$(CARGO) build -p exactly -p exactly-testenv --bins
+	$(CARGO) build -p exactly -p exactly-worker -p exactly-testenv --bins
 
 demo: tools build ## local control plane + Kafka, the operator, the quick-start example, its status (DEMO_ARGS=--once for one pass)
 	./target/debug/exactly-demo $(DEMO_ARGS)

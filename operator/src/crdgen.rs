@@ -6,7 +6,7 @@
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
 
-use crate::api::{ConsumerGroup, KafkaCluster, Producer, Topic};
+use crate::api::{ConsumerGroup, KafkaCluster, Pipeline, Producer, Topic};
 
 /// The directories the CRDs are written to, relative to the repository root.
 pub const OUT_DIRS: [&str; 2] = ["crds", "charts/exactly/crds"];
@@ -18,6 +18,7 @@ pub fn all() -> Vec<CustomResourceDefinition> {
         Topic::crd(),
         Producer::crd(),
         ConsumerGroup::crd(),
+        Pipeline::crd(),
     ];
     for crd in &mut crds {
         crd.metadata

@@ -12,6 +12,9 @@ pub enum Error {
 
     #[error("the resource has no {0}; the API server should always set it")]
     MissingObjectKey(&'static str),
+
+    #[error("could not render {0}: {1}")]
+    Render(&'static str, String),
 }
 
 impl Error {
@@ -21,6 +24,7 @@ impl Error {
             Error::Kube(_) => "KubernetesApiError",
             Error::Kafka(e) => e.reason(),
             Error::MissingObjectKey(_) => "InvalidObject",
+            Error::Render(..) => "RenderFailed",
         }
     }
 }

@@ -46,6 +46,10 @@ enum Command {
         /// Namespace of the leader-election Lease (usually the operator's own).
         #[arg(long, env = "POD_NAMESPACE")]
         lease_namespace: Option<String>,
+        /// The image Pipeline workers run unless a Pipeline sets spec.image (the operator's
+        /// image ships the exactly-worker binary).
+        #[arg(long, env = "EXACTLY_WORKER_IMAGE", default_value = exactly::controller::DEFAULT_WORKER_IMAGE)]
+        worker_image: String,
     },
     /// Print the CustomResourceDefinitions as YAML, or write one file per CRD into a directory.
     Crds {
@@ -138,6 +142,7 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             leader_elect,
             lease_name,
             lease_namespace,
+            worker_image,
         } => {
             init_logging(log_format);
             let metrics = std::sync::Arc::new(exactly::metrics::Metrics::default());
@@ -153,6 +158,7 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 concurrency,
                 refresh_interval,
                 metrics,
+                worker_image,
             };
             let signal = futures::future::FutureExt::shared(Box::pin(shutdown_signal()));
             if !leader_elect {

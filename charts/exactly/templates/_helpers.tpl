@@ -87,19 +87,24 @@ them, a Role in each otherwise). Least privilege: no wildcard, no delete anywher
 # The custom resources: watched, and patched for the Topic finalizer and the Producer's
 # abort-transaction annotation.
 - apiGroups: ["exactly.dev"]
-  resources: ["kafkaclusters", "topics", "producers", "consumergroups"]
+  resources: ["kafkaclusters", "topics", "producers", "consumergroups", "pipelines"]
   verbs: ["get", "list", "watch", "patch"]
+# A Pipeline's own Producer and ConsumerGroup (server-side apply creates them).
+- apiGroups: ["exactly.dev"]
+  resources: ["producers", "consumergroups"]
+  verbs: ["create"]
 # Their status, written by server-side apply.
 - apiGroups: ["exactly.dev"]
-  resources: ["kafkaclusters/status", "topics/status", "producers/status", "consumergroups/status"]
+  resources: ["kafkaclusters/status", "topics/status", "producers/status", "consumergroups/status", "pipelines/status"]
   verbs: ["get", "patch"]
-# The <producer>-client Secrets it owns (server-side apply) and KafkaCluster credential Secrets.
+# The Secrets it owns (a Producer's <name>-client, a Pipeline's <name>-pipeline; server-side
+# apply) and KafkaCluster credential Secrets.
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get", "list", "watch", "create", "patch"]
-# Producer.spec.statefulSetRef (the instance count follows the StatefulSet), and the
-# StatefulSets of provisioned KafkaClusters: applied, and deleted when the cluster no longer
-# needs one (only those labelled with the cluster, owned by it).
+# Producer.spec.statefulSetRef (the instance count follows the StatefulSet), the StatefulSets
+# of provisioned KafkaClusters (applied, and deleted when the cluster no longer needs one: only
+# those labelled with the cluster and owned by it) and the workers of Pipelines.
 - apiGroups: ["apps"]
   resources: ["statefulsets"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]

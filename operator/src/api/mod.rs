@@ -4,6 +4,7 @@
 pub mod cluster;
 pub mod conditions;
 pub mod group;
+pub mod pipeline;
 pub mod producer;
 pub mod topic;
 
@@ -16,6 +17,7 @@ pub use group::{
     ConsumerGroup, ConsumerGroupSpec, ConsumerGroupStatus, GroupMember, Isolation, LagObjective,
     OffsetReset, OffsetResetOutcome, PartitionLag, ResetTarget,
 };
+pub use pipeline::{Pipeline, PipelineSpec, PipelineStatus};
 pub use producer::{
     AbortOutcome, Guarantee, HangingTransaction, Producer, ProducerSpec, ProducerStatus,
     StatefulSetRef, TransactionState,

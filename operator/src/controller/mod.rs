@@ -1,10 +1,12 @@
 //! The controllers, one module per kind, and what they share.
 
+pub mod children;
 pub mod cluster;
 pub mod eos;
 pub mod group;
 pub mod lag;
 pub mod observe;
+pub mod pipeline;
 pub mod producer;
 pub mod producer_config;
 pub mod provision;
@@ -30,7 +32,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 
 use crate::Error;
-use crate::api::{Condition, ConsumerGroup, KafkaCluster, Producer, Topic};
+use crate::api::{Condition, ConsumerGroup, KafkaCluster, Pipeline, Producer, Topic};
 use crate::kafka::KafkaClients;
 use crate::metrics::Metrics;
 use observe::Observer;
@@ -65,6 +67,10 @@ pub struct Context {
     pub resets: Mutex<HashMap<String, crate::api::OffsetResetOutcome>>,
     /// Connection security of each KafkaCluster (`namespace/name`), from its Secret.
     pub security: Mutex<HashMap<String, crate::kafka::security::Security>>,
+    /// The image Pipeline workers run when `spec.image` is not set.
+    pub worker_image: String,
+    /// How often delivery figures are refreshed (and Pipelines re-read their children).
+    pub refresh_interval: Duration,
 }
 
 /// Remembers each group's committed offsets between observations, to tell when it last
@@ -198,7 +204,14 @@ pub struct Options {
     pub refresh_interval: Duration,
     /// Where Prometheus metrics are recorded (the HTTP server exposing them is the caller's).
     pub metrics: Arc<Metrics>,
+    /// The image Pipeline workers run when `spec.image` is not set (the operator's own image
+    /// ships `exactly-worker`).
+    pub worker_image: String,
 }
+
+/// The worker image when none is configured: this release's operator image.
+pub const DEFAULT_WORKER_IMAGE: &str =
+    concat!("ghcr.io/exactly-dev/exactly:", env!("CARGO_PKG_VERSION"));
 
 impl Default for Options {
     fn default() -> Self {
@@ -207,6 +220,7 @@ impl Default for Options {
             concurrency: 4,
             refresh_interval: Duration::from_secs(30),
             metrics: Arc::default(),
+            worker_image: DEFAULT_WORKER_IMAGE.to_string(),
         }
     }
 }
@@ -408,7 +422,9 @@ async fn run_in(
     let producers = Controller::new(api::<Producer>(&client, namespace), watch.clone())
         .with_config(config.clone());
     let groups = Controller::new(api::<ConsumerGroup>(&client, namespace), watch.clone())
-        .with_config(config);
+        .with_config(config.clone());
+    let pipelines =
+        Controller::new(api::<Pipeline>(&client, namespace), watch.clone()).with_config(config);
     let ctx = Arc::new(Context {
         client: client.clone(),
         kafka: KafkaClients::default(),
@@ -422,6 +438,8 @@ async fn run_in(
         commit_clock: CommitClock::default(),
         resets: Mutex::default(),
         security: Mutex::default(),
+        worker_image: options.worker_image.clone(),
+        refresh_interval: options.refresh_interval,
     });
 
     let clusters = clusters
@@ -509,6 +527,47 @@ async fn run_in(
             ctx.clone(),
         )
         .for_each(watch_errors("Producer", ctx.metrics.clone()));
+    let pipeline_store = pipelines.store();
+    let pipelines = pipelines
+        // Its children: their status is part of the Pipeline's.
+        .owns(
+            api::<k8s_openapi::api::apps::v1::StatefulSet>(&client, namespace),
+            watch.clone(),
+        )
+        .owns(api::<Producer>(&client, namespace), watch.clone())
+        .owns(api::<ConsumerGroup>(&client, namespace), watch.clone())
+        .watches(
+            api::<KafkaCluster>(&client, namespace),
+            watch.clone(),
+            on_cluster(pipeline_store.clone(), |p: &Pipeline| {
+                &p.spec.cluster_ref.name
+            }),
+        )
+        // A Topic it reads or writes appearing or becoming Ready.
+        .watches(api::<Topic>(&client, namespace), watch.clone(), {
+            let store = pipeline_store.clone();
+            move |topic| {
+                let ns = topic.namespace();
+                let name = topic.name_any();
+                store
+                    .state()
+                    .into_iter()
+                    .filter(|p| {
+                        p.namespace() == ns
+                            && (p.spec.input.topics.iter().any(|t| t.name == name)
+                                || pipeline::output_topic_names(&p.spec).contains(&name))
+                    })
+                    .map(|p| ObjectRef::from_obj(&*p))
+                    .collect::<Vec<_>>()
+            }
+        })
+        .graceful_shutdown_on(shutdown.clone())
+        .run(
+            timed("Pipeline", pipeline::reconcile),
+            error_policy,
+            ctx.clone(),
+        )
+        .for_each(watch_errors("Pipeline", ctx.metrics.clone()));
     let groups = groups
         .watches(
             api::<KafkaCluster>(&client, namespace),
@@ -530,6 +589,6 @@ async fn run_in(
         concurrency = options.concurrency,
         "controllers started"
     );
-    futures::future::join4(clusters, topics, producers, groups).await;
+    futures::future::join5(clusters, topics, producers, groups, pipelines).await;
     info!("controllers stopped");
 }

@@ -19,20 +19,36 @@ pub struct ConfigViolation {
     pub message: String,
 }
 
-/// Parses `60s`, `5m`, `90000ms` into milliseconds.
+/// Parses a Kubernetes-style duration (`60s`, `5m`, `90000ms`, `1h30m`, `1s500ms`: whole
+/// numbers, each followed by `h`, `m`, `s` or `ms`) into milliseconds.
 pub fn parse_duration_ms(text: &str) -> Option<i64> {
-    let (digits, unit) = text
-        .find(|c: char| !c.is_ascii_digit())
-        .map(|i| text.split_at(i))?;
-    let n: i64 = digits.parse().ok()?;
-    let factor = match unit {
-        "ms" => 1,
-        "s" => 1_000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        _ => return None,
-    };
-    n.checked_mul(factor)
+    let mut rest = text;
+    let mut total: i64 = 0;
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit())?;
+        if digits == 0 {
+            return None;
+        }
+        let n: i64 = rest[..digits].parse().ok()?;
+        rest = &rest[digits..];
+        let (factor, len) = if rest.starts_with("ms") {
+            (1, 2)
+        } else if rest.starts_with('h') {
+            (3_600_000, 1)
+        } else if rest.starts_with('m') {
+            (60_000, 1)
+        } else if rest.starts_with('s') {
+            (1_000, 1)
+        } else {
+            return None;
+        };
+        rest = &rest[len..];
+        total = total.checked_add(n.checked_mul(factor)?)?;
+    }
+    Some(total)
 }
 
 /// The `transaction.timeout.ms` the spec asks for.
@@ -287,5 +303,15 @@ mod tests {
         assert_eq!(parse_duration_ms("5m"), Some(300_000));
         assert_eq!(parse_duration_ms("5"), None);
         assert_eq!(parse_duration_ms("s"), None);
+    }
+
+    #[test]
+    fn durations_combine_units_as_kubernetes_writes_them() {
+        assert_eq!(parse_duration_ms("1h30m"), Some(5_400_000));
+        assert_eq!(parse_duration_ms("1s500ms"), Some(1_500));
+        assert_eq!(parse_duration_ms("2h"), Some(7_200_000));
+        assert_eq!(parse_duration_ms(""), None);
+        assert_eq!(parse_duration_ms("1h30"), None);
+        assert_eq!(parse_duration_ms("1.5s"), None);
     }
 }

@@ -9,15 +9,14 @@ use std::time::Duration;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use kube::api::Api;
 use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
-use tracing::info;
 
+use super::children::Children;
 use super::producer_config::ConfigViolation;
 use super::provision::{self, CLUSTER_LABEL, Names};
-use super::{Context, FIELD_MANAGER, eos};
+use super::{Context, eos};
 use crate::api::cluster::ExactlyOnceSettings;
 use crate::api::cluster::ProvisionedCluster;
 use crate::api::conditions::{self, types};
@@ -214,40 +213,6 @@ pub fn provisioned_status(
     status
 }
 
-async fn apply<K>(api: &Api<K>, object: &K) -> Result<()>
-where
-    K: Resource + Clone + serde::Serialize + serde::de::DeserializeOwned + std::fmt::Debug,
-    K::DynamicType: Default,
-{
-    let name = object.meta().name.clone().unwrap_or_default();
-    api.patch(
-        &name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(object),
-    )
-    .await?;
-    Ok(())
-}
-
-/// Deletes the children of `cluster` of kind `K` that are not in `keep`.
-async fn prune<K>(api: &Api<K>, cluster: &str, keep: &[String]) -> Result<()>
-where
-    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
-    K::DynamicType: Default,
-{
-    let listed = api
-        .list(&ListParams::default().labels(&format!("{CLUSTER_LABEL}={cluster}")))
-        .await?;
-    for object in listed.items {
-        let name = object.name_any();
-        if !keep.contains(&name) {
-            info!(kind = %K::kind(&K::DynamicType::default()), %name, "deleting a child the cluster no longer needs");
-            api.delete(&name, &DeleteParams::default()).await?;
-        }
-    }
-    Ok(())
-}
-
 /// Reconciles a provisioned cluster.
 pub async fn reconcile(
     cluster: Arc<KafkaCluster>,
@@ -269,42 +234,24 @@ pub async fn reconcile(
     };
     let sets: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &namespace);
     if let Ok(config) = &rendered {
-        let owner = OwnerReference {
-            api_version: KafkaCluster::api_version(&()).to_string(),
-            kind: KafkaCluster::kind(&()).to_string(),
-            name: name.clone(),
-            uid: cluster.uid().unwrap_or_default(),
-            controller: Some(true),
-            block_owner_deletion: Some(true),
-        };
+        let owner = cluster
+            .controller_owner_ref(&())
+            .ok_or(Error::MissingObjectKey("metadata.uid"))?;
         let id = cluster_id(&cluster.uid().unwrap_or_default());
-        let children = provision::children(&name, &namespace, &id, spec, config, &owner);
-        let config_maps: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &namespace);
-        let services: Api<Service> = Api::namespaced(ctx.client.clone(), &namespace);
-        let pdbs: Api<PodDisruptionBudget> = Api::namespaced(ctx.client.clone(), &namespace);
-        apply(&config_maps, &children.config_map).await?;
-        for service in &children.services {
-            apply(&services, service).await?;
+        let rendered = provision::children(&name, &namespace, &id, spec, config, &owner);
+        let mut children = Children::of(&ctx.client, cluster.as_ref(), (CLUSTER_LABEL, &name))?;
+        children.apply(rendered.config_map).await?;
+        for service in rendered.services {
+            children.apply(service).await?;
         }
-        for set in &children.stateful_sets {
-            apply(&sets, set).await?;
+        for set in rendered.stateful_sets {
+            children.apply(set).await?;
         }
-        apply(&pdbs, &children.pdb).await?;
-        let keep_sets: Vec<String> = children
-            .stateful_sets
-            .iter()
-            .map(ResourceExt::name_any)
-            .collect();
-        let keep_services: Vec<String> = children
-            .services
-            .iter()
-            .map(ResourceExt::name_any)
-            .collect();
-        prune(&sets, &name, &keep_sets).await?;
-        prune(&services, &name, &keep_services).await?;
-        let names = Names::of(&name);
-        prune(&config_maps, &name, &[names.config_map]).await?;
-        prune(&pdbs, &name, &[names.pdb]).await?;
+        children.apply(rendered.pdb).await?;
+        children.prune::<StatefulSet>().await?;
+        children.prune::<Service>().await?;
+        children.prune::<ConfigMap>().await?;
+        children.prune::<PodDisruptionBudget>().await?;
     }
     let mut ready = BTreeMap::new();
     for (role, _) in provision::roles(spec) {

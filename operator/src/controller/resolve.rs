@@ -40,7 +40,8 @@ has_conditions!(
     crate::api::ProducerStatus,
     crate::api::ConsumerGroupStatus,
     crate::api::TopicStatus,
-    crate::api::KafkaClusterStatus
+    crate::api::KafkaClusterStatus,
+    crate::api::PipelineStatus
 );
 
 /// Why a resource cannot be worked on yet.

@@ -8,7 +8,7 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
-use exactly::api::{Condition, ConsumerGroup, KafkaCluster, Producer, Topic};
+use exactly::api::{Condition, ConsumerGroup, KafkaCluster, Pipeline, Producer, Topic};
 use exactly_testenv::tools::Tools;
 use exactly_testenv::{Environment, TestNamespace, eventually, shared};
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
@@ -678,6 +678,7 @@ async fn helm_install_schedules_the_operator_pod_with_the_restricted_security_co
         "topics.exactly.dev",
         "producers.exactly.dev",
         "consumergroups.exactly.dev",
+        "pipelines.exactly.dev",
     ] {
         assert!(
             crds.get_opt(crd)
@@ -792,6 +793,29 @@ async fn the_operator_with_the_charts_service_account_makes_every_kind_ready() {
     let groups: Api<ConsumerGroup> = Api::namespaced(admin.clone(), &ns.name);
     wait_ready(&groups, "billing", |g| {
         g.status.as_ref().map(|s| &s.conditions)
+    })
+    .await;
+    // A Pipeline from orders to charges: its workers, configuration Secret, Producer and
+    // ConsumerGroup are written with the chart's permissions.
+    create::<Topic>(
+        &admin,
+        &ns,
+        "charges",
+        serde_json::json!({"clusterRef": {"name": "local"}, "topicName": ns.unique("charges"),
+            "partitions": 1}),
+    )
+    .await;
+    create::<Pipeline>(
+        &admin,
+        &ns,
+        "charging",
+        serde_json::json!({"clusterRef": {"name": "local"}, "input": {"topics": [{"name": "orders"}]},
+            "output": {"topicRef": {"name": "charges"}}}),
+    )
+    .await;
+    let pipelines: Api<Pipeline> = Api::namespaced(admin.clone(), &ns.name);
+    wait_ready(&pipelines, "charging", |p| {
+        p.status.as_ref().map(|s| &s.conditions)
     })
     .await;
 

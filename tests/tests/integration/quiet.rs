@@ -1,13 +1,15 @@
-//! Quiet status (DESIGN §4): with nothing changing, the operator writes nothing and emits no
+//! Quiet status (DESIGN §4): with nothing changing, the operator writes nothing (status or
+//! children: Secrets, StatefulSets, a Pipeline's Producer and ConsumerGroup) and emits no
 //! Events, however often it looks. Runs two minutes at the tests' 2-second refresh interval:
 //! about sixty observations of the cluster.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use exactly::api::{ConsumerGroup, KafkaCluster, Producer, Topic};
+use exactly::api::{ConsumerGroup, KafkaCluster, Pipeline, Producer, Topic};
 use exactly::kafka::TopicPartition;
 use exactly_testenv::{eventually, shared};
+use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Event, Secret};
 use kube::api::{Api, ListParams};
 use kube::{Client, Resource, ResourceExt};
@@ -40,6 +42,8 @@ async fn all_versions(client: &Client, ns: &str) -> Vec<BTreeMap<String, String>
         versions::<Topic>(client, ns).await,
         versions::<Producer>(client, ns).await,
         versions::<ConsumerGroup>(client, ns).await,
+        versions::<Pipeline>(client, ns).await,
+        versions::<StatefulSet>(client, ns).await,
         versions::<Secret>(client, ns).await,
     ]
 }
@@ -171,6 +175,16 @@ async fn with_nothing_changing_for_two_minutes_there_are_no_status_writes_and_no
         )
         .await;
     }
+    // A Pipeline from t1 to t2: its workers' StatefulSet, Secret, Producer and ConsumerGroup are
+    // applied on every reconcile, and must not be written when nothing changed.
+    create::<Pipeline>(
+        &client,
+        &ns,
+        "copy",
+        serde_json::json!({"clusterRef": {"name": "local"}, "input": {"topics": [{"name": "t1"}]},
+            "output": {"topicRef": {"name": "t2"}}, "replicas": 2}),
+    )
+    .await;
     // Something to report: records, and a group that committed part of them.
     let topics: Api<Topic> = Api::namespaced(client.clone(), &ns.name);
     eventually("the topics to exist", Duration::from_secs(60), || async {
@@ -232,6 +246,12 @@ async fn with_nothing_changing_for_two_minutes_there_are_no_status_writes_and_no
                 {
                     not_ready.push(g.name_any());
                 }
+            }
+            let pipelines: Api<Pipeline> = Api::namespaced(client.clone(), &ns.name);
+            let copy = pipelines.get("copy").await.map_err(|e| e.to_string())?;
+            let s = copy.status.unwrap_or_default();
+            if condition(&s.conditions, "Ready").map(|c| c.0) != Some("True".into()) {
+                not_ready.push("copy".into());
             }
             if not_ready.is_empty() {
                 Ok(())

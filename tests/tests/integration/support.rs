@@ -32,6 +32,7 @@ pub fn run_operator_with_metrics(
         concurrency: 2,
         refresh_interval: REFRESH,
         metrics,
+        ..Default::default()
     };
     tokio::spawn(exactly::controller::run(
         client,
@@ -59,6 +60,7 @@ impl Operator {
             concurrency: 2,
             refresh_interval: REFRESH,
             metrics: metrics.clone(),
+            ..Default::default()
         };
         let task = tokio::spawn(exactly::controller::run(client, options, async move {
             let _ = stopped.await;

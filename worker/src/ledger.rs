@@ -1,0 +1,316 @@
+//! The bookkeeping of the open transaction, per input partition: where it started (to rewind
+//! after an abort), where it is (the offsets to commit) and the figures it adds to the committed
+//! [`Progress`].
+//!
+//! Rewinding to the first offset the transaction consumed, rather than to the broker's committed
+//! offset, needs no round trip and is right even for a partition that has no committed offset yet
+//! (librdkafka's example seeks those to the beginning, which under `startFrom: Latest` would
+//! replay history).
+
+use std::collections::BTreeMap;
+
+use crate::progress::Progress;
+
+/// A topic and partition.
+pub type TopicPartition = (String, i32);
+
+/// Per-partition state of the worker's assignment and open transaction.
+#[derive(Clone, Debug, Default)]
+pub struct Ledger {
+    partitions: BTreeMap<TopicPartition, PartitionLedger>,
+    records_in_txn: u64,
+}
+
+#[derive(Clone, Debug, Default)]
+struct PartitionLedger {
+    /// The figures committed so far; `None` until the committed metadata has been read.
+    committed: Option<Progress>,
+    /// What the open transaction consumed from this partition.
+    open: Option<OpenRange>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct OpenRange {
+    first_offset: i64,
+    next_offset: i64,
+    added: Progress,
+}
+
+/// One offset to send to the transaction.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OffsetToCommit {
+    /// Topic name.
+    pub topic: String,
+    /// Partition.
+    pub partition: i32,
+    /// The next offset to consume (last consumed + 1), as Kafka expects.
+    pub offset: i64,
+    /// The partition's progress after this transaction, to store as the offset's metadata.
+    pub progress: Progress,
+}
+
+/// Where to seek a partition after an abort.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rewind {
+    /// Topic name.
+    pub topic: String,
+    /// Partition.
+    pub partition: i32,
+    /// The first offset the aborted transaction consumed.
+    pub offset: i64,
+}
+
+impl Ledger {
+    /// A partition was assigned; `committed` is its committed progress if already read
+    /// (`Some(Progress::default())` for a partition without metadata).
+    pub fn assign(&mut self, tp: TopicPartition, committed: Option<Progress>) {
+        self.partitions.insert(
+            tp,
+            PartitionLedger {
+                committed,
+                open: None,
+            },
+        );
+    }
+
+    /// The committed progress of an assigned partition has been read.
+    pub fn set_committed(&mut self, tp: &TopicPartition, committed: Progress) {
+        if let Some(p) = self.partitions.get_mut(tp) {
+            p.committed = Some(committed);
+        }
+    }
+
+    /// Partitions whose committed progress is still unknown.
+    pub fn unknown_progress(&self) -> Vec<TopicPartition> {
+        self.partitions
+            .iter()
+            .filter(|(_, p)| p.committed.is_none())
+            .map(|(tp, _)| tp.clone())
+            .collect()
+    }
+
+    /// Whether `tp`'s committed progress is known (records of a partition whose progress is not
+    /// known must wait: the commit would overwrite the figures).
+    pub fn knows_progress(&self, tp: &TopicPartition) -> bool {
+        self.partitions
+            .get(tp)
+            .is_some_and(|p| p.committed.is_some())
+    }
+
+    /// A partition was revoked or lost; anything open for it is forgotten (the caller committed
+    /// or aborted the transaction first).
+    pub fn revoke(&mut self, tp: &TopicPartition) {
+        if let Some(p) = self.partitions.remove(tp)
+            && p.open.is_some()
+        {
+            self.records_in_txn = self
+                .records_in_txn
+                .saturating_sub(p.open.map_or(0, |o| o.added.in_records));
+        }
+    }
+
+    /// The partitions currently assigned.
+    pub fn assigned(&self) -> impl Iterator<Item = &TopicPartition> {
+        self.partitions.keys()
+    }
+
+    /// One record at `offset` of `tp` was consumed in the open transaction, producing
+    /// `produced` records and `dead_lettered` dead letters.
+    pub fn consumed(
+        &mut self,
+        tp: &TopicPartition,
+        offset: i64,
+        produced: u64,
+        dead_lettered: u64,
+    ) {
+        let p = self.partitions.entry(tp.clone()).or_default();
+        let open = p.open.get_or_insert(OpenRange {
+            first_offset: offset,
+            next_offset: offset,
+            added: Progress {
+                transactions: 1,
+                ..Progress::default()
+            },
+        });
+        open.next_offset = offset.saturating_add(1);
+        open.added.in_records += 1;
+        open.added.out_records += produced;
+        open.added.dead_lettered += dead_lettered;
+        self.records_in_txn += 1;
+    }
+
+    /// Input records in the open transaction.
+    pub fn records_in_txn(&self) -> u64 {
+        self.records_in_txn
+    }
+
+    /// Whether the open transaction consumed anything.
+    pub fn is_open(&self) -> bool {
+        self.partitions.values().any(|p| p.open.is_some())
+    }
+
+    /// The offsets (with their progress metadata) the open transaction must commit.
+    pub fn offsets_to_commit(&self) -> Vec<OffsetToCommit> {
+        self.partitions
+            .iter()
+            .filter_map(|((topic, partition), p)| {
+                let open = p.open?;
+                Some(OffsetToCommit {
+                    topic: topic.clone(),
+                    partition: *partition,
+                    offset: open.next_offset,
+                    progress: p.committed.unwrap_or_default().plus(&open.added),
+                })
+            })
+            .collect()
+    }
+
+    /// The transaction committed: its figures become the committed progress. Returns what it
+    /// added, summed over partitions (for metrics).
+    pub fn committed(&mut self) -> Progress {
+        let mut added = Progress::default();
+        for p in self.partitions.values_mut() {
+            if let Some(open) = p.open.take() {
+                p.committed = Some(p.committed.unwrap_or_default().plus(&open.added));
+                added = added.plus(&Progress {
+                    transactions: 0,
+                    ..open.added
+                });
+            }
+        }
+        self.records_in_txn = 0;
+        added
+    }
+
+    /// The transaction aborted: its figures are dropped, and the partitions it consumed must be
+    /// rewound to where it started.
+    pub fn aborted(&mut self) -> Vec<Rewind> {
+        self.records_in_txn = 0;
+        self.partitions
+            .iter_mut()
+            .filter_map(|((topic, partition), p)| {
+                p.open.take().map(|open| Rewind {
+                    topic: topic.clone(),
+                    partition: *partition,
+                    offset: open.first_offset,
+                })
+            })
+            .collect()
+    }
+
+    /// The committed progress summed over the assigned partitions (for the progress log line).
+    pub fn committed_total(&self) -> Progress {
+        self.partitions
+            .values()
+            .filter_map(|p| p.committed)
+            .fold(Progress::default(), |sum, p| sum.plus(&p))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tp(partition: i32) -> TopicPartition {
+        ("orders".to_string(), partition)
+    }
+
+    fn progress(
+        in_records: u64,
+        out_records: u64,
+        dead_lettered: u64,
+        transactions: u64,
+    ) -> Progress {
+        Progress {
+            in_records,
+            out_records,
+            dead_lettered,
+            transactions,
+        }
+    }
+
+    #[test]
+    fn commit_sends_next_offset_and_cumulative_progress() {
+        let mut ledger = Ledger::default();
+        ledger.assign(tp(0), Some(progress(100, 90, 10, 5)));
+        ledger.assign(tp(1), Some(Progress::default()));
+        ledger.consumed(&tp(0), 200, 1, 0);
+        ledger.consumed(&tp(0), 201, 2, 0);
+        ledger.consumed(&tp(0), 202, 0, 1);
+        assert_eq!(ledger.records_in_txn(), 3);
+        assert_eq!(
+            ledger.offsets_to_commit(),
+            vec![OffsetToCommit {
+                topic: "orders".into(),
+                partition: 0,
+                offset: 203,
+                progress: progress(103, 93, 11, 6),
+            }]
+        );
+    }
+
+    #[test]
+    fn committed_figures_carry_into_the_next_transaction() {
+        let mut ledger = Ledger::default();
+        ledger.assign(tp(0), Some(Progress::default()));
+        ledger.consumed(&tp(0), 0, 1, 0);
+        assert_eq!(ledger.committed(), progress(1, 1, 0, 0));
+        assert!(!ledger.is_open());
+        assert_eq!(ledger.records_in_txn(), 0);
+        ledger.consumed(&tp(0), 1, 1, 0);
+        assert_eq!(ledger.offsets_to_commit()[0].progress, progress(2, 2, 0, 2));
+    }
+
+    #[test]
+    fn abort_rewinds_to_the_first_offset_of_the_transaction_and_drops_its_figures() {
+        let mut ledger = Ledger::default();
+        ledger.assign(tp(0), Some(progress(5, 5, 0, 1)));
+        ledger.assign(tp(1), Some(Progress::default()));
+        ledger.assign(tp(2), Some(Progress::default()));
+        ledger.consumed(&tp(0), 5, 1, 0);
+        ledger.consumed(&tp(0), 6, 1, 0);
+        ledger.consumed(&tp(1), 70, 1, 0);
+        assert_eq!(
+            ledger.aborted(),
+            vec![
+                Rewind {
+                    topic: "orders".into(),
+                    partition: 0,
+                    offset: 5
+                },
+                Rewind {
+                    topic: "orders".into(),
+                    partition: 1,
+                    offset: 70
+                },
+            ]
+        );
+        assert!(!ledger.is_open());
+        assert_eq!(ledger.records_in_txn(), 0);
+        assert_eq!(ledger.committed_total(), progress(5, 5, 0, 1));
+    }
+
+    #[test]
+    fn unknown_progress_is_tracked_until_read() {
+        let mut ledger = Ledger::default();
+        ledger.assign(tp(0), None);
+        ledger.assign(tp(1), Some(Progress::default()));
+        assert_eq!(ledger.unknown_progress(), vec![tp(0)]);
+        assert!(!ledger.knows_progress(&tp(0)));
+        ledger.set_committed(&tp(0), progress(1, 1, 0, 1));
+        assert!(ledger.knows_progress(&tp(0)));
+        assert_eq!(ledger.unknown_progress(), vec![]);
+    }
+
+    #[test]
+    fn revoked_partitions_leave_the_ledger() {
+        let mut ledger = Ledger::default();
+        ledger.assign(tp(0), Some(Progress::default()));
+        ledger.assign(tp(1), Some(Progress::default()));
+        ledger.consumed(&tp(1), 3, 1, 0);
+        ledger.revoke(&tp(1));
+        assert_eq!(ledger.assigned().collect::<Vec<_>>(), vec![&tp(0)]);
+        assert!(!ledger.is_open());
+        assert_eq!(ledger.records_in_txn(), 0);
+    }
+}

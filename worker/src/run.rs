@@ -1,0 +1,1177 @@
+//! The transaction loop: KIP-447 consume-transform-produce.
+//!
+//! One transactional producer (`transactional.id = <prefix>-<ordinal>`) and one consumer in the
+//! Pipeline's group (`read_committed`, no auto-commit, cooperative-sticky assignment). The loop:
+//!
+//! 1. poll a record; begin a transaction lazily on the first record after a commit;
+//! 2. transform it, route every output, produce them (or a dead letter) into the transaction;
+//! 3. every `commitIntervalMs`, or after `commitMaxRecords` input records, send the consumed
+//!    positions, each with its [`Progress`] metadata, to the transaction with the consumer's
+//!    group metadata (so a zombie of an older generation is fenced), and commit.
+//!
+//! On an abortable error the transaction is aborted and every partition it consumed is sought
+//! back to the first offset it consumed, so the records are processed again; retriable errors are
+//! retried; fenced or fatal errors end the process (see [`crate::decide`] for the exit codes).
+//! The consumer's rebalance callbacks share the producer and the ledger with the loop: on
+//! revocation the open transaction commits before the partitions go, when the assignment is lost
+//! it is aborted, and newly assigned partitions' committed metadata is read so their figures
+//! count on. The loop runs on its own thread: every librdkafka call here blocks.
+
+use std::collections::BTreeMap;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use rdkafka::ClientContext;
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{BorrowedMessage, DeliveryResult, Header, Headers, Message, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use tracing::{debug, error, info, warn};
+
+use crate::config::WorkerConfig;
+use crate::decide::{
+    self, Decision, ExitReason, KafkaErrorFacts, RebalanceAction, RecordErrorAction, StopReason,
+    TxnOperation,
+};
+use crate::http::Health;
+use crate::ledger::{Ledger, Rewind, TopicPartition};
+use crate::metrics::Metrics;
+use crate::progress::Progress;
+use crate::route::Router;
+use crate::transform::{InputRecord, OutputRecord, RecordError, Transform};
+
+/// How long a blocking broker request (committed offsets, seek) may take before it counts as
+/// failed.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Longest poll while no transaction is open: bounds how late a shutdown is noticed.
+const IDLE_POLL: Duration = Duration::from_millis(200);
+
+/// How often the progress line is logged (only when something was committed since).
+const PROGRESS_LOG_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Consumer errors (broker unreachable, ...) are logged at most this often.
+const CONSUMER_ERROR_LOG_INTERVAL: Duration = Duration::from_secs(10);
+
+/// What the worker needs besides its configuration.
+pub struct Runtime {
+    /// The StatefulSet ordinal: the `transactional.id` suffix.
+    pub ordinal: u32,
+    /// Exported metrics.
+    pub metrics: Arc<Metrics>,
+    /// What `/readyz` reports.
+    pub health: Arc<Health>,
+    /// Set by the signal handler: commit, leave the group, return.
+    pub shutdown: Arc<AtomicBool>,
+}
+
+/// The `transactional.id` of worker `ordinal`.
+pub fn transactional_id(cfg: &WorkerConfig, ordinal: u32) -> String {
+    format!("{}-{ordinal}", cfg.transactional_id_prefix)
+}
+
+/// The producer's configuration: `clientProperties` first, the exactly-once settings on top.
+pub fn producer_config(cfg: &WorkerConfig, ordinal: u32) -> ClientConfig {
+    let mut config = client_config(cfg);
+    config
+        .set("transactional.id", transactional_id(cfg, ordinal))
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("max.in.flight.requests.per.connection", "5")
+        .set(
+            "transaction.timeout.ms",
+            cfg.transaction_timeout_ms.to_string(),
+        );
+    if !cfg.client_properties.contains_key("client.id") {
+        config.set("client.id", format!("exactly-worker-{ordinal}-producer"));
+    }
+    config
+}
+
+/// The consumer's configuration: `clientProperties` first, the exactly-once settings on top.
+pub fn consumer_config(cfg: &WorkerConfig, ordinal: u32) -> ClientConfig {
+    let mut config = client_config(cfg);
+    config
+        .set("group.id", &cfg.group_id)
+        .set("isolation.level", "read_committed")
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("partition.assignment.strategy", "cooperative-sticky")
+        .set("auto.offset.reset", cfg.start_from.auto_offset_reset())
+        .set("enable.partition.eof", "false");
+    if !cfg.client_properties.contains_key("client.id") {
+        config.set("client.id", format!("exactly-worker-{ordinal}-consumer"));
+    }
+    config
+}
+
+fn client_config(cfg: &WorkerConfig) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    for (key, value) in &cfg.client_properties {
+        config.set(key, value);
+    }
+    config
+        .set("bootstrap.servers", &cfg.bootstrap_servers)
+        .set_log_level(RDKafkaLogLevel::Warning);
+    config
+}
+
+/// Runs the worker until shutdown (`Ok`) or an error it cannot go on from.
+pub fn run(cfg: WorkerConfig, runtime: Runtime) -> Result<(), ExitReason> {
+    let transform = Transform::compile(&cfg.transform).map_err(|e| {
+        error!(error = %e, "the transform does not compile");
+        ExitReason::Config
+    })?;
+    let router = Router::new(&cfg.output);
+    let txn_id = transactional_id(&cfg, runtime.ordinal);
+    let producer: ThreadedProducer<ProducerLog> = producer_config(&cfg, runtime.ordinal)
+        .create_with_context(ProducerLog)
+        .map_err(|e| {
+            error!(error = %e, "cannot create the producer");
+            ExitReason::Config
+        })?;
+    let timeout = Duration::from_millis(u64::from(cfg.transaction_timeout_ms));
+    // Fences any older instance with this transactional.id and aborts what it left open.
+    retry_txn(
+        TxnOperation::Init,
+        || producer.init_transactions(timeout),
+        &producer,
+    )?;
+    info!(transactional_id = %txn_id, "transactions initialised");
+
+    let consumer_cfg = consumer_config(&cfg, runtime.ordinal);
+    let topics: Vec<&str> = cfg.input_topics.iter().map(String::as_str).collect();
+    let pipeline = Pipeline {
+        producer,
+        transform,
+        router,
+        timeout,
+        metrics: runtime.metrics,
+        health: runtime.health,
+        state: Mutex::new(State::default()),
+        cfg: cfg.clone(),
+    };
+    let consumer: BaseConsumer<Pipeline> =
+        consumer_cfg.create_with_context(pipeline).map_err(|e| {
+            error!(error = %e, "cannot create the consumer");
+            ExitReason::Config
+        })?;
+    consumer.subscribe(&topics).map_err(|e| {
+        error!(error = %e, "cannot subscribe to the input topics");
+        ExitReason::Config
+    })?;
+    info!(
+        pipeline = %cfg.pipeline,
+        group = %cfg.group_id,
+        topics = ?cfg.input_topics,
+        "consuming"
+    );
+    let result = consume(&consumer, &runtime.shutdown);
+    // Dropping the consumer closes it: it leaves the group, and the revoke callback finds no
+    // open transaction.
+    drop(consumer);
+    if result.is_ok() {
+        info!("left the consumer group; stopped");
+    }
+    result
+}
+
+fn consume(consumer: &BaseConsumer<Pipeline>, shutdown: &AtomicBool) -> Result<(), ExitReason> {
+    let pipeline = consumer.context();
+    let mut last_progress_log = Instant::now();
+    let mut logged = Progress::default();
+    let mut last_consumer_error: Option<Instant> = None;
+    loop {
+        let poll_timeout = {
+            let mut state = pipeline.lock();
+            if let Some(exit) = state.exit {
+                return Err(exit);
+            }
+            if shutdown.load(Ordering::Relaxed) {
+                pipeline.finish(&mut state, consumer);
+                return state.exit.map_or(Ok(()), Err);
+            }
+            pipeline.read_unknown_progress(&mut state, consumer);
+            if let Some(started) = state.txn
+                && decide::should_commit(
+                    state.ledger.records_in_txn(),
+                    started.elapsed(),
+                    &pipeline.cfg,
+                )
+            {
+                pipeline.commit(&mut state, consumer, "interval");
+            }
+            match state.txn {
+                Some(started) => pipeline
+                    .commit_interval()
+                    .saturating_sub(started.elapsed())
+                    .clamp(Duration::from_millis(1), IDLE_POLL),
+                None => IDLE_POLL,
+            }
+        };
+        match consumer.poll(poll_timeout) {
+            None => {}
+            Some(Ok(message)) => {
+                let mut state = pipeline.lock();
+                pipeline.process(&mut state, consumer, &message);
+            }
+            Some(Err(KafkaError::MessageConsumptionFatal(code))) => {
+                error!(error = %code, "fatal consumer error");
+                return Err(ExitReason::Fatal);
+            }
+            Some(Err(e)) => {
+                // Usually a broker that is away; librdkafka reconnects by itself.
+                if last_consumer_error.is_none_or(|t| t.elapsed() >= CONSUMER_ERROR_LOG_INTERVAL) {
+                    warn!(error = %e, "consumer error");
+                    last_consumer_error = Some(Instant::now());
+                } else {
+                    debug!(error = %e, "consumer error");
+                }
+            }
+        }
+        if last_progress_log.elapsed() >= PROGRESS_LOG_INTERVAL {
+            last_progress_log = Instant::now();
+            let now = pipeline.metrics_snapshot();
+            if now != logged {
+                info!(
+                    records_in = now.in_records - logged.in_records,
+                    records_out = now.out_records - logged.out_records,
+                    dead_lettered = now.dead_lettered - logged.dead_lettered,
+                    transactions = now.transactions - logged.transactions,
+                    records_in_since_start = now.in_records,
+                    "progress in the last {}s",
+                    PROGRESS_LOG_INTERVAL.as_secs()
+                );
+                logged = now;
+            }
+        }
+    }
+}
+
+/// The loop's mutable state, shared with the rebalance callbacks (which run inside `poll`, on
+/// the loop's thread, never while the loop holds the lock).
+#[derive(Default)]
+struct State {
+    ledger: Ledger,
+    /// When the open transaction began; `None` when none is open.
+    txn: Option<Instant>,
+    /// Set when the worker cannot go on; the loop returns it.
+    exit: Option<ExitReason>,
+    /// Set by the `Stop` policy.
+    stopped: Option<StopReason>,
+    /// Records one of whose later outputs Kafka refused (too large, ...) after earlier ones were
+    /// produced: the transaction was aborted, and when the replay reaches them they are record
+    /// errors instead. Several can be pending: the replay may meet them in another order.
+    poisoned: BTreeMap<(TopicPartition, i64), RecordError>,
+}
+
+/// The consumer's context: everything the loop and the rebalance callbacks share.
+struct Pipeline {
+    cfg: WorkerConfig,
+    producer: ThreadedProducer<ProducerLog>,
+    transform: Transform,
+    router: Router,
+    /// Bound of every blocking transactional call (the transaction timeout).
+    timeout: Duration,
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
+    state: Mutex<State>,
+}
+
+/// Why producing one record failed.
+enum ProduceFailure {
+    /// Kafka refused this record itself (too large, ...).
+    Record(String),
+    /// The transaction or the producer is in trouble.
+    Kafka(KafkaError),
+}
+
+impl Pipeline {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic elsewhere cannot leave the state half-updated in a way that matters more than
+        // stopping would; keep going with it.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn commit_interval(&self) -> Duration {
+        Duration::from_millis(u64::from(self.cfg.commit_interval_ms))
+    }
+
+    fn metrics_snapshot(&self) -> Progress {
+        Progress {
+            in_records: self.metrics.records_in.get(),
+            out_records: self.metrics.records_out.get(),
+            dead_lettered: self.metrics.dead_lettered.get(),
+            transactions: self.metrics.transactions_committed.get(),
+        }
+    }
+
+    /// Transforms, routes and produces one record into the open transaction.
+    fn process(
+        &self,
+        state: &mut State,
+        consumer: &BaseConsumer<Pipeline>,
+        message: &BorrowedMessage<'_>,
+    ) {
+        if state.stopped.is_some() || state.exit.is_some() {
+            // Paused partitions may still hand over what was fetched before the pause; it is
+            // not processed and its offset is not committed.
+            return;
+        }
+        let tp: TopicPartition = (message.topic().to_string(), message.partition());
+        let offset = message.offset();
+        if !state.ledger.knows_progress(&tp) && !self.read_progress(state, consumer, &tp) {
+            // Without the committed figures a commit would overwrite them; come back later.
+            self.seek(state, consumer, &tp.0, tp.1, offset);
+            std::thread::sleep(decide::retry_backoff(0));
+            return;
+        }
+        let record = match input_record(message) {
+            Ok(record) => record,
+            Err(why) => {
+                let record = InputRecord {
+                    topic: tp.0.clone(),
+                    partition: tp.1,
+                    offset,
+                    timestamp: message.timestamp().to_millis(),
+                    key: message.key().map(<[u8]>::to_vec),
+                    value: message.payload().map(<[u8]>::to_vec),
+                    headers: Vec::new(),
+                };
+                self.record_failed(state, consumer, &record, RecordError::new(why));
+                return;
+            }
+        };
+        if state.txn.is_none() && !self.begin(state) {
+            return;
+        }
+        // Kept until committed: an abort later in this transaction replays the record again.
+        if let Some(e) = state.poisoned.get(&(tp.clone(), offset)).cloned() {
+            self.record_failed(state, consumer, &record, e);
+            return;
+        }
+        let routed = self.transform.apply(&record).and_then(|outputs| {
+            outputs
+                .into_iter()
+                .map(|out| {
+                    let topic = self.router.resolve(&out)?.to_string();
+                    Ok((topic, out))
+                })
+                .collect::<Result<Vec<_>, RecordError>>()
+        });
+        let outputs = match routed {
+            Ok(outputs) => outputs,
+            Err(e) => {
+                self.record_failed(state, consumer, &record, e);
+                return;
+            }
+        };
+        for (i, (topic, out)) in outputs.iter().enumerate() {
+            match self.produce(topic, out) {
+                Ok(()) => {}
+                Err(ProduceFailure::Record(why)) if i == 0 => {
+                    // Nothing of this record is in the transaction yet: a plain record error.
+                    self.record_failed(state, consumer, &record, RecordError::new(why));
+                    return;
+                }
+                Err(ProduceFailure::Record(why)) => {
+                    // Earlier outputs of this record are in the transaction: abort it, and let
+                    // the replay treat the record as a record error before producing anything.
+                    warn!(
+                        record = %format!("{}-{}@{}", tp.0, tp.1, offset),
+                        error = %why,
+                        "Kafka refused an output record; aborting to handle it as a record error"
+                    );
+                    state
+                        .poisoned
+                        .insert((tp.clone(), offset), RecordError::new(why));
+                    self.abort(state, consumer, "produce", Some((&tp, offset)));
+                    return;
+                }
+                Err(ProduceFailure::Kafka(e)) => {
+                    self.on_txn_error(
+                        state,
+                        consumer,
+                        TxnOperation::Produce,
+                        &e,
+                        Some((&tp, offset)),
+                    );
+                    return;
+                }
+            }
+        }
+        state.ledger.consumed(&tp, offset, outputs.len() as u64, 0);
+    }
+
+    /// A record error under the configured policy.
+    fn record_failed(
+        &self,
+        state: &mut State,
+        consumer: &BaseConsumer<Pipeline>,
+        record: &InputRecord,
+        error: RecordError,
+    ) {
+        self.metrics.record_errors.inc();
+        let tp: TopicPartition = (record.topic.clone(), record.partition);
+        match decide::on_record_error(&self.cfg.error_policy, record, &error) {
+            RecordErrorAction::DeadLetter {
+                topic,
+                record: dead_letter,
+            } => {
+                if state.txn.is_none() && !self.begin(state) {
+                    return;
+                }
+                debug!(
+                    record = %format!("{}-{}@{}", record.topic, record.partition, record.offset),
+                    error = %error,
+                    "dead-lettering"
+                );
+                match self.produce(&topic, &dead_letter) {
+                    Ok(()) => state.ledger.consumed(&tp, record.offset, 0, 1),
+                    Err(ProduceFailure::Record(why)) => {
+                        let reason = StopReason {
+                            topic: record.topic.clone(),
+                            partition: record.partition,
+                            offset: record.offset,
+                            message: format!("{error}; and the dead letter was refused: {why}"),
+                        };
+                        self.stop(state, consumer, reason);
+                    }
+                    Err(ProduceFailure::Kafka(e)) => self.on_txn_error(
+                        state,
+                        consumer,
+                        TxnOperation::Produce,
+                        &e,
+                        Some((&tp, record.offset)),
+                    ),
+                }
+            }
+            RecordErrorAction::Stop(reason) => self.stop(state, consumer, reason),
+        }
+    }
+
+    /// The `Stop` policy: commit what came before the record (its own offset is never
+    /// committed), pause everything, stay up and say where and why.
+    fn stop(&self, state: &mut State, consumer: &BaseConsumer<Pipeline>, reason: StopReason) {
+        error!(
+            record = %format!("{}-{}@{}", reason.topic, reason.partition, reason.offset),
+            error = %reason.message,
+            "stopping the pipeline at this record (errorPolicy Stop); fix the record or the \
+             Pipeline, then restart the workers"
+        );
+        // No output of the failed record is in the transaction (record errors strike before the
+        // first produce), so what it holds is complete records: commit them, and the partition's
+        // committed position is right before the failed record.
+        self.commit(state, consumer, "stop");
+        if state.exit.is_some() {
+            return;
+        }
+        self.seek(
+            state,
+            consumer,
+            &reason.topic,
+            reason.partition,
+            reason.offset,
+        );
+        if let Ok(assignment) = consumer.assignment()
+            && let Err(e) = consumer.pause(&assignment)
+        {
+            warn!(error = %e, "cannot pause the assigned partitions");
+        }
+        self.metrics.stopped.set(1);
+        self.health.set_stopped(reason.clone());
+        state.stopped = Some(reason);
+    }
+
+    fn begin(&self, state: &mut State) -> bool {
+        match self.producer.begin_transaction() {
+            Ok(()) => {
+                state.txn = Some(Instant::now());
+                true
+            }
+            Err(e) => {
+                let decision = decide::on_kafka_error(TxnOperation::Begin, self.facts(&e), 0);
+                error!(error = %e, ?decision, "cannot begin a transaction");
+                state.exit = Some(self.exit_reason(decision));
+                false
+            }
+        }
+    }
+
+    fn produce(&self, topic: &str, out: &OutputRecord) -> Result<(), ProduceFailure> {
+        let mut headers = OwnedHeaders::new_with_capacity(out.headers.len());
+        for (key, value) in &out.headers {
+            headers = headers.insert(Header {
+                key,
+                value: value.as_deref(),
+            });
+        }
+        let mut record = BaseRecord::<[u8], [u8]>::to(topic).headers(headers);
+        if let Some(key) = &out.key {
+            record = record.key(key.as_slice());
+        }
+        if let Some(value) = &out.value {
+            record = record.payload(value.as_slice());
+        }
+        let deadline = Instant::now() + self.timeout;
+        loop {
+            match self.producer.send(record) {
+                Ok(()) => return Ok(()),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned))
+                    if Instant::now() < deadline =>
+                {
+                    // The producer's own thread drains the queue as brokers acknowledge.
+                    record = returned;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err((KafkaError::MessageProduction(code), _))
+                    if matches!(
+                        code,
+                        RDKafkaErrorCode::MessageSizeTooLarge | RDKafkaErrorCode::InvalidRecord
+                    ) =>
+                {
+                    return Err(ProduceFailure::Record(format!(
+                        "Kafka refused the output record for {topic}: {code}"
+                    )));
+                }
+                Err((e, _)) => return Err(ProduceFailure::Kafka(e)),
+            }
+        }
+    }
+
+    /// Sends the consumed positions with their progress metadata and commits.
+    fn commit(&self, state: &mut State, consumer: &BaseConsumer<Pipeline>, why: &str) {
+        if state.txn.is_none() {
+            return;
+        }
+        let offsets = state.ledger.offsets_to_commit();
+        let started = Instant::now();
+        if !offsets.is_empty() {
+            let mut tpl = TopicPartitionList::with_capacity(offsets.len());
+            for o in &offsets {
+                match tpl.add_partition_offset(&o.topic, o.partition, Offset::Offset(o.offset)) {
+                    Ok(()) => {
+                        if let Some(mut elem) = tpl.find_partition(&o.topic, o.partition) {
+                            elem.set_metadata(o.progress.encode());
+                        }
+                    }
+                    Err(e) => {
+                        error!(error = %e, "cannot build the offsets to commit");
+                        self.abort(state, consumer, "send_offsets", None);
+                        return;
+                    }
+                }
+            }
+            let Some(group) = consumer.group_metadata() else {
+                warn!("no consumer group metadata to commit with; aborting");
+                self.abort(state, consumer, "send_offsets", None);
+                return;
+            };
+            let mut attempt = 0;
+            loop {
+                match self
+                    .producer
+                    .send_offsets_to_transaction(&tpl, &group, self.timeout)
+                {
+                    Ok(()) => break,
+                    Err(e) => match decide::on_kafka_error(
+                        TxnOperation::SendOffsets,
+                        self.facts(&e),
+                        attempt,
+                    ) {
+                        Decision::Retry => {
+                            debug!(error = %e, attempt, "retrying send_offsets_to_transaction");
+                            std::thread::sleep(decide::retry_backoff(attempt));
+                            attempt += 1;
+                        }
+                        decision => {
+                            self.txn_error_decided(
+                                state,
+                                consumer,
+                                "send_offsets",
+                                &e,
+                                decision,
+                                None,
+                            );
+                            return;
+                        }
+                    },
+                }
+            }
+        }
+        let mut attempt = 0;
+        loop {
+            match self.producer.commit_transaction(self.timeout) {
+                Ok(()) => break,
+                Err(e) => {
+                    match decide::on_kafka_error(TxnOperation::Commit, self.facts(&e), attempt) {
+                        Decision::Retry => {
+                            debug!(error = %e, attempt, "retrying commit_transaction");
+                            std::thread::sleep(decide::retry_backoff(attempt));
+                            attempt += 1;
+                        }
+                        decision => {
+                            self.txn_error_decided(state, consumer, "commit", &e, decision, None);
+                            return;
+                        }
+                    }
+                }
+            }
+        }
+        let added = state.ledger.committed();
+        state.txn = None;
+        state.poisoned.retain(|((topic, partition), offset), _| {
+            !offsets
+                .iter()
+                .any(|o| o.topic == *topic && o.partition == *partition && *offset < o.offset)
+        });
+        self.metrics
+            .committed(&added, started.elapsed().as_secs_f64());
+        debug!(
+            why,
+            records = added.in_records,
+            partitions = offsets.len(),
+            "transaction committed"
+        );
+    }
+
+    /// Aborts the open transaction and rewinds what it consumed; `current` is a record that was
+    /// being processed and is not in the ledger yet.
+    fn abort(
+        &self,
+        state: &mut State,
+        consumer: &BaseConsumer<Pipeline>,
+        reason: &str,
+        current: Option<(&TopicPartition, i64)>,
+    ) {
+        if state.txn.is_some() {
+            let mut attempt = 0;
+            loop {
+                match self.producer.abort_transaction(self.timeout) {
+                    Ok(()) => break,
+                    Err(e) => {
+                        match decide::on_kafka_error(TxnOperation::Abort, self.facts(&e), attempt) {
+                            Decision::Retry => {
+                                std::thread::sleep(decide::retry_backoff(attempt));
+                                attempt += 1;
+                            }
+                            decision => {
+                                error!(error = %e, "cannot abort the transaction");
+                                state.exit = Some(self.exit_reason(decision));
+                                return;
+                            }
+                        }
+                    }
+                }
+            }
+            state.txn = None;
+            self.metrics.aborted(reason);
+        }
+        let mut rewinds = state.ledger.aborted();
+        if let Some((tp, offset)) = current
+            && !rewinds
+                .iter()
+                .any(|r| r.topic == tp.0 && r.partition == tp.1)
+        {
+            rewinds.push(Rewind {
+                topic: tp.0.clone(),
+                partition: tp.1,
+                offset,
+            });
+        }
+        for r in rewinds {
+            self.seek(state, consumer, &r.topic, r.partition, r.offset);
+        }
+        info!(
+            reason,
+            "transaction aborted; consumer rewound to where it began"
+        );
+    }
+
+    /// Seeks one partition. Failing to rewind would skip records, so it ends the worker (a
+    /// restart resumes from the committed offsets).
+    fn seek(
+        &self,
+        state: &mut State,
+        consumer: &BaseConsumer<Pipeline>,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+    ) {
+        if let Err(e) = consumer.seek(topic, partition, Offset::Offset(offset), REQUEST_TIMEOUT) {
+            error!(error = %e, topic, partition, offset, "cannot rewind the consumer");
+            state.exit = Some(ExitReason::Fatal);
+        }
+    }
+
+    fn on_txn_error(
+        &self,
+        state: &mut State,
+        consumer: &BaseConsumer<Pipeline>,
+        operation: TxnOperation,
+        e: &KafkaError,
+        current: Option<(&TopicPartition, i64)>,
+    ) {
+        let decision = decide::on_kafka_error(operation, self.facts(e), 0);
+        let reason = match operation {
+            TxnOperation::Produce => "produce",
+            TxnOperation::SendOffsets => "send_offsets",
+            TxnOperation::Commit => "commit",
+            _ => "error",
+        };
+        // A retry of a single send is not worth it: the producer already retries internally.
+        let decision = if decision == Decision::Retry {
+            Decision::AbortAndRewind
+        } else {
+            decision
+        };
+        self.txn_error_decided(state, consumer, reason, e, decision, current);
+    }
+
+    fn txn_error_decided(
+        &self,
+        state: &mut State,
+        consumer: &BaseConsumer<Pipeline>,
+        reason: &str,
+        e: &KafkaError,
+        decision: Decision,
+        current: Option<(&TopicPartition, i64)>,
+    ) {
+        match decision {
+            Decision::AbortAndRewind | Decision::Retry => {
+                warn!(error = %e, reason, "transaction failed; aborting");
+                self.abort(state, consumer, reason, current);
+            }
+            Decision::Exit(exit) => {
+                error!(error = %e, reason, exit = exit.label(), "cannot go on");
+                state.exit = Some(self.exit_reason(Decision::Exit(exit)));
+            }
+        }
+    }
+
+    fn exit_reason(&self, decision: Decision) -> ExitReason {
+        let exit = match decision {
+            Decision::Exit(exit) => exit,
+            _ => ExitReason::Fatal,
+        };
+        if exit == ExitReason::Fenced {
+            self.metrics.fencings.inc();
+            error!(
+                "fenced: a newer worker owns this transactional.id or the group moved on; exiting \
+                 so the restarted worker resumes from the committed offsets"
+            );
+        }
+        exit
+    }
+
+    /// The Kafka client's judgement of `e`, plus whether it means fencing. A fenced producer
+    /// reports a fatal error whose cause is only in the client's fatal-error slot.
+    fn facts(&self, e: &KafkaError) -> KafkaErrorFacts {
+        let mut facts = error_facts(e);
+        if facts.fatal
+            && let Some((code, _)) = self.producer.client().fatal_error()
+            && is_fencing(code)
+        {
+            facts.fenced = true;
+        }
+        facts
+    }
+
+    /// Commits (or, failing that, aborts) the open transaction on shutdown.
+    fn finish(&self, state: &mut State, consumer: &BaseConsumer<Pipeline>) {
+        if state.txn.is_some() {
+            info!("shutting down: committing the open transaction");
+            self.commit(state, consumer, "shutdown");
+        }
+        if state.txn.is_some() && state.exit.is_none() {
+            self.abort(state, consumer, "shutdown", None);
+        }
+    }
+
+    /// Reads the committed progress of one partition; false when the broker did not answer.
+    fn read_progress(
+        &self,
+        state: &mut State,
+        consumer: &BaseConsumer<Pipeline>,
+        tp: &TopicPartition,
+    ) -> bool {
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition(&tp.0, tp.1);
+        self.read_committed_progress(state, consumer, tpl)
+    }
+
+    fn read_unknown_progress(&self, state: &mut State, consumer: &BaseConsumer<Pipeline>) {
+        let unknown = state.ledger.unknown_progress();
+        if unknown.is_empty() {
+            return;
+        }
+        let mut tpl = TopicPartitionList::new();
+        for (topic, partition) in &unknown {
+            tpl.add_partition(topic, *partition);
+        }
+        self.read_committed_progress(state, consumer, tpl);
+    }
+
+    /// Fetches committed offsets (stable ones: `read_committed` makes librdkafka wait for
+    /// pending transactional commits) and records their progress metadata.
+    fn read_committed_progress(
+        &self,
+        state: &mut State,
+        consumer: &BaseConsumer<Pipeline>,
+        tpl: TopicPartitionList,
+    ) -> bool {
+        match consumer.committed_offsets(tpl, REQUEST_TIMEOUT) {
+            Ok(committed) => {
+                let mut all = true;
+                for elem in committed.elements() {
+                    let tp = (elem.topic().to_string(), elem.partition());
+                    if let Err(e) = elem.error() {
+                        debug!(error = %e, topic = %tp.0, partition = tp.1, "no committed offset yet");
+                        all = false;
+                        continue;
+                    }
+                    // rdkafka panics on metadata that is not UTF-8 (someone else's commit):
+                    // such metadata is not ours, so count from zero.
+                    let metadata = catch_unwind(AssertUnwindSafe(|| elem.metadata().to_string()))
+                        .unwrap_or_default();
+                    let progress = Progress::decode(&metadata).unwrap_or_default();
+                    state.ledger.set_committed(&tp, progress);
+                }
+                all
+            }
+            Err(e) => {
+                warn!(error = %e, "cannot read the committed offsets; will retry");
+                false
+            }
+        }
+    }
+
+    fn on_revoke(&self, consumer: &BaseConsumer<Pipeline>, partitions: &TopicPartitionList) {
+        let lost = consumer.assignment_lost();
+        self.metrics
+            .rebalanced(if lost { "lost" } else { "revoke" });
+        let mut state = self.lock();
+        let revoked: Vec<TopicPartition> = partitions
+            .elements()
+            .iter()
+            .map(|e| (e.topic().to_string(), e.partition()))
+            .collect();
+        // A worker on its way out (fatal, fenced) closes its consumer with the transaction
+        // still open: the producer cannot end it, the coordinator will.
+        let open = state.txn.is_some() && state.exit.is_none();
+        match decide::on_revoke(lost, open) {
+            RebalanceAction::Commit => self.commit(&mut state, consumer, "revoke"),
+            RebalanceAction::Abort => {
+                // The lost partitions are not ours to seek any more.
+                for tp in &revoked {
+                    state.ledger.revoke(tp);
+                }
+                self.abort(&mut state, consumer, "lost", None);
+            }
+            RebalanceAction::Nothing => {}
+        }
+        if state.txn.is_some() && state.exit.is_none() {
+            // The commit failed and its abort did not clear the transaction: end it here, it
+            // must not outlive the partitions.
+            self.abort(&mut state, consumer, "revoke", None);
+        }
+        for tp in &revoked {
+            state.ledger.revoke(tp);
+        }
+        // Their next owner finds the refused records again by itself.
+        state.poisoned.retain(|(tp, _), _| !revoked.contains(tp));
+        self.metrics
+            .assigned_partitions
+            .set(state.ledger.assigned().count() as i64);
+        info!(
+            partitions = %describe(&revoked),
+            lost,
+            "partitions {}",
+            if lost { "lost" } else { "revoked" }
+        );
+    }
+
+    fn on_assign(&self, consumer: &BaseConsumer<Pipeline>, partitions: &TopicPartitionList) {
+        self.metrics.rebalanced("assign");
+        self.health.set_joined();
+        let mut state = self.lock();
+        let assigned: Vec<TopicPartition> = partitions
+            .elements()
+            .iter()
+            .map(|e| (e.topic().to_string(), e.partition()))
+            .collect();
+        for tp in &assigned {
+            state.ledger.assign(tp.clone(), None);
+        }
+        if !assigned.is_empty() {
+            self.read_committed_progress(&mut state, consumer, partitions.clone());
+        }
+        if state.stopped.is_some()
+            && !assigned.is_empty()
+            && let Err(e) = consumer.pause(partitions)
+        {
+            warn!(error = %e, "cannot pause the newly assigned partitions");
+        }
+        self.metrics
+            .assigned_partitions
+            .set(state.ledger.assigned().count() as i64);
+        info!(
+            partitions = %describe(&assigned),
+            total = state.ledger.assigned().count(),
+            "partitions assigned"
+        );
+    }
+}
+
+fn describe(partitions: &[TopicPartition]) -> String {
+    partitions
+        .iter()
+        .map(|(t, p)| format!("{t}-{p}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The record as the transform sees it. rdkafka panics on a header name that is not UTF-8; such
+/// a record is a record error rather than the end of the worker.
+fn input_record(message: &BorrowedMessage<'_>) -> Result<InputRecord, String> {
+    let headers = catch_unwind(AssertUnwindSafe(|| {
+        message.headers().map_or_else(Vec::new, |headers| {
+            headers
+                .iter()
+                .map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec)))
+                .collect()
+        })
+    }))
+    .map_err(|_| "a header name is not UTF-8".to_string())?;
+    Ok(InputRecord {
+        topic: message.topic().to_string(),
+        partition: message.partition(),
+        offset: message.offset(),
+        timestamp: message.timestamp().to_millis(),
+        key: message.key().map(<[u8]>::to_vec),
+        value: message.payload().map(<[u8]>::to_vec),
+        headers,
+    })
+}
+
+/// Runs a transactional call outside a transaction (init) until it succeeds or the error is
+/// final.
+fn retry_txn(
+    operation: TxnOperation,
+    mut call: impl FnMut() -> Result<(), KafkaError>,
+    producer: &ThreadedProducer<ProducerLog>,
+) -> Result<(), ExitReason> {
+    let mut attempt = 0;
+    loop {
+        match call() {
+            Ok(()) => return Ok(()),
+            Err(e) => {
+                let mut facts = error_facts(&e);
+                if facts.fatal
+                    && let Some((code, _)) = producer.client().fatal_error()
+                {
+                    facts.fenced = is_fencing(code);
+                }
+                match decide::on_kafka_error(operation, facts, attempt) {
+                    Decision::Retry => {
+                        warn!(error = %e, attempt, "retrying {operation:?}");
+                        std::thread::sleep(decide::retry_backoff(attempt));
+                        attempt += 1;
+                    }
+                    decision => {
+                        error!(error = %e, ?decision, "{operation:?} failed");
+                        return Err(match decision {
+                            Decision::Exit(exit) => exit,
+                            _ => ExitReason::Fatal,
+                        });
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn is_fencing(code: RDKafkaErrorCode) -> bool {
+    matches!(
+        code,
+        RDKafkaErrorCode::ProducerFenced
+            | RDKafkaErrorCode::InvalidProducerEpoch
+            | RDKafkaErrorCode::Fenced
+    )
+}
+
+/// What librdkafka says about an error.
+fn error_facts(e: &KafkaError) -> KafkaErrorFacts {
+    match e {
+        KafkaError::Transaction(err) => KafkaErrorFacts {
+            fatal: err.is_fatal(),
+            abortable: err.txn_requires_abort(),
+            retriable: err.is_retriable(),
+            fenced: is_fencing(err.code()),
+        },
+        other => {
+            let code = other.rdkafka_error_code();
+            KafkaErrorFacts {
+                fatal: code == Some(RDKafkaErrorCode::Fatal)
+                    || matches!(other, KafkaError::MessageConsumptionFatal(_)),
+                abortable: false,
+                // commit_transaction flushes first and reports a flush timeout as `Flush`.
+                retriable: matches!(
+                    code,
+                    Some(
+                        RDKafkaErrorCode::OperationTimedOut
+                            | RDKafkaErrorCode::RequestTimedOut
+                            | RDKafkaErrorCode::QueueFull
+                    )
+                ),
+                fenced: code.is_some_and(is_fencing),
+            }
+        }
+    }
+}
+
+impl ClientContext for Pipeline {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        log_librdkafka("consumer", level, fac, message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        warn!(client = "consumer", %error, reason, "librdkafka error");
+    }
+}
+
+impl ConsumerContext for Pipeline {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Revoke(partitions) => self.on_revoke(consumer, partitions),
+            Rebalance::Assign(_) => {}
+            Rebalance::Error(e) => {
+                self.metrics.rebalanced("error");
+                warn!(error = %e, "rebalance error");
+            }
+        }
+    }
+
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(partitions) = rebalance {
+            self.on_assign(consumer, partitions);
+        }
+    }
+}
+
+/// The producer's context: librdkafka's logs into tracing; delivery failures surface as an
+/// abortable commit error, so they are only logged at debug level here.
+struct ProducerLog;
+
+impl ClientContext for ProducerLog {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        log_librdkafka("producer", level, fac, message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        warn!(client = "producer", %error, reason, "librdkafka error");
+    }
+}
+
+impl ProducerContext for ProducerLog {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        if let Err((e, message)) = result {
+            debug!(error = %e, topic = message.topic(), "delivery failed");
+        }
+    }
+}
+
+fn log_librdkafka(client: &str, level: RDKafkaLogLevel, fac: &str, message: &str) {
+    match level {
+        RDKafkaLogLevel::Emerg
+        | RDKafkaLogLevel::Alert
+        | RDKafkaLogLevel::Critical
+        | RDKafkaLogLevel::Error => error!(client, fac, "librdkafka: {message}"),
+        RDKafkaLogLevel::Warning => warn!(client, fac, "librdkafka: {message}"),
+        RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
+            info!(client, fac, "librdkafka: {message}")
+        }
+        RDKafkaLogLevel::Debug => debug!(client, fac, "librdkafka: {message}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg() -> WorkerConfig {
+        match serde_json::from_str(
+            r#"{"pipeline": "a/b", "bootstrapServers": "k:9092", "groupId": "g",
+                "clientProperties": {"security.protocol": "plaintext", "client.id": "mine"},
+                "inputTopics": ["in"], "transactionalIdPrefix": "exactly-a-b",
+                "transactionTimeoutMs": 30000, "startFrom": "Latest",
+                "output": {"topics": {"out": "out"}, "defaultTopic": "out"}}"#,
+        ) {
+            Ok(c) => c,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    #[test]
+    fn producer_is_transactional_with_a_stable_id() {
+        let config = producer_config(&cfg(), 2);
+        assert_eq!(config.get("transactional.id"), Some("exactly-a-b-2"));
+        assert_eq!(config.get("enable.idempotence"), Some("true"));
+        assert_eq!(config.get("acks"), Some("all"));
+        assert_eq!(
+            config.get("max.in.flight.requests.per.connection"),
+            Some("5")
+        );
+        assert_eq!(config.get("transaction.timeout.ms"), Some("30000"));
+        assert_eq!(config.get("security.protocol"), Some("plaintext"));
+        assert_eq!(config.get("client.id"), Some("mine"));
+    }
+
+    #[test]
+    fn consumer_reads_committed_and_never_auto_commits() {
+        let config = consumer_config(&cfg(), 0);
+        assert_eq!(config.get("group.id"), Some("g"));
+        assert_eq!(config.get("isolation.level"), Some("read_committed"));
+        assert_eq!(config.get("enable.auto.commit"), Some("false"));
+        assert_eq!(
+            config.get("partition.assignment.strategy"),
+            Some("cooperative-sticky")
+        );
+        assert_eq!(config.get("auto.offset.reset"), Some("latest"));
+        assert_eq!(config.get("enable.partition.eof"), Some("false"));
+        assert_eq!(config.get("bootstrap.servers"), Some("k:9092"));
+    }
+
+    #[test]
+    fn managed_keys_win_over_client_properties() {
+        let mut c = cfg();
+        c.client_properties
+            .insert("isolation.level".into(), "read_uncommitted".into());
+        c.client_properties.insert("acks".into(), "1".into());
+        assert_eq!(
+            consumer_config(&c, 0).get("isolation.level"),
+            Some("read_committed")
+        );
+        assert_eq!(producer_config(&c, 0).get("acks"), Some("all"));
+    }
+
+    #[test]
+    fn fencing_codes_are_recognised() {
+        assert!(is_fencing(RDKafkaErrorCode::ProducerFenced));
+        assert!(is_fencing(RDKafkaErrorCode::InvalidProducerEpoch));
+        assert!(is_fencing(RDKafkaErrorCode::Fenced));
+        assert!(!is_fencing(RDKafkaErrorCode::UnknownMemberId));
+        let facts = error_facts(&KafkaError::MessageProduction(
+            RDKafkaErrorCode::ProducerFenced,
+        ));
+        assert!(facts.fenced);
+        let facts = error_facts(&KafkaError::Flush(RDKafkaErrorCode::OperationTimedOut));
+        assert!(facts.retriable && !facts.fatal && !facts.abortable);
+    }
+}
