@@ -6,7 +6,7 @@ CARGO ?= cargo
 DEMO_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help tools build demo env test unit integration lint fmt crds
+.PHONY: help tools build demo env test unit integration faults lint fmt crds
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -23,15 +23,21 @@ demo: tools build ## local control plane + Kafka, the operator, the quick-start 
 env: tools build ## start the environment in the foreground and print KUBECONFIG and the Kafka address
 	./target/debug/exactly-env
 
-test: tools ## every test: unit tests, then integration tests on the real environment
+test: tools ## every test: unit tests, then integration and fault tests on the real environment
 	$(CARGO) test --workspace --lib --bins
+	$(CARGO) build -p exactly-worker --bins
 	$(CARGO) test -p exactly-testenv --test integration
+	$(CARGO) test -p exactly-testenv --test faults
 
 unit: ## unit tests only (no environment)
 	$(CARGO) test --workspace --lib --bins
 
 integration: tools ## integration tests only (one shared environment for the run)
 	$(CARGO) test -p exactly-testenv --test integration
+
+faults: tools ## fault tests only (their own environment: a broker restart, killed workers)
+	$(CARGO) build -p exactly-worker --bins
+	$(CARGO) test -p exactly-testenv --test faults
 
 lint: ## formatting and clippy, warnings as errors
 	$(CARGO) fmt --all -- --check

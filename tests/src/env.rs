@@ -770,6 +770,46 @@ impl Environment {
         Ok(self.lock_components()[index].pid())
     }
 
+    /// Stops the broker (SIGTERM, as a node drain would; SIGKILL after 30 s), keeps it down for
+    /// `down_for`, and starts it again on the same storage and addresses; returns once it
+    /// serves requests again. Every test of the binary sees the outage: fault tests that call
+    /// this run in a test binary (an environment) of their own.
+    pub fn restart_kafka(&'static self, down_for: Duration) -> Result<(), EnvError> {
+        {
+            let mut components = self.lock_components();
+            let index = components
+                .iter()
+                .position(|c| c.name == "kafka")
+                .ok_or_else(|| EnvError::Setup("no kafka component to restart".into()))?;
+            let mut kafka = components.remove(index);
+            drop(components);
+            kafka.terminate();
+            kafka.wait_or_kill(Instant::now() + Duration::from_secs(30));
+        }
+        std::thread::sleep(down_for);
+        // The new broker's parent-death signal is tied to the thread that starts it: one that
+        // lives as long as the process.
+        let (started_tx, started_rx) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("exactly-testenv-kafka".into())
+            .spawn(move || {
+                let _ = started_tx.send(self.spawn("kafka", self.kafka_command()));
+                loop {
+                    std::thread::park();
+                }
+            })
+            .map_err(|e| EnvError::Setup(format!("cannot start a thread for kafka: {e}")))?;
+        let index = started_rx
+            .recv()
+            .map_err(|_| EnvError::Setup("the kafka starter thread died".into()))??;
+        let bootstrap = self.bootstrap_servers.clone();
+        self.wait_ready(index, Duration::from_secs(120), || {
+            kafka_has_a_broker(&bootstrap)
+        })?;
+        log(format!("kafka restarted at {}", self.bootstrap_servers));
+        Ok(())
+    }
+
     /// Notes that a test failed, so the logs are kept at shutdown.
     pub fn record_failure(&self, what: &str) {
         self.failures

@@ -197,6 +197,7 @@ pub const MANAGED_PROPERTIES: &[&str] = &[
     "partition.assignment.strategy",
     "enable.partition.eof",
     "group.protocol",
+    "group.instance.id",
 ];
 
 /// One problem found by [`WorkerConfig::validate`].

@@ -102,9 +102,18 @@ pub fn consumer_config(cfg: &WorkerConfig, ordinal: u32) -> ClientConfig {
         .set("enable.auto.offset.store", "false")
         .set("partition.assignment.strategy", "cooperative-sticky")
         .set("auto.offset.reset", cfg.start_from.auto_offset_reset())
-        .set("enable.partition.eof", "false");
+        .set("enable.partition.eof", "false")
+        // Static membership: worker <n> keeps its identity across restarts (a StatefulSet pod's
+        // ordinal), so a restarted worker takes its partitions back at once instead of the
+        // group waiting for the dead member's session to time out and rebalancing twice.
+        .set("group.instance.id", transactional_id(cfg, ordinal));
     if !cfg.client_properties.contains_key("client.id") {
         config.set("client.id", format!("exactly-worker-{ordinal}-consumer"));
+    }
+    // A worker that is gone for good (scale-down, a node lost) gives its partitions up after
+    // this long; tunable through clientProperties.
+    if !cfg.client_properties.contains_key("session.timeout.ms") {
+        config.set("session.timeout.ms", "15000");
     }
     config
 }

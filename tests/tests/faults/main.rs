@@ -1,0 +1,8 @@
+//! Fault tests: a test binary of its own, so that the environment they break (a broker restart)
+//! is theirs alone. Run with `make test`, or `cargo test -p exactly-testenv --test faults`
+//! after `cargo build -p exactly-worker`.
+
+mod pipeline;
+#[path = "../integration/support.rs"]
+#[allow(dead_code)]
+mod support;
