@@ -336,6 +336,19 @@ pub struct PipelineStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub total_lag: Option<i64>,
 
+    /// Input records the workers consumed and committed (each exactly once), summed from the
+    /// figures they commit with the input offsets, in the same transactions as the outputs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub records_in: Option<i64>,
+
+    /// Output records committed from them (a transform may drop or multiply records).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub records_out: Option<i64>,
+
+    /// Input records committed to the dead-letter Topic instead (`errorPolicy: DeadLetter`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dead_lettered: Option<i64>,
+
     /// When the group's committed offsets were last seen to move (a commit of the workers).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_commit_seen: Option<String>,

@@ -70,6 +70,9 @@ pub struct Snapshot {
     pub groups: BTreeMap<String, GroupDescription>,
     /// Committed offsets of each group of interest.
     pub committed: BTreeMap<String, BTreeMap<Partition, i64>>,
+    /// The metadata committed with each of those offsets (empty when none): a Pipeline's
+    /// workers keep their figures there.
+    pub committed_metadata: BTreeMap<String, BTreeMap<Partition, String>>,
     /// Transactional ids of interest the coordinators know.
     pub transactions: BTreeMap<String, TransactionDescription>,
     /// Producer ids the transaction coordinators track (any transactional id, any state).
@@ -132,7 +135,14 @@ pub async fn observe(admin: &KafkaAdmin, interest: &Interest) -> Result<Snapshot
     if !interest.groups.is_empty() {
         let groups: Vec<String> = interest.groups.iter().cloned().collect();
         snapshot.groups = admin.describe_groups(&groups).await?;
-        snapshot.committed = admin.committed_offsets(&groups).await?;
+        for (group, offsets) in admin.committed_with_metadata(&groups).await? {
+            let (committed, metadata) = offsets
+                .into_iter()
+                .map(|(p, (offset, metadata))| ((p.clone(), offset), (p, metadata)))
+                .unzip();
+            snapshot.committed.insert(group.clone(), committed);
+            snapshot.committed_metadata.insert(group, metadata);
+        }
     }
     if !interest.transactional_ids.is_empty() || !interest.producer_topics.is_empty() {
         let listed = admin.list_transactions().await?;

@@ -485,6 +485,9 @@ pub struct Observed<'a> {
     pub transaction_timeout_ms: Option<u32>,
     pub group_id: String,
     pub transactional_id_prefix: String,
+    /// The workers' figures, summed over the input partitions, from the metadata committed with
+    /// the group's offsets; `None` when the brokers were not observed this time.
+    pub progress: Option<exactly_worker::Progress>,
 }
 
 /// A failed link: its stable name and what is wrong.
@@ -592,6 +595,12 @@ pub fn pipeline_status(o: &Observed) -> PipelineStatus {
     let group = o.group.and_then(|g| g.status.as_ref());
     status.total_lag = group.and_then(|g| g.total_lag);
     status.last_commit_seen = group.and_then(|g| g.last_commit_seen.clone());
+    if let Some(progress) = &o.progress {
+        let count = |n: u64| Some(i64::try_from(n).unwrap_or(i64::MAX));
+        status.records_in = count(progress.in_records);
+        status.records_out = count(progress.out_records);
+        status.dead_lettered = count(progress.dead_lettered);
+    }
     let producer = o.producer.and_then(|p| p.status.as_ref());
     status.open_transactions = producer.and_then(|p| p.open_transactions);
     status.hanging_transactions = producer.and_then(|p| p.hanging_transactions);
@@ -775,6 +784,10 @@ pub async fn reconcile(pipeline: Arc<Pipeline>, ctx: Arc<Context>) -> Result<Act
     let group = ctx
         .groups
         .get(&ObjectRef::new(&names.children).within(&namespace));
+    let progress = match &cluster {
+        Some(c) => observe_progress(&ctx, c, &group_id(&pipeline), &inputs).await,
+        None => None,
+    };
     let observed = Observed {
         generation: pipeline.metadata.generation,
         previous: pipeline.status.as_ref(),
@@ -790,12 +803,47 @@ pub async fn reconcile(pipeline: Arc<Pipeline>, ctx: Arc<Context>) -> Result<Act
         transaction_timeout_ms,
         group_id: group_id(&pipeline),
         transactional_id_prefix: transactional_id_prefix(&pipeline),
+        progress,
     };
     let status = pipeline_status(&observed);
     super::write_status(&ctx, pipeline.as_ref(), &status).await?;
     Ok(Action::requeue(
         ctx.refresh_interval.max(Duration::from_secs(1)),
     ))
+}
+
+/// The workers' figures from the cluster's shared observation (the same one that serves the
+/// Pipeline's ConsumerGroup: no request of its own): the progress each worker committed with
+/// each input partition's offset, summed. `None` when the brokers do not answer.
+async fn observe_progress(
+    ctx: &Arc<Context>,
+    cluster: &KafkaCluster,
+    group: &str,
+    inputs: &[TopicLink],
+) -> Option<exactly_worker::Progress> {
+    let admin = resolve::admin(ctx, cluster).await.ok()?;
+    let key = super::cluster_key(
+        ctx,
+        &cluster.namespace().unwrap_or_default(),
+        &cluster.name_any(),
+    );
+    let mine = super::observe::Interest {
+        topics: inputs.iter().filter_map(|l| l.kafka.clone()).collect(),
+        groups: [group.to_string()].into(),
+        ..Default::default()
+    };
+    let snapshot = ctx
+        .observer
+        .snapshot(&key, &admin, &mine, || super::group::cluster_interest(ctx, &key))
+        .await
+        .ok()?;
+    let metadata = snapshot.committed_metadata.get(group)?;
+    Some(
+        metadata
+            .values()
+            .filter_map(|m| exactly_worker::Progress::decode(m))
+            .fold(exactly_worker::Progress::default(), |sum, p| sum.plus(&p)),
+    )
 }
 
 /// The client properties of the cluster's Secret (external clusters with `secretRef`), for the

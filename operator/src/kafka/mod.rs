@@ -619,6 +619,25 @@ impl KafkaAdmin {
             .collect())
     }
 
+    /// Committed offsets of each of `groups` with their commit metadata (one request per group
+    /// coordinator).
+    pub async fn committed_with_metadata(
+        &self,
+        groups: &[String],
+    ) -> Result<BTreeMap<String, BTreeMap<PartitionKey, (i64, String)>>, KafkaError> {
+        Ok(self
+            .wire
+            .committed_of_groups(groups)
+            .await
+            .map_err(|e| self.wire_error("fetch committed offsets of", e))?
+            .into_iter()
+            .map(|(group, offsets)| {
+                let offsets = offsets.into_iter().map(|(p, c)| (key(&p), c)).collect();
+                (group, offsets)
+            })
+            .collect())
+    }
+
     /// Commits `offsets` for `group` as an administrator (the group must be Empty).
     pub async fn commit_offsets(
         &self,

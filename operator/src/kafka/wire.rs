@@ -1577,13 +1577,31 @@ impl WireClient {
         &self,
         groups: &[String],
     ) -> Result<BTreeMap<String, BTreeMap<TopicPartition, i64>>, WireError> {
+        Ok(self
+            .committed_of_groups(groups)
+            .await?
+            .into_iter()
+            .map(|(group, offsets)| {
+                let offsets = offsets.into_iter().map(|(tp, (o, _))| (tp, o)).collect();
+                (group, offsets)
+            })
+            .collect())
+    }
+
+    /// [`Self::committed_offsets_of_groups`], with each offset's commit metadata (the string a
+    /// committer stores beside it; empty when none, and always for brokers older than v8).
+    pub async fn committed_of_groups(
+        &self,
+        groups: &[String],
+    ) -> Result<BTreeMap<String, BTreeMap<TopicPartition, (i64, String)>>, WireError> {
         let api = "OffsetFetch";
         if groups.is_empty() {
             return Ok(BTreeMap::new());
         }
         self.retrying(api, || async move {
             let coordinators = self.find_coordinators(COORDINATOR_GROUP, groups).await?;
-            let mut out: BTreeMap<String, BTreeMap<TopicPartition, i64>> = BTreeMap::new();
+            let mut out: BTreeMap<String, BTreeMap<TopicPartition, (i64, String)>> =
+                BTreeMap::new();
             for (coordinator, ids) in invert(&coordinators) {
                 let (version, response) = self
                     .call(Target::Node(coordinator), None, true, &|version| {
@@ -1606,7 +1624,12 @@ impl WireClient {
                     .await?;
                 if version < 8 {
                     for g in &ids {
-                        out.insert(g.to_string(), self.committed_offsets(g).await?);
+                        let offsets = self.committed_offsets(g).await?;
+                        let offsets = offsets
+                            .into_iter()
+                            .map(|(tp, o)| (tp, (o, String::new())))
+                            .collect();
+                        out.insert(g.to_string(), offsets);
                     }
                     continue;
                 }
@@ -1620,7 +1643,12 @@ impl WireClient {
                                 TopicPartition::new(topic.name.0.to_string(), p.partition_index);
                             check(api, format!("{group}/{tp}"), p.error_code, None)?;
                             if p.committed_offset >= 0 {
-                                offsets.insert(tp, p.committed_offset);
+                                let metadata = p
+                                    .metadata
+                                    .as_ref()
+                                    .map(|m| m.to_string())
+                                    .unwrap_or_default();
+                                offsets.insert(tp, (p.committed_offset, metadata));
                             }
                         }
                     }

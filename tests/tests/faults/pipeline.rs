@@ -472,16 +472,24 @@ async fn a_pipeline_delivers_every_record_exactly_once_while_workers_are_killed_
         "no aborted record in the output: the kills never hit an open transaction"
     );
 
-    // The Pipeline's own figures agree: nothing left to consume.
+    // The Pipeline's own figures agree with that read: nothing left to consume, every input
+    // record counted in once, and as many records out as the reader found.
     let pipelines: Api<Pipeline> = Api::namespaced(client.clone(), &ns.name);
+    let read_out = i64::try_from(committed_ids.len()).unwrap_or(i64::MAX);
+    let expected_in = i64::try_from(RECORDS).unwrap_or(i64::MAX);
     eventually(
-        "the Pipeline's lag to be 0",
+        "the Pipeline's figures to agree",
         Duration::from_secs(60),
         || async {
             let p = pipelines.get("charging").await.map_err(|e| e.to_string())?;
-            match p.status.and_then(|s| s.total_lag) {
-                Some(0) => Ok(()),
-                other => Err(format!("totalLag {other:?}")),
+            let s = p.status.unwrap_or_default();
+            let figures = (s.total_lag, s.records_in, s.records_out, s.dead_lettered);
+            if figures == (Some(0), Some(expected_in), Some(read_out), Some(0)) {
+                Ok(())
+            } else {
+                Err(format!(
+                    "(totalLag, recordsIn, recordsOut, deadLettered) = {figures:?}"
+                ))
             }
         },
     )
