@@ -834,7 +834,9 @@ async fn observe_progress(
     };
     let snapshot = ctx
         .observer
-        .snapshot(&key, &admin, &mine, || super::group::cluster_interest(ctx, &key))
+        .snapshot(&key, &admin, &mine, || {
+            super::group::cluster_interest(ctx, &key)
+        })
         .await
         .ok()?;
     let metadata = snapshot.committed_metadata.get(group)?;
