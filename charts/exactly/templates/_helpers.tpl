@@ -116,6 +116,11 @@ them, a Role in each otherwise). Least privilege: no wildcard, no delete anywher
 - apiGroups: ["policy"]
   resources: ["poddisruptionbudgets"]
   verbs: ["get", "list", "create", "patch", "delete"]
+# A Pipeline's worker pods, read (never written) to tell a removed worker from one still
+# stopping before its transactional id is fenced.
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["list"]
 # Events (kube-runtime's Recorder writes events.k8s.io/v1 only).
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]

@@ -357,6 +357,12 @@ pub struct PipelineStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub open_transactions: Option<i32>,
 
+    /// Open transactions of workers the pipeline no longer runs (ordinals at or above
+    /// `replicas`, their pods gone). The operator fences each such `transactional.id` (its
+    /// transaction aborted) so that none pins the output's last stable offset: 0 once done.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub removed_worker_transactions: Option<i32>,
+
     /// Hanging transactions on the output Topics.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hanging_transactions: Option<i32>,

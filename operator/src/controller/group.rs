@@ -406,7 +406,7 @@ pub fn group_id(group: &ConsumerGroup) -> String {
         .unwrap_or_else(|| group.name_any())
 }
 
-/// What every Topic, ConsumerGroup and Producer on the cluster `key` needs observed.
+/// What every Topic, ConsumerGroup, Producer and Pipeline on the cluster `key` needs observed.
 pub fn cluster_interest(ctx: &Context, key: &str) -> Interest {
     let mut interest = Interest::default();
     for g in ctx.groups.state() {
@@ -436,6 +436,14 @@ pub fn cluster_interest(ctx: &Context, key: &str) -> Interest {
         interest
             .producer_topics
             .extend(resolve::topic_names(ctx, &ns, &p.spec.topics));
+    }
+    for p in ctx.pipelines.state() {
+        let ns = p.namespace().unwrap_or_default();
+        if super::cluster_key(ctx, &ns, &p.spec.cluster_ref.name) == key {
+            interest
+                .transactional_id_prefixes
+                .insert(super::pipeline::transactional_id_prefix(&p));
+        }
     }
     interest
 }

@@ -55,6 +55,8 @@ pub struct Context {
     pub producers: Store<Producer>,
     /// Every watched ConsumerGroup (what to observe).
     pub groups: Store<ConsumerGroup>,
+    /// Every watched Pipeline (what to observe: its workers' transactional ids).
+    pub pipelines: Store<Pipeline>,
     /// The shared, interval-bounded observation of each cluster.
     pub observer: Observer,
     /// Live figures for Prometheus.
@@ -432,6 +434,7 @@ async fn run_in(
         topics: topics.store(),
         producers: producers.store(),
         groups: groups.store(),
+        pipelines: pipelines.store(),
         observer: Observer::new(options.refresh_interval),
         metrics: options.metrics.clone(),
         recorder: Recorder::new(client.clone(), Reporter::from("exactly-operator")),
@@ -527,7 +530,7 @@ async fn run_in(
             ctx.clone(),
         )
         .for_each(watch_errors("Producer", ctx.metrics.clone()));
-    let pipeline_store = pipelines.store();
+    let pipeline_store = ctx.pipelines.clone();
     let pipelines = pipelines
         // Its children: their status is part of the Pipeline's.
         .owns(

@@ -27,6 +27,16 @@ pub struct Interest {
     pub transactional_ids: BTreeSet<String>,
     /// Topics whose description and configuration set on the topic are needed (drift checks).
     pub topic_configs: BTreeSet<String>,
+    /// Prefixes `p` of `transactional.id`s `p-<n>` (any ordinal `n`) the coordinators know,
+    /// all described: a Pipeline's workers, including ordinals it no longer runs.
+    pub transactional_id_prefixes: BTreeSet<String>,
+}
+
+/// Whether `id` is `<prefix>-<n>` for a number `n`.
+pub fn has_prefix(id: &str, prefix: &str) -> bool {
+    id.strip_prefix(prefix)
+        .and_then(|rest| rest.strip_prefix('-'))
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
 }
 
 impl Interest {
@@ -37,6 +47,9 @@ impl Interest {
             && self.groups.is_subset(&other.groups)
             && self.transactional_ids.is_subset(&other.transactional_ids)
             && self.topic_configs.is_subset(&other.topic_configs)
+            && self
+                .transactional_id_prefixes
+                .is_subset(&other.transactional_id_prefixes)
     }
 
     /// Adds what `other` asks for.
@@ -49,6 +62,8 @@ impl Interest {
             .extend(other.transactional_ids.iter().cloned());
         self.topic_configs
             .extend(other.topic_configs.iter().cloned());
+        self.transactional_id_prefixes
+            .extend(other.transactional_id_prefixes.iter().cloned());
     }
 }
 
@@ -144,13 +159,22 @@ pub async fn observe(admin: &KafkaAdmin, interest: &Interest) -> Result<Snapshot
             snapshot.committed_metadata.insert(group, metadata);
         }
     }
-    if !interest.transactional_ids.is_empty() || !interest.producer_topics.is_empty() {
+    if !interest.transactional_ids.is_empty()
+        || !interest.producer_topics.is_empty()
+        || !interest.transactional_id_prefixes.is_empty()
+    {
         let listed = admin.list_transactions().await?;
         snapshot.tracked_producer_ids = listed.iter().map(|t| t.producer_id).collect();
         let ids: Vec<String> = listed
             .into_iter()
             .map(|t| t.transactional_id)
-            .filter(|id| interest.transactional_ids.contains(id))
+            .filter(|id| {
+                interest.transactional_ids.contains(id)
+                    || interest
+                        .transactional_id_prefixes
+                        .iter()
+                        .any(|p| has_prefix(id, p))
+            })
             .collect();
         if !ids.is_empty() {
             snapshot.transactions = admin.describe_transactions(&ids).await?;

@@ -467,6 +467,41 @@ fn render_group(pipeline: &Pipeline, names: &Names) -> ConsumerGroup {
     )
 }
 
+/// The ordinal `n` of a worker's transactional id `<prefix>-<n>`.
+fn ordinal_of(transactional_id: &str, prefix: &str) -> Option<i32> {
+    transactional_id
+        .strip_prefix(prefix)?
+        .strip_prefix('-')?
+        .parse()
+        .ok()
+}
+
+/// The transactional ids to fence after a scale-down: those of ordinals at or above `desired`
+/// with a transaction open, whose pod is gone (`pods`: ordinals of the worker pods that exist),
+/// once the StatefulSet has no more than `desired` pods (`current`). A worker still running is
+/// never fenced: it commits or aborts on SIGTERM itself; one killed before it could leaves its
+/// transaction open until this, instead of until the transaction timeout.
+pub fn plan_fencing(
+    prefix: &str,
+    desired: i32,
+    current: i32,
+    pods: &std::collections::BTreeSet<i32>,
+    transactions: &[&crate::kafka::wire::TransactionDescription],
+) -> Vec<String> {
+    if current > desired {
+        return Vec::new();
+    }
+    transactions
+        .iter()
+        .filter(|t| t.state == "Ongoing")
+        .filter(|t| {
+            ordinal_of(&t.transactional_id, prefix)
+                .is_some_and(|n| n >= desired && !pods.contains(&n))
+        })
+        .map(|t| t.transactional_id.clone())
+        .collect()
+}
+
 /// What the Pipeline's status is computed from.
 #[derive(Debug, Default)]
 pub struct Observed<'a> {
@@ -488,6 +523,8 @@ pub struct Observed<'a> {
     /// The workers' figures, summed over the input partitions, from the metadata committed with
     /// the group's offsets; `None` when the brokers were not observed this time.
     pub progress: Option<exactly_worker::Progress>,
+    /// Open transactions of removed workers left after this reconcile's fencing.
+    pub removed_worker_transactions: Option<i32>,
 }
 
 /// A failed link: its stable name and what is wrong.
@@ -595,6 +632,9 @@ pub fn pipeline_status(o: &Observed) -> PipelineStatus {
     let group = o.group.and_then(|g| g.status.as_ref());
     status.total_lag = group.and_then(|g| g.total_lag);
     status.last_commit_seen = group.and_then(|g| g.last_commit_seen.clone());
+    if o.removed_worker_transactions.is_some() {
+        status.removed_worker_transactions = o.removed_worker_transactions;
+    }
     if let Some(progress) = &o.progress {
         let count = |n: u64| Some(i64::try_from(n).unwrap_or(i64::MAX));
         status.records_in = count(progress.in_records);
@@ -784,10 +824,29 @@ pub async fn reconcile(pipeline: Arc<Pipeline>, ctx: Arc<Context>) -> Result<Act
     let group = ctx
         .groups
         .get(&ObjectRef::new(&names.children).within(&namespace));
-    let progress = match &cluster {
-        Some(c) => observe_progress(&ctx, c, &group_id(&pipeline), &inputs).await,
+    let prefix = transactional_id_prefix(&pipeline);
+    let observed_progress = match &cluster {
+        Some(c) => observe_progress(&ctx, c, &group_id(&pipeline), &prefix, &inputs).await,
         None => None,
     };
+    let desired = if spec.paused { 0 } else { spec.replicas };
+    let mut removed_worker_transactions = None;
+    if let (Some((_, snapshot)), Some(c)) = (&observed_progress, &cluster) {
+        removed_worker_transactions = Some(
+            fence_removed_workers(
+                &ctx,
+                &pipeline,
+                c,
+                &names,
+                &prefix,
+                desired,
+                workers.as_ref(),
+                snapshot,
+            )
+            .await?,
+        );
+    }
+    let progress = observed_progress.map(|(p, _)| p);
     let observed = Observed {
         generation: pipeline.metadata.generation,
         previous: pipeline.status.as_ref(),
@@ -804,12 +863,104 @@ pub async fn reconcile(pipeline: Arc<Pipeline>, ctx: Arc<Context>) -> Result<Act
         group_id: group_id(&pipeline),
         transactional_id_prefix: transactional_id_prefix(&pipeline),
         progress,
+        removed_worker_transactions,
     };
     let status = pipeline_status(&observed);
     super::write_status(&ctx, pipeline.as_ref(), &status).await?;
     Ok(Action::requeue(
         ctx.refresh_interval.max(Duration::from_secs(1)),
     ))
+}
+
+/// Fences the open transactions of workers the pipeline no longer runs ([`plan_fencing`]) and
+/// returns how many are left open (0 once done; a fencing the coordinator refuses is retried
+/// on the next refresh).
+#[allow(clippy::too_many_arguments)]
+async fn fence_removed_workers(
+    ctx: &Arc<Context>,
+    pipeline: &Pipeline,
+    cluster: &KafkaCluster,
+    names: &Names,
+    prefix: &str,
+    desired: i32,
+    workers: Option<&StatefulSet>,
+    snapshot: &super::observe::Snapshot,
+) -> Result<i32> {
+    let removed: Vec<&crate::kafka::wire::TransactionDescription> = snapshot
+        .transactions
+        .values()
+        .filter(|t| ordinal_of(&t.transactional_id, prefix).is_some_and(|n| n >= desired))
+        .filter(|t| t.state == "Ongoing")
+        .collect();
+    if removed.is_empty() {
+        return Ok(0);
+    }
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(
+        ctx.client.clone(),
+        &pipeline.namespace().unwrap_or_default(),
+    );
+    let present: std::collections::BTreeSet<i32> = pods
+        .list(
+            &kube::api::ListParams::default()
+                .labels(&format!("{PIPELINE_LABEL}={}", pipeline.name_any())),
+        )
+        .await?
+        .items
+        .iter()
+        .filter_map(|p| {
+            p.metadata
+                .name
+                .as_deref()?
+                .strip_prefix(&names.workers)?
+                .strip_prefix('-')?
+                .parse()
+                .ok()
+        })
+        .collect();
+    let current = workers
+        .and_then(|s| s.status.as_ref())
+        .map(|s| s.replicas)
+        .unwrap_or(0);
+    let plan = plan_fencing(prefix, desired, current, &present, &removed);
+    if plan.is_empty() {
+        return Ok(i32::try_from(removed.len()).unwrap_or(i32::MAX));
+    }
+    let admin = resolve::admin(ctx, cluster).await?;
+    let mut left = removed.len() - plan.len();
+    for id in &plan {
+        let timeout = removed
+            .iter()
+            .find(|t| &t.transactional_id == id)
+            .map(|t| t.timeout_ms)
+            .unwrap_or(60_000);
+        match admin.fence_transactional_id(id, timeout).await {
+            Ok((producer_id, epoch)) => {
+                tracing::info!(pipeline = %pipeline.name_any(), transactional_id = %id, producer_id, epoch, "fenced a removed worker; its open transaction is aborted");
+                super::publish_event(
+                    ctx,
+                    pipeline,
+                    kube::runtime::events::EventType::Normal,
+                    "RemovedWorkerFenced",
+                    "Fence",
+                    format!("{id} belonged to a worker the pipeline no longer runs: fenced (epoch {epoch}), its open transaction aborted so it does not hold back read_committed readers of the output"),
+                )
+                .await;
+            }
+            Err(e) => {
+                tracing::warn!(pipeline = %pipeline.name_any(), transactional_id = %id, error = %e, "could not fence a removed worker; retrying on the next refresh");
+                left += 1;
+            }
+        }
+    }
+    if !plan.is_empty() {
+        let key = super::cluster_key(
+            ctx,
+            &cluster.namespace().unwrap_or_default(),
+            &cluster.name_any(),
+        );
+        ctx.observer.invalidate(&key).await;
+    }
+    Ok(i32::try_from(left).unwrap_or(i32::MAX))
 }
 
 /// The workers' figures from the cluster's shared observation (the same one that serves the
@@ -819,8 +970,9 @@ async fn observe_progress(
     ctx: &Arc<Context>,
     cluster: &KafkaCluster,
     group: &str,
+    prefix: &str,
     inputs: &[TopicLink],
-) -> Option<exactly_worker::Progress> {
+) -> Option<(exactly_worker::Progress, Arc<super::observe::Snapshot>)> {
     let admin = resolve::admin(ctx, cluster).await.ok()?;
     let key = super::cluster_key(
         ctx,
@@ -830,6 +982,7 @@ async fn observe_progress(
     let mine = super::observe::Interest {
         topics: inputs.iter().filter_map(|l| l.kafka.clone()).collect(),
         groups: [group.to_string()].into(),
+        transactional_id_prefixes: [prefix.to_string()].into(),
         ..Default::default()
     };
     let snapshot = ctx
@@ -839,13 +992,17 @@ async fn observe_progress(
         })
         .await
         .ok()?;
-    let metadata = snapshot.committed_metadata.get(group)?;
-    Some(
-        metadata
-            .values()
-            .filter_map(|m| exactly_worker::Progress::decode(m))
-            .fold(exactly_worker::Progress::default(), |sum, p| sum.plus(&p)),
-    )
+    let progress = snapshot
+        .committed_metadata
+        .get(group)
+        .map(|metadata| {
+            metadata
+                .values()
+                .filter_map(|m| exactly_worker::Progress::decode(m))
+                .fold(exactly_worker::Progress::default(), |sum, p| sum.plus(&p))
+        })
+        .unwrap_or_default();
+    Some((progress, snapshot))
 }
 
 /// The client properties of the cluster's Secret (external clusters with `secretRef`), for the
@@ -1090,5 +1247,42 @@ mod tests {
             Some(ConditionStatus::True),
             "a transform that does not compile needs a spec change"
         );
+    }
+
+    fn txn(id: &str, state: &str) -> crate::kafka::wire::TransactionDescription {
+        crate::kafka::wire::TransactionDescription {
+            transactional_id: id.into(),
+            coordinator: 1,
+            state: state.into(),
+            producer_id: 7,
+            producer_epoch: 0,
+            timeout_ms: 60_000,
+            start_time_ms: 0,
+            partitions: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn after_a_scale_down_only_open_transactions_of_removed_workers_whose_pods_are_gone_are_fenced()
+    {
+        let ids = [
+            txn("shop.billing-0", "Ongoing"),
+            txn("shop.billing-1", "Ongoing"),
+            txn("shop.billing-2", "Ongoing"),
+            txn("shop.billing-3", "CompleteAbort"),
+            txn("shop.billing-extra-4", "Ongoing"),
+        ];
+        let refs: Vec<&_> = ids.iter().collect();
+        let pods = std::collections::BTreeSet::from([0, 2]);
+        // Scaled 4 -> 1: worker 1's pod is gone (fence it); worker 2's pod is still terminating
+        // (it commits or aborts itself); 3 has nothing open; another prefix is not ours.
+        assert_eq!(
+            plan_fencing("shop.billing", 1, 1, &pods, &refs),
+            ["shop.billing-1"]
+        );
+        // While the StatefulSet still has more pods than desired, nothing is fenced.
+        assert!(plan_fencing("shop.billing", 1, 2, &pods, &refs).is_empty());
+        // A worker that runs is never fenced.
+        assert!(plan_fencing("shop.billing", 3, 3, &pods, &refs).is_empty());
     }
 }

@@ -691,6 +691,19 @@ impl KafkaAdmin {
             .collect())
     }
 
+    /// Fences `transactional_id` (a new epoch, its open transaction aborted). Returns the new
+    /// producer id and epoch.
+    pub async fn fence_transactional_id(
+        &self,
+        transactional_id: &str,
+        transaction_timeout_ms: i32,
+    ) -> Result<(i64, i16), KafkaError> {
+        self.wire
+            .fence_transactional_id(transactional_id, transaction_timeout_ms)
+            .await
+            .map_err(|e| self.wire_error("fence the transactional id", e))
+    }
+
     /// Aborts the open transaction of `producer` on `partition` by writing an abort marker.
     pub async fn abort_transaction(
         &self,

@@ -70,6 +70,7 @@ mod code {
     pub const COORDINATOR_LOAD_IN_PROGRESS: i16 = 14;
     pub const COORDINATOR_NOT_AVAILABLE: i16 = 15;
     pub const NOT_COORDINATOR: i16 = 16;
+    pub const CONCURRENT_TRANSACTIONS: i16 = 51;
     pub const UNSUPPORTED_VERSION: i16 = 35;
     pub const KAFKA_STORAGE_ERROR: i16 = 56;
     pub const FENCED_LEADER_EPOCH: i16 = 74;
@@ -1917,6 +1918,60 @@ impl WireClient {
     }
 
     // ----- test and demo helpers ---------------------------------------------------------------
+
+    /// Fences `transactional_id`: `InitProducerId` for it, as a new instance of its producer
+    /// would, so its coordinator bumps the epoch and aborts the transaction it had open; a
+    /// process still using the id (a zombie) is fenced. Retries while the coordinator completes
+    /// a previous transaction (`CONCURRENT_TRANSACTIONS`). Returns the new producer id and epoch.
+    pub async fn fence_transactional_id(
+        &self,
+        transactional_id: &str,
+        transaction_timeout_ms: i32,
+    ) -> Result<(i64, i16), WireError> {
+        let api = "InitProducerId";
+        let keys = [transactional_id.to_string()];
+        let deadline = Instant::now() + self.request_timeout;
+        let mut backoff = FIRST_BACKOFF;
+        loop {
+            let attempt = self
+                .retrying(api, || {
+                    let keys = &keys;
+                    async move {
+                        let coordinators = self
+                            .find_coordinators(COORDINATOR_TRANSACTION, keys)
+                            .await?;
+                        let coordinator =
+                            coordinators.get(transactional_id).copied().ok_or_else(|| {
+                                WireError::protocol(format!(
+                                    "no transaction coordinator for {transactional_id}"
+                                ))
+                            })?;
+                        let (_, init) = self
+                            .call(Target::Node(coordinator), None, true, &|_| {
+                                InitProducerIdRequest::default()
+                                    .with_transactional_id(Some(TransactionalId(
+                                        StrBytes::from_string(transactional_id.to_string()),
+                                    )))
+                                    .with_transaction_timeout_ms(transaction_timeout_ms)
+                            })
+                            .await?;
+                        check(api, transactional_id, init.error_code, None)?;
+                        Ok((init.producer_id.0, init.producer_epoch))
+                    }
+                })
+                .await;
+            match attempt {
+                Err(e)
+                    if e.code() == Some(code::CONCURRENT_TRANSACTIONS)
+                        && Instant::now() + backoff < deadline =>
+                {
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+                other => return other,
+            }
+        }
+    }
 
     /// FOR TESTS AND DEMOS ONLY: leaves a hanging transaction on `partition`. Gets an idempotent
     /// producer id (`InitProducerId` without a transactional id) and appends `records` records

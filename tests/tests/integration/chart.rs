@@ -1010,12 +1010,14 @@ async fn verbs_the_chart_does_not_grant_are_forbidden() {
         n,
         "updating (PUT) a Secret",
     );
+    // Pods are listed (a Pipeline's removed workers), never touched.
     let sa_pods: Api<Pod> = Api::namespaced(sa.clone(), n);
     assert_forbidden(
-        sa_pods.list(&ListParams::default()).await,
+        sa_pods.delete("anything", &DeleteParams::default()).await,
         n,
-        "listing pods",
+        "deleting a pod",
     );
+    assert_forbidden(sa_pods.get("anything").await, n, "reading a pod");
     assert_forbidden(
         sa_topics.delete("anything", &DeleteParams::default()).await,
         n,
