@@ -164,7 +164,7 @@ fn demo(env: &Environment, args: &Args, operator: &Path) -> Result<(), Error> {
         Some(&example),
     )?;
 
-    step("Waiting for the Topic, the Producer and the ConsumerGroup to be Ready");
+    step("Waiting for the Topics, the Producer, the ConsumerGroup and the Pipeline to be Ready");
     show(
         env,
         &kubectl,
@@ -176,6 +176,8 @@ fn demo(env: &Environment, args: &Args, operator: &Path) -> Result<(), Error> {
             "topic/orders",
             "producer/orders-writer",
             "consumergroup/billing",
+            "topic/charges",
+            "pipeline/charging",
             "--timeout=90s",
         ],
         None,
@@ -199,8 +201,43 @@ fn demo(env: &Environment, args: &Args, operator: &Path) -> Result<(), Error> {
         None,
     )?;
     let open = workload(env, &properties)?;
-    // Let the operator's refresh (3 s here) pick the figures up.
-    std::thread::sleep(std::time::Duration::from_secs(7));
+
+    step(
+        "The charging Pipeline's worker: on this environment's kwok nodes no container runs, so the worker runs here as a process, with exactly the pipeline.json the operator rendered for its StatefulSet",
+    );
+    let config = show(
+        env,
+        &kubectl,
+        &[
+            "get",
+            "secret",
+            "charging-pipeline",
+            "-n",
+            ns,
+            "-o",
+            "go-template={{index .data \"pipeline.json\" | base64decode}}",
+        ],
+        None,
+    )?;
+    let config_path = env.dir.join("charging-pipeline.json");
+    std::fs::write(&config_path, config)?;
+    let mut worker = Command::new(operator.with_file_name("exactly-worker"));
+    worker.arg("--config").arg(&config_path).args([
+        "--ordinal",
+        "0",
+        "--metrics-addr",
+        "127.0.0.1:0",
+        "--log-format",
+        "text",
+    ]);
+    let pid = env.run_process("worker", worker)?;
+    println!(
+        "exactly-worker (pid {pid}), log: {}",
+        env.dir.join("logs/worker.log").display()
+    );
+    // Let the worker copy the committed orders and the operator's refresh (3 s here) pick the
+    // figures up.
+    std::thread::sleep(std::time::Duration::from_secs(12));
 
     step("What a user looks at");
     show(
@@ -253,6 +290,25 @@ fn demo(env: &Environment, args: &Args, operator: &Path) -> Result<(), Error> {
         None,
     )?;
 
+    show(
+        env,
+        &kubectl,
+        &[
+            "get",
+            "pipeline",
+            "charging",
+            "-n",
+            ns,
+            "-o",
+            "jsonpath=workers={.status.workers} recordsIn={.status.recordsIn} recordsOut={.status.recordsOut} deadLettered={.status.deadLettered} totalLag={.status.totalLag} failedLinks={.status.failedLinks}{\"\\n\"}{range .status.conditions[*]}  {.type}={.status} ({.reason}) {.message}{\"\\n\"}{end}",
+        ],
+        None,
+    )?;
+    step(
+        "The charges, read back with read_committed: one per committed order, none from the open transaction",
+    );
+    println!("  {} charges", count_committed(env, "charges")?);
+
     step("The same topic, as Kafka's own tools see it");
     let classpath = env.tools.kafka_classpath();
     show(
@@ -285,6 +341,34 @@ fn demo(env: &Environment, args: &Args, operator: &Path) -> Result<(), Error> {
     exactly_testenv::wait_for_stop_signal()?;
     step("Stopping");
     Ok(())
+}
+
+/// Records of `topic` a fresh read_committed consumer reads from the beginning.
+fn count_committed(env: &Environment, topic: &str) -> Result<usize, Error> {
+    use rdkafka::config::ClientConfig;
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &env.bootstrap_servers)
+        .set("group.id", "demo-charges-check")
+        .set("isolation.level", "read_committed")
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .create()?;
+    consumer.subscribe(&[topic])?;
+    let mut count = 0;
+    let mut idle = std::time::Instant::now();
+    let started = std::time::Instant::now();
+    // Read until nothing new arrives for 3 s (bounded at 30 s).
+    while idle.elapsed() < std::time::Duration::from_secs(3)
+        && started.elapsed() < std::time::Duration::from_secs(30)
+    {
+        if let Some(message) = consumer.poll(std::time::Duration::from_millis(250)) {
+            message?;
+            count += 1;
+            idle = std::time::Instant::now();
+        }
+    }
+    Ok(count)
 }
 
 /// Writes orders through a transactional producer configured from the Producer's rendered

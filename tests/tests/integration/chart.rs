@@ -809,7 +809,8 @@ async fn the_operator_with_the_charts_service_account_makes_every_kind_ready() {
         &admin,
         &ns,
         "charging",
-        serde_json::json!({"clusterRef": {"name": "local"}, "input": {"topics": [{"name": "orders"}]},
+        serde_json::json!({"clusterRef": {"name": "local"},
+            "input": {"topics": [{"name": "orders"}], "groupId": ns.unique("charging")},
             "output": {"topicRef": {"name": "charges"}}}),
     )
     .await;

@@ -45,6 +45,8 @@ async fn apply_example(file: &str, expected: usize) {
                 let prefix = spec["transactionalIdPrefix"].as_str().unwrap_or_default();
                 spec["transactionalIdPrefix"] = serde_json::json!(ns.unique(prefix));
             }
+            // Its transactional id prefix defaults to <namespace>.<name>, unique already.
+            "Pipeline" => spec["input"]["groupId"] = serde_json::json!(ns.unique(&name)),
             _ => {}
         }
         let (group, version) = types
@@ -76,7 +78,7 @@ async fn apply_example(file: &str, expected: usize) {
 
 #[tokio::test]
 async fn the_quickstart_example_becomes_ready_as_pasted() {
-    apply_example("quickstart.yaml", 4).await;
+    apply_example("quickstart.yaml", 6).await;
 }
 
 #[tokio::test]
