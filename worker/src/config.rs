@@ -3,7 +3,7 @@
 //!
 //! The JSON is camelCase; unknown fields are refused (a typo must not silently fall back to a
 //! default). Enumerations are objects tagged by `kind` (`{"kind": "Jq", "filter": ".", ...}`),
-//! except the two plain ones (`startFrom`, `transform.output`), which are strings.
+//! except the plain ones (`guarantee`, `startFrom`, `transform.output`), which are strings.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -36,7 +36,8 @@ pub struct WorkerConfig {
     /// restarted worker fences its zombie.
     pub transactional_id_prefix: String,
     /// `transaction.timeout.ms` of the producer: the coordinator aborts a transaction left open
-    /// longer than this. It must not exceed the brokers' `transaction.max.timeout.ms`.
+    /// longer than this. It must not exceed the brokers' `transaction.max.timeout.ms`. It also
+    /// bounds each blocking call of a commit (under `AtLeastOnce`, that is all it does).
     #[serde(default = "default_transaction_timeout_ms")]
     pub transaction_timeout_ms: u32,
     /// Commit the open transaction once it is this old (milliseconds). Shorter means fresher
@@ -54,6 +55,10 @@ pub struct WorkerConfig {
     /// What happens to a record the transform or the routing cannot handle.
     #[serde(default)]
     pub error_policy: ErrorPolicy,
+    /// The delivery guarantee: `ExactlyOnce` (the default, left out of the JSON) or
+    /// `AtLeastOnce`, which is **not** exactly-once (see [`Guarantee`]).
+    #[serde(default, skip_serializing_if = "Guarantee::is_exactly_once")]
+    pub guarantee: Guarantee,
 }
 
 fn default_transaction_timeout_ms() -> u32 {
@@ -66,6 +71,40 @@ fn default_commit_interval_ms() -> u32 {
 
 fn default_commit_max_records() -> u32 {
     10_000
+}
+
+/// The delivery guarantee of the pipeline.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Guarantee {
+    /// KIP-447 consume-transform-produce: a transactional producer
+    /// (`transactional.id = <prefix>-<ordinal>`), the input offsets and their figures committed
+    /// inside the same transaction as the outputs. Every input record is in the outputs exactly
+    /// once, for `read_committed` readers, across crashes, restarts and rebalances.
+    #[default]
+    ExactlyOnce,
+    /// **Not exactly-once.** No `transactional.id` and no transactions: an idempotent producer
+    /// (`enable.idempotence=true`, `acks=all`, so a retried send is not written twice), and every
+    /// `commitIntervalMs` (or `commitMaxRecords` input records) the worker flushes the producer,
+    /// checks that every record sent since the last commit was acknowledged, and only then
+    /// commits the consumed offsets, with the same progress metadata, with the consumer
+    /// (a synchronous OffsetCommit). Nothing is lost; but the outputs of records consumed since
+    /// the last commit are produced again after a crash, a lost assignment or a failed commit,
+    /// so readers see duplicates (and see outputs at once, committed or not). For baselines and
+    /// for sinks that deduplicate themselves.
+    AtLeastOnce,
+}
+
+impl Guarantee {
+    /// Whether this is [`Guarantee::ExactlyOnce`] (the default, which `pipeline.json` omits).
+    pub fn is_exactly_once(&self) -> bool {
+        *self == Guarantee::ExactlyOnce
+    }
+
+    /// Whether the worker uses Kafka transactions (a `transactional.id`, `init_transactions`,
+    /// offsets sent to the transaction) rather than consumer offset commits.
+    pub fn transactional(self) -> bool {
+        self == Guarantee::ExactlyOnce
+    }
 }
 
 /// Where a consumer group without committed offsets starts reading.
@@ -314,7 +353,9 @@ impl WorkerConfig {
         }
         if self.commit_interval_ms == 0 {
             problems.push("commitIntervalMs", "must be positive");
-        } else if self.commit_interval_ms >= self.transaction_timeout_ms {
+        } else if self.guarantee.transactional()
+            && self.commit_interval_ms >= self.transaction_timeout_ms
+        {
             problems.push(
                 "commitIntervalMs",
                 format!(
@@ -543,7 +584,44 @@ mod tests {
         assert_eq!(config.start_from, StartFrom::Earliest);
         assert_eq!(config.transform, TransformSpec::Passthrough);
         assert_eq!(config.error_policy, ErrorPolicy::Stop);
+        assert_eq!(config.guarantee, Guarantee::ExactlyOnce);
         assert_eq!(config.validate(), vec![]);
+    }
+
+    #[test]
+    fn guarantee_is_a_plain_string_and_exactly_once_is_left_out() {
+        let config = example();
+        let json = serde_json::to_value(&config).unwrap_or_default();
+        assert_eq!(json.get("guarantee"), None, "{json}");
+        let mut at_least_once = config.clone();
+        at_least_once.guarantee = Guarantee::AtLeastOnce;
+        let json = serde_json::to_value(&at_least_once).unwrap_or_default();
+        assert_eq!(json["guarantee"], "AtLeastOnce");
+        let again: Result<WorkerConfig, _> = serde_json::from_value(json);
+        assert_eq!(again.ok(), Some(at_least_once));
+        let json = example_json().replace(
+            r#""startFrom": "Earliest","#,
+            r#""startFrom": "Earliest", "guarantee": "ExactlyOnce","#,
+        );
+        assert_eq!(
+            serde_json::from_str::<WorkerConfig>(&json).ok(),
+            Some(config)
+        );
+        let json = example_json().replace(
+            r#""startFrom": "Earliest","#,
+            r#""startFrom": "Earliest", "guarantee": "AtMostOnce","#,
+        );
+        assert!(serde_json::from_str::<WorkerConfig>(&json).is_err());
+    }
+
+    #[test]
+    fn at_least_once_does_not_bind_the_commit_interval_to_the_transaction_timeout() {
+        let mut config = example();
+        config.commit_interval_ms = 60_000;
+        config.guarantee = Guarantee::AtLeastOnce;
+        assert_eq!(config.validate(), vec![]);
+        config.guarantee = Guarantee::ExactlyOnce;
+        assert_eq!(fields(&config.validate()), vec!["commitIntervalMs"]);
     }
 
     #[test]

@@ -11,6 +11,13 @@
 //! | 2 | a fatal Kafka client error (the producer or consumer is unusable) |
 //! | 3 | fenced: another worker now owns this `transactional.id` (or the group moved on) |
 //!
+//! # `guarantee: AtLeastOnce`
+//!
+//! Without transactions the decisions that differ are the commit's: the worker flushes the
+//! producer and commits the consumed offsets itself ([`may_commit_offsets`],
+//! [`on_offset_commit_error`]); an "abort" only rewinds the consumer, the records already
+//! produced stay (they are produced again: duplicates, never loss).
+//!
 //! The `Stop` error policy does not exit: the worker stays up, unready, holding its place, so
 //! the Pipeline can report the record (see [`StopReason`]).
 
@@ -139,6 +146,46 @@ pub fn should_commit(records_in_txn: u64, since_txn_start: Duration, cfg: &Worke
         || since_txn_start >= Duration::from_millis(u64::from(cfg.commit_interval_ms))
 }
 
+/// `AtLeastOnce`: whether the batch's offsets may be committed once the producer is flushed:
+/// only when none of the records sent since the batch began failed delivery. Committing the
+/// offsets of a record whose output was lost would lose it for good; not committing only
+/// produces the batch again.
+pub fn may_commit_offsets(failed_deliveries_since_batch_began: u64) -> bool {
+    failed_deliveries_since_batch_began == 0
+}
+
+/// `AtLeastOnce`: how a consumer offset commit failed, without the client types.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OffsetCommitFailure {
+    /// Worth repeating as is: a timeout, the coordinator loading or moving, a rebalance in
+    /// progress.
+    Transient,
+    /// The group moved to a new generation (`ILLEGAL_GENERATION`, `UNKNOWN_MEMBER_ID`): these
+    /// offsets cannot commit; the partitions' next owner starts from the last commit.
+    StaleGeneration,
+    /// Another consumer joined with this worker's `group.instance.id` (`FENCED_INSTANCE_ID`).
+    Fenced,
+    /// The consumer is unusable.
+    Fatal,
+    /// Anything else (authorization, an offset out of range, ...).
+    Other,
+}
+
+/// `AtLeastOnce`: what a failed offset commit (attempt `attempt`, 0-based) means. Transient
+/// failures are retried a bounded number of times; a stale generation or anything else rewinds
+/// the consumer to the batch's first offsets (its outputs are produced again: duplicates, never
+/// loss); fenced and fatal end the worker as they do under transactions.
+pub fn on_offset_commit_error(failure: OffsetCommitFailure, attempt: u32) -> Decision {
+    match failure {
+        OffsetCommitFailure::Fenced => Decision::Exit(ExitReason::Fenced),
+        OffsetCommitFailure::Fatal => Decision::Exit(ExitReason::Fatal),
+        OffsetCommitFailure::Transient if attempt < MAX_RETRIES => Decision::Retry,
+        OffsetCommitFailure::Transient
+        | OffsetCommitFailure::StaleGeneration
+        | OffsetCommitFailure::Other => Decision::AbortAndRewind,
+    }
+}
+
 /// What a rebalance does to the open transaction.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RebalanceAction {
@@ -172,6 +219,19 @@ pub struct StopReason {
     pub offset: i64,
     /// The record error.
     pub message: String,
+}
+
+impl StopReason {
+    /// The marker committed in the partition's metadata (see [`crate::progress`]): this
+    /// reason's text with the message cut to [`crate::progress::MAX_STOP_REASON_BYTES`].
+    pub fn marker(&self) -> String {
+        crate::progress::Progress::stop_marker(
+            &self.topic,
+            self.partition,
+            self.offset,
+            &self.message,
+        )
+    }
 }
 
 impl std::fmt::Display for StopReason {
@@ -409,6 +469,7 @@ mod tests {
             },
             transform: Default::default(),
             error_policy: Default::default(),
+            guarantee: Default::default(),
         }
     }
 
@@ -498,6 +559,42 @@ mod tests {
             panic!("expected Stop, got {action:?}");
         };
         assert_eq!(reason.to_string(), "orders-2@17: the value is not JSON");
+        assert_eq!(reason.marker(), reason.to_string());
+        let long = StopReason {
+            message: "x".repeat(2_000),
+            ..reason
+        };
+        assert!(long.marker().len() < 600);
+        assert!(long.marker().starts_with("orders-2@17: xxx"));
+    }
+
+    #[test]
+    fn at_least_once_commits_offsets_only_after_every_send_was_acknowledged() {
+        assert!(may_commit_offsets(0));
+        assert!(!may_commit_offsets(1));
+    }
+
+    #[test]
+    fn at_least_once_offset_commit_errors() {
+        use OffsetCommitFailure::*;
+        assert_eq!(on_offset_commit_error(Transient, 0), Decision::Retry);
+        assert_eq!(
+            on_offset_commit_error(Transient, MAX_RETRIES),
+            Decision::AbortAndRewind
+        );
+        assert_eq!(
+            on_offset_commit_error(StaleGeneration, 0),
+            Decision::AbortAndRewind
+        );
+        assert_eq!(on_offset_commit_error(Other, 0), Decision::AbortAndRewind);
+        assert_eq!(
+            on_offset_commit_error(Fenced, 0),
+            Decision::Exit(ExitReason::Fenced)
+        );
+        assert_eq!(
+            on_offset_commit_error(Fatal, 0),
+            Decision::Exit(ExitReason::Fatal)
+        );
     }
 
     #[test]

@@ -6,6 +6,10 @@
 //! offset, needs no round trip and is right even for a partition that has no committed offset yet
 //! (librdkafka's example seeks those to the beginning, which under `startFrom: Latest` would
 //! replay history).
+//!
+//! Under `errorPolicy: Stop` the transaction that stops also commits the failed record's
+//! partition at the failed record's own offset, its metadata carrying the stop marker
+//! ([`Ledger::stop_at`]); any later commit of that partition carries the figures alone.
 
 use std::collections::BTreeMap;
 
@@ -29,11 +33,14 @@ struct PartitionLedger {
     open: Option<OpenRange>,
 }
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 struct OpenRange {
     first_offset: i64,
     next_offset: i64,
+    /// What the transaction adds to the figures (never a stop marker).
     added: Progress,
+    /// The stop marker this transaction commits for the partition.
+    stop: Option<String>,
 }
 
 /// One offset to send to the transaction.
@@ -45,7 +52,8 @@ pub struct OffsetToCommit {
     pub partition: i32,
     /// The next offset to consume (last consumed + 1), as Kafka expects.
     pub offset: i64,
-    /// The partition's progress after this transaction, to store as the offset's metadata.
+    /// The partition's progress after this transaction, to store as the offset's metadata
+    /// (with a stop marker only for the partition the transaction stops at).
     pub progress: Progress,
 }
 
@@ -123,20 +131,36 @@ impl Ledger {
         produced: u64,
         dead_lettered: u64,
     ) {
+        let open = self.open_range(tp, offset);
+        open.next_offset = offset.saturating_add(1);
+        open.added.in_records += 1;
+        open.added.out_records += produced;
+        open.added.dead_lettered += dead_lettered;
+        self.records_in_txn += 1;
+    }
+
+    /// The pipeline stops at the record at `offset` of `tp` (`errorPolicy: Stop`): the open
+    /// transaction commits the partition at `offset` (the failed record is the next to consume:
+    /// neither it nor anything after it is committed), with `marker` in the metadata. The
+    /// partition counts as committed by this transaction even if no record of it was consumed
+    /// in it.
+    pub fn stop_at(&mut self, tp: &TopicPartition, offset: i64, marker: String) {
+        let open = self.open_range(tp, offset);
+        open.next_offset = offset;
+        open.stop = Some(marker);
+    }
+
+    fn open_range(&mut self, tp: &TopicPartition, offset: i64) -> &mut OpenRange {
         let p = self.partitions.entry(tp.clone()).or_default();
-        let open = p.open.get_or_insert(OpenRange {
+        p.open.get_or_insert(OpenRange {
             first_offset: offset,
             next_offset: offset,
             added: Progress {
                 transactions: 1,
                 ..Progress::default()
             },
-        });
-        open.next_offset = offset.saturating_add(1);
-        open.added.in_records += 1;
-        open.added.out_records += produced;
-        open.added.dead_lettered += dead_lettered;
-        self.records_in_txn += 1;
+            stop: None,
+        })
     }
 
     /// Input records in the open transaction.
@@ -154,12 +178,12 @@ impl Ledger {
         self.partitions
             .iter()
             .filter_map(|((topic, partition), p)| {
-                let open = p.open?;
+                let open = p.open.as_ref()?;
                 Some(OffsetToCommit {
                     topic: topic.clone(),
                     partition: *partition,
                     offset: open.next_offset,
-                    progress: p.committed.unwrap_or_default().plus(&open.added),
+                    progress: after(p.committed.as_ref(), open),
                 })
             })
             .collect()
@@ -171,7 +195,7 @@ impl Ledger {
         let mut added = Progress::default();
         for p in self.partitions.values_mut() {
             if let Some(open) = p.open.take() {
-                p.committed = Some(p.committed.unwrap_or_default().plus(&open.added));
+                p.committed = Some(after(p.committed.as_ref(), &open));
                 added = added.plus(&Progress {
                     transactions: 0,
                     ..open.added
@@ -202,8 +226,20 @@ impl Ledger {
     pub fn committed_total(&self) -> Progress {
         self.partitions
             .values()
-            .filter_map(|p| p.committed)
-            .fold(Progress::default(), |sum, p| sum.plus(&p))
+            .filter_map(|p| p.committed.as_ref())
+            .fold(Progress::default(), |sum, p| sum.plus(p))
+    }
+}
+
+/// A partition's progress once `open` commits: the committed figures plus what it added, and the
+/// stop marker only if this transaction stops at the partition (an earlier marker is cleared).
+fn after(committed: Option<&Progress>, open: &OpenRange) -> Progress {
+    Progress {
+        stop: open.stop.clone(),
+        ..committed
+            .map(Progress::figures)
+            .unwrap_or_default()
+            .plus(&open.added)
     }
 }
 
@@ -226,6 +262,14 @@ mod tests {
             out_records,
             dead_lettered,
             transactions,
+            stop: None,
+        }
+    }
+
+    fn stopped(progress: Progress, marker: &str) -> Progress {
+        Progress {
+            stop: Some(marker.to_string()),
+            ..progress
         }
     }
 
@@ -300,6 +344,106 @@ mod tests {
         ledger.set_committed(&tp(0), progress(1, 1, 0, 1));
         assert!(ledger.knows_progress(&tp(0)));
         assert_eq!(ledger.unknown_progress(), vec![]);
+    }
+
+    #[test]
+    fn a_stop_commits_the_partition_at_the_failed_record_with_the_marker() {
+        let mut ledger = Ledger::default();
+        ledger.assign(tp(0), Some(progress(10, 10, 0, 2)));
+        ledger.assign(tp(1), Some(progress(5, 5, 0, 1)));
+        ledger.consumed(&tp(0), 10, 1, 0);
+        ledger.consumed(&tp(0), 11, 1, 0);
+        ledger.consumed(&tp(1), 5, 1, 0);
+        ledger.stop_at(&tp(0), 12, "orders-0@12: not JSON".into());
+        assert_eq!(
+            ledger.records_in_txn(),
+            3,
+            "the failed record is not consumed"
+        );
+        assert_eq!(
+            ledger.offsets_to_commit(),
+            vec![
+                OffsetToCommit {
+                    topic: "orders".into(),
+                    partition: 0,
+                    offset: 12,
+                    progress: stopped(progress(12, 12, 0, 3), "orders-0@12: not JSON"),
+                },
+                OffsetToCommit {
+                    topic: "orders".into(),
+                    partition: 1,
+                    offset: 6,
+                    progress: progress(6, 6, 0, 2),
+                },
+            ]
+        );
+        assert_eq!(ledger.committed(), progress(3, 3, 0, 0));
+    }
+
+    #[test]
+    fn a_stop_at_a_partition_the_transaction_did_not_consume_still_commits_it() {
+        let mut ledger = Ledger::default();
+        ledger.assign(tp(0), Some(progress(7, 7, 0, 4)));
+        assert!(!ledger.is_open());
+        ledger.stop_at(&tp(0), 7, "orders-0@7: no route".into());
+        assert!(ledger.is_open());
+        assert_eq!(ledger.records_in_txn(), 0);
+        assert_eq!(
+            ledger.offsets_to_commit(),
+            vec![OffsetToCommit {
+                topic: "orders".into(),
+                partition: 0,
+                offset: 7,
+                progress: stopped(progress(7, 7, 0, 5), "orders-0@7: no route"),
+            }]
+        );
+        // Aborted, the replay starts at the failed record again.
+        assert_eq!(
+            ledger.aborted(),
+            vec![Rewind {
+                topic: "orders".into(),
+                partition: 0,
+                offset: 7
+            }]
+        );
+    }
+
+    #[test]
+    fn the_next_commit_of_a_stopped_partition_clears_the_marker() {
+        // A restarted worker reads the marker the last commit left; the record now passes.
+        let mut ledger = Ledger::default();
+        ledger.assign(tp(0), None);
+        ledger.set_committed(
+            &tp(0),
+            stopped(progress(7, 7, 0, 5), "orders-0@7: no route"),
+        );
+        ledger.consumed(&tp(0), 7, 1, 0);
+        assert_eq!(
+            ledger.offsets_to_commit()[0].progress,
+            progress(8, 8, 0, 6),
+            "no marker once the record went through"
+        );
+        ledger.committed();
+        assert_eq!(ledger.committed_total(), progress(8, 8, 0, 6));
+    }
+
+    #[test]
+    fn a_stop_again_at_the_same_record_keeps_the_figures_and_renews_the_marker() {
+        let mut ledger = Ledger::default();
+        ledger.assign(
+            tp(0),
+            Some(stopped(progress(7, 7, 0, 5), "orders-0@7: old")),
+        );
+        ledger.stop_at(&tp(0), 7, "orders-0@7: new".into());
+        assert_eq!(
+            ledger.offsets_to_commit()[0].progress,
+            stopped(progress(7, 7, 0, 6), "orders-0@7: new")
+        );
+        ledger.committed();
+        assert_eq!(
+            ledger.committed_total(),
+            stopped(progress(7, 7, 0, 6), "orders-0@7: new")
+        );
     }
 
     #[test]

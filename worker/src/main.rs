@@ -89,6 +89,9 @@ async fn serve_and_run(
     ordinal: u32,
     metrics_addr: SocketAddr,
 ) -> Result<(), ExitReason> {
+    // Listen for SIGTERM before anything else: a worker stopped while it starts (a rolling
+    // update right after a restart) still exits cleanly instead of by the default action.
+    let signal = shutdown_signal();
     let metrics = Arc::new(Metrics::new(&cfg.pipeline));
     let health = Arc::new(Health::default());
     let shutdown = Arc::new(AtomicBool::new(false));
@@ -114,7 +117,7 @@ async fn serve_and_run(
     let mut worker = tokio::task::spawn_blocking(move || run::run(cfg, runtime));
     tokio::select! {
         result = &mut worker => return joined(result),
-        signal = shutdown_signal() => info!(signal, "shutting down"),
+        signal = signal => info!(signal, "shutting down"),
     }
     shutdown.store(true, Ordering::Relaxed);
     joined(worker.await)
@@ -129,18 +132,22 @@ fn joined(
     })
 }
 
-async fn shutdown_signal() -> &'static str {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(term) => term,
-        Err(e) => {
-            error!(error = %e, "cannot listen for SIGTERM; only SIGINT stops the worker cleanly");
-            let _ = tokio::signal::ctrl_c().await;
-            return "SIGINT";
+/// Registers the SIGTERM handler now (not when first polled) and resolves on SIGTERM or SIGINT.
+fn shutdown_signal() -> impl std::future::Future<Output = &'static str> {
+    let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate());
+    async move {
+        let mut term = match term {
+            Ok(term) => term,
+            Err(e) => {
+                error!(error = %e, "cannot listen for SIGTERM; only SIGINT stops the worker cleanly");
+                let _ = tokio::signal::ctrl_c().await;
+                return "SIGINT";
+            }
+        };
+        tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = tokio::signal::ctrl_c() => "SIGINT",
         }
-    };
-    tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = tokio::signal::ctrl_c() => "SIGINT",
     }
 }
 

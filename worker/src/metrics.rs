@@ -191,6 +191,7 @@ mod tests {
                 out_records: 2,
                 dead_lettered: 1,
                 transactions: 1,
+                stop: None,
             },
             0.01,
         );

@@ -16,26 +16,33 @@
 //! revocation the open transaction commits before the partitions go, when the assignment is lost
 //! it is aborted, and newly assigned partitions' committed metadata is read so their figures
 //! count on. The loop runs on its own thread: every librdkafka call here blocks.
+//!
+//! Under `guarantee: AtLeastOnce` (not exactly-once) the same loop runs without transactions:
+//! the producer is idempotent but has no `transactional.id`; "begin" only marks the start of a
+//! batch; "commit" flushes the producer, checks that no record sent since the batch began failed
+//! delivery, and commits the consumed positions (with the same metadata) with the consumer,
+//! synchronously; "abort" only rewinds the consumer, and what the batch produced stays: those
+//! records are produced again (duplicates, never loss).
 
 use std::collections::BTreeMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use rdkafka::ClientContext;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
-use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, DeliveryResult, Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use tracing::{debug, error, info, warn};
 
-use crate::config::WorkerConfig;
+use crate::config::{Guarantee, WorkerConfig};
 use crate::decide::{
-    self, Decision, ExitReason, KafkaErrorFacts, RebalanceAction, RecordErrorAction, StopReason,
-    TxnOperation,
+    self, Decision, ExitReason, KafkaErrorFacts, OffsetCommitFailure, RebalanceAction,
+    RecordErrorAction, StopReason, TxnOperation,
 };
 use crate::http::Health;
 use crate::ledger::{Ledger, Rewind, TopicPartition};
@@ -74,18 +81,22 @@ pub fn transactional_id(cfg: &WorkerConfig, ordinal: u32) -> String {
     format!("{}-{ordinal}", cfg.transactional_id_prefix)
 }
 
-/// The producer's configuration: `clientProperties` first, the exactly-once settings on top.
+/// The producer's configuration: `clientProperties` first, the exactly-once settings on top
+/// (under `AtLeastOnce`: idempotent, but no `transactional.id` and no transaction timeout).
 pub fn producer_config(cfg: &WorkerConfig, ordinal: u32) -> ClientConfig {
     let mut config = client_config(cfg);
     config
-        .set("transactional.id", transactional_id(cfg, ordinal))
         .set("enable.idempotence", "true")
         .set("acks", "all")
-        .set("max.in.flight.requests.per.connection", "5")
-        .set(
-            "transaction.timeout.ms",
-            cfg.transaction_timeout_ms.to_string(),
-        );
+        .set("max.in.flight.requests.per.connection", "5");
+    if cfg.guarantee.transactional() {
+        config
+            .set("transactional.id", transactional_id(cfg, ordinal))
+            .set(
+                "transaction.timeout.ms",
+                cfg.transaction_timeout_ms.to_string(),
+            );
+    }
     if !cfg.client_properties.contains_key("client.id") {
         config.set("client.id", format!("exactly-worker-{ordinal}-producer"));
     }
@@ -136,21 +147,30 @@ pub fn run(cfg: WorkerConfig, runtime: Runtime) -> Result<(), ExitReason> {
         ExitReason::Config
     })?;
     let router = Router::new(&cfg.output);
-    let txn_id = transactional_id(&cfg, runtime.ordinal);
     let producer: ThreadedProducer<ProducerLog> = producer_config(&cfg, runtime.ordinal)
-        .create_with_context(ProducerLog)
+        .create_with_context(ProducerLog::default())
         .map_err(|e| {
             error!(error = %e, "cannot create the producer");
             ExitReason::Config
         })?;
     let timeout = Duration::from_millis(u64::from(cfg.transaction_timeout_ms));
-    // Fences any older instance with this transactional.id and aborts what it left open.
-    retry_txn(
-        TxnOperation::Init,
-        || producer.init_transactions(timeout),
-        &producer,
-    )?;
-    info!(transactional_id = %txn_id, "transactions initialised");
+    match cfg.guarantee {
+        Guarantee::ExactlyOnce => {
+            let txn_id = transactional_id(&cfg, runtime.ordinal);
+            // Fences any older instance with this transactional.id and aborts what it left open.
+            retry_txn(
+                TxnOperation::Init,
+                || producer.init_transactions(timeout),
+                &producer,
+            )?;
+            info!(transactional_id = %txn_id, "transactions initialised");
+        }
+        Guarantee::AtLeastOnce => warn!(
+            "guarantee AtLeastOnce: no transactions; after a crash or a failed commit the \
+             records since the last commit are produced again (duplicates), and readers see \
+             outputs before their offsets commit. This is not exactly-once"
+        ),
+    }
 
     let consumer_cfg = consumer_config(&cfg, runtime.ordinal);
     let topics: Vec<&str> = cfg.input_topics.iter().map(String::as_str).collect();
@@ -266,8 +286,11 @@ fn consume(consumer: &BaseConsumer<Pipeline>, shutdown: &AtomicBool) -> Result<(
 #[derive(Default)]
 struct State {
     ledger: Ledger,
-    /// When the open transaction began; `None` when none is open.
+    /// When the open transaction (under `AtLeastOnce`, the batch) began; `None` when none is
+    /// open.
     txn: Option<Instant>,
+    /// `AtLeastOnce`: the producer's failed deliveries when the batch began.
+    failed_deliveries_at_begin: u64,
     /// Set when the worker cannot go on; the loop returns it.
     exit: Option<ExitReason>,
     /// Set by the `Stop` policy.
@@ -316,6 +339,7 @@ impl Pipeline {
             out_records: self.metrics.records_out.get(),
             dead_lettered: self.metrics.dead_lettered.get(),
             transactions: self.metrics.transactions_committed.get(),
+            stop: None,
         }
     }
 
@@ -465,6 +489,12 @@ impl Pipeline {
 
     /// The `Stop` policy: commit what came before the record (its own offset is never
     /// committed), pause everything, stay up and say where and why.
+    ///
+    /// The commit that stops carries the stop marker in the metadata of the failed record's
+    /// partition, committed at the failed record's offset (in the same transaction as the
+    /// records before it), so the operator, which cannot reach the worker, can name the record
+    /// and the reason. If that commit fails, the transaction is aborted and rewound as any other:
+    /// the replay meets the record again and stops again.
     fn stop(&self, state: &mut State, consumer: &BaseConsumer<Pipeline>, reason: StopReason) {
         error!(
             record = %format!("{}-{}@{}", reason.topic, reason.partition, reason.offset),
@@ -474,9 +504,16 @@ impl Pipeline {
         );
         // No output of the failed record is in the transaction (record errors strike before the
         // first produce), so what it holds is complete records: commit them, and the partition's
-        // committed position is right before the failed record.
-        self.commit(state, consumer, "stop");
-        if state.exit.is_some() {
+        // committed position is the failed record, with the marker saying why.
+        if state.txn.is_none() && !self.begin(state) {
+            return;
+        }
+        let tp: TopicPartition = (reason.topic.clone(), reason.partition);
+        state.ledger.stop_at(&tp, reason.offset, reason.marker());
+        if !self.commit(state, consumer, "stop") {
+            if state.exit.is_none() {
+                warn!("the commit that stops the pipeline failed; replaying from the last commit");
+            }
             return;
         }
         self.seek(
@@ -497,6 +534,11 @@ impl Pipeline {
     }
 
     fn begin(&self, state: &mut State) -> bool {
+        if !self.cfg.guarantee.transactional() {
+            state.txn = Some(Instant::now());
+            state.failed_deliveries_at_begin = self.failed_deliveries();
+            return true;
+        }
         match self.producer.begin_transaction() {
             Ok(()) => {
                 state.txn = Some(Instant::now());
@@ -552,39 +594,74 @@ impl Pipeline {
         }
     }
 
-    /// Sends the consumed positions with their progress metadata and commits.
-    fn commit(&self, state: &mut State, consumer: &BaseConsumer<Pipeline>, why: &str) {
+    /// Sends the consumed positions with their progress metadata and commits; true when it
+    /// committed (false: nothing was open, or it was aborted and rewound, or the worker exits).
+    fn commit(&self, state: &mut State, consumer: &BaseConsumer<Pipeline>, why: &str) -> bool {
         if state.txn.is_none() {
-            return;
+            return false;
         }
         let offsets = state.ledger.offsets_to_commit();
         let started = Instant::now();
-        if !offsets.is_empty() {
-            let mut tpl = TopicPartitionList::with_capacity(offsets.len());
-            for o in &offsets {
-                match tpl.add_partition_offset(&o.topic, o.partition, Offset::Offset(o.offset)) {
-                    Ok(()) => {
-                        if let Some(mut elem) = tpl.find_partition(&o.topic, o.partition) {
-                            elem.set_metadata(o.progress.encode());
-                        }
-                    }
-                    Err(e) => {
-                        error!(error = %e, "cannot build the offsets to commit");
-                        self.abort(state, consumer, "send_offsets", None);
-                        return;
+        let mut tpl = TopicPartitionList::with_capacity(offsets.len());
+        for o in &offsets {
+            match tpl.add_partition_offset(&o.topic, o.partition, Offset::Offset(o.offset)) {
+                Ok(()) => {
+                    if let Some(mut elem) = tpl.find_partition(&o.topic, o.partition) {
+                        elem.set_metadata(o.progress.encode());
                     }
                 }
+                Err(e) => {
+                    error!(error = %e, "cannot build the offsets to commit");
+                    self.abort(state, consumer, "send_offsets", None);
+                    return false;
+                }
             }
+        }
+        let committed = if self.cfg.guarantee.transactional() {
+            self.commit_transaction(state, consumer, &tpl)
+        } else {
+            self.commit_offsets(state, consumer, &tpl)
+        };
+        if !committed {
+            return false;
+        }
+        let added = state.ledger.committed();
+        state.txn = None;
+        state.poisoned.retain(|((topic, partition), offset), _| {
+            !offsets
+                .iter()
+                .any(|o| o.topic == *topic && o.partition == *partition && *offset < o.offset)
+        });
+        self.metrics
+            .committed(&added, started.elapsed().as_secs_f64());
+        debug!(
+            why,
+            records = added.in_records,
+            partitions = offsets.len(),
+            "transaction committed"
+        );
+        true
+    }
+
+    /// `ExactlyOnce`: sends `tpl` to the open transaction and commits it; false when it was
+    /// aborted instead (or the worker exits).
+    fn commit_transaction(
+        &self,
+        state: &mut State,
+        consumer: &BaseConsumer<Pipeline>,
+        tpl: &TopicPartitionList,
+    ) -> bool {
+        if tpl.count() > 0 {
             let Some(group) = consumer.group_metadata() else {
                 warn!("no consumer group metadata to commit with; aborting");
                 self.abort(state, consumer, "send_offsets", None);
-                return;
+                return false;
             };
             let mut attempt = 0;
             loop {
                 match self
                     .producer
-                    .send_offsets_to_transaction(&tpl, &group, self.timeout)
+                    .send_offsets_to_transaction(tpl, &group, self.timeout)
                 {
                     Ok(()) => break,
                     Err(e) => match decide::on_kafka_error(
@@ -606,7 +683,7 @@ impl Pipeline {
                                 decision,
                                 None,
                             );
-                            return;
+                            return false;
                         }
                     },
                 }
@@ -625,27 +702,90 @@ impl Pipeline {
                         }
                         decision => {
                             self.txn_error_decided(state, consumer, "commit", &e, decision, None);
-                            return;
+                            return false;
                         }
                     }
                 }
             }
         }
-        let added = state.ledger.committed();
-        state.txn = None;
-        state.poisoned.retain(|((topic, partition), offset), _| {
-            !offsets
-                .iter()
-                .any(|o| o.topic == *topic && o.partition == *partition && *offset < o.offset)
-        });
-        self.metrics
-            .committed(&added, started.elapsed().as_secs_f64());
-        debug!(
-            why,
-            records = added.in_records,
-            partitions = offsets.len(),
-            "transaction committed"
-        );
+        true
+    }
+
+    /// `AtLeastOnce`: flushes the producer, checks that every record sent since the batch began
+    /// was delivered, then commits `tpl` with the consumer; false when the batch was rewound
+    /// instead (or the worker exits).
+    fn commit_offsets(
+        &self,
+        state: &mut State,
+        consumer: &BaseConsumer<Pipeline>,
+        tpl: &TopicPartitionList,
+    ) -> bool {
+        let mut attempt = 0;
+        loop {
+            match self.producer.flush(self.timeout) {
+                Ok(()) => break,
+                Err(e) => {
+                    match decide::on_kafka_error(TxnOperation::Commit, self.facts(&e), attempt) {
+                        Decision::Retry => {
+                            debug!(error = %e, attempt, "retrying the flush");
+                            std::thread::sleep(decide::retry_backoff(attempt));
+                            attempt += 1;
+                        }
+                        decision => {
+                            self.txn_error_decided(state, consumer, "flush", &e, decision, None);
+                            return false;
+                        }
+                    }
+                }
+            }
+        }
+        let failed = self
+            .failed_deliveries()
+            .saturating_sub(state.failed_deliveries_at_begin);
+        if !decide::may_commit_offsets(failed) {
+            warn!(
+                failed,
+                "records of this batch were not delivered; not committing its offsets, \
+                 producing the batch again"
+            );
+            self.abort(state, consumer, "delivery", None);
+            return false;
+        }
+        if tpl.count() == 0 {
+            return true;
+        }
+        let mut attempt = 0;
+        loop {
+            match consumer.commit(tpl, CommitMode::Sync) {
+                Ok(()) => return true,
+                Err(e) => {
+                    let failure = offset_commit_failure(&e);
+                    match decide::on_offset_commit_error(failure, attempt) {
+                        Decision::Retry => {
+                            debug!(error = %e, attempt, "retrying the offset commit");
+                            std::thread::sleep(decide::retry_backoff(attempt));
+                            attempt += 1;
+                        }
+                        decision => {
+                            self.txn_error_decided(
+                                state,
+                                consumer,
+                                "offset_commit",
+                                &e,
+                                decision,
+                                None,
+                            );
+                            return false;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Records the producer failed to deliver since it started.
+    fn failed_deliveries(&self) -> u64 {
+        self.producer.context().failed.load(Ordering::SeqCst)
     }
 
     /// Aborts the open transaction and rewinds what it consumed; `current` is a record that was
@@ -657,6 +797,11 @@ impl Pipeline {
         reason: &str,
         current: Option<(&TopicPartition, i64)>,
     ) {
+        if state.txn.is_some() && !self.cfg.guarantee.transactional() {
+            // Nothing to take back: what the batch produced stays, and is produced again.
+            state.txn = None;
+            self.metrics.aborted(reason);
+        }
         if state.txn.is_some() {
             let mut attempt = 0;
             loop {
@@ -848,6 +993,15 @@ impl Pipeline {
                     let metadata = catch_unwind(AssertUnwindSafe(|| elem.metadata().to_string()))
                         .unwrap_or_default();
                     let progress = Progress::decode(&metadata).unwrap_or_default();
+                    if let Some(stop) = progress.stopped() {
+                        info!(
+                            topic = %tp.0,
+                            partition = tp.1,
+                            stop,
+                            "the last commit of this partition stopped the pipeline \
+                             (errorPolicy Stop); retrying the record"
+                        );
+                    }
                     state.ledger.set_committed(&tp, progress);
                 }
                 all
@@ -873,7 +1027,9 @@ impl Pipeline {
         // still open: the producer cannot end it, the coordinator will.
         let open = state.txn.is_some() && state.exit.is_none();
         match decide::on_revoke(lost, open) {
-            RebalanceAction::Commit => self.commit(&mut state, consumer, "revoke"),
+            RebalanceAction::Commit => {
+                self.commit(&mut state, consumer, "revoke");
+            }
             RebalanceAction::Abort => {
                 // The lost partitions are not ours to seek any more.
                 for tp in &revoked {
@@ -1043,6 +1199,35 @@ fn error_facts(e: &KafkaError) -> KafkaErrorFacts {
     }
 }
 
+/// How a consumer offset commit failed (`AtLeastOnce`).
+fn offset_commit_failure(e: &KafkaError) -> OffsetCommitFailure {
+    if matches!(e, KafkaError::MessageConsumptionFatal(_)) {
+        return OffsetCommitFailure::Fatal;
+    }
+    match e.rdkafka_error_code() {
+        Some(
+            RDKafkaErrorCode::OperationTimedOut
+            | RDKafkaErrorCode::RequestTimedOut
+            | RDKafkaErrorCode::CoordinatorLoadInProgress
+            | RDKafkaErrorCode::CoordinatorNotAvailable
+            | RDKafkaErrorCode::NotCoordinator
+            | RDKafkaErrorCode::RebalanceInProgress
+            | RDKafkaErrorCode::WaitingForCoordinator
+            | RDKafkaErrorCode::BrokerTransportFailure
+            | RDKafkaErrorCode::AllBrokersDown
+            | RDKafkaErrorCode::NetworkException,
+        ) => OffsetCommitFailure::Transient,
+        Some(
+            RDKafkaErrorCode::IllegalGeneration
+            | RDKafkaErrorCode::UnknownMemberId
+            | RDKafkaErrorCode::StaleMemberEpoch,
+        ) => OffsetCommitFailure::StaleGeneration,
+        Some(RDKafkaErrorCode::FencedInstanceId) => OffsetCommitFailure::Fenced,
+        Some(RDKafkaErrorCode::Fatal) => OffsetCommitFailure::Fatal,
+        _ => OffsetCommitFailure::Other,
+    }
+}
+
 impl ClientContext for Pipeline {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
         log_librdkafka("consumer", level, fac, message);
@@ -1072,9 +1257,13 @@ impl ConsumerContext for Pipeline {
     }
 }
 
-/// The producer's context: librdkafka's logs into tracing; delivery failures surface as an
-/// abortable commit error, so they are only logged at debug level here.
-struct ProducerLog;
+/// The producer's context: librdkafka's logs into tracing, and the count of failed deliveries.
+/// Under transactions a delivery failure surfaces as an abortable commit error; under
+/// `AtLeastOnce` the count keeps a batch with a lost record from committing its offsets.
+#[derive(Default)]
+struct ProducerLog {
+    failed: AtomicU64,
+}
 
 impl ClientContext for ProducerLog {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
@@ -1091,6 +1280,7 @@ impl ProducerContext for ProducerLog {
 
     fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
         if let Err((e, message)) = result {
+            self.failed.fetch_add(1, Ordering::SeqCst);
             debug!(error = %e, topic = message.topic(), "delivery failed");
         }
     }
@@ -1140,6 +1330,54 @@ mod tests {
         assert_eq!(config.get("transaction.timeout.ms"), Some("30000"));
         assert_eq!(config.get("security.protocol"), Some("plaintext"));
         assert_eq!(config.get("client.id"), Some("mine"));
+    }
+
+    #[test]
+    fn at_least_once_producer_is_idempotent_without_transactions() {
+        let mut c = cfg();
+        c.guarantee = Guarantee::AtLeastOnce;
+        let config = producer_config(&c, 2);
+        assert_eq!(config.get("transactional.id"), None);
+        assert_eq!(config.get("transaction.timeout.ms"), None);
+        assert_eq!(config.get("enable.idempotence"), Some("true"));
+        assert_eq!(config.get("acks"), Some("all"));
+        assert_eq!(
+            config.get("max.in.flight.requests.per.connection"),
+            Some("5")
+        );
+        // The consumer is the same: read_committed, offsets committed by the worker alone.
+        let exactly_once = consumer_config(&cfg(), 2);
+        let at_least_once = consumer_config(&c, 2);
+        assert_eq!(exactly_once.config_map(), at_least_once.config_map());
+    }
+
+    #[test]
+    fn offset_commit_failures_are_classified() {
+        let failure = |code| offset_commit_failure(&KafkaError::ConsumerCommit(code));
+        assert_eq!(
+            failure(RDKafkaErrorCode::RebalanceInProgress),
+            OffsetCommitFailure::Transient
+        );
+        assert_eq!(
+            failure(RDKafkaErrorCode::CoordinatorLoadInProgress),
+            OffsetCommitFailure::Transient
+        );
+        assert_eq!(
+            failure(RDKafkaErrorCode::IllegalGeneration),
+            OffsetCommitFailure::StaleGeneration
+        );
+        assert_eq!(
+            failure(RDKafkaErrorCode::UnknownMemberId),
+            OffsetCommitFailure::StaleGeneration
+        );
+        assert_eq!(
+            failure(RDKafkaErrorCode::FencedInstanceId),
+            OffsetCommitFailure::Fenced
+        );
+        assert_eq!(
+            failure(RDKafkaErrorCode::TopicAuthorizationFailed),
+            OffsetCommitFailure::Other
+        );
     }
 
     #[test]

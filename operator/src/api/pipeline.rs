@@ -131,7 +131,7 @@ pub struct PipelineInput {
     pub topics: Vec<TopicRef>,
 
     /// The Kafka `group.id` of the workers; its committed offsets are the pipeline's progress.
-    /// Defaults to `metadata.name`. Immutable.
+    /// Defaults to `<namespace>.<name>` (group ids are global to the Kafka cluster). Immutable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 249))]
     pub group_id: Option<String>,
@@ -276,8 +276,9 @@ pub enum JqOutput {
 #[x_kube(validation = Rule::new("self.action != 'DeadLetter' || has(self.deadLetterTopicRef)").message("errorPolicy.action DeadLetter needs errorPolicy.deadLetterTopicRef, the Topic the records go to"))]
 #[serde(rename_all = "camelCase")]
 pub struct ErrorPolicy {
-    /// `Stop` (default): the worker aborts its open transaction and stops consuming; status
-    /// names the record (`topic-partition@offset`) and why. `DeadLetter`: the record goes, with
+    /// `Stop` (default): the worker commits the records before the failed one, with the input
+    /// offset at the failed record, and stops consuming; status names the record
+    /// (`topic-partition@offset`) and why (`status.stoppedAt`). `DeadLetter`: the record goes, with
     /// the error in its headers, to `deadLetterTopicRef` in the same transaction as the input
     /// offsets (no loss, no duplicate there either), and the pipeline goes on.
     #[serde(default)]
@@ -356,6 +357,13 @@ pub struct PipelineStatus {
     /// Open transactions of the workers' transactional ids.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub open_transactions: Option<i32>,
+
+    /// Where and why the pipeline stopped under `errorPolicy: Stop`, as
+    /// `<topic>-<partition>@<offset>: <reason>` (several joined by `; `): the record's offset is
+    /// committed, nothing after it is processed. Fix the transform (or choose `DeadLetter`) and
+    /// the workers go on from that record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped_at: Option<String>,
 
     /// Open transactions of workers the pipeline no longer runs (ordinals at or above
     /// `replicas`, their pods gone). The operator fences each such `transactional.id` (its

@@ -73,14 +73,17 @@ impl Names {
     }
 }
 
-/// The workers' consumer group: `spec.input.groupId`, else the Pipeline's name.
+/// The workers' consumer group: `spec.input.groupId`, else `<namespace>.<name>`: a group id is
+/// global to the Kafka cluster, and two Pipelines of one name in two namespaces must not share
+/// one (they would split each other's partitions and sum each other's figures).
 pub fn group_id(pipeline: &Pipeline) -> String {
-    pipeline
-        .spec
-        .input
-        .group_id
-        .clone()
-        .unwrap_or_else(|| pipeline.name_any())
+    pipeline.spec.input.group_id.clone().unwrap_or_else(|| {
+        format!(
+            "{}.{}",
+            pipeline.namespace().unwrap_or_default(),
+            pipeline.name_any()
+        )
+    })
 }
 
 /// The workers' `transactional.id` prefix: `spec.transactionalIdPrefix`, else
@@ -237,6 +240,8 @@ pub fn render_worker_config(
         (None, None) => (None, None),
     };
     Ok(WorkerConfig {
+        // A Pipeline is exactly-once; the worker's at-least-once mode is a benchmark baseline.
+        guarantee: worker::Guarantee::ExactlyOnce,
         pipeline: resolve::qualified(pipeline),
         bootstrap_servers: bootstrap.to_string(),
         client_properties: client_properties.clone(),
@@ -525,6 +530,8 @@ pub struct Observed<'a> {
     pub progress: Option<exactly_worker::Progress>,
     /// Open transactions of removed workers left after this reconcile's fencing.
     pub removed_worker_transactions: Option<i32>,
+    /// Stop markers the workers committed (`errorPolicy: Stop`), when observed.
+    pub stopped_at: Option<Vec<String>>,
 }
 
 /// A failed link: its stable name and what is wrong.
@@ -632,6 +639,9 @@ pub fn pipeline_status(o: &Observed) -> PipelineStatus {
     let group = o.group.and_then(|g| g.status.as_ref());
     status.total_lag = group.and_then(|g| g.total_lag);
     status.last_commit_seen = group.and_then(|g| g.last_commit_seen.clone());
+    if let Some(stops) = &o.stopped_at {
+        status.stopped_at = (!stops.is_empty()).then(|| stops.join("; "));
+    }
     if o.removed_worker_transactions.is_some() {
         status.removed_worker_transactions = o.removed_worker_transactions;
     }
@@ -689,6 +699,15 @@ pub fn pipeline_status(o: &Observed) -> PipelineStatus {
                 "WaitingForLinks",
                 if stalled { message } else { String::new() },
             ),
+        ]
+    } else if let Some(stopped) = &status.stopped_at {
+        let message = format!(
+            "stopped by errorPolicy Stop at {stopped}. Fix the transform (or set errorPolicy.action DeadLetter): the workers go on from that record"
+        );
+        vec![
+            cond(types::READY, False, "StoppedAtRecord", message.clone()),
+            cond(types::RECONCILING, False, "StoppedAtRecord", String::new()),
+            cond(types::STALLED, True, "StoppedAtRecord", message),
         ]
     } else if o.paused {
         vec![
@@ -831,7 +850,7 @@ pub async fn reconcile(pipeline: Arc<Pipeline>, ctx: Arc<Context>) -> Result<Act
     };
     let desired = if spec.paused { 0 } else { spec.replicas };
     let mut removed_worker_transactions = None;
-    if let (Some((_, snapshot)), Some(c)) = (&observed_progress, &cluster) {
+    if let (Some((_, _, snapshot)), Some(c)) = (&observed_progress, &cluster) {
         removed_worker_transactions = Some(
             fence_removed_workers(
                 &ctx,
@@ -846,7 +865,10 @@ pub async fn reconcile(pipeline: Arc<Pipeline>, ctx: Arc<Context>) -> Result<Act
             .await?,
         );
     }
-    let progress = observed_progress.map(|(p, _)| p);
+    let stopped_at = observed_progress
+        .as_ref()
+        .map(|(_, stops, _)| stops.clone());
+    let progress = observed_progress.map(|(p, _, _)| p);
     let observed = Observed {
         generation: pipeline.metadata.generation,
         previous: pipeline.status.as_ref(),
@@ -864,6 +886,7 @@ pub async fn reconcile(pipeline: Arc<Pipeline>, ctx: Arc<Context>) -> Result<Act
         transactional_id_prefix: transactional_id_prefix(&pipeline),
         progress,
         removed_worker_transactions,
+        stopped_at,
     };
     let status = pipeline_status(&observed);
     super::write_status(&ctx, pipeline.as_ref(), &status).await?;
@@ -972,7 +995,11 @@ async fn observe_progress(
     group: &str,
     prefix: &str,
     inputs: &[TopicLink],
-) -> Option<(exactly_worker::Progress, Arc<super::observe::Snapshot>)> {
+) -> Option<(
+    exactly_worker::Progress,
+    Vec<String>,
+    Arc<super::observe::Snapshot>,
+)> {
     let admin = resolve::admin(ctx, cluster).await.ok()?;
     let key = super::cluster_key(
         ctx,
@@ -992,17 +1019,27 @@ async fn observe_progress(
         })
         .await
         .ok()?;
-    let progress = snapshot
+    let decoded: Vec<exactly_worker::Progress> = snapshot
         .committed_metadata
         .get(group)
         .map(|metadata| {
+            // Only the pipeline's own input topics: a group id reused elsewhere (set by hand)
+            // must not add its figures.
             metadata
-                .values()
-                .filter_map(|m| exactly_worker::Progress::decode(m))
-                .fold(exactly_worker::Progress::default(), |sum, p| sum.plus(&p))
+                .iter()
+                .filter(|((topic, _), _)| inputs.iter().any(|l| l.kafka.as_deref() == Some(topic)))
+                .filter_map(|(_, m)| exactly_worker::Progress::decode(m))
+                .collect()
         })
         .unwrap_or_default();
-    Some((progress, snapshot))
+    let stops: Vec<String> = decoded
+        .iter()
+        .filter_map(|p| p.stopped().map(str::to_string))
+        .collect();
+    let progress = decoded
+        .iter()
+        .fold(exactly_worker::Progress::default(), |sum, p| sum.plus(p));
+    Some((progress, stops, snapshot))
 }
 
 /// The client properties of the cluster's Secret (external clusters with `secretRef`), for the
@@ -1074,7 +1111,7 @@ mod tests {
             config.output.topics.get("charges").map(String::as_str),
             Some("shop.charges")
         );
-        assert_eq!(config.group_id, "billing");
+        assert_eq!(config.group_id, "shop.billing");
         assert_eq!(config.transactional_id_prefix, "shop.billing");
         assert_eq!(
             (config.commit_interval_ms, config.transaction_timeout_ms),
@@ -1284,5 +1321,44 @@ mod tests {
         assert!(plan_fencing("shop.billing", 1, 2, &pods, &refs).is_empty());
         // A worker that runs is never fenced.
         assert!(plan_fencing("shop.billing", 3, 3, &pods, &refs).is_empty());
+    }
+
+    #[test]
+    fn a_pipeline_stopped_at_a_record_names_it_and_is_stalled_until_the_spec_changes() {
+        let c = cluster(ConditionStatus::True, 900_000);
+        let o = Observed {
+            cluster: Some(&c),
+            inputs: vec![link("orders")],
+            outputs: vec![link("charges")],
+            transaction_timeout_ms: Some(60_000),
+            desired_workers: 1,
+            stopped_at: Some(vec!["shop.orders-0@41: the value is not JSON".into()]),
+            ..Observed::default()
+        };
+        let status = pipeline_status(&o);
+        assert_eq!(
+            status.stopped_at.as_deref(),
+            Some("shop.orders-0@41: the value is not JSON")
+        );
+        let ready = conditions::find(&status.conditions, types::READY)
+            .unwrap_or_else(|| panic!("no Ready"));
+        assert_eq!(
+            (ready.status, ready.reason.as_str()),
+            (ConditionStatus::False, "StoppedAtRecord")
+        );
+        assert!(
+            ready.message.contains("shop.orders-0@41"),
+            "{}",
+            ready.message
+        );
+        let stalled = conditions::find(&status.conditions, types::STALLED).map(|c| c.status);
+        assert_eq!(stalled, Some(ConditionStatus::True));
+        // Once the workers commit past it again, the marker is gone and so is the stop.
+        let o = Observed {
+            stopped_at: Some(Vec::new()),
+            previous: Some(&status),
+            ..o
+        };
+        assert_eq!(pipeline_status(&o).stopped_at, None);
     }
 }

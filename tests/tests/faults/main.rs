@@ -2,7 +2,11 @@
 //! is theirs alone. Run with `make test`, or `cargo test -p exactly-testenv --test faults`
 //! after `cargo build -p exactly-worker`.
 
+mod common;
+mod errors;
+mod guarantee;
 mod pipeline;
+mod scale;
 #[path = "../integration/support.rs"]
 #[allow(dead_code)]
 mod support;

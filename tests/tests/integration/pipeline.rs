@@ -128,7 +128,7 @@ async fn a_pipeline_is_rendered_into_workers_their_configuration_a_producer_and_
         config.output.topics.get("charges"),
         Some(&ns.unique("charges"))
     );
-    assert_eq!(config.group_id, "billing");
+    assert_eq!(config.group_id, format!("{}.billing", ns.name));
     assert_eq!(
         config.transactional_id_prefix,
         format!("{}.billing", ns.name)
@@ -156,7 +156,11 @@ async fn a_pipeline_is_rendered_into_workers_their_configuration_a_producer_and_
         .get("billing-pipeline")
         .await
         .unwrap_or_else(|e| panic!("the pipeline's ConsumerGroup: {e}"));
-    assert_eq!(group.spec.group_id.as_deref(), Some("billing"));
+    assert_eq!(
+        group.spec.group_id,
+        Some(format!("{}.billing", ns.name)),
+        "the default group id is namespaced: group ids are global to the Kafka cluster"
+    );
     assert_eq!(group.spec.isolation, exactly::api::Isolation::ReadCommitted);
 
     // kwok reports both worker pods Ready (no container runs there); the single development

@@ -47,6 +47,7 @@ async fn observing_twenty_topics_groups_and_producers_costs_the_same_requests_as
             topic_configs: topics,
             groups: groups.iter().take(n).cloned().collect(),
             transactional_ids: (0..n).map(|i| ns.unique(&format!("p{i}-0"))).collect(),
+            ..Interest::default()
         }
     };
     let one = cost(&env.bootstrap_servers, &interest(1)).await;

@@ -1,0 +1,498 @@
+//! What the fault tests share: the worker processes of a Pipeline, an input producer, an
+//! independent reader and the count of what it read.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use exactly_testenv::{Environment, TestNamespace, eventually};
+use k8s_openapi::api::core::v1::Secret;
+use kube::Client;
+use kube::api::Api;
+use rdkafka::Offset;
+use rdkafka::TopicPartitionList;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
+
+/// The `exactly-worker` binary next to this test binary (`target/<profile>/exactly-worker`).
+pub fn worker_binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap_or_else(|e| panic!("current_exe: {e}"));
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .unwrap_or_else(|| panic!("no target directory above {}", exe.display()));
+    let binary = dir.join("exactly-worker");
+    assert!(
+        binary.exists(),
+        "{} is missing: run `cargo build -p exactly-worker` (make test does)",
+        binary.display()
+    );
+    binary
+}
+
+/// A small deterministic generator, so a failing run can be replayed from its seed.
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// A seed from the clock (never 0, which xorshift cannot leave).
+    pub fn seed() -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64 | 1)
+            .unwrap_or(0x2545_f491_4f6c_dd1d)
+    }
+
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// The worker processes of one Pipeline, by ordinal.
+pub struct Workers {
+    binary: PathBuf,
+    config: PathBuf,
+    logs: PathBuf,
+    running: Vec<Option<Child>>,
+    starts: usize,
+}
+
+impl Workers {
+    pub fn new(config: PathBuf, logs: PathBuf, count: usize) -> Workers {
+        let mut workers = Workers {
+            binary: worker_binary(),
+            config,
+            logs,
+            running: (0..count).map(|_| None).collect(),
+            starts: 0,
+        };
+        for ordinal in 0..count {
+            workers.start(ordinal);
+        }
+        workers
+    }
+
+    pub fn start(&mut self, ordinal: usize) {
+        self.starts += 1;
+        let log = std::fs::File::create(
+            self.logs
+                .join(format!("worker-{ordinal}-{}.log", self.starts)),
+        )
+        .unwrap_or_else(|e| panic!("worker log: {e}"));
+        let err = log
+            .try_clone()
+            .unwrap_or_else(|e| panic!("worker log: {e}"));
+        let child = Command::new(&self.binary)
+            .arg("--config")
+            .arg(&self.config)
+            .arg("--ordinal")
+            .arg(ordinal.to_string())
+            .arg("--metrics-addr")
+            .arg("127.0.0.1:0")
+            .arg("--log-format")
+            .arg("text")
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(err)
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {}: {e}", self.binary.display()));
+        self.running[ordinal] = Some(child);
+    }
+
+    /// SIGKILL: no chance to commit or abort; the open transaction stays until the restarted
+    /// worker's `init_transactions` fences and aborts it.
+    pub fn kill(&mut self, ordinal: usize) {
+        if let Some(mut child) = self.running[ordinal].take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM every worker and wait: each commits its open transaction and leaves.
+    pub fn stop(&mut self) -> Vec<Option<i32>> {
+        // A worker started a moment ago may not have installed its SIGTERM handler yet.
+        std::thread::sleep(Duration::from_millis(500));
+        let mut codes = Vec::new();
+        for child in self.running.iter_mut().flatten() {
+            if let Ok(pid) = libc::pid_t::try_from(child.id()) {
+                // SAFETY: kill(2) on our own unreaped child.
+                unsafe {
+                    libc::kill(pid, libc::SIGTERM);
+                }
+            }
+        }
+        for slot in &mut self.running {
+            if let Some(mut child) = slot.take() {
+                let deadline = Instant::now() + Duration::from_secs(30);
+                let code = loop {
+                    match child.try_wait() {
+                        Ok(Some(status)) => break status.code(),
+                        Ok(None) if Instant::now() < deadline => {
+                            std::thread::sleep(Duration::from_millis(50))
+                        }
+                        _ => {
+                            let _ = child.kill();
+                            break child.wait().ok().and_then(|s| s.code());
+                        }
+                    }
+                };
+                codes.push(code);
+            }
+        }
+        codes
+    }
+
+    /// Workers that exited on their own (a crash, a fencing), with their exit status.
+    pub fn exited(&mut self) -> Vec<(usize, String)> {
+        let mut exited = Vec::new();
+        for (ordinal, slot) in self.running.iter_mut().enumerate() {
+            if let Some(child) = slot
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                exited.push((ordinal, status.to_string()));
+            }
+        }
+        exited
+    }
+}
+
+impl Drop for Workers {
+    fn drop(&mut self) {
+        for child in self.running.iter_mut().flatten() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Writes `count` keyed JSON records `{"id": n, "amount": ...}` at a steady pace (so that the
+/// kills hit a pipeline with records in flight), with an idempotent producer: each input record
+/// is in the log exactly once, through the broker restart too.
+pub fn produce_input(bootstrap: String, topic: String, count: u64) -> std::thread::JoinHandle<()> {
+    produce_records(bootstrap, topic, count, 1_000, |id| {
+        format!("{{\"id\":{id},\"amount\":{}}}", id % 1000)
+    })
+}
+
+/// Remembers the ids (from the keys `k<n>`) of records whose delivery failed.
+#[derive(Default)]
+struct FailedDeliveries(std::sync::Mutex<Vec<u64>>);
+
+impl rdkafka::ClientContext for FailedDeliveries {}
+
+impl rdkafka::producer::ProducerContext for FailedDeliveries {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &rdkafka::message::DeliveryResult<'_>, _: ()) {
+        if let Err((_, message)) = result
+            && let Some(id) = message
+                .key()
+                .and_then(|k| std::str::from_utf8(k).ok())
+                .and_then(|k| k.strip_prefix('k'))
+                .and_then(|n| n.parse().ok())
+        {
+            self.0.lock().unwrap_or_else(|p| p.into_inner()).push(id);
+        }
+    }
+}
+
+/// Writes `count` records keyed `k<n>` with the value `value(n)`, pausing 100 ms after every
+/// `pause_every` records, with an idempotent producer. A record whose delivery fails (a broker
+/// restart under load can end an idempotent producer's session) is written again by a fresh
+/// producer, so the input holds every id; an ambiguous failure may leave one twice, which the
+/// checks allow for by counting against the input as read back ([`tally_against`]).
+pub fn produce_records(
+    bootstrap: String,
+    topic: String,
+    count: u64,
+    pause_every: u64,
+    value: impl Fn(u64) -> String + Send + 'static,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut ids: Vec<u64> = (0..count).collect();
+        for round in 0..5 {
+            let producer: ThreadedProducer<FailedDeliveries> = ClientConfig::new()
+                .set("bootstrap.servers", &bootstrap)
+                .set("enable.idempotence", "true")
+                .set("acks", "all")
+                .set("linger.ms", "5")
+                .set("message.timeout.ms", "120000")
+                .create_with_context(FailedDeliveries::default())
+                .unwrap_or_else(|e| panic!("input producer: {e}"));
+            for (n, id) in ids.iter().enumerate() {
+                let key = format!("k{id}");
+                let value = value(*id);
+                let mut record = BaseRecord::to(&topic).key(&key).payload(&value);
+                loop {
+                    match producer.send(record) {
+                        Ok(()) => break,
+                        // The local queue is full (e.g. while the broker restarts): wait, retry.
+                        Err((_, returned)) => {
+                            record = returned;
+                            std::thread::sleep(Duration::from_millis(20));
+                        }
+                    }
+                }
+                if round == 0 && n as u64 % pause_every == pause_every - 1 {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
+            if let Err(e) = producer.flush(Duration::from_secs(180)) {
+                eprintln!("flushing the input (round {round}): {e}");
+            }
+            let failed = std::mem::take(
+                &mut *producer
+                    .context()
+                    .0
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner()),
+            );
+            if failed.is_empty() {
+                return;
+            }
+            eprintln!(
+                "{} input records failed delivery (round {round}); writing them again",
+                failed.len()
+            );
+            ids = failed;
+        }
+        panic!(
+            "the input producer could not deliver {} records after 5 rounds",
+            ids.len()
+        );
+    })
+}
+
+/// One record as an independent reader saw it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Record {
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<Vec<u8>>,
+    pub value: Option<Vec<u8>>,
+    pub headers: Vec<(String, Option<Vec<u8>>)>,
+}
+
+impl Record {
+    /// The key as text (`""` for none).
+    pub fn key_text(&self) -> String {
+        String::from_utf8_lossy(self.key.as_deref().unwrap_or_default()).into_owned()
+    }
+
+    /// The value as JSON, if it is JSON.
+    pub fn json(&self) -> Option<serde_json::Value> {
+        serde_json::from_slice(self.value.as_deref()?).ok()
+    }
+
+    /// The first header `name` as text.
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .and_then(|(_, v)| v.as_deref())
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+    }
+}
+
+/// Reads every record of the `partitions` partitions of `topic` from the beginning with a fresh
+/// consumer in `isolation` (`read_committed` or `read_uncommitted`), in the order read. Tests of
+/// this binary run at once and one restarts the broker: errors of the connection are waited out
+/// (the consumer reconnects), within the deadline.
+pub fn read_all(env: &Environment, topic: &str, partitions: i32, isolation: &str) -> Vec<Record> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &env.bootstrap_servers)
+        .set("group.id", format!("{topic}-check-{isolation}"))
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", isolation)
+        .create()
+        .unwrap_or_else(|e| panic!("checking consumer: {e}"));
+    let mut assignment = TopicPartitionList::new();
+    let mut ends = BTreeMap::new();
+    for partition in 0..partitions {
+        assignment
+            .add_partition_offset(topic, partition, Offset::Beginning)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut attempt = 0;
+        let (_, high) = loop {
+            match consumer.fetch_watermarks(topic, partition, Duration::from_secs(10)) {
+                Ok(watermarks) => break watermarks,
+                Err(e) if attempt < 6 => {
+                    eprintln!("watermarks of {topic}-{partition}: {e}; retrying");
+                    attempt += 1;
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+                Err(e) => panic!("watermarks of {topic}-{partition}: {e}"),
+            }
+        };
+        ends.insert(partition, high);
+    }
+    consumer
+        .assign(&assignment)
+        .unwrap_or_else(|e| panic!("assign: {e}"));
+    let mut records = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let done = ends.iter().all(|(partition, end)| {
+            consumer
+                .position()
+                .ok()
+                .and_then(|p| {
+                    p.find_partition(topic, *partition)
+                        .and_then(|e| e.offset().to_raw())
+                })
+                .is_some_and(|at| at >= *end)
+        });
+        if done || *ends.values().max().unwrap_or(&0) == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "reading {topic} ({isolation}) did not reach the end offsets {ends:?} in 180 s"
+        );
+        match consumer.poll(Duration::from_millis(500)) {
+            Some(Ok(message)) => records.push(Record {
+                partition: message.partition(),
+                offset: message.offset(),
+                key: message.key().map(<[u8]>::to_vec),
+                value: message.payload().map(<[u8]>::to_vec),
+                headers: message.headers().map_or_else(Vec::new, |headers| {
+                    headers
+                        .iter()
+                        .map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec)))
+                        .collect()
+                }),
+            }),
+            Some(Err(e)) => {
+                eprintln!("reading {topic}: {e}; the consumer reconnects");
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            None => {}
+        }
+    }
+    records
+}
+
+/// What an independent count of the output says.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Tally {
+    pub lost: u64,
+    pub duplicated: u64,
+    pub unexpected: u64,
+}
+
+/// No record lost, duplicated or unexpected.
+pub const EXACTLY_ONCE: Tally = Tally {
+    lost: 0,
+    duplicated: 0,
+    unexpected: 0,
+};
+
+/// Each record of the input (`input`: the ids read back from the input topic) should appear
+/// exactly once in `ids`, the output: an id the input holds twice is expected twice.
+pub fn tally_against(ids: &[u64], input: &[u64]) -> Tally {
+    let mut expected: HashMap<u64, u64> = HashMap::new();
+    for id in input {
+        *expected.entry(*id).or_default() += 1;
+    }
+    let mut seen: HashMap<u64, u64> = HashMap::new();
+    for id in ids {
+        *seen.entry(*id).or_default() += 1;
+    }
+    let mut tally = Tally {
+        lost: 0,
+        duplicated: 0,
+        unexpected: 0,
+    };
+    for (id, want) in &expected {
+        let got = seen.get(id).copied().unwrap_or(0);
+        tally.lost += want.saturating_sub(got);
+        tally.duplicated += got.saturating_sub(*want);
+    }
+    tally.unexpected = seen.keys().filter(|id| !expected.contains_key(id)).count() as u64;
+    tally
+}
+
+/// Each of `0..expected` should appear once in `ids`.
+pub fn tally(ids: &[u64], expected: u64) -> Tally {
+    tally_of(ids, &(0..expected).collect::<Vec<_>>())
+}
+
+/// Each of `expected` should appear once in `ids`.
+pub fn tally_of(ids: &[u64], expected: &[u64]) -> Tally {
+    let mut seen: HashMap<u64, u64> = HashMap::new();
+    for id in ids {
+        *seen.entry(*id).or_default() += 1;
+    }
+    let wanted: std::collections::HashSet<u64> = expected.iter().copied().collect();
+    Tally {
+        lost: wanted.iter().filter(|id| !seen.contains_key(id)).count() as u64,
+        duplicated: seen.values().map(|n| n - 1).sum(),
+        unexpected: seen.keys().filter(|id| !wanted.contains(id)).count() as u64,
+    }
+}
+
+/// The `pipeline.json` the operator rendered for Pipeline `pipeline` (the Secret
+/// `<pipeline>-pipeline` the StatefulSet's pods mount), once it differs from `other_than`.
+pub async fn rendered_config(
+    client: &Client,
+    ns: &TestNamespace,
+    pipeline: &str,
+    other_than: Option<&[u8]>,
+) -> Vec<u8> {
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns.name);
+    let name = format!("{pipeline}-pipeline");
+    eventually(
+        "the worker configuration",
+        Duration::from_secs(60),
+        || async {
+            let config = secrets
+                .get_opt(&name)
+                .await
+                .map_err(|e| e.to_string())?
+                .and_then(|s| s.data)
+                .and_then(|d| d.get("pipeline.json").map(|b| b.0.clone()))
+                .ok_or_else(|| "not rendered yet".to_string())?;
+            if Some(config.as_slice()) == other_than {
+                return Err("not rendered again yet".to_string());
+            }
+            Ok(config)
+        },
+    )
+    .await
+}
+
+/// A directory for one test's worker configuration and logs.
+pub fn test_dir(ns: &TestNamespace) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("exactly-faults-{}", ns.name));
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+    dir
+}
+
+#[test]
+fn the_tally_finds_a_lost_and_a_duplicated_record() {
+    assert_eq!(
+        tally(&[0, 1, 1, 3], 4),
+        Tally {
+            lost: 1,
+            duplicated: 1,
+            unexpected: 0
+        }
+    );
+    assert_eq!(
+        tally_of(&[0, 5, 5, 7], &[0, 5, 6]),
+        Tally {
+            lost: 1,
+            duplicated: 1,
+            unexpected: 1
+        }
+    );
+}
