@@ -61,3 +61,13 @@ chart: tools ## lint the Helm chart and render it with its main value sets (the 
 	$(HELM) template exactly $(CHART) --namespace exactly-system >/dev/null
 	$(HELM) template exactly $(CHART) --namespace exactly-system --set 'watchNamespaces={team-a,team-b}' >/dev/null
 	$(HELM) template exactly $(CHART) --namespace exactly-system --set metrics.serviceMonitor.enabled=true --set networkPolicy.enabled=true --set networkPolicy.egress.allowAll=false >/dev/null
+
+# The Pipeline worker's benchmark: measures and prints, asserts nothing. Options of the driver
+# go in BENCH_ARGS (e.g. BENCH_ARGS='--records 200000 --workers 2'; `--help` lists them).
+BENCH_ARGS ?=
+.PHONY: bench-pipeline
+
+bench-pipeline: ## worker copy rate and latency vs Kafka's perf tools and Kafka Streams EOS (also target/bench-pipeline.json)
+	$(CARGO) build --release -p exactly-worker --bin exactly-worker
+	$(CARGO) build -p exactly-testenv --bin exactly-bench-pipeline
+	./target/debug/exactly-bench-pipeline --worker target/release/exactly-worker $(BENCH_ARGS)
