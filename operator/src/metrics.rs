@@ -55,6 +55,12 @@ pub struct Metrics {
     pub producer_open_transactions: Family<ResourceLabels, Gauge>,
     pub producer_hanging_transactions: Family<ResourceLabels, Gauge>,
     pub producer_oldest_transaction_seconds: Family<ResourceLabels, Gauge>,
+    pub pipeline_lag: Family<ResourceLabels, Gauge>,
+    pub pipeline_records_in: Family<ResourceLabels, Gauge>,
+    pub pipeline_records_out: Family<ResourceLabels, Gauge>,
+    pub pipeline_dead_lettered: Family<ResourceLabels, Gauge>,
+    pub pipeline_workers_ready: Family<ResourceLabels, Gauge>,
+    pub pipeline_exactly_once_ready: Family<ResourceLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -77,6 +83,12 @@ impl Default for Metrics {
             producer_open_transactions: Family::default(),
             producer_hanging_transactions: Family::default(),
             producer_oldest_transaction_seconds: Family::default(),
+            pipeline_lag: Family::default(),
+            pipeline_records_in: Family::default(),
+            pipeline_records_out: Family::default(),
+            pipeline_dead_lettered: Family::default(),
+            pipeline_workers_ready: Family::default(),
+            pipeline_exactly_once_ready: Family::default(),
         };
         registry.register(
             "reconciles",
@@ -132,6 +144,36 @@ impl Default for Metrics {
             "producer_oldest_transaction_age_seconds",
             "Age of a Producer's oldest open transaction",
             m.producer_oldest_transaction_seconds.clone(),
+        );
+        registry.register(
+            "pipeline_lag",
+            "Input records a Pipeline has not processed (against the LSO)",
+            m.pipeline_lag.clone(),
+        );
+        registry.register(
+            "pipeline_records_in",
+            "Input records a Pipeline's workers consumed and committed",
+            m.pipeline_records_in.clone(),
+        );
+        registry.register(
+            "pipeline_records_out",
+            "Output records a Pipeline's workers committed",
+            m.pipeline_records_out.clone(),
+        );
+        registry.register(
+            "pipeline_dead_lettered",
+            "Input records a Pipeline committed to its dead-letter Topic",
+            m.pipeline_dead_lettered.clone(),
+        );
+        registry.register(
+            "pipeline_workers_ready",
+            "Ready worker pods of a Pipeline",
+            m.pipeline_workers_ready.clone(),
+        );
+        registry.register(
+            "pipeline_exactly_once_ready",
+            "1 when every exactly-once link of a Pipeline holds",
+            m.pipeline_exactly_once_ready.clone(),
         );
         m.registry = Mutex::new(registry);
         m

@@ -889,10 +889,51 @@ pub async fn reconcile(pipeline: Arc<Pipeline>, ctx: Arc<Context>) -> Result<Act
         stopped_at,
     };
     let status = pipeline_status(&observed);
+    export_metrics(&ctx, &pipeline, &status, workers.as_ref());
     super::write_status(&ctx, pipeline.as_ref(), &status).await?;
     Ok(Action::requeue(
         ctx.refresh_interval.max(Duration::from_secs(1)),
     ))
+}
+
+/// The live figures as Prometheus gauges (status shows them at the refresh interval).
+fn export_metrics(
+    ctx: &Context,
+    pipeline: &Pipeline,
+    status: &PipelineStatus,
+    workers: Option<&StatefulSet>,
+) {
+    let labels = crate::metrics::labels(
+        &pipeline.namespace().unwrap_or_default(),
+        &pipeline.name_any(),
+    );
+    let m = &ctx.metrics;
+    let set = |family: &prometheus_client::metrics::family::Family<
+        _,
+        prometheus_client::metrics::gauge::Gauge,
+    >,
+               value: Option<i64>| {
+        if let Some(v) = value {
+            family.get_or_create(&labels).set(v);
+        }
+    };
+    set(&m.pipeline_lag, status.total_lag);
+    set(&m.pipeline_records_in, status.records_in);
+    set(&m.pipeline_records_out, status.records_out);
+    set(&m.pipeline_dead_lettered, status.dead_lettered);
+    set(
+        &m.pipeline_workers_ready,
+        Some(i64::from(
+            workers
+                .and_then(|s| s.status.as_ref())
+                .and_then(|s| s.ready_replicas)
+                .unwrap_or(0),
+        )),
+    );
+    set(
+        &m.pipeline_exactly_once_ready,
+        Some(i64::from(status.failed_links.is_empty())),
+    );
 }
 
 /// Fences the open transactions of workers the pipeline no longer runs ([`plan_fencing`]) and

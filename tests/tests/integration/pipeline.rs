@@ -12,16 +12,29 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::Client;
 use kube::api::{Api, PostParams};
 
-use crate::support::{condition, create, create_cluster, run_operator};
+use crate::support::{condition, create, create_cluster};
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The operator, cluster `local`, Topics `orders` and `charges` (Ready), in a fresh namespace.
 async fn setup(prefix: &str) -> (TestNamespace, Client) {
+    let (ns, client, _) = setup_with_metrics(prefix).await;
+    (ns, client)
+}
+
+/// [`setup`], with the operator's metrics.
+async fn setup_with_metrics(
+    prefix: &str,
+) -> (
+    TestNamespace,
+    Client,
+    std::sync::Arc<exactly::metrics::Metrics>,
+) {
     let env = shared();
     let ns = env.namespace(prefix).await;
     let client = env.client().await.unwrap_or_else(|e| panic!("{e}"));
-    run_operator(client.clone(), &ns.name);
+    let metrics = std::sync::Arc::new(exactly::metrics::Metrics::default());
+    crate::support::run_operator_with_metrics(client.clone(), &ns.name, metrics.clone());
     create_cluster(&client, &ns, env).await;
     for name in ["orders", "charges"] {
         create::<Topic>(
@@ -33,7 +46,7 @@ async fn setup(prefix: &str) -> (TestNamespace, Client) {
         )
         .await;
     }
-    (ns, client)
+    (ns, client, metrics)
 }
 
 /// A Pipeline manifest reading `orders` and writing `charges`, with `extra` merged into its spec.
@@ -188,6 +201,41 @@ async fn a_pipeline_is_rendered_into_workers_their_configuration_a_producer_and_
         status.output.as_deref(),
         Some(ns.unique("charges").as_str())
     );
+}
+
+#[tokio::test]
+async fn a_pipelines_workers_and_links_are_exported_as_prometheus_metrics() {
+    let (ns, client, metrics) = setup_with_metrics("pipeline-metrics").await;
+    let pipelines: Api<Pipeline> = Api::namespaced(client.clone(), &ns.name);
+    pipelines
+        .create(
+            &PostParams::default(),
+            &pipeline("copy", serde_json::json!({"replicas": 2})),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("create pipeline: {e}"));
+    let labels = format!("{{namespace=\"{}\",name=\"copy\"}}", ns.name);
+    let want = [
+        format!("exactly_pipeline_workers_ready{labels} 2"),
+        // The single development broker fails the cluster's rules: the Cluster link fails.
+        format!("exactly_pipeline_exactly_once_ready{labels} 0"),
+        format!("exactly_pipeline_lag{labels} 0"),
+    ];
+    eventually("the pipeline's metrics", TIMEOUT, || async {
+        let text = metrics.encode();
+        let missing: Vec<&String> = want.iter().filter(|w| !text.contains(w.as_str())).collect();
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(format!(
+                "missing {missing:?} in {:?}",
+                text.lines()
+                    .filter(|l| l.starts_with("exactly_pipeline"))
+                    .collect::<Vec<_>>()
+            ))
+        }
+    })
+    .await;
 }
 
 #[tokio::test]
