@@ -6,7 +6,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use exactly::api::Topic;
+use exactly::kafka::{Isolation, OffsetSpec, TopicPartition, WireClient};
 use exactly_testenv::{Environment, TestNamespace, eventually};
+
+use crate::support::create;
 use k8s_openapi::api::core::v1::Secret;
 use kube::Client;
 use kube::api::Api;
@@ -468,6 +472,57 @@ pub async fn rendered_config(
         },
     )
     .await
+}
+
+/// Creates Topics by resource name and Kafka name, with `partitions` each.
+pub async fn create_topics(client: &Client, ns: &TestNamespace, topics: &[(&str, &str, i32)]) {
+    for (name, topic, partitions) in topics {
+        create::<Topic>(
+            client,
+            ns,
+            name,
+            serde_json::json!({"clusterRef": {"name": "local"}, "topicName": topic,
+                "partitions": partitions}),
+        )
+        .await;
+    }
+}
+
+/// Waits until `group` has committed up to the end of every partition of `input`.
+pub async fn drained(w: &WireClient, group: &str, input: &str, partitions: i32, within: Duration) {
+    let specs: Vec<(TopicPartition, OffsetSpec)> = (0..partitions)
+        .map(|p| {
+            (
+                TopicPartition::new(input.to_string(), p),
+                OffsetSpec::Latest,
+            )
+        })
+        .collect();
+    let ends = w
+        .list_offsets(&specs, Isolation::ReadUncommitted)
+        .await
+        .unwrap_or_else(|e| panic!("input end offsets: {e}"));
+    eventually(
+        "the pipeline to consume the whole input",
+        within,
+        || async {
+            let committed = w
+                .committed_offsets(group)
+                .await
+                .map_err(|e| e.to_string())?;
+            let behind: Vec<String> = ends
+                .iter()
+                .filter(|(tp, end)| committed.get(*tp).copied().unwrap_or(0) < **end)
+                .map(|(tp, end)| format!("{tp:?}: {:?}/{end}", committed.get(tp)))
+                .collect();
+            if behind.is_empty() {
+                Ok(())
+            } else {
+                Err(behind.join(", "))
+            }
+        },
+    )
+    .await;
 }
 
 /// A directory for one test's worker configuration and logs.

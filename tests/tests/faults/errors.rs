@@ -7,20 +7,19 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use exactly::api::{Pipeline, Topic};
-use exactly::kafka::{Isolation, OffsetSpec, TopicPartition, WireClient};
-use exactly_testenv::{TestNamespace, eventually, shared};
+use exactly::api::Pipeline;
+use exactly::kafka::{TopicPartition, WireClient};
+use exactly_testenv::{eventually, shared};
 use exactly_worker::config::ErrorPolicy;
 use exactly_worker::decide::{
     HEADER_ERROR, HEADER_SOURCE_OFFSET, HEADER_SOURCE_PARTITION, HEADER_SOURCE_TOPIC,
 };
 use exactly_worker::{Progress, WorkerConfig};
-use kube::Client;
 use kube::api::{Api, Patch, PatchParams};
 
 use crate::common::{
-    EXACTLY_ONCE, Record, Rng, Workers, produce_records, read_all, rendered_config, tally_of,
-    test_dir,
+    EXACTLY_ONCE, Record, Rng, Workers, create_topics, drained, produce_records, read_all,
+    rendered_config, tally_of, test_dir,
 };
 use crate::support::{create, create_cluster, run_operator, wire};
 
@@ -60,57 +59,6 @@ fn id_of_output(record: &Record) -> u64 {
         "the transform's output for {id}"
     );
     id
-}
-
-/// Creates Topics by resource name and Kafka name, with `partitions` each.
-async fn create_topics(client: &Client, ns: &TestNamespace, topics: &[(&str, &str, i32)]) {
-    for (name, topic, partitions) in topics {
-        create::<Topic>(
-            client,
-            ns,
-            name,
-            serde_json::json!({"clusterRef": {"name": "local"}, "topicName": topic,
-                "partitions": partitions}),
-        )
-        .await;
-    }
-}
-
-/// Waits until `group` has committed up to the end of every partition of `input`.
-async fn drained(w: &WireClient, group: &str, input: &str, partitions: i32, within: Duration) {
-    let specs: Vec<(TopicPartition, OffsetSpec)> = (0..partitions)
-        .map(|p| {
-            (
-                TopicPartition::new(input.to_string(), p),
-                OffsetSpec::Latest,
-            )
-        })
-        .collect();
-    let ends = w
-        .list_offsets(&specs, Isolation::ReadUncommitted)
-        .await
-        .unwrap_or_else(|e| panic!("input end offsets: {e}"));
-    eventually(
-        "the pipeline to consume the whole input",
-        within,
-        || async {
-            let committed = w
-                .committed_offsets(group)
-                .await
-                .map_err(|e| e.to_string())?;
-            let behind: Vec<String> = ends
-                .iter()
-                .filter(|(tp, end)| committed.get(*tp).copied().unwrap_or(0) < **end)
-                .map(|(tp, end)| format!("{tp:?}: {:?}/{end}", committed.get(tp)))
-                .collect();
-            if behind.is_empty() {
-                Ok(())
-            } else {
-                Err(behind.join(", "))
-            }
-        },
-    )
-    .await;
 }
 
 /// The committed offset and progress metadata of `topic`-`partition` in `group`.

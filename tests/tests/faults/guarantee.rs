@@ -5,11 +5,12 @@
 use std::time::Duration;
 
 use exactly::api::{Pipeline, Topic};
-use exactly::kafka::{Isolation, OffsetSpec, TopicPartition};
 use exactly_testenv::{eventually, shared};
 use kube::api::Api;
 
-use crate::common::{Rng, Workers, produce_input, read_all, rendered_config, tally, test_dir};
+use crate::common::{
+    Rng, Workers, drained, produce_input, read_all, rendered_config, tally, test_dir,
+};
 use crate::support::{create, create_cluster, run_operator, wire};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -90,34 +91,7 @@ async fn at_least_once_loses_no_record_while_workers_are_killed_and_uses_no_tran
         .unwrap_or_else(|_| panic!("the input producer panicked"));
 
     let w = wire(env);
-    let partitions: Vec<(TopicPartition, OffsetSpec)> = (0..PARTITIONS)
-        .map(|p| (TopicPartition::new(input.clone(), p), OffsetSpec::Latest))
-        .collect();
-    let ends = w
-        .list_offsets(&partitions, Isolation::ReadUncommitted)
-        .await
-        .unwrap_or_else(|e| panic!("input end offsets: {e}"));
-    eventually(
-        "the pipeline to consume the whole input",
-        Duration::from_secs(90),
-        || async {
-            let committed = w
-                .committed_offsets(&group)
-                .await
-                .map_err(|e| e.to_string())?;
-            let behind: Vec<String> = ends
-                .iter()
-                .filter(|(tp, end)| committed.get(*tp).copied().unwrap_or(0) < **end)
-                .map(|(tp, end)| format!("{tp:?}: {:?}/{end}", committed.get(tp)))
-                .collect();
-            if behind.is_empty() {
-                Ok(())
-            } else {
-                Err(behind.join(", "))
-            }
-        },
-    )
-    .await;
+    drained(&w, &group, &input, PARTITIONS, Duration::from_secs(90)).await;
     let exited = workers.exited();
     assert!(exited.is_empty(), "workers exited on their own: {exited:?}");
     let codes = workers.stop();

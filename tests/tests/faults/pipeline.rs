@@ -5,13 +5,14 @@
 
 use std::time::Duration;
 
-use exactly::api::{Pipeline, Topic};
-use exactly::kafka::{Isolation, OffsetSpec, TopicPartition};
+use exactly::api::Pipeline;
 use exactly_testenv::{Environment, eventually, shared};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
 
-use crate::common::{Rng, Tally, Workers, produce_input, read_all, tally, tally_against};
+use crate::common::{
+    Rng, Tally, Workers, create_topics, drained, produce_input, read_all, tally, tally_against,
+};
 use crate::support::{create, create_cluster, run_operator, wire};
 
 /// Input records; each must come out exactly once.
@@ -56,16 +57,15 @@ async fn a_pipeline_delivers_every_record_exactly_once_while_workers_are_killed_
     create_cluster(&client, &ns, env).await;
     let input = ns.unique("orders");
     let output = ns.unique("charges");
-    for (name, topic) in [("orders", &input), ("charges", &output)] {
-        create::<Topic>(
-            &client,
-            &ns,
-            name,
-            serde_json::json!({"clusterRef": {"name": "local"}, "topicName": topic,
-                "partitions": PARTITIONS}),
-        )
-        .await;
-    }
+    create_topics(
+        &client,
+        &ns,
+        &[
+            ("orders", &input, PARTITIONS),
+            ("charges", &output, PARTITIONS),
+        ],
+    )
+    .await;
     create::<Pipeline>(
         &client,
         &ns,
@@ -141,32 +141,12 @@ async fn a_pipeline_delivers_every_record_exactly_once_while_workers_are_killed_
 
     // Drained: the group committed every input offset (transactions that hold records do).
     let w = wire(env);
-    let partitions: Vec<(TopicPartition, OffsetSpec)> = (0..PARTITIONS)
-        .map(|p| (TopicPartition::new(input.clone(), p), OffsetSpec::Latest))
-        .collect();
-    let ends = w
-        .list_offsets(&partitions, Isolation::ReadUncommitted)
-        .await
-        .unwrap_or_else(|e| panic!("input end offsets: {e}"));
-    eventually(
-        "the pipeline to consume the whole input",
+    drained(
+        &w,
+        &format!("{}.charging", ns.name),
+        &input,
+        PARTITIONS,
         Duration::from_secs(240),
-        || async {
-            let committed = w
-                .committed_offsets(&format!("{}.charging", ns.name))
-                .await
-                .map_err(|e| e.to_string())?;
-            let behind: Vec<String> = ends
-                .iter()
-                .filter(|(tp, end)| committed.get(*tp).copied().unwrap_or(0) < **end)
-                .map(|(tp, end)| format!("{tp:?}: {:?}/{end}", committed.get(tp)))
-                .collect();
-            if behind.is_empty() {
-                Ok(())
-            } else {
-                Err(behind.join(", "))
-            }
-        },
     )
     .await;
     let exited = workers.exited();

@@ -4,14 +4,15 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use exactly::api::{Pipeline, Topic};
+use exactly::api::Pipeline;
 use exactly::kafka::{Isolation, OffsetSpec, TopicPartition};
 use exactly_testenv::{eventually, shared};
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 
 use crate::common::{
-    EXACTLY_ONCE, Workers, produce_input, read_all, rendered_config, tally, tally_against, test_dir,
+    EXACTLY_ONCE, Workers, create_topics, drained, produce_input, read_all, rendered_config, tally,
+    tally_against, test_dir,
 };
 use crate::support::{create, create_cluster, run_operator, wire};
 
@@ -28,16 +29,15 @@ async fn scaling_three_workers_to_one_while_records_flow_leaves_no_open_transact
     create_cluster(&client, &ns, env).await;
     let input = ns.unique("orders");
     let output = ns.unique("charges");
-    for (name, topic) in [("orders", &input), ("charges", &output)] {
-        create::<Topic>(
-            &client,
-            &ns,
-            name,
-            serde_json::json!({"clusterRef": {"name": "local"}, "topicName": topic,
-                "partitions": PARTITIONS}),
-        )
-        .await;
-    }
+    create_topics(
+        &client,
+        &ns,
+        &[
+            ("orders", &input, PARTITIONS),
+            ("charges", &output, PARTITIONS),
+        ],
+    )
+    .await;
     // A long transaction timeout: an open transaction left behind would pin the output for
     // ten minutes, far beyond this test's waits, unless the operator fences it.
     let pipelines = create::<Pipeline>(
@@ -166,31 +166,7 @@ async fn scaling_three_workers_to_one_while_records_flow_leaves_no_open_transact
             })
             .collect()
     };
-    let input_ends = w
-        .list_offsets(&partitions(&input), Isolation::ReadUncommitted)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    eventually(
-        "the last worker to drain the input",
-        Duration::from_secs(120),
-        || async {
-            let committed = w
-                .committed_offsets(&group)
-                .await
-                .map_err(|e| e.to_string())?;
-            let behind: Vec<String> = input_ends
-                .iter()
-                .filter(|(tp, end)| committed.get(*tp).copied().unwrap_or(0) < **end)
-                .map(|(tp, end)| format!("{tp:?}: {:?}/{end}", committed.get(tp)))
-                .collect();
-            if behind.is_empty() {
-                Ok(())
-            } else {
-                Err(behind.join(", "))
-            }
-        },
-    )
-    .await;
+    drained(&w, &group, &input, PARTITIONS, Duration::from_secs(120)).await;
     eventually(
         "the output's last stable offset to reach its log end",
         Duration::from_secs(30),
