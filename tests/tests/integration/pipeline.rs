@@ -307,6 +307,70 @@ async fn a_pipeline_whose_output_topic_is_missing_waits_naming_it() {
 }
 
 #[tokio::test]
+async fn a_pipeline_whose_input_topic_is_missing_waits_naming_it() {
+    let (ns, client) = setup("pipeline-noinput").await;
+    let pipelines: Api<Pipeline> = Api::namespaced(client.clone(), &ns.name);
+    let manifest = pipeline(
+        "waiting",
+        serde_json::json!({"input": {"topics": [{"name": "orders"}, {"name": "returns"}]}}),
+    );
+    pipelines
+        .create(&PostParams::default(), &manifest)
+        .await
+        .unwrap_or_else(|e| panic!("create pipeline: {e}"));
+    // Once the cluster and `orders` are Ready, only the missing Topic is left to name.
+    let status = status_when(
+        &client,
+        &ns.name,
+        "waiting",
+        "InputTopics to fail for returns alone",
+        |s| {
+            condition(&s.conditions, "ExactlyOnceReady").is_some_and(|c| {
+                c.2.contains("InputTopics: Topic 'returns' does not exist in this namespace")
+            })
+        },
+    )
+    .await;
+    assert!(status.failed_links.contains(&"InputTopics".to_string()));
+    let sets: Api<StatefulSet> = Api::namespaced(client.clone(), &ns.name);
+    assert!(
+        sets.get_opt("waiting-worker")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .is_none(),
+        "workers were rendered before their input exists"
+    );
+}
+
+#[tokio::test]
+async fn a_transaction_timeout_above_the_brokers_maximum_fails_the_transaction_timeout_link() {
+    let (ns, client) = setup("pipeline-timeout").await;
+    let pipelines: Api<Pipeline> = Api::namespaced(client.clone(), &ns.name);
+    // The environment's broker keeps Kafka's default transaction.max.timeout.ms, 15 minutes.
+    let manifest = pipeline("slow", serde_json::json!({"transactionTimeout": "20m"}));
+    pipelines
+        .create(&PostParams::default(), &manifest)
+        .await
+        .unwrap_or_else(|e| panic!("create pipeline: {e}"));
+    let status = status_when(
+        &client,
+        &ns.name,
+        "slow",
+        "the TransactionTimeout link to fail",
+        |s| s.failed_links.iter().any(|l| l == "TransactionTimeout"),
+    )
+    .await;
+    let eos = condition(&status.conditions, "ExactlyOnceReady")
+        .unwrap_or_else(|| panic!("no ExactlyOnceReady"));
+    assert!(
+        eos.2
+            .contains("1200000 ms, above the brokers' transaction.max.timeout.ms 900000"),
+        "{}",
+        eos.2
+    );
+}
+
+#[tokio::test]
 async fn a_prefix_an_older_producer_holds_fails_the_prefix_reservation_link() {
     let (ns, client) = setup("pipeline-prefix").await;
     create::<Producer>(
