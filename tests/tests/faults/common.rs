@@ -21,6 +21,11 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 
+/// The broker of this binary's environment, shared by its tests: each holds a read guard for
+/// its whole run; the test that restarts the broker takes the write guard around the restart,
+/// so the outage hits no other test half-way (they finish first, or start after it).
+pub static BROKER: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+
 /// The `exactly-worker` binary next to this test binary (`target/<profile>/exactly-worker`).
 pub fn worker_binary() -> PathBuf {
     let exe = std::env::current_exe().unwrap_or_else(|e| panic!("current_exe: {e}"));
@@ -110,6 +115,20 @@ impl Workers {
             .spawn()
             .unwrap_or_else(|e| panic!("starting {}: {e}", self.binary.display()));
         self.running[ordinal] = Some(child);
+    }
+
+    /// Freezes (SIGSTOP, `pause: true`) or thaws (SIGCONT) a worker, e.g. to look at its
+    /// transaction while it cannot move on.
+    pub fn freeze(&mut self, ordinal: usize, pause: bool) {
+        if let Some(child) = &self.running[ordinal]
+            && let Ok(pid) = libc::pid_t::try_from(child.id())
+        {
+            let signal = if pause { libc::SIGSTOP } else { libc::SIGCONT };
+            // SAFETY: kill(2) on our own unreaped child.
+            unsafe {
+                libc::kill(pid, signal);
+            }
+        }
     }
 
     /// SIGKILL: no chance to commit or abort; the open transaction stays until the restarted
@@ -221,8 +240,43 @@ pub fn produce_records(
     pause_every: u64,
     value: impl Fn(u64) -> String + Send + 'static,
 ) -> std::thread::JoinHandle<()> {
+    let writing = produce_records_until(bootstrap, topic, count, pause_every, value, None);
     std::thread::spawn(move || {
-        let mut ids: Vec<u64> = (0..count).collect();
+        if writing.join().is_err() {
+            panic!("the input producer panicked");
+        }
+    })
+}
+
+/// Writes the input of [`produce_input`] until `stop` is set (at most 10 000 000 records);
+/// returns how many it wrote.
+pub fn produce_input_until(
+    bootstrap: String,
+    topic: String,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<u64> {
+    produce_records_until(
+        bootstrap,
+        topic,
+        10_000_000,
+        1_000,
+        |id| format!("{{\"id\":{id},\"amount\":{}}}", id % 1000),
+        Some(stop),
+    )
+}
+
+/// [`produce_records`], stopping early once `stop` is set; returns how many ids it wrote.
+fn produce_records_until(
+    bootstrap: String,
+    topic: String,
+    count: u64,
+    pause_every: u64,
+    value: impl Fn(u64) -> String + Send + 'static,
+    stop: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+) -> std::thread::JoinHandle<u64> {
+    std::thread::spawn(move || {
+        let mut written = count;
+        let mut ids: Box<dyn Iterator<Item = u64>> = Box::new(0..count);
         for round in 0..5 {
             let producer: ThreadedProducer<FailedDeliveries> = ClientConfig::new()
                 .set("bootstrap.servers", &bootstrap)
@@ -232,9 +286,17 @@ pub fn produce_records(
                 .set("message.timeout.ms", "120000")
                 .create_with_context(FailedDeliveries::default())
                 .unwrap_or_else(|e| panic!("input producer: {e}"));
-            for (n, id) in ids.iter().enumerate() {
+            for (n, id) in ids.enumerate() {
+                if round == 0
+                    && stop
+                        .as_ref()
+                        .is_some_and(|s| s.load(std::sync::atomic::Ordering::Relaxed))
+                {
+                    written = id;
+                    break;
+                }
                 let key = format!("k{id}");
-                let value = value(*id);
+                let value = value(id);
                 let mut record = BaseRecord::to(&topic).key(&key).payload(&value);
                 loop {
                     match producer.send(record) {
@@ -261,18 +323,15 @@ pub fn produce_records(
                     .unwrap_or_else(|p| p.into_inner()),
             );
             if failed.is_empty() {
-                return;
+                return written;
             }
             eprintln!(
                 "{} input records failed delivery (round {round}); writing them again",
                 failed.len()
             );
-            ids = failed;
+            ids = Box::new(failed.into_iter());
         }
-        panic!(
-            "the input producer could not deliver {} records after 5 rounds",
-            ids.len()
-        );
+        panic!("the input producer could not deliver every record after 5 rounds");
     })
 }
 

@@ -107,6 +107,7 @@ fn write_config(path: &std::path::Path, config: &[u8]) -> WorkerConfig {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_record_the_transform_rejects_goes_to_the_dead_letter_topic_in_the_same_transaction_as_its_offset()
  {
+    let _broker = crate::common::BROKER.read().await;
     const RECORDS: u64 = 20_000;
     const BAD_EVERY: u64 = 97;
     const PARTITIONS: i32 = 3;
@@ -306,6 +307,7 @@ async fn a_record_the_transform_rejects_goes_to_the_dead_letter_topic_in_the_sam
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_the_stop_policy_the_pipeline_stops_at_the_rejected_record_and_commits_nothing_past_it()
  {
+    let _broker = crate::common::BROKER.read().await;
     const RECORDS: u64 = 400;
     const BAD: u64 = 250;
 

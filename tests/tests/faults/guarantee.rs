@@ -15,6 +15,7 @@ use crate::support::{create, create_cluster, run_operator, wire};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn at_least_once_loses_no_record_while_workers_are_killed_and_uses_no_transaction() {
+    let _broker = crate::common::BROKER.read().await;
     const RECORDS: u64 = 20_000;
     const PARTITIONS: i32 = 3;
     const WORKERS: usize = 2;

@@ -11,17 +11,17 @@ use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 
 use crate::common::{
-    EXACTLY_ONCE, Workers, create_topics, drained, produce_input, read_all, rendered_config, tally,
-    tally_against, test_dir,
+    EXACTLY_ONCE, Workers, create_topics, drained, produce_input_until, read_all, rendered_config,
+    tally, tally_against, test_dir,
 };
 use crate::support::{create, create_cluster, run_operator, wire};
 
-const RECORDS: u64 = 100_000;
 const PARTITIONS: i32 = 6;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scaling_three_workers_to_one_while_records_flow_leaves_no_open_transaction_of_the_removed_ones()
  {
+    let _broker = crate::common::BROKER.read().await;
     let env = shared();
     let ns = env.namespace("scale-down").await;
     let client = env.client().await.unwrap_or_else(|e| panic!("{e}"));
@@ -58,11 +58,17 @@ async fn scaling_three_workers_to_one_while_records_flow_leaves_no_open_transact
     let config_path = dir.join("pipeline.json");
     std::fs::write(&config_path, &config).unwrap_or_else(|e| panic!("{e}"));
     let mut workers = Workers::new(config_path, dir.clone(), 3);
-    let producing = produce_input(env.bootstrap_servers.clone(), input.clone(), RECORDS);
+    // Records keep coming until the kills are done, so the workers have transactions to leave.
+    let stop_input = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let producing = produce_input_until(
+        env.bootstrap_servers.clone(),
+        input.clone(),
+        stop_input.clone(),
+    );
 
-    // Records flow through all three workers (each partition has committed progress); scale to
-    // one worker. Workers 1 and 2 go away the hard way (a pod killed past its grace period, a
-    // node lost): SIGKILL, their transactions left open.
+    // Records flow through all three workers (each partition has committed progress). Workers
+    // 1 and 2 go away the hard way (a pod killed past its grace period, a node lost): SIGKILL,
+    // their transactions left open; the Pipeline is scaled to one worker.
     let group = format!("{}.charging", ns.name);
     let w = wire(env);
     eventually(
@@ -82,6 +88,58 @@ async fn scaling_three_workers_to_one_while_records_flow_leaves_no_open_transact
         },
     )
     .await;
+    // Kill them while each has a transaction open: frozen (SIGSTOP) so that what the
+    // coordinator says stays true until the kill; thawed and tried again otherwise.
+    let prefix = format!("{}.charging", ns.name);
+    let removed = [format!("{prefix}-1"), format!("{prefix}-2")];
+    // Each of them has committed a transaction already (it has partitions and records).
+    eventually(
+        "workers 1 and 2 to commit transactions",
+        Duration::from_secs(60),
+        || async {
+            let described = w
+                .describe_transactions(&removed)
+                .await
+                .map_err(|e| e.to_string())?;
+            let states: Vec<&str> = described.iter().map(|t| t.state.as_str()).collect();
+            if states.len() == removed.len() && states.iter().all(|s| *s != "Empty") {
+                Ok(())
+            } else {
+                Err(format!("{states:?}"))
+            }
+        },
+    )
+    .await;
+    let mut killed_open = false;
+    let mut last_states: Vec<String> = Vec::new();
+    for _ in 0..100 {
+        workers.freeze(1, true);
+        workers.freeze(2, true);
+        let described = w
+            .describe_transactions(&removed)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let open = described.iter().filter(|t| t.state == "Ongoing").count();
+        last_states = described
+            .iter()
+            .map(|t| format!("{} {}", t.transactional_id, t.state))
+            .collect();
+        if open == removed.len() {
+            workers.kill(1);
+            workers.kill(2);
+            killed_open = true;
+            break;
+        }
+        workers.freeze(1, false);
+        workers.freeze(2, false);
+        // Thawed long enough to go on working (heartbeats, the next transaction).
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    assert!(
+        killed_open,
+        "workers 1 and 2 never both had a transaction open; last seen: {last_states:?}"
+    );
+    // Then the scale-down the kills stand for: the StatefulSet goes to one pod.
     pipelines
         .patch(
             "charging",
@@ -90,11 +148,9 @@ async fn scaling_three_workers_to_one_while_records_flow_leaves_no_open_transact
         )
         .await
         .unwrap_or_else(|e| panic!("scaling the Pipeline: {e}"));
-    workers.kill(1);
-    workers.kill(2);
-
-    let prefix = format!("{}.charging", ns.name);
-    let removed = [format!("{prefix}-1"), format!("{prefix}-2")];
+    // A little more input for the remaining worker, then no more.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop_input.store(true, std::sync::atomic::Ordering::Relaxed);
     eventually(
         "no open transaction of the removed workers",
         Duration::from_secs(60),
@@ -152,7 +208,7 @@ async fn scaling_three_workers_to_one_while_records_flow_leaves_no_open_transact
 
     // Input stops; the remaining worker takes every partition over and drains it: the output's
     // last stable offset reaches its log end.
-    tokio::task::spawn_blocking(move || producing.join())
+    let written = tokio::task::spawn_blocking(move || producing.join())
         .await
         .unwrap_or_else(|e| panic!("{e}"))
         .unwrap_or_else(|_| panic!("the input producer panicked"));
@@ -206,7 +262,7 @@ async fn scaling_three_workers_to_one_while_records_flow_leaves_no_open_transact
         .filter_map(|r| r.json().and_then(|v| v["id"].as_u64()))
         .collect();
     assert_eq!(
-        tally(&input_ids, RECORDS).lost,
+        tally(&input_ids, written).lost,
         0,
         "the test's input producer did not write every record"
     );
