@@ -754,8 +754,14 @@ pub async fn reconcile(pipeline: Arc<Pipeline>, ctx: Arc<Context>) -> Result<Act
     let cluster = match resolve::cluster(&ctx, &namespace, &spec.cluster_ref.name).await {
         Ok(c) => Some(c),
         Err(resolve::Waiting::ClusterNotFound(_)) => None,
-        Err(resolve::Waiting::Api(message)) => {
-            return Err(Error::Render("the Pipeline's cluster", message));
+        // The API server could not be read: say so and retry, as the other kinds do.
+        Err(waiting @ resolve::Waiting::Api(_)) => {
+            let status = waiting.status(
+                pipeline.metadata.generation,
+                pipeline.status.clone().unwrap_or_default(),
+            );
+            super::write_status(&ctx, pipeline.as_ref(), &status).await?;
+            return Ok(Action::requeue(super::RETRY));
         }
     };
     let topic = |r: &TopicRef| ctx.topics.get(&ObjectRef::new(&r.name).within(&namespace));
