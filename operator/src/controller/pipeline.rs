@@ -780,8 +780,16 @@ pub async fn reconcile(pipeline: Arc<Pipeline>, ctx: Arc<Context>) -> Result<Act
         .chain(&outputs)
         .filter_map(|l| Some((l.resource.clone(), l.kafka.clone()?)))
         .collect();
+    // The workers connect as the operator does: with the cluster's client properties. A
+    // Secret that cannot be read stops the workers from being rendered, and status says why.
+    let mut config_problems: Vec<String> = Vec::new();
     let client_properties = match &cluster {
-        Some(c) => cluster_client_properties(&ctx, c).await?,
+        Some(c) => resolve::client_properties(&ctx, c)
+            .await
+            .unwrap_or_else(|e| {
+                config_problems.push(format!("the KafkaCluster's client properties: {e}"));
+                BTreeMap::new()
+            }),
         None => BTreeMap::new(),
     };
     let bootstrap = cluster
@@ -789,7 +797,6 @@ pub async fn reconcile(pipeline: Arc<Pipeline>, ctx: Arc<Context>) -> Result<Act
         .map(KafkaCluster::bootstrap_servers)
         .unwrap_or_default();
     let rendered = render_worker_config(&pipeline, &bootstrap, &client_properties, &kafka_names);
-    let mut config_problems: Vec<String> = Vec::new();
     let config = match rendered {
         Ok(config) => {
             config_problems.extend(config.validate().iter().map(ToString::to_string));
@@ -1087,27 +1094,6 @@ async fn observe_progress(
         .iter()
         .fold(exactly_worker::Progress::default(), |sum, p| sum.plus(p));
     Some((progress, stops, snapshot))
-}
-
-/// The client properties of the cluster's Secret (external clusters with `secretRef`), for the
-/// workers' clients; none for a plaintext cluster.
-async fn cluster_client_properties(
-    ctx: &Context,
-    cluster: &KafkaCluster,
-) -> Result<BTreeMap<String, String>> {
-    let Some(secret_ref) = cluster.secret_ref() else {
-        return Ok(BTreeMap::new());
-    };
-    let namespace = cluster.namespace().unwrap_or_default();
-    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
-    let Some(secret) = secrets.get_opt(&secret_ref.name).await? else {
-        return Ok(BTreeMap::new());
-    };
-    let mut props: BTreeMap<String, String> = secret.string_data.unwrap_or_default();
-    for (k, v) in secret.data.unwrap_or_default() {
-        props.insert(k, String::from_utf8_lossy(&v.0).into_owned());
-    }
-    Ok(props)
 }
 
 #[cfg(test)]

@@ -149,6 +149,34 @@ pub fn qualified<K: ResourceExt>(object: &K) -> String {
     )
 }
 
+/// The Kafka client properties of `cluster`, read freshly from its Secret
+/// (`spec.external.secretRef`); none for a cluster without one.
+pub async fn client_properties(
+    ctx: &Context,
+    cluster: &KafkaCluster,
+) -> Result<BTreeMap<String, String>, KafkaError> {
+    let Some(secret_ref) = cluster.secret_ref() else {
+        return Ok(BTreeMap::new());
+    };
+    let secrets: Api<Secret> =
+        Api::namespaced(ctx.client.clone(), &cluster.namespace().unwrap_or_default());
+    let secret = secrets
+        .get_opt(&secret_ref.name)
+        .await
+        .map_err(|e| KafkaError::Interrupted(format!("reading Secret '{}': {e}", secret_ref.name)))?
+        .ok_or_else(|| {
+            KafkaError::ClientConfig(format!(
+                "Secret '{}' named by spec.external.secretRef does not exist: create it or remove the reference",
+                secret_ref.name
+            ))
+        })?;
+    let mut props: BTreeMap<String, String> = secret.string_data.unwrap_or_default();
+    for (k, v) in secret.data.unwrap_or_default() {
+        props.insert(k, String::from_utf8_lossy(&v.0).into_owned());
+    }
+    Ok(props)
+}
+
 /// Reads the connection security of `cluster` from its Secret (`spec.external.secretRef`),
 /// freshly, and remembers it for the other controllers.
 pub async fn load_security(ctx: &Context, cluster: &KafkaCluster) -> Result<Security, KafkaError> {
@@ -156,23 +184,7 @@ pub async fn load_security(ctx: &Context, cluster: &KafkaCluster) -> Result<Secu
     let security = match &cluster.secret_ref() {
         None => Security::default(),
         Some(secret_ref) => {
-            let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
-            let secret = secrets
-                .get_opt(&secret_ref.name)
-                .await
-                .map_err(|e| {
-                    KafkaError::Interrupted(format!("reading Secret '{}': {e}", secret_ref.name))
-                })?
-                .ok_or_else(|| {
-                    KafkaError::ClientConfig(format!(
-                        "Secret '{}' named by spec.external.secretRef does not exist: create it or remove the reference",
-                        secret_ref.name
-                    ))
-                })?;
-            let mut props: BTreeMap<String, String> = secret.string_data.unwrap_or_default();
-            for (k, v) in secret.data.unwrap_or_default() {
-                props.insert(k, String::from_utf8_lossy(&v.0).into_owned());
-            }
+            let props = client_properties(ctx, cluster).await?;
             Security::from_properties(&props).map_err(|e| {
                 KafkaError::ClientConfig(format!("Secret '{}': {e}", secret_ref.name))
             })?

@@ -70,6 +70,25 @@ fn pipeline(name: &str, extra: serde_json::Value) -> Pipeline {
     .unwrap_or_else(|e| panic!("pipeline manifest: {e}"))
 }
 
+async fn create_pipeline(pipelines: &Api<Pipeline>, manifest: &Pipeline) {
+    pipelines
+        .create(&PostParams::default(), manifest)
+        .await
+        .unwrap_or_else(|e| panic!("create pipeline: {e}"));
+}
+
+/// Asserts that no worker StatefulSet `set` exists: nothing runs while a link fails.
+async fn assert_no_workers(client: &Client, ns: &str, set: &str, why: &str) {
+    let sets: Api<StatefulSet> = Api::namespaced(client.clone(), ns);
+    assert!(
+        sets.get_opt(set)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .is_none(),
+        "{why}"
+    );
+}
+
 async fn status_when(
     client: &Client,
     ns: &str,
@@ -101,10 +120,7 @@ async fn a_pipeline_is_rendered_into_workers_their_configuration_a_producer_and_
             "transform": {"type": "Jq", "jq": {"filter": "select(.amount > 0) | {order: .id, amount}"}},
         }),
     );
-    pipelines
-        .create(&PostParams::default(), &manifest)
-        .await
-        .unwrap_or_else(|e| panic!("create pipeline: {e}"));
+    create_pipeline(&pipelines, &manifest).await;
 
     let sets: Api<StatefulSet> = Api::namespaced(client.clone(), &ns.name);
     let set = eventually("the worker StatefulSet", TIMEOUT, || async {
@@ -246,10 +262,7 @@ async fn a_jq_filter_that_does_not_compile_is_named_in_status_and_no_workers_are
         "broken",
         serde_json::json!({"transform": {"type": "Jq", "jq": {"filter": "{order: .id"}}}),
     );
-    pipelines
-        .create(&PostParams::default(), &manifest)
-        .await
-        .unwrap_or_else(|e| panic!("create pipeline: {e}"));
+    create_pipeline(&pipelines, &manifest).await;
     let status = status_when(
         &client,
         &ns.name,
@@ -268,14 +281,13 @@ async fn a_jq_filter_that_does_not_compile_is_named_in_status_and_no_workers_are
         condition(&status.conditions, "Stalled").map(|c| c.0),
         Some("True".into())
     );
-    let sets: Api<StatefulSet> = Api::namespaced(client.clone(), &ns.name);
-    assert!(
-        sets.get_opt("broken-worker")
-            .await
-            .unwrap_or_else(|e| panic!("{e}"))
-            .is_none(),
-        "workers were rendered for a transform that does not compile"
-    );
+    assert_no_workers(
+        &client,
+        &ns.name,
+        "broken-worker",
+        "workers were rendered for a transform that does not compile",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -286,10 +298,7 @@ async fn a_pipeline_whose_output_topic_is_missing_waits_naming_it() {
         "waiting",
         serde_json::json!({"output": {"topicRef": {"name": "refunds"}}}),
     );
-    pipelines
-        .create(&PostParams::default(), &manifest)
-        .await
-        .unwrap_or_else(|e| panic!("create pipeline: {e}"));
+    create_pipeline(&pipelines, &manifest).await;
     let status = status_when(
         &client,
         &ns.name,
@@ -314,10 +323,7 @@ async fn a_pipeline_whose_input_topic_is_missing_waits_naming_it() {
         "waiting",
         serde_json::json!({"input": {"topics": [{"name": "orders"}, {"name": "returns"}]}}),
     );
-    pipelines
-        .create(&PostParams::default(), &manifest)
-        .await
-        .unwrap_or_else(|e| panic!("create pipeline: {e}"));
+    create_pipeline(&pipelines, &manifest).await;
     // Once the cluster and `orders` are Ready, only the missing Topic is left to name.
     let status = status_when(
         &client,
@@ -332,14 +338,13 @@ async fn a_pipeline_whose_input_topic_is_missing_waits_naming_it() {
     )
     .await;
     assert!(status.failed_links.contains(&"InputTopics".to_string()));
-    let sets: Api<StatefulSet> = Api::namespaced(client.clone(), &ns.name);
-    assert!(
-        sets.get_opt("waiting-worker")
-            .await
-            .unwrap_or_else(|e| panic!("{e}"))
-            .is_none(),
-        "workers were rendered before their input exists"
-    );
+    assert_no_workers(
+        &client,
+        &ns.name,
+        "waiting-worker",
+        "workers were rendered before their input exists",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -402,10 +407,7 @@ async fn a_prefix_an_older_producer_holds_fails_the_prefix_reservation_link() {
         "copycat",
         serde_json::json!({"transactionalIdPrefix": ns.unique("shared")}),
     );
-    pipelines
-        .create(&PostParams::default(), &manifest)
-        .await
-        .unwrap_or_else(|e| panic!("create pipeline: {e}"));
+    create_pipeline(&pipelines, &manifest).await;
     let status = status_when(
         &client,
         &ns.name,
