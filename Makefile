@@ -23,7 +23,24 @@ demo: tools build ## local control plane + Kafka, the operator, the quick-start 
 env: tools build ## start the environment in the foreground and print KUBECONFIG and the Kafka address
 	./target/debug/exactly-env
 
-test: tools ## every test: unit tests, then integration and fault tests on the real environment
+# The operator image, built without a daemon (tools/image/build.py): an OCI archive that
+# `skopeo copy oci-archive:target/image/exactly.oci.tar docker://<registry>/exactly:<tag>` pushes
+# and the environment's real node imports. The Dockerfile builds the same layout with Docker.
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
+IMAGE ?= ghcr.io/exactly-dev/exactly:$(VERSION)
+IMAGE_ARCHIVE ?= target/image/exactly.oci.tar
+.PHONY: image
+
+image: tools ## the operator image (operator + worker, release build) as an OCI archive in target/image/
+	$(CARGO) build --release --locked -p exactly -p exactly-worker
+	python3 tools/image/build.py --out $(IMAGE_ARCHIVE) --ref $(IMAGE) \
+	  --base "$$(tools/install.sh --print-image-base)" \
+	  --file target/release/exactly:/exactly \
+	  --file target/release/exactly-worker:/usr/local/bin/exactly-worker \
+	  --entrypoint '["/exactly"]' --cmd '["run","--log-format","json","--leader-elect"]' \
+	  --user 65532:65532 --expose 8080
+
+test: tools image ## every test: unit tests, then integration and fault tests on the real environment
 	$(CARGO) test --workspace --lib --bins
 	$(CARGO) build -p exactly-worker --bins
 	$(CARGO) test -p exactly-testenv --test integration
@@ -32,7 +49,7 @@ test: tools ## every test: unit tests, then integration and fault tests on the r
 unit: ## unit tests only (no environment)
 	$(CARGO) test --workspace --lib --bins
 
-integration: tools ## integration tests only (one shared environment for the run)
+integration: tools image ## integration tests only (one shared environment for the run)
 	$(CARGO) test -p exactly-testenv --test integration
 
 faults: tools ## fault tests only (their own environment: a broker restart, killed workers)

@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Installs the pinned real test environment into a version-keyed cache outside the repo:
 #   Kubernetes control plane (kube-apiserver, kube-controller-manager, kube-scheduler, kubectl),
-#   etcd, kwok and helm, all built from the Go module proxy; Apache Kafka from Maven Central.
+#   etcd, kwok and helm, all built from the Go module proxy; Apache Kafka from Maven Central; the
+#   real node (kubelet, kube-proxy, containerd, CNI plugins, CoreDNS from the Go module proxy; runc
+#   and nft from Debian's packages, unpacked into the cache) and the operator image's Debian base.
 #
 #   tools/install.sh            install everything that is missing (idempotent, seconds when warm)
 #   tools/install.sh k8s kafka  install only the named components
 #   tools/install.sh --print-dir
+#   tools/install.sh --print-image-base   the unpacked Debian base of the operator image
 #
 # Cache: $EXACTLY_TOOLS_DIR (default ~/.cache/exactly), one directory per component and version,
 # e.g. ~/.cache/exactly/k8s-v1.37.2/bin/kube-apiserver. A directory only appears once complete
@@ -71,9 +74,9 @@ new_wrapper_module() {
   (cd "$dir" && rm -f go.mod go.sum && go mod init "local/$name" >/dev/null 2>&1)
 }
 
-build_k8s() {
-  local out=$1 src="$TOOLS_DIR/src/k8s-v$K8S_VERSION"
-  local minor patch
+# A wrapper module in $1 that can build k8s.io/kubernetes/cmd/* at K8S_VERSION.
+k8s_wrapper_module() {
+  local src=$1 minor patch
   minor=$(echo "$K8S_VERSION" | cut -d. -f2)
   patch=$(echo "$K8S_VERSION" | cut -d. -f3)
   new_wrapper_module "$src" k8sbins
@@ -91,21 +94,105 @@ build_k8s() {
   done
   go mod edit -require="k8s.io/kubernetes@v$K8S_VERSION"
   log "  resolving k8s.io/kubernetes v$K8S_VERSION and $(echo "$staging" | wc -w) staging modules"
-  local cmds="kube-apiserver kube-controller-manager kube-scheduler kubectl"
-  local pkgs=""
+}
+
+# go-builds k8s.io/kubernetes/cmd/<each of $3> into $1/bin with release version stamps.
+build_k8s_cmds() {
+  local out=$1 src=$2 cmds=$3 minor pkgs="" ld="-s -w"
+  minor=$(echo "$K8S_VERSION" | cut -d. -f2)
+  k8s_wrapper_module "$src"
   for c in $cmds; do pkgs="$pkgs k8s.io/kubernetes/cmd/$c"; done
   # shellcheck disable=SC2086
   run_logged "go get (module download)" "$src/get.log" go get $pkgs
-  local ld="-s -w"
   for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
     ld="$ld -X $p.gitVersion=v$K8S_VERSION -X $p.gitMajor=1 -X $p.gitMinor=$minor"
     ld="$ld -X $p.gitTreeState=clean -X $p.buildDate=1970-01-01T00:00:00Z"
   done
-  log "  compiling $cmds (cold: about 15-25 minutes on 2 cores)"
+  log "  compiling $cmds (cold: about 15-25 minutes on 2 cores; the node's two reuse that cache)"
   # shellcheck disable=SC2086
-  run_logged "go build (kubernetes)" "$src/build.log" go build -v -ldflags "$ld" -o "$out/bin/" $pkgs
-  "$out/bin/kube-apiserver" --version >&2
+  run_logged "go build ($cmds)" "$src/build.log" go build -v -ldflags "$ld" -o "$out/bin/" $pkgs
 }
+
+build_k8s() {
+  build_k8s_cmds "$1" "$TOOLS_DIR/src/k8s-v$K8S_VERSION" "kube-apiserver kube-controller-manager kube-scheduler kubectl"
+  "$1/bin/kube-apiserver" --version >&2
+}
+
+# The real node's Kubernetes part: kubelet and kube-proxy at the control plane's version.
+build_kubelet() {
+  build_k8s_cmds "$1" "$TOOLS_DIR/src/kubelet-v$K8S_VERSION" "kubelet kube-proxy"
+  "$1/bin/kubelet" --version >&2
+}
+
+# containerd 2 with its CRI plugin, ctr, and the runc shim; pure Go (no btrfs, which needs cgo).
+build_containerd() {
+  local out=$1 src="$TOOLS_DIR/src/containerd-v$CONTAINERD_VERSION"
+  local p=github.com/containerd/containerd/v2
+  local ld="-s -w -X $p/version.Version=v$CONTAINERD_VERSION -X $p/version.Revision=release"
+  ld="$ld -X $p/version.Package=$p"
+  new_wrapper_module "$src" containerdbins
+  cd "$src"
+  run_logged "go get containerd" "$src/get.log" go get "$p/cmd/containerd@v$CONTAINERD_VERSION" \
+    "$p/cmd/ctr@v$CONTAINERD_VERSION" "$p/cmd/containerd-shim-runc-v2@v$CONTAINERD_VERSION"
+  run_logged "go build containerd, ctr" "$src/build.log" go build -v -tags "urfave_cli_no_docs no_btrfs" \
+    -ldflags "$ld" -o "$out/bin/" "$p/cmd/containerd" "$p/cmd/ctr"
+  run_logged "go build containerd-shim-runc-v2" "$src/build-shim.log" go build -v \
+    -tags "urfave_cli_no_docs no_btrfs no_grpc" -ldflags "$ld" -o "$out/bin/" "$p/cmd/containerd-shim-runc-v2"
+  "$out/bin/containerd" --version >&2
+}
+
+# The CNI plugins the node's pod network uses.
+build_cni() {
+  local out=$1 src="$TOOLS_DIR/src/cni-plugins-v$CNI_PLUGINS_VERSION"
+  local m=github.com/containernetworking/plugins pkgs=""
+  for c in main/bridge main/loopback ipam/host-local meta/portmap; do pkgs="$pkgs $m/plugins/$c"; done
+  new_wrapper_module "$src" cnibins
+  cd "$src"
+  local versioned=""
+  for p in $pkgs; do versioned="$versioned $p@v$CNI_PLUGINS_VERSION"; done
+  # shellcheck disable=SC2086
+  run_logged "go get cni plugins" "$src/get.log" go get $versioned
+  # shellcheck disable=SC2086
+  run_logged "go build cni plugins" "$src/build.log" go build -v \
+    -ldflags "-s -w -X github.com/containernetworking/plugins/pkg/utils/buildversion.BuildVersion=v$CNI_PLUGINS_VERSION" \
+    -o "$out/bin/" $pkgs
+}
+
+# CoreDNS, the cluster DNS of the real node (its default plugin set).
+build_coredns() {
+  local out=$1 src="$TOOLS_DIR/src/coredns-v$COREDNS_VERSION"
+  new_wrapper_module "$src" corednsbin
+  cd "$src"
+  run_logged "go get coredns" "$src/get.log" go get "github.com/coredns/coredns@v$COREDNS_VERSION"
+  run_logged "go build coredns" "$src/build.log" go build -v -ldflags "-s -w" -o "$out/bin/coredns" \
+    github.com/coredns/coredns
+  "$out/bin/coredns" -version >&2
+}
+
+# Debian packages ($DEBIAN_*_PACKAGES, name=version) downloaded and unpacked into $1/root, never
+# installed on the host; $1/debs keeps the .deb files the unpacked tree came from.
+build_debs() {
+  local out=$1 packages=$2
+  mkdir -p "$out/debs" "$out/root"
+  # shellcheck disable=SC2086
+  (cd "$out/debs" && run_logged "apt-get download" "$out/apt.log" apt-get download $packages)
+  for deb in "$out"/debs/*.deb; do dpkg-deb -x "$deb" "$out/root"; done
+  log "  unpacked $(ls "$out/debs" | wc -l) packages"
+}
+build_node_debs() { build_debs "$1" "$DEBIAN_NODE_PACKAGES"; "$1/root/usr/sbin/runc" --version >&2; }
+build_image_debs() { build_debs "$1" "$DEBIAN_IMAGE_PACKAGES"; }
+
+# The node's pinned sandbox image, built from tools/node/pause.c (static) by tools/image/build.py.
+build_node_images() {
+  local out=$1
+  cc -static -Os -s -o "$out/bin/pause" "$here/node/pause.c"
+  python3 "$here/image/build.py" --out "$out/pause.oci.tar" --ref "$PAUSE_IMAGE" \
+    --file "$out/bin/pause:/pause" --entrypoint '["/pause"]' --user 65535:65535 >&2
+}
+
+# A short, stable key for a list of pinned packages (the cache directory's name).
+key_of() { printf '%s' "$*" | sha256sum | cut -c1-12; }
+node_images_key() { cat "$here/node/pause.c" "$here/image/build.py" | sha256sum | cut -c1-12; }
 
 build_etcd() {
   local out=$1 src="$TOOLS_DIR/src/etcd-v$ETCD_VERSION"
@@ -171,12 +258,17 @@ build_kafka() {
 
 check_prerequisites() {
   local want=$1
-  case " $want " in *" k8s "*|*" etcd "*|*" kwok "*|*" helm "*)
+  case " $want " in *" k8s "*|*" etcd "*|*" kwok "*|*" helm "*|*" node "*)
     need go "install Go 1.26 or newer (https://go.dev/doc/install)"
     need python3 "used to read the Kubernetes release's go.mod"
     local gov
     gov=$(go env GOVERSION | sed 's/^go//')
     case "$gov" in 1.2[6-9]*|1.[3-9]*) ;; *) die "Go $gov is too old: the pinned releases need Go >= 1.26" ;; esac
+  esac
+  case " $want " in *" node "*|*" image-base "*)
+    need cc "builds the node's static pause binary"
+    need apt-get "the node's runc and nft, and the image's base, are Debian bookworm packages"
+    need dpkg-deb "unpacks those packages into the cache"
   esac
   case " $want " in *" kafka "*)
     need java "install a JDK 17 or newer (Kafka 4 needs it)"
@@ -186,7 +278,10 @@ check_prerequisites() {
 
 main() {
   if [ "${1:-}" = "--print-dir" ]; then echo "$TOOLS_DIR"; exit 0; fi
-  local want="${*:-k8s etcd kwok helm kafka}"
+  if [ "${1:-}" = "--print-image-base" ]; then
+    echo "$TOOLS_DIR/image-debs-$(key_of "$DEBIAN_IMAGE_PACKAGES")/root"; exit 0
+  fi
+  local want="${*:-k8s etcd kwok helm kafka node image-base}"
   check_prerequisites "$want"
   mkdir -p "$TOOLS_DIR"
   local start=$SECONDS
@@ -197,7 +292,18 @@ main() {
       kwok) install_component "kwok v$KWOK_VERSION" "$TOOLS_DIR/kwok-v$KWOK_VERSION" build_kwok ;;
       helm) install_component "helm v$HELM_VERSION" "$TOOLS_DIR/helm-v$HELM_VERSION" build_helm ;;
       kafka) install_component "kafka $KAFKA_VERSION" "$TOOLS_DIR/kafka-$KAFKA_VERSION" build_kafka ;;
-      *) die "unknown component '$c' (k8s, etcd, kwok, helm, kafka)" ;;
+      node)
+        install_component "kubelet, kube-proxy v$K8S_VERSION" "$TOOLS_DIR/kubelet-v$K8S_VERSION" build_kubelet
+        install_component "containerd v$CONTAINERD_VERSION" "$TOOLS_DIR/containerd-v$CONTAINERD_VERSION" build_containerd
+        install_component "cni plugins v$CNI_PLUGINS_VERSION" "$TOOLS_DIR/cni-plugins-v$CNI_PLUGINS_VERSION" build_cni
+        install_component "coredns v$COREDNS_VERSION" "$TOOLS_DIR/coredns-v$COREDNS_VERSION" build_coredns
+        install_component "runc, nft (Debian)" "$TOOLS_DIR/node-debs-$(key_of "$DEBIAN_NODE_PACKAGES")" build_node_debs
+        install_component "node images (pause)" "$TOOLS_DIR/node-images-$(node_images_key)" build_node_images
+        ;;
+      image-base)
+        install_component "image base (Debian)" "$TOOLS_DIR/image-debs-$(key_of "$DEBIAN_IMAGE_PACKAGES")" build_image_debs
+        ;;
+      *) die "unknown component '$c' (k8s, etcd, kwok, helm, kafka, node, image-base)" ;;
     esac
   done
   log "all present in $TOOLS_DIR ($((SECONDS - start))s)"

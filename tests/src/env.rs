@@ -23,6 +23,7 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 
 use crate::EnvError;
+use crate::node::Node as RealNode;
 use crate::process::{Component, tail};
 use crate::tools::Tools;
 
@@ -43,6 +44,10 @@ pub struct Options {
     pub install_crds: bool,
     /// How long each component may take to become ready.
     pub component_timeout: Duration,
+    /// Give the environment a real node (containerd and kubelet running containers, see
+    /// [`crate::node`]); it starts with the first [`Environment::real_node`] call. Default: on,
+    /// unless `EXACTLY_REAL_NODE=0`.
+    pub real_node: bool,
 }
 
 impl Default for Options {
@@ -52,6 +57,7 @@ impl Default for Options {
             keep: std::env::var_os("EXACTLY_KEEP_ENV").is_some_and(|v| v != "0"),
             install_crds: true,
             component_timeout: Duration::from_secs(120),
+            real_node: std::env::var_os("EXACTLY_REAL_NODE").is_none_or(|v| v != "0"),
         }
     }
 }
@@ -198,6 +204,11 @@ pub struct Environment {
     stopped: AtomicBool,
     /// Dropping it lets the thread that started the components end.
     release_supervisor: Mutex<Option<mpsc::Sender<()>>>,
+    /// The real node, when [`Options::real_node`]: prepared and connected at start, its
+    /// containerd and kubelet started by the first [`Environment::real_node`].
+    node: Option<RealNode>,
+    node_started: Mutex<Option<Result<(), String>>>,
+    operator_image: Mutex<Option<String>>,
 }
 
 fn log(message: impl AsRef<str>) {
@@ -232,7 +243,6 @@ impl Environment {
     fn start_here(options: Options, release: mpsc::Sender<()>) -> Result<Environment, EnvError> {
         let started = Instant::now();
         let tools = Tools::locate()?;
-        let ports = Ports::pick()?;
         let base = options.base_dir.clone().unwrap_or_else(std::env::temp_dir);
         let dir = base.join(format!(
             "exactly-env-{}-{:06x}",
@@ -242,6 +252,17 @@ impl Environment {
         for sub in ["logs", "pki", "etcd", "kafka"] {
             std::fs::create_dir_all(dir.join(sub)).map_err(|e| EnvError::io(&dir, e))?;
         }
+        // With a real node, everything listens on the host end of the node's veth (an address
+        // new to this host, so the standard ports are free), which pods reach too.
+        let node = if options.real_node {
+            Some(RealNode::prepare(&dir.join("node"))?)
+        } else {
+            None
+        };
+        let ports = match &node {
+            Some(node) => Ports::standard(node.net.host_ip.clone()),
+            None => Ports::pick()?,
+        };
         log(format!("starting on {} in {}", ports.ip, dir.display()));
         let env = Environment {
             kubeconfig: dir.join("kubeconfig"),
@@ -261,6 +282,9 @@ impl Environment {
             failures: Mutex::new(Vec::new()),
             stopped: AtomicBool::new(false),
             release_supervisor: Mutex::new(Some(release)),
+            node,
+            node_started: Mutex::new(None),
+            operator_image: Mutex::new(None),
         };
         match env.bring_up(&options) {
             Ok(up) => {
@@ -297,11 +321,30 @@ impl Environment {
         let timeout = options.component_timeout;
         let p = &self.ports;
 
+        // The node's namespaces and veth first: the environment's address is the veth's.
+        if let Some(node) = &self.node {
+            let init = node_init_binary()?;
+            let holder = self.spawn("node", node.holder_command(&init)?)?;
+            let pid = self.lock_components()[holder].pid();
+            node.connect(pid, timeout)?;
+        }
         // Kafka is the slowest to start: format its storage first, in parallel with etcd.
         self.write_kafka_config()?;
         let format = self.spawn("kafka-storage-format", self.kafka_format_command())?;
 
-        let pki = crate::pki::generate(&self.dir.join("pki"), &p.ip)?;
+        let kubernetes_ip = self
+            .node
+            .as_ref()
+            .map_or(DEFAULT_KUBERNETES_IP, |n| n.net.kubernetes_ip.as_str());
+        let pki = crate::pki::generate(&self.dir.join("pki"), &p.ip, kubernetes_ip)?;
+        if self.node.is_some() {
+            crate::pki::issue(
+                &self.dir.join("pki"),
+                "apiserver-kubelet-client",
+                "/O=system:masters/CN=kube-apiserver-kubelet-client",
+                &[],
+            )?;
+        }
         let token = format!("{:016x}{:016x}", random_u64(), random_u64());
         self.write_file(
             "tokens.csv",
@@ -525,9 +568,6 @@ impl Environment {
         c.arg(format!("--etcd-servers=http://{}:{}", p.ip, p.etcd_client))
             .arg(format!("--bind-address={}", p.ip))
             .arg(format!("--advertise-address={}", p.ip))
-            // The endpoint reconciler refuses loopback addresses; nothing here needs the
-            // in-cluster `kubernetes` Service endpoints (kwok pods run no code).
-            .arg("--endpoint-reconciler-type=none")
             .arg(format!("--secure-port={}", p.apiserver))
             .arg(format!("--cert-dir={}", self.dir.join("pki").display()))
             .arg(format!("--tls-cert-file={}", pki.serving_cert.display()))
@@ -540,7 +580,6 @@ impl Environment {
                 "--token-auth-file={}",
                 self.dir.join("tokens.csv").display()
             ))
-            .arg("--authorization-mode=RBAC")
             .arg("--service-account-issuer=https://kubernetes.default.svc.cluster.local")
             .arg(format!(
                 "--service-account-key-file={}",
@@ -550,10 +589,41 @@ impl Environment {
                 "--service-account-signing-key-file={}",
                 pki.service_account_key.display()
             ))
-            .arg("--service-cluster-ip-range=10.96.0.0/16")
             .arg("--allow-privileged=true")
             .arg("--profiling=false")
             .arg("--v=1");
+        match &self.node {
+            Some(node) => {
+                let dir = self.dir.join("pki");
+                c.arg(format!(
+                    "--service-cluster-ip-range={}",
+                    node.net.service_cidr
+                ))
+                // kubelet's own credentials are limited to its node and its pods.
+                .arg("--authorization-mode=Node,RBAC")
+                .arg("--enable-admission-plugins=NodeRestriction")
+                .arg(format!(
+                    "--kubelet-client-certificate={}",
+                    dir.join("apiserver-kubelet-client.crt").display()
+                ))
+                .arg(format!(
+                    "--kubelet-client-key={}",
+                    dir.join("apiserver-kubelet-client.key").display()
+                ))
+                .arg(format!(
+                    "--kubelet-certificate-authority={}",
+                    pki.ca_cert.display()
+                ))
+                .arg("--kubelet-preferred-address-types=InternalIP");
+            }
+            None => {
+                c.arg("--service-cluster-ip-range=10.96.0.0/16")
+                    .arg("--authorization-mode=RBAC")
+                    // The endpoint reconciler refuses loopback addresses; without a real node
+                    // nothing needs the `kubernetes` Service's endpoints (kwok runs no code).
+                    .arg("--endpoint-reconciler-type=none");
+            }
+        }
         c
     }
 
@@ -842,6 +912,9 @@ impl Environment {
         }
         components.clear();
         drop(components);
+        if let Some(node) = &self.node {
+            node.clean_up(Duration::from_secs(10));
+        }
         log(format!(
             "stopped in {:.1}s",
             stopping.elapsed().as_secs_f64()
@@ -869,6 +942,267 @@ impl Environment {
             .unwrap_or_else(|p| p.into_inner())
             .take();
     }
+}
+
+/// Where `make image` writes the operator image: `$EXACTLY_IMAGE_ARCHIVE`, else
+/// `target/image/exactly.oci.tar` of this workspace.
+pub fn operator_image_archive() -> PathBuf {
+    std::env::var_os("EXACTLY_IMAGE_ARCHIVE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../target/image/exactly.oci.tar"
+            ))
+        })
+}
+
+/// The `kubernetes` Service's ClusterIP without a real node (the default Service range's first).
+const DEFAULT_KUBERNETES_IP: &str = "10.96.0.1";
+
+/// `exactly-node-init`, built with the test binaries: beside the running executable (a binary
+/// of this package) or one directory up (a test binary in `target/<profile>/deps`).
+fn node_init_binary() -> Result<PathBuf, EnvError> {
+    let exe = std::env::current_exe()
+        .map_err(|e| EnvError::Setup(format!("cannot find the running executable: {e}")))?;
+    let dirs = exe.ancestors().skip(1).take(2);
+    for dir in dirs {
+        let candidate = dir.join("exactly-node-init");
+        if candidate.exists() {
+            return Ok(candidate);
+        }
+    }
+    Err(EnvError::Setup(format!(
+        "exactly-node-init not found beside {} (cargo build -p exactly-testenv --bins)",
+        exe.display()
+    )))
+}
+
+impl Environment {
+    /// The real node, started on first use: containerd, kubelet, kube-proxy and CoreDNS, the
+    /// node Ready, cluster DNS answering. Blocks (about 20 s the first time). Fails when the
+    /// environment was started without one ([`Options::real_node`]) or it could not start.
+    pub fn real_node(&self) -> Result<&RealNode, EnvError> {
+        let Some(node) = &self.node else {
+            return Err(EnvError::Setup(
+                "this environment has no real node (EXACTLY_REAL_NODE=0?)".into(),
+            ));
+        };
+        let mut started = self
+            .node_started
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if started.is_none() {
+            let result = std::thread::scope(|scope| {
+                scope
+                    .spawn(|| self.start_real_node(node))
+                    .join()
+                    .unwrap_or_else(|_| Err(EnvError::Setup("the node start panicked".into())))
+            });
+            if result.is_err() {
+                self.keep.store(true, Ordering::SeqCst);
+            }
+            *started = Some(result.map_err(|e| e.to_string()));
+        }
+        match started.as_ref() {
+            Some(Ok(())) => Ok(node),
+            Some(Err(message)) => Err(EnvError::Setup(format!(
+                "the real node did not start: {message}"
+            ))),
+            None => Err(EnvError::Setup("the real node did not start".into())),
+        }
+    }
+
+    /// Whether this environment was started with a real node ([`Options::real_node`]).
+    pub fn has_real_node(&self) -> bool {
+        self.node.is_some()
+    }
+
+    /// Imports an image archive (OCI or docker) into the real node's containerd.
+    pub fn import_image(&self, archive: &Path) -> Result<(), EnvError> {
+        self.real_node()?.import_image(archive)
+    }
+
+    /// The operator image (`make image`) on the real node, imported on first use; its name.
+    pub fn operator_image(&self) -> Result<String, EnvError> {
+        let mut imported = self
+            .operator_image
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(name) = imported.as_ref() {
+            return Ok(name.clone());
+        }
+        let archive = operator_image_archive();
+        if !archive.exists() {
+            return Err(EnvError::ToolMissing {
+                what: "the operator image (make image)".into(),
+                path: archive,
+            });
+        }
+        let started = Instant::now();
+        self.import_image(&archive)?;
+        let name = format!("ghcr.io/exactly-dev/exactly:{}", env!("CARGO_PKG_VERSION"));
+        log(format!(
+            "imported {name} from {} in {:.1}s",
+            archive.display(),
+            started.elapsed().as_secs_f64()
+        ));
+        *imported = Some(name.clone());
+        Ok(name)
+    }
+
+    fn start_real_node(&self, node: &RealNode) -> Result<(), EnvError> {
+        let began = Instant::now();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| EnvError::Setup(format!("cannot build a tokio runtime: {e}")))?;
+        let control_plane = crate::node::ControlPlane {
+            api_server: self.api_server.clone(),
+            pki_dir: &self.dir.join("pki"),
+            admin_kubeconfig: &self.kubeconfig,
+        };
+        node.start(&control_plane, &[])?;
+        let holder = self
+            .lock_components()
+            .iter()
+            .position(|c| c.name == "node")
+            .ok_or_else(|| EnvError::Setup("the node's holder is not running".into()))?;
+        let client = runtime.block_on(self.client())?;
+        let nodes: Api<Node> = Api::all(client.clone());
+        let timeout = Duration::from_secs(120);
+        let node_logs = node.dir.join("logs");
+        let with_logs = |e: EnvError| {
+            EnvError::Setup(format!(
+                "{e}\nkubelet: {}\ncontainerd: {}",
+                tail(&node_logs.join("kubelet.log"), 15),
+                tail(&node_logs.join("containerd.log"), 10)
+            ))
+        };
+        self.wait_ready(holder, timeout, || {
+            let found = runtime
+                .block_on(nodes.get_opt(crate::node::NODE_NAME))
+                .map_err(|e| e.to_string())?;
+            Ok(found.as_ref().is_some_and(node_is_ready))
+        })
+        .map_err(with_logs)?;
+        runtime.block_on(create_cluster_dns(&client, &node.net))?;
+        runtime.block_on(create_kafka_service(&client, &self.ports))?;
+        let net = &node.net;
+        self.wait_ready(holder, timeout, || {
+            Ok(http_status_ok(&http_get(&net.node_ip, 8181, "/ready")?)
+                && http_status_ok(&http_get(&net.node_ip, 10256, "/healthz")?))
+        })
+        .map_err(|e| {
+            EnvError::Setup(format!(
+                "{e}\ncoredns: {}\nkube-proxy: {}",
+                tail(&node_logs.join("coredns.log"), 10),
+                tail(&node_logs.join("kube-proxy.log"), 10)
+            ))
+        })?;
+        log(format!(
+            "real node {} ready in {:.1}s: pods {}, Services {}, DNS {}",
+            crate::node::NODE_NAME,
+            began.elapsed().as_secs_f64(),
+            net.pod_cidr,
+            net.service_cidr,
+            net.dns_ip
+        ));
+        Ok(())
+    }
+}
+
+/// The in-cluster name of the environment's broker, as the examples spell it:
+/// `kafka-bootstrap.kafka.svc:9092`, a Service without selector whose endpoint is the broker's
+/// PLAINTEXT listener on the host (which advertises its own address, reachable from pods).
+pub const IN_CLUSTER_BOOTSTRAP: &str = "kafka-bootstrap.kafka.svc:9092";
+
+async fn create_kafka_service(client: &Client, ports: &Ports) -> Result<(), EnvError> {
+    use k8s_openapi::api::core::v1::{Namespace, Service};
+    use k8s_openapi::api::discovery::v1::EndpointSlice;
+    let params = PatchParams::apply("exactly-testenv").force();
+    let manifest = |value: serde_json::Value| value;
+    let namespace: Namespace = serde_json::from_value(manifest(serde_json::json!({
+        "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "kafka"},
+    })))
+    .map_err(|e| EnvError::Setup(format!("kafka Namespace: {e}")))?;
+    let service: Service = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "kafka-bootstrap", "namespace": "kafka"},
+        "spec": {"ports": [{"name": "kafka", "port": 9092, "targetPort": ports.kafka, "protocol": "TCP"}]},
+    }))
+    .map_err(|e| EnvError::Setup(format!("kafka-bootstrap Service: {e}")))?;
+    let slice: EndpointSlice = serde_json::from_value(serde_json::json!({
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSlice",
+        "metadata": {"name": "kafka-bootstrap-host", "namespace": "kafka",
+                     "labels": {"kubernetes.io/service-name": "kafka-bootstrap",
+                                "endpointslice.kubernetes.io/managed-by": "exactly-testenv"}},
+        "addressType": "IPv4",
+        "endpoints": [{"addresses": [ports.ip], "conditions": {"ready": true}}],
+        "ports": [{"name": "kafka", "port": ports.kafka, "protocol": "TCP"}],
+    }))
+    .map_err(|e| EnvError::Setup(format!("kafka-bootstrap EndpointSlice: {e}")))?;
+    let failed =
+        |what: &str, e: kube::Error| EnvError::Setup(format!("creating {what}: {}", short(&e)));
+    Api::<Namespace>::all(client.clone())
+        .patch("kafka", &params, &Patch::Apply(&namespace))
+        .await
+        .map_err(|e| failed("the kafka Namespace", e))?;
+    Api::<Service>::namespaced(client.clone(), "kafka")
+        .patch("kafka-bootstrap", &params, &Patch::Apply(&service))
+        .await
+        .map_err(|e| failed("the kafka-bootstrap Service", e))?;
+    Api::<EndpointSlice>::namespaced(client.clone(), "kafka")
+        .patch("kafka-bootstrap-host", &params, &Patch::Apply(&slice))
+        .await
+        .map_err(|e| failed("the kafka-bootstrap endpoints", e))?;
+    Ok(())
+}
+
+/// The cluster DNS Service: CoreDNS runs in the node's network namespace on the node's address.
+async fn create_cluster_dns(client: &Client, net: &crate::node::NodeNet) -> Result<(), EnvError> {
+    use k8s_openapi::api::core::v1::Service;
+    use k8s_openapi::api::discovery::v1::EndpointSlice;
+    let params = PatchParams::apply("exactly-testenv").force();
+    let service: Service = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "kube-dns", "namespace": "kube-system",
+                     "labels": {"k8s-app": "kube-dns"}},
+        "spec": {
+            "clusterIP": net.dns_ip,
+            "ports": [
+                {"name": "dns", "port": 53, "protocol": "UDP"},
+                {"name": "dns-tcp", "port": 53, "protocol": "TCP"},
+            ],
+        },
+    }))
+    .map_err(|e| EnvError::Setup(format!("kube-dns Service: {e}")))?;
+    let slice: EndpointSlice = serde_json::from_value(serde_json::json!({
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSlice",
+        "metadata": {"name": "kube-dns-node", "namespace": "kube-system",
+                     "labels": {"kubernetes.io/service-name": "kube-dns",
+                                "endpointslice.kubernetes.io/managed-by": "exactly-testenv"}},
+        "addressType": "IPv4",
+        "endpoints": [{"addresses": [net.node_ip], "conditions": {"ready": true}}],
+        "ports": [
+            {"name": "dns", "port": 53, "protocol": "UDP"},
+            {"name": "dns-tcp", "port": 53, "protocol": "TCP"},
+        ],
+    }))
+    .map_err(|e| EnvError::Setup(format!("kube-dns EndpointSlice: {e}")))?;
+    Api::<Service>::namespaced(client.clone(), "kube-system")
+        .patch("kube-dns", &params, &Patch::Apply(&service))
+        .await
+        .map_err(|e| EnvError::Setup(format!("creating the kube-dns Service: {}", short(&e))))?;
+    Api::<EndpointSlice>::namespaced(client.clone(), "kube-system")
+        .patch("kube-dns-node", &params, &Patch::Apply(&slice))
+        .await
+        .map_err(|e| EnvError::Setup(format!("creating kube-dns endpoints: {}", short(&e))))?;
+    Ok(())
 }
 
 const KAFKA_LOG4J2: &str = "\
@@ -1193,4 +1527,13 @@ mod tests {
         assert_eq!(kafka_version_from_log(&log).as_deref(), Some("4.3.1"));
         let _ = std::fs::remove_dir_all(&dir);
     }
+}
+
+/// Whether a raw HTTP response's status line says 200 (any HTTP/1.x version).
+fn http_status_ok(response: &str) -> bool {
+    response
+        .lines()
+        .next()
+        .and_then(|line| line.split_whitespace().nth(1))
+        == Some("200")
 }

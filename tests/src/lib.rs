@@ -7,6 +7,7 @@
 //! when a test failed.
 
 pub mod env;
+pub mod node;
 pub mod pki;
 pub mod process;
 pub mod tools;

@@ -58,17 +58,18 @@ fn read(path: &Path) -> Result<String, EnvError> {
     std::fs::read_to_string(path).map_err(|e| EnvError::io(path, e))
 }
 
-/// Writes a CA, a serving certificate for `ip` (and the in-cluster service names), an RSA
-/// service-account signing key and the broker's key store (certificate for `ip`) into `dir`.
-pub fn generate(dir: &Path, ip: &str) -> Result<Pki, EnvError> {
+/// Writes a CA, a serving certificate for `ip` and `kubernetes_service_ip` (and the in-cluster
+/// service names), an RSA service-account signing key and the broker's key store (certificate
+/// for `ip`) into `dir`.
+pub fn generate(dir: &Path, ip: &str, kubernetes_service_ip: &str) -> Result<Pki, EnvError> {
     std::fs::create_dir_all(dir).map_err(|e| EnvError::io(dir, e))?;
     let pki = Pki::in_dir(dir);
     let ext = format!(
         "basicConstraints=critical,CA:FALSE\n\
          keyUsage=critical,digitalSignature,keyEncipherment\n\
          extendedKeyUsage=serverAuth\n\
-         subjectAltName=IP:{ip},IP:10.96.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,\
-         DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local\n"
+         subjectAltName=IP:{ip},IP:{kubernetes_service_ip},DNS:localhost,DNS:kubernetes,\
+         DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local\n"
     );
     std::fs::write(dir.join("serving.ext"), ext).map_err(|e| EnvError::io(dir, e))?;
     let ec = [
@@ -224,4 +225,72 @@ fn generate_kafka_keystore(
     ]
     .concat();
     std::fs::write(keystore, keystore_pem).map_err(|e| EnvError::io(keystore, e))
+}
+
+/// Issues a certificate signed by the CA in `dir` (made by [`generate`] first): an EC key at
+/// `dir/<name>.key` and the certificate at `dir/<name>.crt` for `subject` (e.g.
+/// `/O=system:nodes/CN=system:node:exactly-node`), a client certificate when `server_sans` is
+/// empty, else a server certificate for those subject alternative names (`IP:…`, `DNS:…`).
+pub fn issue(
+    dir: &Path,
+    name: &str,
+    subject: &str,
+    server_sans: &[String],
+) -> Result<(PathBuf, PathBuf), EnvError> {
+    let mut ext = String::from(
+        "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n",
+    );
+    if server_sans.is_empty() {
+        ext.push_str("extendedKeyUsage=clientAuth\n");
+    } else {
+        ext.push_str(&format!(
+            "extendedKeyUsage=serverAuth\nsubjectAltName={}\n",
+            server_sans.join(",")
+        ));
+    }
+    let (key, csr, crt, extfile) = (
+        format!("{name}.key"),
+        format!("{name}.csr"),
+        format!("{name}.crt"),
+        format!("{name}.ext"),
+    );
+    std::fs::write(dir.join(&extfile), ext).map_err(|e| EnvError::io(dir, e))?;
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            &key,
+            "-out",
+            &csr,
+            "-subj",
+            subject,
+        ],
+    )?;
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            &crt,
+            "-days",
+            "3650",
+            "-extfile",
+            &extfile,
+        ],
+    )?;
+    Ok((dir.join(crt), dir.join(key)))
 }

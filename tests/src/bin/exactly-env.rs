@@ -20,6 +20,10 @@ struct Args {
     /// Do not install the operator's CRDs.
     #[arg(long)]
     no_crds: bool,
+    /// Do not start the real node (containerd and kubelet running containers); kwok's fake
+    /// nodes are there either way.
+    #[arg(long)]
+    no_real_node: bool,
 }
 
 fn main() {
@@ -33,9 +37,13 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let options = Options {
         keep: args.keep || Options::default().keep,
         install_crds: !args.no_crds,
+        real_node: !args.no_real_node && Options::default().real_node,
         ..Options::default()
     };
     let env = Environment::start(options)?;
+    if env.has_real_node() {
+        env.real_node()?;
+    }
     let exports = env.shell_exports();
     if let Some(path) = &args.env_file {
         std::fs::write(path, &exports)?;

@@ -1187,3 +1187,151 @@ async fn with_watch_namespaces_the_service_account_may_act_only_there() {
     })
     .await;
 }
+
+/// Values that put the operator's pod on the environment's real node (its taint keeps every
+/// other workload on kwok's nodes).
+const ON_THE_REAL_NODE: [&str; 4] = [
+    "nodeSelector.exactly\\.dev/node=real",
+    "tolerations[0].key=exactly.dev/real-node",
+    "tolerations[0].operator=Exists",
+    "tolerations[0].effect=NoSchedule",
+];
+
+#[tokio::test]
+async fn helm_install_runs_the_operator_as_a_real_container_that_makes_the_quickstart_ready() {
+    let env = shared();
+    let image = tokio::task::spawn_blocking(|| shared().operator_image())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let admin = env.client().await.unwrap_or_else(|e| panic!("{e}"));
+    let ns = env.namespace("chart-real").await;
+    restricted(&admin, &ns.name).await;
+    // Only this namespace: the operators of other tests own theirs.
+    let watch = format!("watchNamespaces={{{}}}", ns.name);
+    let mut sets = ON_THE_REAL_NODE.to_vec();
+    sets.push(&watch);
+    // `--wait`: the Deployment is available only once the container's /readyz answers.
+    install(env, &ns.name, &sets).await;
+
+    let pods: Api<Pod> = Api::namespaced(admin.clone(), &ns.name);
+    let list = pods
+        .list(&ListParams::default().labels("app.kubernetes.io/instance=exactly"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let pod = list
+        .items
+        .first()
+        .unwrap_or_else(|| panic!("no operator pod"));
+    let pod_name = pod.metadata.name.clone().unwrap_or_default();
+    let spec = pod.spec.as_ref().unwrap_or_else(|| panic!("no pod spec"));
+    assert_eq!(
+        spec.node_name.as_deref(),
+        Some(exactly_testenv::node::NODE_NAME),
+        "the operator pod is not on the real node"
+    );
+    let status = pod.status.clone().unwrap_or_default();
+    let container = status
+        .container_statuses
+        .as_ref()
+        .and_then(|s| s.first())
+        .unwrap_or_else(|| panic!("no container status: {status:?}"));
+    assert!(container.ready, "{container:?}");
+    assert_eq!(container.image, image);
+    assert!(
+        container.image_id.starts_with("sha256:") || container.image_id.contains("@sha256:"),
+        "{container:?}"
+    );
+    assert!(
+        container
+            .state
+            .as_ref()
+            .and_then(|s| s.running.as_ref())
+            .is_some(),
+        "{container:?}"
+    );
+
+    // It leader-elects: the Lease names its pod.
+    let leases: Api<Lease> = Api::namespaced(admin.clone(), &ns.name);
+    eventually("the operator pod to hold the Lease", TIMEOUT, || async {
+        let holder = leases
+            .get_opt(RELEASE)
+            .await
+            .map_err(|e| e.to_string())?
+            .and_then(|l| l.spec)
+            .and_then(|s| s.holder_identity);
+        if holder.as_deref() == Some(pod_name.as_str()) {
+            Ok(())
+        } else {
+            Err(format!("holder {holder:?}"))
+        }
+    })
+    .await;
+
+    // /metrics, from the host at the pod's address (the host routes the pod range to the node).
+    let pod_ip = status.pod_ip.clone().unwrap_or_else(|| panic!("no pod IP"));
+    let metrics = http_get(&pod_ip, 8080, "/metrics").await;
+    assert!(metrics.contains("exactly_"), "{metrics}");
+
+    // The quick-start as pasted: its KafkaCluster names `kafka-bootstrap.kafka.svc:9092`, which
+    // only resolves in the cluster (CoreDNS, then kube-proxy to the environment's broker).
+    crate::examples::apply_example_in(&ns, "quickstart.yaml", 6, None).await;
+    let metrics = http_get(&pod_ip, 8080, "/metrics").await;
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("exactly_reconciles_total") && l.contains("kind=\"Topic\"")),
+        "{metrics}"
+    );
+
+    // `kubectl logs` shows its JSON log.
+    let mut args = strings(&["logs", "--namespace", &ns.name, &pod_name]);
+    args.push(format!("--kubeconfig={}", env.kubeconfig.display()));
+    let output = run(&env.tools.kubectl, &args, None).await;
+    assert!(output.success, "{}", output.describe("kubectl logs"));
+    let lines: Vec<&str> = output
+        .stdout
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .collect();
+    assert!(!lines.is_empty(), "no log lines");
+    for line in &lines {
+        let entry: serde_json::Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}"));
+        assert!(
+            entry.get("level").is_some() && entry.get("timestamp").is_some(),
+            "{line}"
+        );
+    }
+
+    let mut args = strings(&["uninstall", RELEASE, "--namespace", &ns.name, "--wait"]);
+    args.push(format!("--kubeconfig={}", env.kubeconfig.display()));
+    let output = run(&env.tools.helm, &args, None).await;
+    assert!(output.success, "{}", output.describe("helm uninstall"));
+}
+
+/// The body of a plain HTTP GET of `http://<ip>:<port><path>`.
+async fn http_get(ip: &str, port: u16, path: &str) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut stream = tokio::time::timeout(
+        Duration::from_secs(5),
+        tokio::net::TcpStream::connect((ip, port)),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("connecting to {ip}:{port} timed out"))
+    .unwrap_or_else(|e| panic!("connecting to {ip}:{port}: {e}"));
+    let request = format!("GET {path} HTTP/1.0\r\nHost: {ip}\r\n\r\n");
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut response = String::new();
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        stream.read_to_string(&mut response),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("reading {ip}:{port}{path} timed out"))
+    .unwrap_or_else(|e| panic!("reading {ip}:{port}{path}: {e}"));
+    response
+}

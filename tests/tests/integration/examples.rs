@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use exactly::api::conditions;
-use exactly_testenv::{eventually, shared};
+use exactly_testenv::{TestNamespace, eventually, shared};
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use kube::discovery::{ApiResource, Discovery};
 use serde::Deserialize;
@@ -21,9 +21,27 @@ async fn apply_example(file: &str, expected: usize) {
     let ns = env.namespace(&prefix[..prefix.len().min(40)]).await;
     let client = env.client().await.unwrap_or_else(|e| panic!("{e}"));
     run_operator(client.clone(), &ns.name);
+    apply_example_in(&ns, file, expected, Some(&env.bootstrap_servers)).await;
+}
+
+/// [`apply_example`] into `ns`, where an operator already runs; with `bootstrap`, the examples'
+/// bootstrap address is replaced by it (an operator on the host cannot resolve Service names),
+/// without, it stays as pasted (an operator in a pod of the real node reaches the broker as
+/// `kafka-bootstrap.kafka.svc:9092`).
+pub(crate) async fn apply_example_in(
+    ns: &TestNamespace,
+    file: &str,
+    expected: usize,
+    bootstrap: Option<&str>,
+) {
+    let env = shared();
+    let client = env.client().await.unwrap_or_else(|e| panic!("{e}"));
     let path = format!("{}/../examples/{file}", env!("CARGO_MANIFEST_DIR"));
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    let text = text.replace("kafka-bootstrap.kafka.svc:9092", &env.bootstrap_servers);
+    let text = match bootstrap {
+        Some(address) => text.replace("kafka-bootstrap.kafka.svc:9092", address),
+        None => text,
+    };
     let discovery = Discovery::new(client.clone())
         .run()
         .await

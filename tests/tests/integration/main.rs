@@ -8,6 +8,7 @@ mod environment;
 mod examples;
 mod group;
 mod lease;
+mod node;
 mod pipeline;
 mod producer;
 mod provisioned;

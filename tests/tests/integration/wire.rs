@@ -1866,7 +1866,7 @@ async fn a_mechanism_the_listener_does_not_enable_is_refused_naming_those_it_off
 async fn a_broker_certificate_from_a_ca_the_client_does_not_trust_fails_the_tls_handshake() {
     let (env, ns) = setup("wire-tls-untrusted").await;
     let dir = env.dir.join(format!("{}-other-ca", ns.name));
-    let other = exactly_testenv::pki::generate(&dir, &env.ports.ip)
+    let other = exactly_testenv::pki::generate(&dir, &env.ports.ip, "10.96.0.1")
         .unwrap_or_else(|e| panic!("another CA: {e}"));
     let other_ca = std::fs::read_to_string(&other.ca_cert)
         .unwrap_or_else(|e| panic!("{}: {e}", other.ca_cert.display()));
