@@ -815,6 +815,15 @@ impl Environment {
         );
         let _ = writeln!(out, "export PATH={}:$PATH", self.tools_path());
         let _ = writeln!(out, "export EXACTLY_ENV_DIR={}", self.dir.display());
+        if let Some(node) = &self.node {
+            let _ = writeln!(
+                out,
+                "# the real node: its address, the host end of its veth, its cgroup"
+            );
+            let _ = writeln!(out, "export EXACTLY_NODE_IP={}", node.net.node_ip);
+            let _ = writeln!(out, "export EXACTLY_NODE_LINK={}", node.net.link);
+            let _ = writeln!(out, "export EXACTLY_NODE_CGROUP={}", node.cgroup);
+        }
         out
     }
 

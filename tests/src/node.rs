@@ -677,8 +677,9 @@ conntrack:
     }
 }
 
-/// Cgroups of nodes whose environment process is gone (killed before its shutdown ran).
-fn remove_stale_cgroups() {
+/// Removes the cgroups of nodes whose environment process is gone (killed before its shutdown
+/// ran); every environment with a real node does this when it starts.
+pub fn remove_stale_cgroups() {
     remove_cgroup_trees(|name| {
         name.strip_prefix(CGROUP_PREFIX)
             .and_then(|rest| rest.split('-').next())

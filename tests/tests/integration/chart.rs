@@ -1271,7 +1271,10 @@ async fn helm_install_runs_the_operator_as_a_real_container_that_makes_the_quick
     // /metrics, from the host at the pod's address (the host routes the pod range to the node).
     let pod_ip = status.pod_ip.clone().unwrap_or_else(|| panic!("no pod IP"));
     let metrics = http_get(&pod_ip, 8080, "/metrics").await;
-    assert!(metrics.contains("exactly_"), "{metrics}");
+    assert!(
+        metrics.starts_with("HTTP/1.1 200") && metrics.contains("application/openmetrics-text"),
+        "{metrics}"
+    );
 
     // The quick-start as pasted: its KafkaCluster names `kafka-bootstrap.kafka.svc:9092`, which
     // only resolves in the cluster (CoreDNS, then kube-proxy to the environment's broker).

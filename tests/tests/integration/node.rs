@@ -89,3 +89,96 @@ fn an_environment_with_a_real_node_leaves_nothing_on_the_host_when_it_stops() {
         "left on the host after shutdown: {left:#?}"
     );
 }
+
+#[test]
+fn a_killed_environment_leaves_its_node_to_the_kernel_and_its_cgroups_to_the_next_one() {
+    let dir = std::env::temp_dir().join(format!(
+        "exactly-killed-env-{:06x}",
+        exactly_testenv::env::random_u64() & 0xff_ffff
+    ));
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+    let exports = dir.join("env.sh");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_exactly-env"))
+        .arg("--no-crds")
+        .arg("--env-file")
+        .arg(&exports)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(dir.join("env.log")).unwrap_or_else(|e| panic!("{e}")))
+        .spawn()
+        .unwrap_or_else(|e| panic!("exactly-env: {e}"));
+    // The file is written once the real node is Ready.
+    let started = std::time::Instant::now();
+    while !exports.exists() {
+        assert!(
+            started.elapsed() < Duration::from_secs(180),
+            "exactly-env never became ready: {}",
+            std::fs::read_to_string(dir.join("env.log")).unwrap_or_default()
+        );
+        assert!(
+            child.try_wait().ok().flatten().is_none(),
+            "exactly-env exited"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let text = std::fs::read_to_string(&exports).unwrap_or_else(|e| panic!("{e}"));
+    let export = |key: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("export {key}=")))
+            .map(str::to_string)
+            .unwrap_or_else(|| panic!("{key} not in {text}"))
+    };
+    let (env_dir, link, cgroup) = (
+        export("EXACTLY_ENV_DIR"),
+        export("EXACTLY_NODE_LINK"),
+        export("EXACTLY_NODE_CGROUP"),
+    );
+    let node_dir = format!("{env_dir}/node");
+    let cgroup_root = std::path::Path::new("/sys/fs/cgroup");
+    let cgroup_dir = if cgroup_root.join("cgroup.controllers").exists() {
+        cgroup_root.join(&cgroup)
+    } else {
+        cgroup_root.join("memory").join(&cgroup)
+    };
+    let processes = || -> Vec<String> {
+        std::fs::read_dir("/proc")
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+                    .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+                    .filter(|c| c.contains(&node_dir))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    assert!(
+        !processes().is_empty(),
+        "no node processes seen while it runs"
+    );
+    assert!(std::path::Path::new("/sys/class/net").join(&link).exists());
+    assert!(cgroup_dir.exists(), "{} not made", cgroup_dir.display());
+
+    // SIGKILL: no shutdown code runs.
+    child.kill().unwrap_or_else(|e| panic!("{e}"));
+    let _ = child.wait();
+    let started = std::time::Instant::now();
+    loop {
+        let left = processes();
+        let link_left = std::path::Path::new("/sys/class/net").join(&link).exists();
+        if left.is_empty() && !link_left {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "15 s after the kill: processes {left:#?}, link {link} there: {link_left}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Only empty cgroups remain, which the next environment removes as it starts.
+    if cgroup_dir.exists() {
+        exactly_testenv::node::remove_stale_cgroups();
+    }
+    assert!(!cgroup_dir.exists(), "{} left", cgroup_dir.display());
+    let _ = std::fs::remove_dir_all(&env_dir);
+    let _ = std::fs::remove_dir_all(&dir);
+}
