@@ -190,6 +190,33 @@ build_node_images() {
     --file "$out/bin/pause:/pause" --entrypoint '["/pause"]' --user 65535:65535 >&2
 }
 
+# The Kafka image provisioned clusters run on the real node: Debian's glibc, libstdc++ and a
+# static busybox (the start script's sh, sed, cat), a JRE jlink'd from the machine's JDK, the
+# Kafka jars and the upstream image's entry points (tools/kafka/image).
+JRE_MODULES=java.base,java.compiler,java.desktop,java.instrument,java.logging,java.management,java.management.rmi,java.naming,java.net.http,java.rmi,java.scripting,java.security.jgss,java.security.sasl,java.sql,java.transaction.xa,java.xml,jdk.crypto.ec,jdk.crypto.cryptoki,jdk.management,jdk.naming.dns,jdk.security.auth,jdk.unsupported,jdk.zipfs
+build_kafka_image() {
+  local out=$1 java_home
+  java_home=$(dirname "$(dirname "$(readlink -f "$(command -v javac || command -v java)")")")
+  [ -d "$java_home/jmods" ] || die "no jmods in $java_home: install the JDK's jmods (Debian: openjdk-17-jmods)"
+  build_debs "$out" "$DEBIAN_KAFKA_IMAGE_PACKAGES"
+  local links=""
+  for tool in sh sed cat basename ls mkdir rm; do links="$links --symlink /bin/$tool:busybox"; done
+  "$java_home/bin/jlink" --add-modules "$JRE_MODULES" --strip-debug --no-man-pages --no-header-files \
+    --compress=2 --output "$out/jre"
+  # shellcheck disable=SC2086
+  python3 "$here/image/build.py" --out "$out/kafka.oci.tar" --ref "$KAFKA_IMAGE" --base "$out/root" \
+    --tree "$out/jre:/opt/java" --tree "$TOOLS_DIR/kafka-$KAFKA_VERSION/libs:/opt/kafka/libs" \
+    --file "$here/kafka/image/kafka-server-start.sh:/opt/kafka/bin/kafka-server-start.sh" \
+    --file "$here/kafka/image/kafka-storage.sh:/opt/kafka/bin/kafka-storage.sh" \
+    --file "$here/kafka/image/log4j2.properties:/opt/kafka/config/log4j2.properties:644" \
+    $links --user 1000:1000 >&2
+  rm -rf "$out/jre" "$out/root"
+}
+kafka_image_key() {
+  { echo "$DEBIAN_KAFKA_IMAGE_PACKAGES $KAFKA_VERSION $KAFKA_IMAGE $JRE_MODULES"; java -version 2>&1
+    cat "$here"/kafka/image/* "$here/image/build.py"; } | sha256sum | cut -c1-12
+}
+
 # A short, stable key for a list of pinned packages (the cache directory's name).
 key_of() { printf '%s' "$*" | sha256sum | cut -c1-12; }
 node_images_key() { cat "$here/node/pause.c" "$here/image/build.py" | sha256sum | cut -c1-12; }
@@ -265,7 +292,7 @@ check_prerequisites() {
     gov=$(go env GOVERSION | sed 's/^go//')
     case "$gov" in 1.2[6-9]*|1.[3-9]*) ;; *) die "Go $gov is too old: the pinned releases need Go >= 1.26" ;; esac
   esac
-  case " $want " in *" node "*|*" image-base "*)
+  case " $want " in *" node "*|*" image-base "*|*" kafka-image "*)
     need cc "builds the node's static pause binary"
     need apt-get "the node's runc and nft, and the image's base, are Debian bookworm packages"
     need dpkg-deb "unpacks those packages into the cache"
@@ -281,7 +308,7 @@ main() {
   if [ "${1:-}" = "--print-image-base" ]; then
     echo "$TOOLS_DIR/image-debs-$(key_of "$DEBIAN_IMAGE_PACKAGES")/root"; exit 0
   fi
-  local want="${*:-k8s etcd kwok helm kafka node image-base}"
+  local want="${*:-k8s etcd kwok helm kafka node image-base kafka-image}"
   check_prerequisites "$want"
   mkdir -p "$TOOLS_DIR"
   local start=$SECONDS
@@ -300,10 +327,13 @@ main() {
         install_component "runc, nft (Debian)" "$TOOLS_DIR/node-debs-$(key_of "$DEBIAN_NODE_PACKAGES")" build_node_debs
         install_component "node images (pause)" "$TOOLS_DIR/node-images-$(node_images_key)" build_node_images
         ;;
+      kafka-image)
+        install_component "kafka image" "$TOOLS_DIR/kafka-image-$(kafka_image_key)" build_kafka_image
+        ;;
       image-base)
         install_component "image base (Debian)" "$TOOLS_DIR/image-debs-$(key_of "$DEBIAN_IMAGE_PACKAGES")" build_image_debs
         ;;
-      *) die "unknown component '$c' (k8s, etcd, kwok, helm, kafka, node, image-base)" ;;
+      *) die "unknown component '$c' (k8s, etcd, kwok, helm, kafka, node, image-base, kafka-image)" ;;
     esac
   done
   log "all present in $TOOLS_DIR ($((SECONDS - start))s)"

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Writes an OCI image archive without a container daemon or a registry.
 
-    build.py --out OUT.tar --ref NAME:TAG [--base ROOT] [--file SRC:DEST[:MODE]]...
+    build.py --out OUT.tar --ref NAME:TAG [--base ROOT] [--tree SRC_DIR:DEST]...
+             [--file SRC:DEST[:MODE]]... [--symlink LINK:TARGET]...
              [--entrypoint JSON] [--cmd JSON] [--user UID:GID] [--env K=V]... [--expose PORT]
 
 The archive is an OCI image layout (oci-layout, index.json, blobs/sha256/...) that also carries a
@@ -13,9 +14,10 @@ docker-archive manifest.json, so all of these read it:
 Layers (gzip):
   1. --base ROOT, a directory tree of unpacked Debian packages (tools/install.sh image-base):
      everything but documentation, plus what package scripts would have made: the CA bundle
-     /etc/ssl/certs/ca-certificates.crt, /etc/passwd and /etc/group with root and nonroot (65532),
+     /etc/ssl/certs/ca-certificates.crt, /etc/passwd and /etc/group with root, appuser (1000) and nonroot (65532),
      /tmp and /home/nonroot.
-  2. the --file entries (the binaries).
+  2. each --tree, a layer of its own (a JRE, an application's jars);
+  3. the --file entries (the binaries) and --symlink entries.
 The output is a function of the inputs alone (every mtime is 0, owners are root, entries are
 sorted), so an unchanged input gives a byte-identical archive and the same image digest.
 """
@@ -32,8 +34,10 @@ import tarfile
 
 SKIPPED_PREFIXES = ("usr/share/doc/", "usr/share/man/", "usr/share/lintian/", "usr/share/locale/",
                     "usr/share/info/", "usr/share/bug/")
-PASSWD = b"root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n"
-GROUP = b"root:x:0:\nnonroot:x:65532:\n"
+PASSWD = (b"root:x:0:0:root:/root:/sbin/nologin\n"
+          b"appuser:x:1000:1000:appuser:/home/appuser:/sbin/nologin\n"
+          b"nonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n")
+GROUP = b"root:x:0:\nappuser:x:1000:\nnonroot:x:65532:\n"
 
 
 def info(name, kind=tarfile.REGTYPE, mode=0o644, size=0, linkname="", uid=0):
@@ -115,11 +119,34 @@ def base_layer(root):
     return layer.finish()
 
 
-def files_layer(specs):
+def files_layer(specs, links):
     layer = Layer()
     for src, dest, mode in sorted(specs, key=lambda s: s[1]):
         with open(src, "rb") as f:
             layer.file(dest.lstrip("/"), f.read(), mode)
+    for link, target in sorted(links):
+        layer.symlink(link.lstrip("/"), target)
+    return layer.finish()
+
+
+def tree_layer(src, dest):
+    """A directory tree copied to DEST: files keep their modes, symlinks stay symlinks."""
+    layer = Layer()
+    entries = []
+    for dirpath, dirnames, filenames in os.walk(src):
+        for n in dirnames + filenames:
+            full = os.path.join(dirpath, n)
+            entries.append((os.path.join(dest.strip("/"), os.path.relpath(full, src)), full))
+    layer.dir(dest.strip("/"))
+    for rel, full in sorted(entries):
+        st = os.lstat(full)
+        if stat.S_ISLNK(st.st_mode):
+            layer.symlink(rel, os.readlink(full))
+        elif stat.S_ISDIR(st.st_mode):
+            layer.dir(rel, stat.S_IMODE(st.st_mode))
+        elif stat.S_ISREG(st.st_mode):
+            with open(full, "rb") as f:
+                layer.file(rel, f.read(), stat.S_IMODE(st.st_mode))
     return layer.finish()
 
 
@@ -135,12 +162,29 @@ def parse_file(spec):
     return parts[0], parts[1], mode
 
 
+def parse_tree(spec):
+    src, sep, dest = spec.partition(":")
+    if not sep or not os.path.isdir(src):
+        raise argparse.ArgumentTypeError(f"--tree {spec!r}: want an existing SRC_DIR:DEST")
+    return src, dest
+
+
+def parse_link(spec):
+    link, sep, target = spec.partition(":")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"--symlink {spec!r}: want LINK:TARGET")
+    return link, target
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", required=True)
     p.add_argument("--ref", required=True, help="image name and tag, e.g. ghcr.io/exactly-dev/exactly:0.1.0")
     p.add_argument("--base", help="directory of unpacked Debian packages for the base layer")
+    p.add_argument("--tree", action="append", type=parse_tree, default=[],
+                   help="SRC_DIR:DEST, a layer of its own (e.g. a JRE)")
     p.add_argument("--file", action="append", type=parse_file, default=[], help="SRC:DEST[:MODE]")
+    p.add_argument("--symlink", action="append", type=parse_link, default=[], help="LINK:TARGET")
     p.add_argument("--entrypoint", default="null")
     p.add_argument("--cmd", default="null")
     p.add_argument("--user", default="")
@@ -153,8 +197,10 @@ def main():
     layers = []
     if a.base:
         layers.append(("base", base_layer(a.base)))
-    if a.file:
-        layers.append(("files", files_layer(a.file)))
+    for src, dest in a.tree:
+        layers.append((dest, tree_layer(src, dest)))
+    if a.file or a.symlink:
+        layers.append(("files", files_layer(a.file, a.symlink)))
     blobs = {}
     descriptors, diff_ids = [], []
     for what, raw in layers:
