@@ -209,6 +209,7 @@ pub struct Environment {
     node: Option<RealNode>,
     node_started: Mutex<Option<Result<(), String>>>,
     operator_image: Mutex<Option<String>>,
+    kafka_image: Mutex<Option<String>>,
 }
 
 fn log(message: impl AsRef<str>) {
@@ -285,6 +286,7 @@ impl Environment {
             node,
             node_started: Mutex::new(None),
             operator_image: Mutex::new(None),
+            kafka_image: Mutex::new(None),
         };
         match env.bring_up(&options) {
             Ok(up) => {
@@ -1032,6 +1034,28 @@ impl Environment {
         self.real_node()?.import_image(archive)
     }
 
+    /// The Kafka image provisioned clusters run on the real node (`make tools`), imported on
+    /// first use; its name (`KAFKA_IMAGE` of tools/versions.env).
+    pub fn kafka_image(&self) -> Result<String, EnvError> {
+        let mut imported = self
+            .kafka_image
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(name) = imported.as_ref() {
+            return Ok(name.clone());
+        }
+        let node = self.real_node()?;
+        let started = Instant::now();
+        node.import_image(&node.tools.kafka_image)?;
+        let name = crate::tools::version("KAFKA_IMAGE").to_string();
+        log(format!(
+            "imported {name} in {:.1}s",
+            started.elapsed().as_secs_f64()
+        ));
+        *imported = Some(name.clone());
+        Ok(name)
+    }
+
     /// The operator image (`make image`) on the real node, imported on first use; its name.
     pub fn operator_image(&self) -> Result<String, EnvError> {
         let mut imported = self
@@ -1097,6 +1121,7 @@ impl Environment {
         .map_err(with_logs)?;
         runtime.block_on(create_cluster_dns(&client, &node.net))?;
         runtime.block_on(create_kafka_service(&client, &self.ports))?;
+        runtime.block_on(create_local_volumes(&client, node))?;
         let net = &node.net;
         self.wait_ready(holder, timeout, || {
             Ok(http_status_ok(&http_get(&net.node_ip, 8181, "/ready")?)
@@ -1167,6 +1192,39 @@ async fn create_kafka_service(client: &Client, ports: &Ports) -> Result<(), EnvE
         .patch("kafka-bootstrap-host", &params, &Patch::Apply(&slice))
         .await
         .map_err(|e| failed("the kafka-bootstrap endpoints", e))?;
+    Ok(())
+}
+
+/// The real node's local volumes and their StorageClass (binding when a pod is scheduled).
+async fn create_local_volumes(client: &Client, node: &RealNode) -> Result<(), EnvError> {
+    use k8s_openapi::api::core::v1::PersistentVolume;
+    let params = PatchParams::apply("exactly-testenv").force();
+    let class: StorageClass = serde_json::from_value(serde_json::json!({
+        "apiVersion": "storage.k8s.io/v1",
+        "kind": "StorageClass",
+        "metadata": {"name": crate::node::STORAGE_CLASS},
+        "provisioner": "kubernetes.io/no-provisioner",
+        "volumeBindingMode": "WaitForFirstConsumer",
+        "reclaimPolicy": "Retain",
+    }))
+    .map_err(|e| EnvError::Setup(format!("local StorageClass: {e}")))?;
+    Api::<StorageClass>::all(client.clone())
+        .patch(crate::node::STORAGE_CLASS, &params, &Patch::Apply(&class))
+        .await
+        .map_err(|e| EnvError::Setup(format!("creating the local StorageClass: {}", short(&e))))?;
+    let volumes: Api<PersistentVolume> = Api::all(client.clone());
+    for value in node.local_volumes()? {
+        let name = value["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let volume: PersistentVolume = serde_json::from_value(value)
+            .map_err(|e| EnvError::Setup(format!("local volume {name}: {e}")))?;
+        volumes
+            .patch(&name, &params, &Patch::Apply(&volume))
+            .await
+            .map_err(|e| EnvError::Setup(format!("creating {name}: {}", short(&e))))?;
+    }
     Ok(())
 }
 
@@ -1478,9 +1536,26 @@ pub fn component_log_tail(env: &Environment, component: &str, lines: usize) -> S
     tail(&env.dir.join(format!("logs/{component}.log")), lines)
 }
 
+/// Whether a raw HTTP response's status line says 200 (any HTTP/1.x version).
+fn http_status_ok(response: &str) -> bool {
+    response
+        .lines()
+        .next()
+        .and_then(|line| line.split_whitespace().nth(1))
+        == Some("200")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_status_line_of_200_is_ok_in_any_http_1_version() {
+        assert!(http_status_ok("HTTP/1.0 200 OK\r\n\r\nok"));
+        assert!(http_status_ok("HTTP/1.1 200 OK\r\n"));
+        assert!(!http_status_ok("HTTP/1.1 503 Service Unavailable\r\n"));
+        assert!(!http_status_ok(""));
+    }
 
     #[test]
     fn provisioned_kafka_pods_get_a_delayed_ready_stage_and_other_pods_keep_the_fast_one() {
@@ -1536,13 +1611,4 @@ mod tests {
         assert_eq!(kafka_version_from_log(&log).as_deref(), Some("4.3.1"));
         let _ = std::fs::remove_dir_all(&dir);
     }
-}
-
-/// Whether a raw HTTP response's status line says 200 (any HTTP/1.x version).
-fn http_status_ok(response: &str) -> bool {
-    response
-        .lines()
-        .next()
-        .and_then(|line| line.split_whitespace().nth(1))
-        == Some("200")
 }

@@ -32,6 +32,11 @@ pub const NODE_NAME: &str = "exactly-node";
 /// the taint and select the label; everything else stays on kwok's nodes.
 pub const NODE_TAINT_KEY: &str = "exactly.dev/real-node";
 pub const NODE_LABEL: (&str, &str) = ("exactly.dev/node", "real");
+/// The StorageClass of the node's local volumes: claims of pods on the real node use it (the
+/// default class is kwok's, whose volumes exist only on paper).
+pub const STORAGE_CLASS: &str = "exactly-node-local";
+/// How many local volumes the node offers (each a directory in the node's directory).
+pub const LOCAL_VOLUMES: usize = 24;
 /// Prefix of the host end of the veth link and of the node's cgroups.
 const LINK_PREFIX: &str = "exn";
 const CGROUP_PREFIX: &str = "exactly-node-";
@@ -131,6 +136,8 @@ pub struct NodeTools {
     pub debs_root: PathBuf,
     /// The sandbox image archive.
     pub pause_image: PathBuf,
+    /// The Kafka image archive (`KAFKA_IMAGE`) for provisioned clusters on the node.
+    pub kafka_image: PathBuf,
     pub kubectl: PathBuf,
 }
 
@@ -185,6 +192,7 @@ impl NodeTools {
             )?,
             debs_root: newest("node-debs-", "runc and nft (Debian packages)")?.join("root"),
             pause_image: images.join("pause.oci.tar"),
+            kafka_image: newest("kafka-image-", "the Kafka image")?.join("kafka.oci.tar"),
             kubectl: find(format!("k8s-v{k8s}/bin/kubectl"), format!("kubectl v{k8s}"))?,
         })
     }
@@ -404,6 +412,33 @@ impl Node {
         }
         self.make_cgroups()?;
         write("go", String::new())
+    }
+
+    /// The node's local PersistentVolumes (statically provisioned, [`STORAGE_CLASS`],
+    /// `Retain`), their directories made here.
+    pub fn local_volumes(&self) -> Result<Vec<serde_json::Value>, EnvError> {
+        (0..LOCAL_VOLUMES)
+            .map(|i| {
+                let path = self.dir.join(format!("volumes/pv-{i:02}"));
+                std::fs::create_dir_all(&path).map_err(|e| EnvError::io(&path, e))?;
+                Ok(serde_json::json!({
+                    "apiVersion": "v1",
+                    "kind": "PersistentVolume",
+                    "metadata": {"name": format!("{NODE_NAME}-pv-{i:02}")},
+                    "spec": {
+                        "capacity": {"storage": "100Gi"},
+                        "accessModes": ["ReadWriteOnce"],
+                        "volumeMode": "Filesystem",
+                        "persistentVolumeReclaimPolicy": "Retain",
+                        "storageClassName": STORAGE_CLASS,
+                        "local": {"path": path},
+                        "nodeAffinity": {"required": {"nodeSelectorTerms": [{"matchExpressions": [
+                            {"key": "kubernetes.io/hostname", "operator": "In", "values": [NODE_NAME]},
+                        ]}]}},
+                    },
+                }))
+            })
+            .collect()
     }
 
     /// Imports an OCI or docker archive into the running node's containerd (from the host: the

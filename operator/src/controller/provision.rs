@@ -358,10 +358,14 @@ pub fn server_properties(
             lines.extend(listener_lines);
         }
     }
-    if role != "controller" {
-        for (k, v) in broker_config {
-            lines.push(format!("{k}={v}"));
-        }
+    // Controllers get the same settings: in KRaft they decide with their own static values
+    // what a broker's would suggest — the replication and partitions of a topic created without
+    // them (default.replication.factor, num.partitions), unclean leader election, and with
+    // Eligible Leader Replicas (default for clusters new in Kafka 4.1+) the cluster-level
+    // min.insync.replicas, for which the brokers' own is dropped. Seen on real brokers: without
+    // them a 3-broker cluster ran with min.insync.replicas 1 and created topics at replication 1.
+    for (k, v) in broker_config {
+        lines.push(format!("{k}={v}"));
     }
     lines.join("\n") + "\n"
 }
@@ -564,6 +568,16 @@ pub fn children(
                 ..ObjectMeta::default()
             }),
             spec: Some(PodSpec {
+                node_selector: p
+                    .placement
+                    .as_ref()
+                    .map(|pl| pl.node_selector.clone())
+                    .filter(|selector| !selector.is_empty()),
+                tolerations: p
+                    .placement
+                    .as_ref()
+                    .map(|pl| pl.tolerations.clone())
+                    .filter(|tolerations| !tolerations.is_empty()),
                 security_context: Some(PodSecurityContext {
                     run_as_non_root: Some(true),
                     run_as_user: Some(1000),
@@ -722,6 +736,7 @@ mod tests {
             brokers: pool(brokers),
             config: BTreeMap::new(),
             listeners: Vec::new(),
+            placement: None,
         }
     }
 
@@ -825,7 +840,7 @@ mod tests {
              1@main-controllers-1.main-controllers.shop.svc:9093,2@main-controllers-2.main-controllers.shop.svc:9093\n"
         ));
         let controller = server_properties("main", "shop", "controller", &p, &config);
-        assert!(!controller.contains("min.insync.replicas"));
+        assert!(controller.contains("process.roles=controller\n"));
     }
 
     #[test]
@@ -858,5 +873,61 @@ mod tests {
             !controller.contains("SECURE://"),
             "controllers serve no clients"
         );
+    }
+
+    #[test]
+    fn controllers_carry_the_settings_kraft_takes_from_them() {
+        let p = cluster(3, 3, Profile::Production);
+        let config = broker_config(3, &BTreeMap::new()).unwrap_or_default();
+        let controller = server_properties("main", "shop", "controller", &p, &config);
+        for line in [
+            "\nmin.insync.replicas=2\n",
+            "\ndefault.replication.factor=3\n",
+            "\nunclean.leader.election.enable=false\n",
+        ] {
+            assert!(controller.contains(line), "{line:?} not in {controller}");
+        }
+    }
+
+    #[test]
+    fn placement_puts_every_pod_on_the_selected_tolerating_nodes() {
+        let mut p = cluster(3, 3, Profile::Production);
+        p.placement = Some(crate::api::cluster::Placement {
+            node_selector: BTreeMap::from([("pool".to_string(), "kafka".to_string())]),
+            tolerations: vec![k8s_openapi::api::core::v1::Toleration {
+                key: Some("dedicated".into()),
+                operator: Some("Exists".into()),
+                effect: Some("NoSchedule".into()),
+                ..Default::default()
+            }],
+        });
+        let config = broker_config(3, &BTreeMap::new()).unwrap_or_default();
+        let owner = OwnerReference::default();
+        let rendered = children("main", "shop", "id", &p, &config, &owner);
+        assert_eq!(rendered.stateful_sets.len(), 2);
+        for set in &rendered.stateful_sets {
+            let pod = set.spec.template.spec.clone().unwrap_or_default();
+            assert_eq!(
+                pod.node_selector
+                    .and_then(|s| s.get("pool").cloned())
+                    .as_deref(),
+                Some("kafka")
+            );
+            assert_eq!(
+                pod.tolerations
+                    .and_then(|t| t.first().and_then(|t| t.key.clone()))
+                    .as_deref(),
+                Some("dedicated")
+            );
+        }
+        p.placement = None;
+        let rendered = children("main", "shop", "id", &p, &config, &owner);
+        let pod = rendered.stateful_sets[0]
+            .spec
+            .template
+            .spec
+            .clone()
+            .unwrap_or_default();
+        assert_eq!((pod.node_selector, pod.tolerations), (None, None));
     }
 }

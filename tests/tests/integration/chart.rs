@@ -29,14 +29,14 @@ const TIMEOUT: Duration = Duration::from_secs(90);
 
 /// The release name of every install; with the chart's naming it is also the full name of its
 /// resources (the ServiceAccount, the Deployment, the Lease).
-const RELEASE: &str = "exactly";
+pub(crate) const RELEASE: &str = "exactly";
 
 fn chart_dir() -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../charts/exactly"))
 }
 
 /// What a command did, for assertions that show it all when they fail.
-struct Output {
+pub(crate) struct Output {
     success: bool,
     status: String,
     stdout: String,
@@ -124,7 +124,7 @@ async fn rendered(tools: &Tools, namespace: &str, sets: &[&str]) -> String {
 
 /// `helm install` of the chart as [`RELEASE`] into `namespace` (CRDs skipped: the environment
 /// installed them), waiting for the Deployment; must succeed.
-async fn install(env: &Environment, namespace: &str, sets: &[&str]) -> Output {
+pub(crate) async fn install(env: &Environment, namespace: &str, sets: &[&str]) -> Output {
     let chart = chart_dir();
     let mut args = strings(&["install", RELEASE]);
     args.push(chart.display().to_string());
@@ -152,7 +152,7 @@ async fn install(env: &Environment, namespace: &str, sets: &[&str]) -> Output {
 
 /// Labels `ns` to enforce and warn on the restricted Pod Security Standard: the API server then
 /// refuses pods below it, and warns about workloads whose pod template is below it.
-async fn restricted(client: &Client, ns: &str) {
+pub(crate) async fn restricted(client: &Client, ns: &str) {
     let namespaces: Api<Namespace> = Api::all(client.clone());
     namespaces
         .patch(
@@ -1190,7 +1190,7 @@ async fn with_watch_namespaces_the_service_account_may_act_only_there() {
 
 /// Values that put the operator's pod on the environment's real node (its taint keeps every
 /// other workload on kwok's nodes).
-const ON_THE_REAL_NODE: [&str; 4] = [
+pub(crate) const ON_THE_REAL_NODE: [&str; 4] = [
     "nodeSelector.exactly\\.dev/node=real",
     "tolerations[0].key=exactly.dev/real-node",
     "tolerations[0].operator=Exists",

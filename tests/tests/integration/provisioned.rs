@@ -446,3 +446,108 @@ async fn a_scram_listener_without_users_is_rejected_by_the_api_server() {
         "{err}"
     );
 }
+
+/// The production example on the real node: three controllers and three brokers as real
+/// processes, the operator (the chart's pod beside them) reaching them through the cluster's
+/// Services, and exactly-once readiness from what the brokers report.
+#[tokio::test]
+async fn the_production_example_runs_real_brokers_and_is_exactly_once_ready_from_what_they_report()
+{
+    let env = shared();
+    let (_, kafka_image) = tokio::task::spawn_blocking(|| {
+        let env = shared();
+        let operator = env.operator_image().unwrap_or_else(|e| panic!("{e}"));
+        (
+            operator,
+            env.kafka_image().unwrap_or_else(|e| panic!("{e}")),
+        )
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let ns = env.namespace("prov-real").await;
+    let client = env.client().await.unwrap_or_else(|e| panic!("{e}"));
+    let watch = format!("watchNamespaces={{{}}}", ns.name);
+    let mut sets = crate::chart::ON_THE_REAL_NODE.to_vec();
+    sets.push(&watch);
+    crate::chart::install(env, &ns.name, &sets).await;
+
+    // The example as pasted, except where it runs: the real node (its taint tolerated), its
+    // local volumes, the environment's Kafka image, and requests that fit two cores.
+    let path = format!(
+        "{}/../examples/provisioned-production.yaml",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let mut cluster: serde_json::Value =
+        serde_norway::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let p = &mut cluster["spec"]["provisioned"];
+    p["image"] = serde_json::json!(kafka_image);
+    p["placement"] = serde_json::json!({
+        "nodeSelector": {"exactly.dev/node": "real"},
+        "tolerations": [{"key": "exactly.dev/real-node", "operator": "Exists", "effect": "NoSchedule"}],
+    });
+    for pool in ["controllers", "brokers"] {
+        p[pool]["storage"]["class"] = serde_json::json!(exactly_testenv::node::STORAGE_CLASS);
+        p[pool]["resources"] = serde_json::json!({
+            "requests": {"cpu": "50m", "memory": "256Mi"},
+            "limits": {"memory": "1200Mi"},
+        });
+    }
+    let clusters: Api<KafkaCluster> = Api::namespaced(client.clone(), &ns.name);
+    let cluster: KafkaCluster = serde_json::from_value(cluster).unwrap_or_else(|e| panic!("{e}"));
+    clusters
+        .create(&Default::default(), &cluster)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+
+    let status = eventually(
+        "the cluster to be ExactlyOnceReady from its brokers",
+        Duration::from_secs(300),
+        || async {
+            let c = clusters.get("main").await.map_err(|e| e.to_string())?;
+            let status = c.status.clone().unwrap_or_default();
+            let ready = condition(&status.conditions, "Ready");
+            let eos = condition(&status.conditions, "ExactlyOnceReady");
+            match (&ready, &eos) {
+                (Some((r, _, _)), Some((e, _, _))) if r == "True" && e == "True" => Ok(status),
+                _ => Err(format!(
+                    "Ready {ready:?}, ExactlyOnceReady {eos:?}, replicas {:?}",
+                    status.ready_replicas
+                )),
+            }
+        },
+    )
+    .await;
+    let settings = status.exactly_once.clone().unwrap_or_default();
+    assert_eq!(
+        settings.source,
+        Some(exactly::api::cluster::SettingsSource::Observed),
+        "{settings:?}"
+    );
+    assert_eq!(status.brokers, Some(3), "{status:?}");
+    assert!(status.failed_rules.is_empty(), "{:?}", status.failed_rules);
+
+    // A Topic on it gets replication 3 (the brokers' default), read back from the brokers.
+    crate::support::create::<exactly::api::Topic>(
+        &client,
+        &ns,
+        "orders",
+        serde_json::json!({"clusterRef": {"name": "main"}, "partitions": 3}),
+    )
+    .await;
+    let topics: Api<exactly::api::Topic> = Api::namespaced(client.clone(), &ns.name);
+    let replication = eventually(
+        "the Topic to be Ready",
+        Duration::from_secs(120),
+        || async {
+            let topic = topics.get("orders").await.map_err(|e| e.to_string())?;
+            let status = topic.status.clone().unwrap_or_default();
+            match condition(&status.conditions, "Ready") {
+                Some((s, _, _)) if s == "True" => Ok(status.replication_factor),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .await;
+    assert_eq!(replication, Some(3));
+}
