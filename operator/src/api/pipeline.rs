@@ -111,6 +111,10 @@ pub struct PipelineSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
 
+    /// Which nodes the worker pods may run on (their `nodeSelector` and `tolerations`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placement: Option<super::cluster::Placement>,
+
     /// `true` scales the workers to zero (their open transactions are resolved first by the
     /// fencing of a restart); the group's offsets stay where they were.
     #[serde(default)]

@@ -406,6 +406,16 @@ pub fn render_stateful_set(
                 }),
                 spec: Some(PodSpec {
                     containers: vec![container],
+                    node_selector: spec
+                        .placement
+                        .as_ref()
+                        .map(|p| p.node_selector.clone())
+                        .filter(|selector| !selector.is_empty()),
+                    tolerations: spec
+                        .placement
+                        .as_ref()
+                        .map(|p| p.tolerations.clone())
+                        .filter(|tolerations| !tolerations.is_empty()),
                     // No Kubernetes API access: the worker reads its configuration from files.
                     automount_service_account_token: Some(false),
                     // SIGTERM: the worker commits or aborts its open transaction and leaves the
@@ -1193,6 +1203,42 @@ mod tests {
         );
         assert_eq!(route.rules.get("eu").map(String::as_str), Some("charges"));
         assert_eq!(config.output.default_topic.as_deref(), Some("dead"));
+    }
+
+    #[test]
+    fn placement_puts_the_workers_on_the_selected_tolerating_nodes() {
+        let p = pipeline(serde_json::json!({"placement": {
+            "nodeSelector": {"pool": "workers"},
+            "tolerations": [{"key": "dedicated", "operator": "Exists", "effect": "NoSchedule"}],
+        }}));
+        let pod = render_stateful_set(&p, &Names::of("billing"), "img", "{}")
+            .spec
+            .template
+            .spec
+            .unwrap_or_default();
+        assert_eq!(
+            pod.node_selector
+                .and_then(|s| s.get("pool").cloned())
+                .as_deref(),
+            Some("workers")
+        );
+        assert_eq!(
+            pod.tolerations
+                .and_then(|t| t.first().and_then(|t| t.key.clone()))
+                .as_deref(),
+            Some("dedicated")
+        );
+        let pod = render_stateful_set(
+            &pipeline(serde_json::json!({})),
+            &Names::of("billing"),
+            "img",
+            "{}",
+        )
+        .spec
+        .template
+        .spec
+        .unwrap_or_default();
+        assert_eq!((pod.node_selector, pod.tolerations), (None, None));
     }
 
     #[test]

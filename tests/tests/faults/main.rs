@@ -6,6 +6,7 @@ mod common;
 mod errors;
 mod guarantee;
 mod pipeline;
+mod pods;
 mod scale;
 #[path = "../integration/support.rs"]
 #[allow(dead_code)]
