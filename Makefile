@@ -17,7 +17,7 @@ tools: ## install the pinned environment into the cache (seconds when already th
 build: ## build the operator and the environment binaries
 	$(CARGO) build -p exactly -p exactly-worker -p exactly-testenv --bins
 
-demo: tools build ## local control plane + Kafka, the operator, the quick-start example, its status (DEMO_ARGS=--once for one pass)
+demo: tools build image ## local control plane + Kafka, the operator (the chart's pod on the real node), the quick-start, a Pipeline, their status (DEMO_ARGS=--once for one pass)
 	./target/debug/exactly-demo $(DEMO_ARGS)
 
 env: tools build ## start the environment in the foreground and print KUBECONFIG and the Kafka address

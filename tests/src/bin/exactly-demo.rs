@@ -132,31 +132,89 @@ fn demo(env: &Environment, args: &Args, operator: &Path) -> Result<(), Error> {
         None,
     )?;
 
-    step("Starting the operator");
-    let mut command = Command::new(operator);
-    command
-        .args([
-            "run",
-            "--refresh-interval",
-            "3s",
-            "--metrics-addr",
-            "127.0.0.1:0",
-        ])
-        .env("KUBECONFIG", &env.kubeconfig)
-        .env("RUST_LOG", "info");
-    let pid = env.run_process("operator", command)?;
-    println!(
-        "exactly run (pid {pid}), log: {}",
-        env.dir.join("logs/operator.log").display()
-    );
+    // The operator runs as the chart's pod on the real node when there is one and the image is
+    // built; else as a local process (one line says why).
+    let on_node = match env.operator_image() {
+        Ok(image) => Some(image),
+        Err(why) => {
+            println!("(the operator runs as a local process, not the chart's pod: {why})");
+            None
+        }
+    };
+    let operator_log = if on_node.is_some() {
+        step(
+            "Installing the operator with Helm: its pod runs on the real node, from the image `make image` built",
+        );
+        let chart = args.repo.join("charts/exactly");
+        show(
+            env,
+            &env.tools.helm,
+            &[
+                "install",
+                "exactly",
+                &chart.to_string_lossy(),
+                "--namespace",
+                "exactly-system",
+                "--create-namespace",
+                "--skip-crds",
+                "--set",
+                "refreshInterval=3s",
+                "--set",
+                "nodeSelector.exactly\\.dev/node=real",
+                "--set",
+                "tolerations[0].key=exactly.dev/real-node",
+                "--set",
+                "tolerations[0].operator=Exists",
+                "--set",
+                "tolerations[0].effect=NoSchedule",
+                "--wait",
+                "--timeout",
+                "120s",
+            ],
+            None,
+        )?;
+        show(
+            env,
+            &kubectl,
+            &["get", "pods", "-n", "exactly-system", "-o", "wide"],
+            None,
+        )?;
+        "kubectl logs -n exactly-system deploy/exactly".to_string()
+    } else {
+        step("Starting the operator");
+        let mut command = Command::new(operator);
+        command
+            .args([
+                "run",
+                "--refresh-interval",
+                "3s",
+                "--metrics-addr",
+                "127.0.0.1:0",
+            ])
+            .env("KUBECONFIG", &env.kubeconfig)
+            .env("RUST_LOG", "info");
+        let pid = env.run_process("operator", command)?;
+        let log = env.dir.join("logs/operator.log").display().to_string();
+        println!("exactly run (pid {pid}), log: {log}");
+        log
+    };
 
-    step(&format!(
-        "Applying examples/quickstart.yaml in namespace {ns}, pointed at the local broker {}",
-        env.bootstrap_servers
-    ));
     show(env, &kubectl, &["create", "namespace", ns], None)?;
     let example = std::fs::read_to_string(args.repo.join("examples/quickstart.yaml"))?;
-    let example = example.replace("kafka-bootstrap.kafka.svc:9092", &env.bootstrap_servers);
+    let example = if on_node.is_some() {
+        step(&format!(
+            "Applying examples/quickstart.yaml in namespace {ns} as it is: in the cluster \
+             kafka-bootstrap.kafka.svc:9092 is the local broker ({})",
+            env.bootstrap_servers
+        ));
+        example
+    } else {
+        step(&format!(
+            "Applying examples/quickstart.yaml in namespace {ns}, pointed at the local broker {}",
+            env.bootstrap_servers
+        ));
+        example.replace("kafka-bootstrap.kafka.svc:9092", &env.bootstrap_servers)
+    };
     show(
         env,
         &kubectl,
@@ -200,8 +258,87 @@ fn demo(env: &Environment, args: &Args, operator: &Path) -> Result<(), Error> {
         ],
         None,
     )?;
+    // This program runs on the host, where Service names do not resolve: it reaches the broker
+    // at its own address.
+    let properties = properties.replace("kafka-bootstrap.kafka.svc:9092", &env.bootstrap_servers);
     let open = workload(env, &properties)?;
 
+    if on_node.is_some() {
+        step(
+            "The charging Pipeline's workers on the real node: its StatefulSet's pods run exactly-worker from the operator's image",
+        );
+        show(
+            env,
+            &kubectl,
+            &[
+                "patch",
+                "pipeline",
+                "charging",
+                "-n",
+                ns,
+                "--type",
+                "merge",
+                "-p",
+                r#"{"spec":{"placement":{"nodeSelector":{"exactly.dev/node":"real"},"tolerations":[{"key":"exactly.dev/real-node","operator":"Exists","effect":"NoSchedule"}]}}}"#,
+            ],
+            None,
+        )?;
+        wait_for_worker_pods(env, &kubectl, ns)?;
+    } else {
+        run_worker_process(env, ns, operator)?;
+    }
+    // Let the worker copy the committed orders and the operator's refresh (3 s here) pick the
+    // figures up.
+    std::thread::sleep(std::time::Duration::from_secs(12));
+    demo_status(env, args, &open, &operator_log)
+}
+
+/// Waits until the charging Pipeline's worker pods run on the real node, and shows them.
+fn wait_for_worker_pods(env: &Environment, kubectl: &Path, ns: &str) -> Result<(), Error> {
+    let started = std::time::Instant::now();
+    loop {
+        let out = Command::new(kubectl)
+            .args([
+                "get", "pods", "-n", ns, "-l", "exactly.dev/pipeline=charging", "-o",
+                "jsonpath={range .items[*]}{.spec.nodeName} {.status.containerStatuses[0].ready}{\"\\n\"}{end}",
+            ])
+            .env("KUBECONFIG", &env.kubeconfig)
+            .output()?;
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+        if !lines.is_empty()
+            && lines
+                .iter()
+                .all(|l| *l == format!("{} true", exactly_testenv::node::NODE_NAME))
+        {
+            break;
+        }
+        if started.elapsed() > std::time::Duration::from_secs(120) {
+            return Err(format!("the worker pods did not run on the real node: {text}").into());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    show(
+        env,
+        kubectl,
+        &[
+            "get",
+            "pods",
+            "-n",
+            ns,
+            "-l",
+            "exactly.dev/pipeline=charging",
+            "-o",
+            "wide",
+        ],
+        None,
+    )?;
+    Ok(())
+}
+
+/// Without a real node: the worker as a process, with the configuration of its StatefulSet.
+fn run_worker_process(env: &Environment, ns: &str, operator: &Path) -> Result<(), Error> {
+    let kubectl = env.tools.kubectl.clone();
     step(
         "The charging Pipeline's worker: on this environment's kwok nodes no container runs, so the worker runs here as a process, with exactly the pipeline.json the operator rendered for its StatefulSet",
     );
@@ -235,10 +372,18 @@ fn demo(env: &Environment, args: &Args, operator: &Path) -> Result<(), Error> {
         "exactly-worker (pid {pid}), log: {}",
         env.dir.join("logs/worker.log").display()
     );
-    // Let the worker copy the committed orders and the operator's refresh (3 s here) pick the
-    // figures up.
-    std::thread::sleep(std::time::Duration::from_secs(12));
+    Ok(())
+}
 
+/// What a user looks at, then (without --once) the environment until Ctrl-C.
+fn demo_status(
+    env: &Environment,
+    args: &Args,
+    open: &rdkafka::producer::ThreadedProducer<rdkafka::producer::DefaultProducerContext>,
+    operator_log: &str,
+) -> Result<(), Error> {
+    let kubectl = env.tools.kubectl.clone();
+    let ns = args.namespace.as_str();
     step("What a user looks at");
     show(
         env,
@@ -329,15 +474,12 @@ fn demo(env: &Environment, args: &Args, operator: &Path) -> Result<(), Error> {
 
     if args.once {
         step("Done (--once): aborting the open transaction and stopping everything");
-        rdkafka::producer::Producer::abort_transaction(&open, std::time::Duration::from_secs(10))?;
+        rdkafka::producer::Producer::abort_transaction(open, std::time::Duration::from_secs(10))?;
         return Ok(());
     }
     step("Running. In another shell:");
     println!("{}", env.shell_exports());
-    println!(
-        "kubectl get exactly -n {ns}\nOperator log: {}\nCtrl-C stops everything.",
-        env.dir.join("logs/operator.log").display()
-    );
+    println!("kubectl get exactly -n {ns}\nOperator log: {operator_log}\nCtrl-C stops everything.");
     exactly_testenv::wait_for_stop_signal()?;
     step("Stopping");
     Ok(())
