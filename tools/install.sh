@@ -214,12 +214,15 @@ build_kafka_image() {
 }
 kafka_image_key() {
   { echo "$DEBIAN_KAFKA_IMAGE_PACKAGES $KAFKA_VERSION $KAFKA_IMAGE $JRE_MODULES"; java -version 2>&1
+    declare -f build_kafka_image
     cat "$here"/kafka/image/* "$here/image/build.py"; } | sha256sum | cut -c1-12
 }
 
 # A short, stable key for a list of pinned packages (the cache directory's name).
 key_of() { printf '%s' "$*" | sha256sum | cut -c1-12; }
-node_images_key() { cat "$here/node/pause.c" "$here/image/build.py" | sha256sum | cut -c1-12; }
+node_images_key() {
+  { cat "$here/node/pause.c" "$here/image/build.py"; declare -f build_node_images; } | sha256sum | cut -c1-12
+}
 
 build_etcd() {
   local out=$1 src="$TOOLS_DIR/src/etcd-v$ETCD_VERSION"
