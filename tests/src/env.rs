@@ -1024,6 +1024,15 @@ impl Environment {
         }
     }
 
+    /// The pid of the real node's holder (`unshare`, in the node's network and mount
+    /// namespaces), for [`RealNode::command_inside`].
+    pub fn node_holder_pid(&self) -> Option<u32> {
+        self.lock_components()
+            .iter()
+            .find(|c| c.name == "node")
+            .map(|c| c.pid())
+    }
+
     /// Whether this environment was started with a real node ([`Options::real_node`]).
     pub fn has_real_node(&self) -> bool {
         self.node.is_some()

@@ -393,6 +393,13 @@ impl Node {
             write(&format!("fake-sysctl/{name}"), format!("{value}\n"))?;
         }
         write("resolv.conf", format!("nameserver {}\n", n.dns_ip))?;
+        write(
+            "node-resolv.conf",
+            format!(
+                "nameserver {}\nsearch svc.cluster.local cluster.local\noptions ndots:5\n",
+                n.dns_ip
+            ),
+        )?;
         write("containerd.toml", self.containerd_config())?;
         write("cni/net.d/10-exactly.conflist", self.cni_config())?;
         write(
@@ -439,6 +446,17 @@ impl Node {
                 }))
             })
             .collect()
+    }
+
+    /// `program` run inside the node's network and mount namespaces, as a pod sees the network:
+    /// pod and Service addresses, and Service names through the cluster DNS. `holder_pid` is
+    /// the node holder's pid ([`crate::Environment::node_holder_pid`]).
+    pub fn command_inside(&self, holder_pid: u32, program: &Path) -> Command {
+        let mut c = Command::new("nsenter");
+        c.arg(format!("--target={holder_pid}"))
+            .args(["--net", "--mount", "--"])
+            .arg(program);
+        c
     }
 
     /// Imports an OCI or docker archive into the running node's containerd (from the host: the

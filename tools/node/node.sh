@@ -49,6 +49,11 @@ for d in /var/lib /var/log /run; do
   mount -t overlay overlay -o "lowerdir=$d,upperdir=$NODE_DIR/overlay/$n/upper,workdir=$NODE_DIR/overlay/$n/work" "$d"
 done
 
+# 4. In this mount namespace only, names resolve through the cluster DNS: a client the harness
+#    runs here (nsenter into the node's network and mount namespaces) reaches brokers by the
+#    Service names they advertise.
+mount --bind "$NODE_DIR/node-resolv.conf" /etc/resolv.conf
+
 start() { # start NAME COMMAND...: in the background, output in logs/NAME.log
   local name=$1; shift
   "$@" >"$NODE_DIR/logs/$name.log" 2>&1 &

@@ -2,12 +2,13 @@
 //! settings computed by the exactly-once rules, and kwok runs the pods.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use exactly::api::KafkaCluster;
 use exactly_testenv::{TestNamespace, eventually, shared};
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::Client;
 use kube::api::{Api, ListParams, Patch, PatchParams};
@@ -447,32 +448,32 @@ async fn a_scram_listener_without_users_is_rejected_by_the_api_server() {
     );
 }
 
-/// The production example on the real node: three controllers and three brokers as real
-/// processes, the operator (the chart's pod beside them) reaching them through the cluster's
-/// Services, and exactly-once readiness from what the brokers report.
-#[tokio::test]
-async fn the_production_example_runs_real_brokers_and_is_exactly_once_ready_from_what_they_report()
-{
+/// The real-broker tests run one at a time: each cluster is six JVMs on two cores.
+static REAL_CLUSTER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// The production example on the real node, with the chart's operator beside it, until it is
+/// `ExactlyOnceReady` from what its brokers report: as pasted, except where it runs (the real
+/// node, its taint tolerated), its local volumes, the environment's Kafka image, and requests
+/// that fit two cores.
+async fn real_production_cluster(
+    prefix: &str,
+) -> (TestNamespace, Client, exactly::api::KafkaClusterStatus) {
     let env = shared();
-    let (_, kafka_image) = tokio::task::spawn_blocking(|| {
+    tokio::task::spawn_blocking(|| {
         let env = shared();
-        let operator = env.operator_image().unwrap_or_else(|e| panic!("{e}"));
-        (
-            operator,
-            env.kafka_image().unwrap_or_else(|e| panic!("{e}")),
-        )
+        env.operator_image().unwrap_or_else(|e| panic!("{e}"));
+        env.kafka_image().unwrap_or_else(|e| panic!("{e}"));
     })
     .await
     .unwrap_or_else(|e| panic!("{e}"));
-    let ns = env.namespace("prov-real").await;
+    let kafka_image = exactly_testenv::tools::version("KAFKA_IMAGE");
+    let ns = env.namespace(prefix).await;
     let client = env.client().await.unwrap_or_else(|e| panic!("{e}"));
     let watch = format!("watchNamespaces={{{}}}", ns.name);
     let mut sets = crate::chart::ON_THE_REAL_NODE.to_vec();
     sets.push(&watch);
     crate::chart::install(env, &ns.name, &sets).await;
 
-    // The example as pasted, except where it runs: the real node (its taint tolerated), its
-    // local volumes, the environment's Kafka image, and requests that fit two cores.
     let path = format!(
         "{}/../examples/provisioned-production.yaml",
         env!("CARGO_MANIFEST_DIR")
@@ -499,17 +500,27 @@ async fn the_production_example_runs_real_brokers_and_is_exactly_once_ready_from
         .create(&Default::default(), &cluster)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
+    let status = wait_exactly_once_ready(&clusters, Duration::from_secs(300)).await;
+    (ns, client, status)
+}
 
-    let status = eventually(
+async fn wait_exactly_once_ready(
+    clusters: &Api<KafkaCluster>,
+    timeout: Duration,
+) -> exactly::api::KafkaClusterStatus {
+    eventually(
         "the cluster to be ExactlyOnceReady from its brokers",
-        Duration::from_secs(300),
+        timeout,
         || async {
             let c = clusters.get("main").await.map_err(|e| e.to_string())?;
             let status = c.status.clone().unwrap_or_default();
             let ready = condition(&status.conditions, "Ready");
             let eos = condition(&status.conditions, "ExactlyOnceReady");
+            let current = status.observed_generation == c.metadata.generation;
             match (&ready, &eos) {
-                (Some((r, _, _)), Some((e, _, _))) if r == "True" && e == "True" => Ok(status),
+                (Some((r, _, _)), Some((e, _, _))) if r == "True" && e == "True" && current => {
+                    Ok(status)
+                }
                 _ => Err(format!(
                     "Ready {ready:?}, ExactlyOnceReady {eos:?}, replicas {:?}",
                     status.ready_replicas
@@ -517,7 +528,102 @@ async fn the_production_example_runs_real_brokers_and_is_exactly_once_ready_from
             }
         },
     )
+    .await
+}
+
+/// Runs `exactly-kafka-check` inside the real node's network (where the brokers' advertised
+/// Service names resolve) and returns the JSON line it printed.
+async fn kafka_check(args: Vec<String>) -> serde_json::Value {
+    tokio::task::spawn_blocking(move || {
+        let env = shared();
+        let node = env.real_node().unwrap_or_else(|e| panic!("{e}"));
+        let holder = env
+            .node_holder_pid()
+            .unwrap_or_else(|| panic!("no node holder"));
+        let output = node
+            .command_inside(
+                holder,
+                std::path::Path::new(env!("CARGO_BIN_EXE_exactly-kafka-check")),
+            )
+            .args(&args)
+            .output()
+            .unwrap_or_else(|e| panic!("exactly-kafka-check: {e}"));
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        // Shown with the test's output when it fails.
+        eprintln!(
+            "exactly-kafka-check {args:?} stderr:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(
+            output.status.success(),
+            "exactly-kafka-check {args:?}: {}\n{stdout}\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+        serde_json::from_str(stdout.lines().last().unwrap_or_default())
+            .unwrap_or_else(|e| panic!("exactly-kafka-check printed {stdout:?}: {e}"))
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A transactional Producer on the cluster: its rendered client properties, in a file.
+async fn producer_properties(client: &Client, ns: &TestNamespace, topic: &str) -> PathBuf {
+    crate::support::create::<exactly::api::Producer>(
+        client,
+        ns,
+        "writer",
+        serde_json::json!({
+            "clusterRef": {"name": "main"},
+            "topics": [{"name": topic}],
+            "transactionalIdPrefix": ns.unique("writer"),
+        }),
+    )
     .await;
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns.name);
+    let properties = eventually("the writer's client properties", TIMEOUT, || async {
+        secrets
+            .get_opt("writer-client")
+            .await
+            .map_err(|e| e.to_string())?
+            .and_then(|s| s.data)
+            .and_then(|d| d.get("instance-0.properties").map(|b| b.0.clone()))
+            .ok_or_else(|| "not rendered yet".to_string())
+    })
+    .await;
+    let path = std::env::temp_dir().join(format!("{}-writer.properties", ns.name));
+    std::fs::write(&path, properties).unwrap_or_else(|e| panic!("{e}"));
+    path
+}
+
+async fn topic_on_the_cluster(client: &Client, ns: &TestNamespace, name: &str) -> Option<i32> {
+    crate::support::create::<exactly::api::Topic>(
+        client,
+        ns,
+        name,
+        serde_json::json!({"clusterRef": {"name": "main"}, "partitions": 3}),
+    )
+    .await;
+    let topics: Api<exactly::api::Topic> = Api::namespaced(client.clone(), &ns.name);
+    eventually(
+        "the Topic to be Ready",
+        Duration::from_secs(120),
+        || async {
+            let topic = topics.get(name).await.map_err(|e| e.to_string())?;
+            let status = topic.status.clone().unwrap_or_default();
+            match condition(&status.conditions, "Ready") {
+                Some((s, _, _)) if s == "True" => Ok(status.replication_factor),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .await
+}
+
+#[tokio::test]
+async fn the_production_example_runs_real_brokers_that_move_transactional_records_exactly_once() {
+    let _alone = REAL_CLUSTER.lock().await;
+    let (ns, client, status) = real_production_cluster("prov-real").await;
     let settings = status.exactly_once.clone().unwrap_or_default();
     assert_eq!(
         settings.source,
@@ -526,28 +632,68 @@ async fn the_production_example_runs_real_brokers_and_is_exactly_once_ready_from
     );
     assert_eq!(status.brokers, Some(3), "{status:?}");
     assert!(status.failed_rules.is_empty(), "{:?}", status.failed_rules);
+    assert_eq!(
+        (
+            settings.default_replication_factor,
+            settings.min_insync_replicas,
+            settings.transaction_state_log_replication_factor,
+            settings.transaction_state_log_min_isr,
+            settings.unclean_leader_election_enable,
+        ),
+        (Some(3), Some(2), Some(3), Some(2), Some(false)),
+        "{settings:?}"
+    );
 
     // A Topic on it gets replication 3 (the brokers' default), read back from the brokers.
-    crate::support::create::<exactly::api::Topic>(
-        &client,
-        &ns,
-        "orders",
-        serde_json::json!({"clusterRef": {"name": "main"}, "partitions": 3}),
+    assert_eq!(topic_on_the_cluster(&client, &ns, "orders").await, Some(3));
+
+    // A transactional producer and a read_committed consumer, configured from the Secret the
+    // operator rendered, move records through it: each record read once.
+    let properties = producer_properties(&client, &ns, "orders").await;
+    let props = properties.display().to_string();
+    let produced = kafka_check(
+        [
+            "produce",
+            "--properties",
+            &props,
+            "--topic",
+            "orders",
+            "--records",
+            "5000",
+        ]
+        .map(String::from)
+        .to_vec(),
     )
     .await;
-    let topics: Api<exactly::api::Topic> = Api::namespaced(client.clone(), &ns.name);
-    let replication = eventually(
-        "the Topic to be Ready",
-        Duration::from_secs(120),
-        || async {
-            let topic = topics.get("orders").await.map_err(|e| e.to_string())?;
-            let status = topic.status.clone().unwrap_or_default();
-            match condition(&status.conditions, "Ready") {
-                Some((s, _, _)) if s == "True" => Ok(status.replication_factor),
-                other => Err(format!("{other:?}")),
-            }
-        },
+    assert_eq!(produced["committed"], 5000, "{produced}");
+    let counted = kafka_check(
+        [
+            "count",
+            "--properties",
+            &props,
+            "--topic",
+            "orders",
+            "--records",
+            "5000",
+            "--group",
+            &ns.unique("check"),
+        ]
+        .map(String::from)
+        .to_vec(),
     )
     .await;
-    assert_eq!(replication, Some(3));
+    assert_eq!(
+        (
+            &counted["lost"],
+            &counted["duplicated"],
+            &counted["unexpected"]
+        ),
+        (
+            &serde_json::json!(0),
+            &serde_json::json!(0),
+            &serde_json::json!(0)
+        ),
+        "{counted}"
+    );
+    let _ = std::fs::remove_file(&properties);
 }
