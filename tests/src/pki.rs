@@ -58,20 +58,9 @@ fn read(path: &Path) -> Result<String, EnvError> {
     std::fs::read_to_string(path).map_err(|e| EnvError::io(path, e))
 }
 
-/// Writes a CA, a serving certificate for `ip` and `kubernetes_service_ip` (and the in-cluster
-/// service names), an RSA service-account signing key and the broker's key store (certificate
-/// for `ip`) into `dir`.
-pub fn generate(dir: &Path, ip: &str, kubernetes_service_ip: &str) -> Result<Pki, EnvError> {
+/// Writes a self-signed CA (`ca.crt`, `ca.key`) into `dir`, for [`issue`] to sign with.
+pub fn ca(dir: &Path) -> Result<(), EnvError> {
     std::fs::create_dir_all(dir).map_err(|e| EnvError::io(dir, e))?;
-    let pki = Pki::in_dir(dir);
-    let ext = format!(
-        "basicConstraints=critical,CA:FALSE\n\
-         keyUsage=critical,digitalSignature,keyEncipherment\n\
-         extendedKeyUsage=serverAuth\n\
-         subjectAltName=IP:{ip},IP:{kubernetes_service_ip},DNS:localhost,DNS:kubernetes,\
-         DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local\n"
-    );
-    std::fs::write(dir.join("serving.ext"), ext).map_err(|e| EnvError::io(dir, e))?;
     let ec = [
         "-newkey",
         "ec",
@@ -101,6 +90,31 @@ pub fn generate(dir: &Path, ip: &str, kubernetes_service_ip: &str) -> Result<Pki
         ]
         .concat(),
     )?;
+    Ok(())
+}
+
+/// Writes a CA, a serving certificate for `ip` and `kubernetes_service_ip` (and the in-cluster
+/// service names), an RSA service-account signing key and the broker's key store (certificate
+/// for `ip`) into `dir`.
+pub fn generate(dir: &Path, ip: &str, kubernetes_service_ip: &str) -> Result<Pki, EnvError> {
+    std::fs::create_dir_all(dir).map_err(|e| EnvError::io(dir, e))?;
+    let pki = Pki::in_dir(dir);
+    let ext = format!(
+        "basicConstraints=critical,CA:FALSE\n\
+         keyUsage=critical,digitalSignature,keyEncipherment\n\
+         extendedKeyUsage=serverAuth\n\
+         subjectAltName=IP:{ip},IP:{kubernetes_service_ip},DNS:localhost,DNS:kubernetes,\
+         DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local\n"
+    );
+    std::fs::write(dir.join("serving.ext"), ext).map_err(|e| EnvError::io(dir, e))?;
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    ca(dir)?;
     openssl(
         dir,
         &[

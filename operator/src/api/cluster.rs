@@ -333,6 +333,12 @@ pub struct KafkaClusterStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bootstrap_servers: Option<String>,
 
+    /// Partitions (of every topic, internal ones included) with fewer in-sync replicas than
+    /// replicas when the provisioned brokers were last observed; `ExactlyOnceReady` names them
+    /// under the rule `ReplicasInSync`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub under_replicated_partitions: Option<i32>,
+
     /// Ready pods per role of a provisioned cluster, e.g. `controllers: 3`, `brokers: 3`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub ready_replicas: BTreeMap<String, i32>,

@@ -1,6 +1,6 @@
 //! Provisioned clusters: the broker configuration computed by the exactly-once rules (DESIGN §3),
 //! the checks on overrides, and the Kubernetes objects that run the cluster (StatefulSets per
-//! role, headless and client Services, a ConfigMap, a PodDisruptionBudget). Pure: the
+//! role, headless and client Services, a ConfigMap, a PodDisruptionBudget per role). Pure: the
 //! KafkaCluster reconciler applies what these return.
 
 use std::collections::BTreeMap;
@@ -44,6 +44,12 @@ const MANAGED: [&str; 10] = [
     "listener.security.protocol.map",
     "log.dirs",
 ];
+
+/// The node ids of the brokers (data nodes) the cluster runs.
+pub fn data_node_ids(p: &ProvisionedCluster) -> Vec<i32> {
+    let base = if p.combined { 0 } else { BROKER_ID_BASE };
+    (0..data_nodes(p)).map(|i| base + i).collect()
+}
 
 /// Brokers that hold data: the combined nodes, or the broker pool.
 pub fn data_nodes(p: &ProvisionedCluster) -> i32 {
@@ -204,7 +210,6 @@ pub fn broker_config(
 pub struct Names {
     pub config_map: String,
     pub client_service: String,
-    pub pdb: String,
 }
 
 impl Names {
@@ -212,7 +217,6 @@ impl Names {
         Names {
             config_map: format!("{name}-kafka-config"),
             client_service: format!("{name}-kafka"),
-            pdb: format!("{name}-kafka"),
         }
     }
 
@@ -386,7 +390,8 @@ pub struct Children {
     pub config_map: ConfigMap,
     pub services: Vec<Service>,
     pub stateful_sets: Vec<StatefulSet>,
-    pub pdb: PodDisruptionBudget,
+    /// One per role, named like its StatefulSet.
+    pub pdbs: Vec<PodDisruptionBudget>,
 }
 
 /// Renders the children of provisioned cluster `cluster` in `namespace`.
@@ -449,6 +454,7 @@ pub fn children(
         ..Service::default()
     }];
     let mut stateful_sets = Vec::new();
+    let mut pdbs = Vec::new();
     for (role, pool) in roles(p) {
         let set = Names::pool(cluster, role);
         let serves_clients = role != "controller";
@@ -650,6 +656,24 @@ pub fn children(
                 ..PodSpec::default()
             }),
         };
+        pdbs.push(PodDisruptionBudget {
+            metadata: meta(&set, namespace, labels(cluster, Some(role)), owner),
+            spec: Some(PodDisruptionBudgetSpec {
+                // One pod of a role at a time may be down: a controller quorum of 3 keeps 2,
+                // brokers with replication 3 and min ISR 2 keep taking writes. The roles are
+                // independent, so a controller and a broker may be away together.
+                max_unavailable: Some(IntOrString::Int(1)),
+                selector: Some(LabelSelector {
+                    match_labels: Some(BTreeMap::from([
+                        (CLUSTER_LABEL.to_string(), cluster.to_string()),
+                        (ROLE_LABEL.to_string(), role.to_string()),
+                    ])),
+                    ..LabelSelector::default()
+                }),
+                ..PodDisruptionBudgetSpec::default()
+            }),
+            ..PodDisruptionBudget::default()
+        });
         stateful_sets.push(StatefulSet {
             metadata: meta(&set, namespace, labels(cluster, Some(role)), owner),
             spec: StatefulSetSpec {
@@ -690,27 +714,11 @@ pub fn children(
             ..StatefulSet::default()
         });
     }
-    let pdb = PodDisruptionBudget {
-        metadata: meta(&names.pdb, namespace, labels(cluster, None), owner),
-        spec: Some(PodDisruptionBudgetSpec {
-            // One data node at a time may be down: with replication 3 and min ISR 2, writes go on.
-            max_unavailable: Some(IntOrString::Int(1)),
-            selector: Some(LabelSelector {
-                match_labels: Some(BTreeMap::from([(
-                    CLUSTER_LABEL.to_string(),
-                    cluster.to_string(),
-                )])),
-                ..LabelSelector::default()
-            }),
-            ..PodDisruptionBudgetSpec::default()
-        }),
-        ..PodDisruptionBudget::default()
-    };
     Children {
         config_map,
         services,
         stateful_sets,
-        pdb,
+        pdbs,
     }
 }
 

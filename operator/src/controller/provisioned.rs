@@ -21,6 +21,7 @@ use crate::api::cluster::ExactlyOnceSettings;
 use crate::api::cluster::ProvisionedCluster;
 use crate::api::conditions::{self, types};
 use crate::api::{Condition, ConditionStatus, KafkaCluster, KafkaClusterStatus};
+use crate::kafka::{ReplicaHealth, ShortPartition};
 use crate::{Error, Result};
 
 /// A Kafka cluster id derived from the resource's uid: stable for the life of the resource, a
@@ -46,6 +47,102 @@ pub struct ObservedBrokers {
     pub cluster_id: Option<String>,
     pub brokers: i32,
     pub settings: ExactlyOnceSettings,
+    /// Live brokers and partitions short of in-sync replicas, when that could be read.
+    pub health: Option<ReplicaHealth>,
+}
+
+/// How many short partitions a message names before it says "and N more".
+const EXAMPLES: usize = 3;
+
+/// The rules a running cluster meets or fails right now, beyond its settings: every broker it
+/// should run is up (`BrokersUp`), and every partition has all its replicas in sync
+/// (`ReplicasInSync`). While either fails, an acknowledged commit is on fewer copies than the
+/// settings promise, and below `min.insync.replicas` transactional writes are refused.
+pub fn replication_rules(
+    expected: &[i32],
+    ready_pods: i32,
+    min_isr: Option<i64>,
+    health: &ReplicaHealth,
+) -> Vec<eos::RuleResult> {
+    let missing: Vec<String> = expected
+        .iter()
+        .filter(|id| !health.live_brokers.contains(id))
+        .map(i32::to_string)
+        .collect();
+    let wanted = i32::try_from(expected.len()).unwrap_or(i32::MAX);
+    let mut down = Vec::new();
+    if !missing.is_empty() {
+        down.push(format!(
+            "broker(s) {} not registered with the controllers ({} of {wanted} up)",
+            missing.join(", "),
+            expected.len() - missing.len(),
+        ));
+    }
+    if ready_pods < wanted {
+        down.push(format!("{ready_pods} of {wanted} broker pods ready"));
+    }
+    let brokers_up = (!down.is_empty()).then(|| {
+        format!(
+            "{}: the partitions they hold run on fewer copies until they return and catch up. \
+             Check the broker pods and their logs",
+            down.join("; ")
+        )
+    });
+    let below_min = |p: &ShortPartition| {
+        min_isr.is_some_and(|m| i64::try_from(p.isr.len()).unwrap_or(i64::MAX) < m)
+    };
+    let replicas_in_sync = (!health.short.is_empty()).then(|| {
+        let ids = |v: &[i32]| v.iter().map(i32::to_string).collect::<Vec<_>>().join(",");
+        let mut examples: Vec<String> = health
+            .short
+            .iter()
+            .take(EXAMPLES)
+            .map(|p| {
+                format!(
+                    "{}-{} in sync [{}] of [{}]",
+                    p.topic,
+                    p.partition,
+                    ids(&p.isr),
+                    ids(&p.replicas)
+                )
+            })
+            .collect();
+        if health.short.len() > EXAMPLES {
+            examples.push(format!("and {} more", health.short.len() - EXAMPLES));
+        }
+        let below = health.short.iter().filter(|p| below_min(p)).count();
+        let consequence = match (below, min_isr) {
+            (0, _) => "writes go on, but an acknowledged commit has fewer copies than the \
+                       replication factor until the replicas catch up"
+                .to_string(),
+            (n, Some(m)) => format!(
+                "{n} of them have fewer than min.insync.replicas={m} in sync, so transactional \
+                 writes to them are refused until the replicas catch up"
+            ),
+            (n, None) => format!("{n} of them are below min.insync.replicas"),
+        };
+        format!(
+            "{} of {} partition(s) have fewer in-sync replicas than replicas ({}): {consequence}",
+            health.short.len(),
+            health.partitions,
+            examples.join("; ")
+        )
+    });
+    vec![
+        eos::RuleResult {
+            rule: "BrokersUp",
+            failure: brokers_up,
+        },
+        eos::RuleResult {
+            rule: "ReplicasInSync",
+            failure: replicas_in_sync,
+        },
+    ]
+}
+
+/// The role whose pods hold the data: brokers, or combined nodes.
+fn data_role(spec: &ProvisionedCluster) -> &'static str {
+    if spec.combined { "combined" } else { "broker" }
 }
 
 /// Whether every role has all its pods ready.
@@ -65,10 +162,12 @@ fn exactly_once_condition(
     data_nodes: i32,
     settings: &ExactlyOnceSettings,
     observed: bool,
+    running: Vec<eos::RuleResult>,
 ) -> (Condition, Vec<String>) {
     use ConditionStatus::{False, True, Unknown};
     let failures: Vec<(&str, String)> = eos::check(data_nodes, settings)
         .into_iter()
+        .chain(running)
         .filter(|r| observed || !eos::OBSERVED_ONLY_RULES.contains(&r.rule))
         .filter_map(|r| r.failure.map(|f| (r.rule, f)))
         .collect();
@@ -152,15 +251,41 @@ pub fn provisioned_status(
             ]
         }
         Ok(config) => {
-            let (settings, brokers) = match observed {
+            let (settings, brokers, running) = match observed {
                 Some(o) => {
                     status.cluster_id = o.cluster_id.clone();
-                    (o.settings.clone(), o.brokers)
+                    let running = o.health.as_ref().map(|h| {
+                        replication_rules(
+                            &provision::data_node_ids(spec),
+                            ready
+                                .get(provision::plural(data_role(spec)))
+                                .copied()
+                                .unwrap_or(0),
+                            o.settings.min_insync_replicas,
+                            h,
+                        )
+                    });
+                    status.under_replicated_partitions = o
+                        .health
+                        .as_ref()
+                        .map(|h| i32::try_from(h.short.len()).unwrap_or(i32::MAX));
+                    (o.settings.clone(), o.brokers, running.unwrap_or_default())
                 }
-                None => (eos::computed_settings(config), provision::data_nodes(spec)),
+                None => (
+                    eos::computed_settings(config),
+                    provision::data_nodes(spec),
+                    Vec::new(),
+                ),
             };
-            let (eos_condition, failed_rules) =
-                exactly_once_condition(generation, brokers, &settings, observed.is_some());
+            // Durability is judged on the brokers the cluster is given; one that is down is
+            // `BrokersUp`'s to name.
+            let (eos_condition, failed_rules) = exactly_once_condition(
+                generation,
+                provision::data_nodes(spec),
+                &settings,
+                observed.is_some(),
+                running,
+            );
             status.exactly_once = Some(settings);
             status.brokers = Some(brokers);
             status.failed_rules = failed_rules;
@@ -247,7 +372,9 @@ pub async fn reconcile(
         for set in rendered.stateful_sets {
             children.apply(set).await?;
         }
-        children.apply(rendered.pdb).await?;
+        for pdb in rendered.pdbs {
+            children.apply(pdb).await?;
+        }
         children.prune::<StatefulSet>().await?;
         children.prune::<Service>().await?;
         children.prune::<ConfigMap>().await?;
@@ -262,20 +389,29 @@ pub async fn reconcile(
             .unwrap_or(0);
         ready.insert(provision::plural(role).to_string(), count);
     }
-    // Once the pods are ready, what the brokers themselves report (as for an external cluster).
-    // From outside the cluster network (or while the brokers start) this fails; that is no
-    // error: the status then says the settings are computed, not observed.
+    // Once brokers are ready, what they themselves report (as for an external cluster), and how
+    // their replicas stand: a cluster that formed and then lost a broker is judged on what its
+    // survivors say. From outside the cluster network (or while the brokers start) this fails;
+    // that is no error: the status then says the settings are computed, not observed.
     let mut observed = None;
-    if pods_ready(spec, &ready)
+    if ready
+        .get(provision::plural(data_role(spec)))
+        .is_some_and(|n| *n > 0)
         && rendered.is_ok()
         && let Ok(admin) = ctx.kafka.admin(&cluster.bootstrap_servers())
     {
-        match tokio::time::timeout(Duration::from_secs(5), admin.describe_cluster()).await {
-            Ok(Ok(described)) => {
+        let observe = async {
+            let described = admin.describe_cluster().await?;
+            let health = admin.replica_health().await?;
+            Ok::<_, crate::kafka::KafkaError>((described, health))
+        };
+        match tokio::time::timeout(Duration::from_secs(5), observe).await {
+            Ok(Ok((described, health))) => {
                 observed = Some(ObservedBrokers {
                     cluster_id: described.cluster_id,
                     brokers: described.brokers,
                     settings: eos::settings(&described.broker_config, &described.features),
+                    health: Some(health),
                 })
             }
             Ok(Err(e)) => {
@@ -294,7 +430,17 @@ pub async fn reconcile(
         observed.as_ref(),
     );
     super::write_status(&ctx, cluster.as_ref(), &status).await?;
-    Ok(Action::requeue(Duration::from_secs(60)))
+    // While pods start or replicas catch up, look again soon: the return to ready is news.
+    let settled = pods_ready(spec, &ready)
+        && observed
+            .as_ref()
+            .and_then(|o| o.health.as_ref())
+            .is_none_or(|h| h.short.is_empty());
+    Ok(Action::requeue(Duration::from_secs(if settled {
+        60
+    } else {
+        5
+    })))
 }
 
 #[cfg(test)]
@@ -381,6 +527,7 @@ mod tests {
             cluster_id: Some("id".into()),
             brokers: 3,
             settings: eos::settings(&rendered, &features),
+            health: Some(healthy()),
         };
         let status = status_of(3, Some(&good));
         assert_eq!(eos(&status), (ConditionStatus::True, "AllRulesMet".into()));
@@ -399,6 +546,118 @@ mod tests {
         let status = status_of(3, Some(&old));
         assert_eq!(eos(&status), (ConditionStatus::False, "RulesFailed".into()));
         assert_eq!(status.failed_rules, ["TransactionVersion"]);
+    }
+
+    fn healthy() -> ReplicaHealth {
+        ReplicaHealth {
+            live_brokers: vec![100, 101, 102],
+            partitions: 53,
+            short: Vec::new(),
+        }
+    }
+
+    fn short(topic: &str, partition: i32, isr: &[i32]) -> ShortPartition {
+        ShortPartition {
+            topic: topic.into(),
+            partition,
+            replicas: vec![100, 101, 102],
+            isr: isr.to_vec(),
+        }
+    }
+
+    fn observed_with(health: ReplicaHealth) -> ObservedBrokers {
+        let rendered = provision::broker_config(3, &spec(3).config).unwrap_or_default();
+        let features = BTreeMap::from([("transaction.version".to_string(), 2)]);
+        ObservedBrokers {
+            cluster_id: Some("id".into()),
+            brokers: i32::try_from(health.live_brokers.len()).unwrap_or(0),
+            settings: eos::settings(&rendered, &features),
+            health: Some(health),
+        }
+    }
+
+    fn message(status: &KafkaClusterStatus) -> String {
+        conditions::find(
+            &status.conditions,
+            super::super::cluster::EXACTLY_ONCE_READY,
+        )
+        .map(|c| c.message.clone())
+        .unwrap_or_default()
+    }
+
+    #[test]
+    fn a_lost_broker_and_the_partitions_it_leaves_short_are_named_and_not_as_a_durability_failure()
+    {
+        let health = ReplicaHealth {
+            live_brokers: vec![100, 102],
+            partitions: 53,
+            short: vec![
+                short("orders", 0, &[100, 102]),
+                short("orders", 1, &[102, 100]),
+            ],
+        };
+        let status = status_of(3, Some(&observed_with(health)));
+        assert_eq!(eos(&status), (ConditionStatus::False, "RulesFailed".into()));
+        assert_eq!(status.failed_rules, ["BrokersUp", "ReplicasInSync"]);
+        let text = message(&status);
+        assert!(
+            text.contains("broker(s) 101 not registered with the controllers (2 of 3 up)"),
+            "{text}"
+        );
+        assert!(text.contains("2 of 53 partition(s)"), "{text}");
+        assert!(
+            text.contains("orders-0 in sync [100,102] of [100,101,102]"),
+            "{text}"
+        );
+        assert!(text.contains("writes go on"), "{text}");
+        assert_eq!(status.under_replicated_partitions, Some(2));
+    }
+
+    #[test]
+    fn a_broker_pod_that_is_not_ready_fails_brokers_up_before_the_controllers_notice() {
+        let spec = spec(3);
+        let rendered = provision::broker_config(3, &spec.config);
+        let mut ready = all_ready(&spec);
+        ready.insert("brokers".into(), 2);
+        let status = provisioned_status(
+            Some(1),
+            None,
+            "main-kafka.ns.svc:9092",
+            &spec,
+            &rendered,
+            &ready,
+            Some(&observed_with(healthy())),
+        );
+        assert_eq!(status.failed_rules, ["BrokersUp"]);
+        assert!(
+            message(&status).contains("2 of 3 broker pods ready"),
+            "{}",
+            message(&status)
+        );
+    }
+
+    #[test]
+    fn partitions_below_min_isr_are_said_to_refuse_transactional_writes() {
+        let health = ReplicaHealth {
+            live_brokers: vec![100, 101, 102],
+            partitions: 10,
+            short: (0..5).map(|p| short("orders", p, &[100])).collect(),
+        };
+        let status = status_of(3, Some(&observed_with(health)));
+        assert_eq!(status.failed_rules, ["ReplicasInSync"]);
+        let text = message(&status);
+        assert!(
+            text.contains("5 of them have fewer than min.insync.replicas=2 in sync"),
+            "{text}"
+        );
+        assert!(text.contains("and 2 more"), "{text}");
+    }
+
+    #[test]
+    fn caught_up_replicas_make_the_cluster_exactly_once_ready_again() {
+        let status = status_of(3, Some(&observed_with(healthy())));
+        assert_eq!(eos(&status), (ConditionStatus::True, "AllRulesMet".into()));
+        assert_eq!(status.under_replicated_partitions, Some(0));
     }
 
     #[test]

@@ -89,6 +89,54 @@ pub struct ClusterDescription {
     pub features: BTreeMap<String, i16>,
 }
 
+/// A partition with fewer in-sync replicas than replicas.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ShortPartition {
+    pub topic: String,
+    pub partition: i32,
+    pub replicas: Vec<i32>,
+    pub isr: Vec<i32>,
+}
+
+/// Which brokers are up and how every partition's replicas stand, from one `Metadata` request.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ReplicaHealth {
+    /// Ids of the brokers registered (up and unfenced), sorted.
+    pub live_brokers: Vec<i32>,
+    /// Partitions of every topic, internal ones included.
+    pub partitions: usize,
+    /// The partitions whose in-sync replicas are fewer than their replicas, by topic and index.
+    pub short: Vec<ShortPartition>,
+}
+
+impl ReplicaHealth {
+    /// Summarises what `Metadata` for every topic reported.
+    pub fn of(metadata: &wire::ClusterMetadata) -> Self {
+        let mut live_brokers: Vec<i32> = metadata.brokers.iter().map(|b| b.id).collect();
+        live_brokers.sort_unstable();
+        let mut partitions = 0;
+        let mut short = Vec::new();
+        for topic in &metadata.topics {
+            for p in &topic.partitions {
+                partitions += 1;
+                if p.isr.len() < p.replicas.len() {
+                    short.push(ShortPartition {
+                        topic: topic.name.clone(),
+                        partition: p.partition,
+                        replicas: p.replicas.clone(),
+                        isr: p.isr.clone(),
+                    });
+                }
+            }
+        }
+        ReplicaHealth {
+            live_brokers,
+            partitions,
+            short,
+        }
+    }
+}
+
 /// A topic to create.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NewTopicRequest {
@@ -230,6 +278,17 @@ impl KafkaAdmin {
             broker_config,
             features,
         })
+    }
+
+    /// The live brokers and the partitions short of in-sync replicas, across every topic (one
+    /// `Metadata` request).
+    pub async fn replica_health(&self) -> Result<ReplicaHealth, KafkaError> {
+        let metadata = self
+            .wire
+            .metadata(None)
+            .await
+            .map_err(|e| self.wire_error("describe the replicas of", e))?;
+        Ok(ReplicaHealth::of(&metadata))
     }
 
     /// Partitions, replication and id of `name`, or `None` when the topic does not exist.
@@ -816,5 +875,58 @@ impl KafkaClients {
         let admin = Arc::new(KafkaAdmin::connect_with(bootstrap, security.clone())?);
         clients.insert(key, admin.clone());
         Ok(admin)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn partition(partition: i32, replicas: &[i32], isr: &[i32]) -> wire::PartitionMetadata {
+        wire::PartitionMetadata {
+            partition,
+            leader: isr.first().copied().unwrap_or(-1),
+            leader_epoch: 0,
+            replicas: replicas.to_vec(),
+            isr: isr.to_vec(),
+            offline_replicas: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn replica_health_counts_every_partition_and_lists_those_short_of_in_sync_replicas() {
+        let metadata = wire::ClusterMetadata {
+            cluster_id: None,
+            controller_id: 1,
+            brokers: [2, 1]
+                .map(|id| wire::BrokerMetadata {
+                    id,
+                    host: "b".into(),
+                    port: 9092,
+                    rack: None,
+                })
+                .to_vec(),
+            topics: vec![wire::TopicMetadata {
+                name: "orders".into(),
+                topic_id: String::new(),
+                internal: false,
+                partitions: vec![
+                    partition(0, &[1, 2, 3], &[1, 2, 3]),
+                    partition(1, &[1, 2, 3], &[2, 1]),
+                ],
+            }],
+        };
+        let health = ReplicaHealth::of(&metadata);
+        assert_eq!(health.live_brokers, [1, 2]);
+        assert_eq!(health.partitions, 2);
+        assert_eq!(
+            health.short,
+            [ShortPartition {
+                topic: "orders".into(),
+                partition: 1,
+                replicas: vec![1, 2, 3],
+                isr: vec![2, 1],
+            }]
+        );
     }
 }

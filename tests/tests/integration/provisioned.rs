@@ -134,7 +134,12 @@ async fn a_three_controller_three_broker_cluster_becomes_ready_with_its_settings
             .is_some()
     );
     let pdbs: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), &ns.name);
-    assert!(pdbs.get_opt("main-kafka").await.ok().flatten().is_some());
+    for role in ["main-controllers", "main-brokers"] {
+        assert!(
+            pdbs.get_opt(role).await.ok().flatten().is_some(),
+            "no PodDisruptionBudget {role}"
+        );
+    }
 }
 
 #[tokio::test]
@@ -458,6 +463,19 @@ static REAL_CLUSTER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 async fn real_production_cluster(
     prefix: &str,
 ) -> (TestNamespace, Client, exactly::api::KafkaClusterStatus) {
+    real_production_cluster_with(prefix, &|_| Vec::new(), serde_json::json!([])).await
+}
+
+/// Secrets (name, `stringData`) to create in the namespace called so, before the cluster.
+type SecretsFor<'a> = dyn Fn(&str) -> Vec<(String, serde_json::Value)> + Sync + 'a;
+
+/// [`real_production_cluster`] with `secrets` created first and these extra client
+/// `listeners`.
+async fn real_production_cluster_with(
+    prefix: &str,
+    secrets: &SecretsFor<'_>,
+    listeners: serde_json::Value,
+) -> (TestNamespace, Client, exactly::api::KafkaClusterStatus) {
     let env = shared();
     tokio::task::spawn_blocking(|| {
         let env = shared();
@@ -473,6 +491,16 @@ async fn real_production_cluster(
     let mut sets = crate::chart::ON_THE_REAL_NODE.to_vec();
     sets.push(&watch);
     crate::chart::install(env, &ns.name, &sets).await;
+    let api: Api<Secret> = Api::namespaced(client.clone(), &ns.name);
+    for (name, data) in secrets(&ns.name) {
+        let secret: Secret = serde_json::from_value(serde_json::json!({
+            "apiVersion": "v1", "kind": "Secret", "metadata": {"name": name}, "stringData": data,
+        }))
+        .unwrap_or_else(|e| panic!("{e}"));
+        api.create(&Default::default(), &secret)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
 
     let path = format!(
         "{}/../examples/provisioned-production.yaml",
@@ -483,6 +511,7 @@ async fn real_production_cluster(
         serde_norway::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"));
     let p = &mut cluster["spec"]["provisioned"];
     p["image"] = serde_json::json!(kafka_image);
+    p["listeners"] = listeners;
     p["placement"] = serde_json::json!({
         "nodeSelector": {"exactly.dev/node": "real"},
         "tolerations": [{"key": "exactly.dev/real-node", "operator": "Exists", "effect": "NoSchedule"}],
@@ -696,4 +725,382 @@ async fn the_production_example_runs_real_brokers_that_move_transactional_record
         "{counted}"
     );
     let _ = std::fs::remove_file(&properties);
+}
+
+/// Pod name → uid of the pods `selector` matches.
+fn uids(list: &[Pod]) -> BTreeMap<String, String> {
+    list.iter()
+        .map(|p| {
+            (
+                p.metadata.name.clone().unwrap_or_default(),
+                p.metadata.uid.clone().unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
+fn pod_ready(p: &Pod) -> bool {
+    p.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+fn pods_of(role: &str) -> ListParams {
+    ListParams::default().labels(&format!("exactly.dev/cluster=main,exactly.dev/role={role}"))
+}
+
+fn assert_nothing_lost_or_duplicated(counted: &serde_json::Value) {
+    assert_eq!(
+        (
+            &counted["lost"],
+            &counted["duplicated"],
+            &counted["unexpected"]
+        ),
+        (
+            &serde_json::json!(0),
+            &serde_json::json!(0),
+            &serde_json::json!(0)
+        ),
+        "{counted}"
+    );
+}
+
+#[tokio::test]
+async fn a_config_change_rolls_real_brokers_one_at_a_time_while_transactions_flow_and_loses_nothing()
+ {
+    let _alone = REAL_CLUSTER.lock().await;
+    let (ns, client, _) = real_production_cluster("prov-roll").await;
+    assert_eq!(topic_on_the_cluster(&client, &ns, "orders").await, Some(3));
+    let properties = producer_properties(&client, &ns, "orders").await;
+    let props = properties.display().to_string();
+    let stop = std::env::temp_dir().join(format!("{}-stop", ns.name));
+    let total = std::env::temp_dir().join(format!("{}-total", ns.name));
+    let (stop_arg, total_arg) = (stop.display().to_string(), total.display().to_string());
+    // Transactions of 50 records every 20 ms until the roll is over, and a read_committed
+    // consumer reading alongside, until it has every committed record.
+    let producing = tokio::spawn(kafka_check(
+        [
+            "produce",
+            "--properties",
+            &props,
+            "--topic",
+            "orders",
+            "--records",
+            "100000000",
+            "--per-transaction",
+            "50",
+            "--pause-ms",
+            "20",
+            "--until",
+            &stop_arg,
+        ]
+        .map(String::from)
+        .to_vec(),
+    ));
+    let consuming = tokio::spawn(kafka_check(
+        [
+            "count",
+            "--properties",
+            &props,
+            "--topic",
+            "orders",
+            "--records-file",
+            &total_arg,
+            "--group",
+            &ns.unique("check"),
+            "--timeout-secs",
+            "900",
+        ]
+        .map(String::from)
+        .to_vec(),
+    ));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns.name);
+    let list = |role: &'static str| {
+        let pods = pods.clone();
+        async move {
+            pods.list(&pods_of(role))
+                .await
+                .unwrap_or_else(|e| panic!("{e}"))
+                .items
+        }
+    };
+    let before = [uids(&list("broker").await), uids(&list("controller").await)];
+    assert_eq!(before.iter().map(BTreeMap::len).collect::<Vec<_>>(), [3, 3]);
+
+    let clusters: Api<KafkaCluster> = Api::namespaced(client.clone(), &ns.name);
+    clusters
+        .patch(
+            "main",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"spec": {"provisioned": {"config": {"log.retention.hours": "96"}}}})),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+
+    // Sample every pod while they roll: never more than one of a role away (its PDB's
+    // maxUnavailable), until every broker was replaced and all are ready again.
+    let started = std::time::Instant::now();
+    let mut most_away = [0, 0];
+    loop {
+        let now = [list("broker").await, list("controller").await];
+        let mut settled = true;
+        for (i, role) in now.iter().enumerate() {
+            let away = 3 - role.iter().filter(|p| pod_ready(p)).count();
+            most_away[i] = most_away[i].max(away);
+            settled &= away == 0;
+        }
+        let replaced = uids(&now[0])
+            .iter()
+            .filter(|(name, uid)| before[0].get(*name) != Some(uid))
+            .count();
+        if replaced == 3 && settled {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(400),
+            "the brokers did not roll: {replaced} of 3 replaced, {most_away:?} away at most"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(most_away[0], 1, "brokers away at once, at most");
+    assert!(
+        most_away[1] <= 1,
+        "{} controllers were away at once",
+        most_away[1]
+    );
+    wait_exactly_once_ready(&clusters, Duration::from_secs(120)).await;
+
+    std::fs::write(&stop, "").unwrap_or_else(|e| panic!("{e}"));
+    let produced = producing.await.unwrap_or_else(|e| panic!("{e}"));
+    let committed = produced["committed"].as_u64().unwrap_or(0);
+    eprintln!("during the roll: {produced}");
+    assert!(committed > 0, "{produced}");
+    std::fs::write(&total, committed.to_string()).unwrap_or_else(|e| panic!("{e}"));
+    let counted = consuming.await.unwrap_or_else(|e| panic!("{e}"));
+    eprintln!("read alongside: {counted}");
+    assert_nothing_lost_or_duplicated(&counted);
+    for file in [&properties, &stop, &total] {
+        let _ = std::fs::remove_file(file);
+    }
+}
+
+#[tokio::test]
+async fn a_broker_killed_with_no_grace_returns_with_its_volume_and_status_names_the_unmet_rule_meanwhile()
+ {
+    let _alone = REAL_CLUSTER.lock().await;
+    let (ns, client, _) = real_production_cluster("prov-kill").await;
+    assert_eq!(topic_on_the_cluster(&client, &ns, "orders").await, Some(3));
+    let properties = producer_properties(&client, &ns, "orders").await;
+    let props = properties.display().to_string();
+    let produce = |from: &'static str| {
+        kafka_check(
+            [
+                "produce",
+                "--properties",
+                &props,
+                "--topic",
+                "orders",
+                "--records",
+                "2000",
+                "--from",
+                from,
+            ]
+            .map(String::from)
+            .to_vec(),
+        )
+    };
+    assert_eq!(produce("0").await["committed"], 2000);
+
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns.name);
+    let claims: Api<k8s_openapi::api::core::v1::PersistentVolumeClaim> =
+        Api::namespaced(client.clone(), &ns.name);
+    let claim_uid = |claim: Option<k8s_openapi::api::core::v1::PersistentVolumeClaim>| {
+        claim.and_then(|c| c.metadata.uid).unwrap_or_default()
+    };
+    let volume_before = claim_uid(
+        claims
+            .get_opt("data-main-brokers-1")
+            .await
+            .unwrap_or_else(|e| panic!("{e}")),
+    );
+    assert!(
+        !volume_before.is_empty(),
+        "no volume claim data-main-brokers-1"
+    );
+    let pod_before = pods
+        .get("main-brokers-1")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .metadata
+        .uid;
+    pods.delete(
+        "main-brokers-1",
+        &kube::api::DeleteParams::default().grace_period(0),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+
+    // Meanwhile the status says which rule is unmet, and names the broker.
+    let clusters: Api<KafkaCluster> = Api::namespaced(client.clone(), &ns.name);
+    let (rules, message) = eventually(
+        "ExactlyOnceReady=False naming the broker that is down",
+        Duration::from_secs(60),
+        || async {
+            let status = clusters
+                .get("main")
+                .await
+                .map_err(|e| e.to_string())?
+                .status
+                .unwrap_or_default();
+            match condition(&status.conditions, "ExactlyOnceReady") {
+                Some((s, _, message)) if s == "False" => Ok((status.failed_rules, message)),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .await;
+    eprintln!("while the broker was away: {rules:?}: {message}");
+    assert!(
+        rules.iter().any(|r| r == "BrokersUp"),
+        "{rules:?}: {message}"
+    );
+    assert!(message.contains("broker"), "{message}");
+
+    let status = wait_exactly_once_ready(&clusters, Duration::from_secs(180)).await;
+    assert_eq!(status.under_replicated_partitions, Some(0), "{status:?}");
+    assert!(status.failed_rules.is_empty(), "{:?}", status.failed_rules);
+    let pod_after = pods
+        .get("main-brokers-1")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_ne!(
+        pod_after.metadata.uid, pod_before,
+        "the pod was not replaced"
+    );
+    let claim_after = pod_after
+        .spec
+        .and_then(|s| s.volumes)
+        .unwrap_or_default()
+        .into_iter()
+        .find(|v| v.name == "data")
+        .and_then(|v| v.persistent_volume_claim)
+        .map(|c| c.claim_name);
+    assert_eq!(claim_after.as_deref(), Some("data-main-brokers-1"));
+    assert_eq!(
+        claim_uid(
+            claims
+                .get_opt("data-main-brokers-1")
+                .await
+                .unwrap_or_else(|e| panic!("{e}"))
+        ),
+        volume_before,
+        "the broker came back on a new volume"
+    );
+
+    // Every record committed before the kill is still there, once, and the cluster takes more.
+    assert_eq!(produce("2000").await["committed"], 2000);
+    let counted = kafka_check(
+        [
+            "count",
+            "--properties",
+            &props,
+            "--topic",
+            "orders",
+            "--records",
+            "4000",
+            "--group",
+            &ns.unique("check"),
+        ]
+        .map(String::from)
+        .to_vec(),
+    )
+    .await;
+    eprintln!("read back: {counted}");
+    assert_nothing_lost_or_duplicated(&counted);
+    let _ = std::fs::remove_file(&properties);
+}
+
+/// A CA and a certificate for the brokers of cluster `main` in `namespace` (every broker's
+/// advertised name and the client Service), as a `kubernetes.io/tls` Secret's data; and the
+/// CA's PEM.
+fn broker_certificate(namespace: &str) -> (serde_json::Value, String) {
+    let dir = std::env::temp_dir().join(format!("{namespace}-pki"));
+    exactly_testenv::pki::ca(&dir).unwrap_or_else(|e| panic!("{e}"));
+    let sans = [
+        format!("DNS:*.main-brokers.{namespace}.svc"),
+        format!("DNS:main-kafka.{namespace}.svc"),
+    ];
+    let (crt, key) = exactly_testenv::pki::issue(&dir, "brokers", "/CN=main-kafka", &sans)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let read = |p: &std::path::Path| {
+        std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+    };
+    let data = serde_json::json!({"tls.crt": read(&crt), "tls.key": read(&key)});
+    let ca = read(&dir.join("ca.crt"));
+    let _ = std::fs::remove_dir_all(&dir);
+    (data, ca)
+}
+
+#[tokio::test]
+async fn a_tls_scram_listener_on_real_brokers_admits_the_secrets_user_and_refuses_a_wrong_password()
+{
+    let _alone = REAL_CLUSTER.lock().await;
+    let ca = std::sync::Mutex::new(String::new());
+    let secrets = |namespace: &str| {
+        let (tls, ca_pem) = broker_certificate(namespace);
+        if let Ok(mut ca) = ca.lock() {
+            *ca = ca_pem;
+        }
+        vec![
+            ("kafka-tls".to_string(), tls),
+            (
+                "kafka-users".to_string(),
+                serde_json::json!({"billing": "s3cret-Pa55"}),
+            ),
+        ]
+    };
+    let (ns, _client, _) = real_production_cluster_with(
+        "prov-tls",
+        &secrets,
+        serde_json::json!([{"name": "secure", "port": 9094, "tlsSecret": "kafka-tls",
+            "authentication": "ScramSha512", "usersSecret": "kafka-users"}]),
+    )
+    .await;
+    let ca = ca.lock().map(|c| c.clone()).unwrap_or_default();
+    assert!(ca.contains("BEGIN CERTIFICATE"), "no CA was made");
+    let ca_file = std::env::temp_dir().join(format!("{}-ca.crt", ns.name));
+    std::fs::write(&ca_file, &ca).unwrap_or_else(|e| panic!("{e}"));
+    let try_login = |password: &str| {
+        let properties = std::env::temp_dir().join(format!("{}-{password}.properties", ns.name));
+        let text = format!(
+            "bootstrap.servers=main-kafka.{}.svc:9094\nsecurity.protocol=SASL_SSL\n\
+             sasl.mechanism=SCRAM-SHA-512\nsasl.username=billing\nsasl.password={password}\n\
+             ssl.ca.location={}\n",
+            ns.name,
+            ca_file.display(),
+        );
+        std::fs::write(&properties, text).unwrap_or_else(|e| panic!("{e}"));
+        let path = properties.display().to_string();
+        async move {
+            let result = kafka_check(
+                ["connect", "--properties", &path]
+                    .map(String::from)
+                    .to_vec(),
+            )
+            .await;
+            let _ = std::fs::remove_file(&path);
+            result
+        }
+    };
+    let admitted = try_login("s3cret-Pa55").await;
+    assert_eq!(admitted["ok"], true, "{admitted}");
+    assert_eq!(admitted["brokers"], 3, "{admitted}");
+    let refused = try_login("wrong-password").await;
+    assert_eq!(refused["ok"], false, "{refused}");
+    let error = refused["error"].as_str().unwrap_or_default();
+    assert!(error.contains("uthentication"), "{error}");
+    let _ = std::fs::remove_file(&ca_file);
 }
