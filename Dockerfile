@@ -4,7 +4,8 @@
 #
 # The operator speaks Kafka's protocol itself (no librdkafka in the binary) and TLS with rustls.
 # The worker (`exactly-worker`, run by Pipelines' StatefulSets from this same image) links
-# librdkafka statically. Not built here yet: the offline image build is issue 9.
+# librdkafka statically and the base's libssl3. Without Docker, `make image` writes the same
+# layout as an OCI archive (tools/image/build.py, on Debian packages; see the README).
 
 FROM rust:1.95-bookworm AS build
 WORKDIR /src

@@ -151,7 +151,8 @@ pub struct Listener {
     #[serde(default)]
     pub authentication: ListenerAuthentication,
     /// With SCRAM: a Secret whose keys are user names and values their passwords; the users are
-    /// created when the brokers' storage is first formatted.
+    /// created when the cluster's metadata is first formatted (on the controllers, at the
+    /// cluster's creation). Users added to the Secret later are not created.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub users_secret: Option<String>,
 }

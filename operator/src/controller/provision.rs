@@ -495,34 +495,35 @@ pub fn children(
                 });
             }
         }
-        // TLS key stores are assembled from the mounted Secrets; SCRAM users are created when
-        // the storage is first formatted (from the mounted users Secret: file name = user).
+        // TLS key stores are assembled from the mounted Secrets on the nodes that serve
+        // clients. SCRAM users are created when the metadata log is first formatted, which is
+        // the controllers' (a broker's format leaves them out): from the mounted users Secret,
+        // file name = user.
+        let formats_metadata = role != "broker";
         let mut prepare = String::new();
         let mut scram_args = String::new();
         let mut mounts = Vec::new();
         let mut secret_volumes = Vec::new();
-        if serves_clients {
-            for l in &p.listeners {
-                let lower = l.name.to_ascii_lowercase();
-                if let Some(secret) = &l.tls_secret {
-                    prepare.push_str(&format!(
-                        "cat /etc/kafka/tls/{lower}/tls.key /etc/kafka/tls/{lower}/tls.crt > /tmp/tls-{lower}.pem\n"
-                    ));
-                    mounts.push((format!("tls-{lower}"), format!("/etc/kafka/tls/{lower}")));
-                    secret_volumes.push((format!("tls-{lower}"), secret.clone()));
-                }
-                if let (ListenerAuthentication::ScramSha512, Some(users)) =
-                    (l.authentication, &l.users_secret)
-                {
-                    scram_args.push_str(&format!(
-                        "for f in /etc/kafka/users/{lower}/*; do [ -f \"$f\" ] && set -- \"$@\" --add-scram \"SCRAM-SHA-512=[name=$(basename \"$f\"),password=$(cat \"$f\")]\"; done\n"
-                    ));
-                    mounts.push((
-                        format!("users-{lower}"),
-                        format!("/etc/kafka/users/{lower}"),
-                    ));
-                    secret_volumes.push((format!("users-{lower}"), users.clone()));
-                }
+        for l in &p.listeners {
+            let lower = l.name.to_ascii_lowercase();
+            if let (true, Some(secret)) = (serves_clients, &l.tls_secret) {
+                prepare.push_str(&format!(
+                    "cat /etc/kafka/tls/{lower}/tls.key /etc/kafka/tls/{lower}/tls.crt > /tmp/tls-{lower}.pem\n"
+                ));
+                mounts.push((format!("tls-{lower}"), format!("/etc/kafka/tls/{lower}")));
+                secret_volumes.push((format!("tls-{lower}"), secret.clone()));
+            }
+            if let (true, ListenerAuthentication::ScramSha512, Some(users)) =
+                (formats_metadata, l.authentication, &l.users_secret)
+            {
+                scram_args.push_str(&format!(
+                    "for f in /etc/kafka/users/{lower}/*; do [ -f \"$f\" ] && set -- \"$@\" --add-scram \"SCRAM-SHA-512=[name=$(basename \"$f\"),password=$(cat \"$f\")]\"; done\n"
+                ));
+                mounts.push((
+                    format!("users-{lower}"),
+                    format!("/etc/kafka/users/{lower}"),
+                ));
+                secret_volumes.push((format!("users-{lower}"), users.clone()));
             }
         }
         services.push(Service {
@@ -552,7 +553,7 @@ pub fn children(
         let start = format!(
             "set -eu\n\
              ordinal=${{HOSTNAME##*-}}\n\
-             sed -e \"s/@NODE_ID@/$(({id_base} + ordinal))/\" -e \"s/@HOST@/$HOSTNAME.{set}.{namespace}.svc/\" \
+             sed -e \"s/@NODE_ID@/$(({id_base} + ordinal))/g\" -e \"s/@HOST@/$HOSTNAME.{set}.{namespace}.svc/g\" \
              /config/{role}.properties > /tmp/server.properties\n\
              {prepare}\
              set --\n\
@@ -881,6 +882,116 @@ mod tests {
             !controller.contains("SECURE://"),
             "controllers serve no clients"
         );
+    }
+
+    #[test]
+    fn the_start_script_fills_in_every_placeholder_of_every_listener() {
+        let mut p = cluster(3, 3, Profile::Production);
+        p.listeners = vec![crate::api::cluster::Listener {
+            name: "secure".into(),
+            port: 9094,
+            tls_secret: Some("kafka-tls".into()),
+            authentication: ListenerAuthentication::ScramSha512,
+            users_secret: Some("kafka-users".into()),
+        }];
+        let config = broker_config(3, &BTreeMap::new()).unwrap_or_default();
+        let rendered = children(
+            "main",
+            "shop",
+            "id",
+            &p,
+            &config,
+            &OwnerReference::default(),
+        );
+        let set = rendered
+            .stateful_sets
+            .iter()
+            .find(|s| s.metadata.name.as_deref() == Some("main-brokers"))
+            .unwrap_or_else(|| panic!("no broker set"));
+        let script = set
+            .spec
+            .template
+            .spec
+            .as_ref()
+            .and_then(|s| s.containers.first())
+            .and_then(|c| c.command.as_ref())
+            .and_then(|c| c.get(2))
+            .cloned()
+            .unwrap_or_default();
+        // The script's first step, run as the pod would, on this machine's sh and sed.
+        let dir = std::env::temp_dir().join(format!("exactly-start-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+        let data = rendered.config_map.data.clone().unwrap_or_default();
+        for (name, text) in &data {
+            std::fs::write(dir.join(name), text).unwrap_or_else(|e| panic!("{e}"));
+        }
+        let out = dir.join("server.properties");
+        let step: String = script
+            .lines()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join("\n")
+            .replace("/config/", &format!("{}/", dir.display()))
+            .replace("/tmp/server.properties", &out.display().to_string());
+        let status = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&step)
+            .env("HOSTNAME", "main-brokers-2")
+            .status()
+            .unwrap_or_else(|e| panic!("sh: {e}"));
+        assert!(status.success(), "{step}");
+        let text = std::fs::read_to_string(&out).unwrap_or_else(|e| panic!("{e}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(
+            !text.contains("@HOST@") && !text.contains("@NODE_ID@"),
+            "a placeholder is left:\n{text}"
+        );
+        assert!(text.contains("node.id=102\n"), "{text}");
+        assert!(
+            text.contains(
+                "advertised.listeners=PLAINTEXT://main-brokers-2.main-brokers.shop.svc:9092,\
+                 SECURE://main-brokers-2.main-brokers.shop.svc:9094"
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn scram_users_are_created_by_the_controllers_format_and_tls_is_served_by_the_brokers() {
+        let mut p = cluster(3, 3, Profile::Production);
+        p.listeners = vec![crate::api::cluster::Listener {
+            name: "secure".into(),
+            port: 9094,
+            tls_secret: Some("kafka-tls".into()),
+            authentication: ListenerAuthentication::ScramSha512,
+            users_secret: Some("kafka-users".into()),
+        }];
+        let config = broker_config(3, &BTreeMap::new()).unwrap_or_default();
+        let rendered = children(
+            "main",
+            "shop",
+            "id",
+            &p,
+            &config,
+            &OwnerReference::default(),
+        );
+        let script = |set: &str| {
+            rendered
+                .stateful_sets
+                .iter()
+                .find(|s| s.metadata.name.as_deref() == Some(set))
+                .and_then(|s| s.spec.template.spec.as_ref())
+                .and_then(|s| s.containers.first())
+                .and_then(|c| c.command.as_ref())
+                .and_then(|c| c.get(2))
+                .cloned()
+                .unwrap_or_default()
+        };
+        let (controllers, brokers) = (script("main-controllers"), script("main-brokers"));
+        assert!(controllers.contains("--add-scram"), "{controllers}");
+        assert!(!controllers.contains("tls-secure.pem"), "{controllers}");
+        assert!(brokers.contains("tls-secure.pem"), "{brokers}");
+        assert!(!brokers.contains("--add-scram"), "{brokers}");
     }
 
     #[test]

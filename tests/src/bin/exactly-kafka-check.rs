@@ -288,6 +288,10 @@ fn connect(props: &BTreeMap<String, String>, timeout: Duration) -> Result<(), Er
     let result = match consumer.fetch_metadata(None, timeout) {
         Ok(m) => serde_json::json!({"ok": true, "brokers": m.brokers().len()}),
         Err(e) => {
+            // Errors reach the context as events, served by polling.
+            for _ in 0..10 {
+                let _ = consumer.poll(Duration::from_millis(100));
+            }
             let last = consumer
                 .context()
                 .0

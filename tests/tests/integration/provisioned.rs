@@ -408,26 +408,22 @@ async fn a_tls_scram_listener_is_rendered_on_its_port_with_the_certificate_and_u
         .map(|p| p.port)
         .collect();
     assert_eq!(ports, [9092, 9094]);
+    // The brokers serve TLS; the controllers, which format the metadata log, create the users.
     let sets: Api<StatefulSet> = Api::namespaced(client.clone(), &ns.name);
-    let set = sets
-        .get("main-brokers")
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let pod = set.spec.template.spec.unwrap_or_default();
-    let mounted: Vec<Option<String>> = pod
-        .volumes
-        .unwrap_or_default()
-        .iter()
-        .map(|v| v.secret.as_ref().and_then(|s| s.secret_name.clone()))
-        .filter(Option::is_some)
-        .collect();
-    assert_eq!(
-        mounted,
-        [
-            Some("kafka-tls".to_string()),
-            Some("kafka-users".to_string())
-        ]
-    );
+    for (set, secret) in [
+        ("main-brokers", "kafka-tls"),
+        ("main-controllers", "kafka-users"),
+    ] {
+        let set = sets.get(set).await.unwrap_or_else(|e| panic!("{e}"));
+        let pod = set.spec.template.spec.unwrap_or_default();
+        let mounted: Vec<String> = pod
+            .volumes
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|v| v.secret.as_ref().and_then(|s| s.secret_name.clone()))
+            .collect();
+        assert_eq!(mounted, [secret.to_string()]);
+    }
 }
 
 #[tokio::test]
@@ -1062,7 +1058,7 @@ async fn a_tls_scram_listener_on_real_brokers_admits_the_secrets_user_and_refuse
             ),
         ]
     };
-    let (ns, _client, _) = real_production_cluster_with(
+    let (ns, client, _) = real_production_cluster_with(
         "prov-tls",
         &secrets,
         serde_json::json!([{"name": "secure", "port": 9094, "tlsSecret": "kafka-tls",
@@ -1096,11 +1092,24 @@ async fn a_tls_scram_listener_on_real_brokers_admits_the_secrets_user_and_refuse
         }
     };
     let admitted = try_login("s3cret-Pa55").await;
+    if admitted["ok"] != true {
+        let pods: Api<Pod> = Api::namespaced(client.clone(), &ns.name);
+        let params = kube::api::LogParams {
+            tail_lines: Some(40),
+            ..Default::default()
+        };
+        let log = pods
+            .logs("main-brokers-0", &params)
+            .await
+            .unwrap_or_default();
+        eprintln!("main-brokers-0, last lines:\n{log}");
+    }
     assert_eq!(admitted["ok"], true, "{admitted}");
     assert_eq!(admitted["brokers"], 3, "{admitted}");
     let refused = try_login("wrong-password").await;
     assert_eq!(refused["ok"], false, "{refused}");
     let error = refused["error"].as_str().unwrap_or_default();
+    eprintln!("the wrong password: {error}");
     assert!(error.contains("uthentication"), "{error}");
     let _ = std::fs::remove_file(&ca_file);
 }
