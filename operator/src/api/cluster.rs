@@ -144,7 +144,10 @@ pub struct Listener {
     #[schemars(range(min = 1024, max = 65535))]
     pub port: i32,
     /// Serve TLS with the certificate in this Secret (keys `tls.crt`, `tls.key`, as
-    /// cert-manager writes them; the certificate must name the brokers' Service DNS names).
+    /// cert-manager writes them; the certificate must name the brokers' Service DNS names,
+    /// `*.<cluster>-brokers.<namespace>.svc` and `<cluster>-kafka.<namespace>.svc`). Kafka reads
+    /// the key only in PKCS#8 (`BEGIN PRIVATE KEY`): with cert-manager set
+    /// `privateKey.encoding: PKCS8`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls_secret: Option<String>,
     /// `None` (default) or `ScramSha512`: clients log in with SCRAM-SHA-512.
