@@ -11,11 +11,12 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
 
 use crate::common::{
-    Rng, Tally, create_topics, drained, produce_input, read_all, tally, tally_against,
+    Rng, Tally, create_topics, drained, produce_input_until, read_all, tally, tally_against,
 };
 use crate::support::{create, create_cluster, run_operator, wire};
 
-const RECORDS: u64 = 60_000;
+/// Input records, at least: it flows until the last kill.
+const MIN_RECORDS: u64 = 10_000;
 const PARTITIONS: i32 = 6;
 const WORKERS: usize = 3;
 const KILLS: usize = 8;
@@ -146,7 +147,10 @@ async fn a_pipelines_own_worker_pods_deliver_every_record_exactly_once_while_the
     let seed = Rng::seed();
     eprintln!("container kill schedule seed {seed:#x}");
     let mut rng = Rng(seed);
-    let producing = produce_input(env.bootstrap_servers.clone(), input.clone(), RECORDS);
+    // Input flows until the last kill (at least MIN_RECORDS): every kill lands while records
+    // are in flight, so it can hit an open transaction.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let producing = produce_input_until(env.bootstrap_servers.clone(), input.clone(), stop.clone());
     let mut kills = 0;
     let mut restarts_expected = vec![0; WORKERS];
     while kills < KILLS {
@@ -170,10 +174,15 @@ async fn a_pipelines_own_worker_pods_deliver_every_record_exactly_once_while_the
             names[ordinal]
         );
     }
-    tokio::task::spawn_blocking(move || producing.join())
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let records = tokio::task::spawn_blocking(move || producing.join())
         .await
         .unwrap_or_else(|e| panic!("{e}"))
         .unwrap_or_else(|_| panic!("the input producer panicked"));
+    assert!(
+        records >= MIN_RECORDS,
+        "only {records} input records during the kills"
+    );
     // kubelet restarted every killed container (the kills hit the pods' own containers).
     eventually(
         "kubelet to restart every killed container",
@@ -220,7 +229,7 @@ async fn a_pipelines_own_worker_pods_deliver_every_record_exactly_once_while_the
         .iter()
         .filter_map(|r| r.json().and_then(|v| v["id"].as_u64()))
         .collect();
-    let written = tally(&input_ids, RECORDS);
+    let written = tally(&input_ids, records);
     assert_eq!(
         (written.lost, written.unexpected),
         (0, 0),
