@@ -884,8 +884,8 @@ mod tests {
         );
     }
 
-    #[test]
-    fn the_start_script_fills_in_every_placeholder_of_every_listener() {
+    /// The children of a 3x3 cluster `main` in `shop` with a TLS + SCRAM listener `secure`.
+    fn children_with_a_tls_scram_listener() -> Children {
         let mut p = cluster(3, 3, Profile::Production);
         p.listeners = vec![crate::api::cluster::Listener {
             name: "secure".into(),
@@ -895,14 +895,19 @@ mod tests {
             users_secret: Some("kafka-users".into()),
         }];
         let config = broker_config(3, &BTreeMap::new()).unwrap_or_default();
-        let rendered = children(
+        children(
             "main",
             "shop",
             "id",
             &p,
             &config,
             &OwnerReference::default(),
-        );
+        )
+    }
+
+    #[test]
+    fn the_start_script_fills_in_every_placeholder_of_every_listener() {
+        let rendered = children_with_a_tls_scram_listener();
         let set = rendered
             .stateful_sets
             .iter()
@@ -958,23 +963,7 @@ mod tests {
 
     #[test]
     fn scram_users_are_created_by_the_controllers_format_and_tls_is_served_by_the_brokers() {
-        let mut p = cluster(3, 3, Profile::Production);
-        p.listeners = vec![crate::api::cluster::Listener {
-            name: "secure".into(),
-            port: 9094,
-            tls_secret: Some("kafka-tls".into()),
-            authentication: ListenerAuthentication::ScramSha512,
-            users_secret: Some("kafka-users".into()),
-        }];
-        let config = broker_config(3, &BTreeMap::new()).unwrap_or_default();
-        let rendered = children(
-            "main",
-            "shop",
-            "id",
-            &p,
-            &config,
-            &OwnerReference::default(),
-        );
+        let rendered = children_with_a_tls_scram_listener();
         let script = |set: &str| {
             rendered
                 .stateful_sets
