@@ -59,6 +59,8 @@ pub struct Metrics {
     pub pipeline_records_in: Family<ResourceLabels, Gauge>,
     pub pipeline_records_out: Family<ResourceLabels, Gauge>,
     pub pipeline_dead_lettered: Family<ResourceLabels, Gauge>,
+    pub pipeline_transactions_committed: Family<ResourceLabels, Gauge>,
+    pub pipeline_transactions_aborted: Family<ResourceLabels, Gauge>,
     pub pipeline_workers_ready: Family<ResourceLabels, Gauge>,
     pub pipeline_exactly_once_ready: Family<ResourceLabels, Gauge>,
 }
@@ -87,6 +89,8 @@ impl Default for Metrics {
             pipeline_records_in: Family::default(),
             pipeline_records_out: Family::default(),
             pipeline_dead_lettered: Family::default(),
+            pipeline_transactions_committed: Family::default(),
+            pipeline_transactions_aborted: Family::default(),
             pipeline_workers_ready: Family::default(),
             pipeline_exactly_once_ready: Family::default(),
         };
@@ -164,6 +168,16 @@ impl Default for Metrics {
             "pipeline_dead_lettered",
             "Input records a Pipeline committed to its dead-letter Topic",
             m.pipeline_dead_lettered.clone(),
+        );
+        registry.register(
+            "pipeline_transactions_committed",
+            "Transactions a Pipeline's workers committed",
+            m.pipeline_transactions_committed.clone(),
+        );
+        registry.register(
+            "pipeline_transactions_aborted",
+            "Transactions a Pipeline's workers aborted themselves (counted with their next commit)",
+            m.pipeline_transactions_aborted.clone(),
         );
         registry.register(
             "pipeline_workers_ready",

@@ -23,6 +23,9 @@ pub type TopicPartition = (String, i32);
 pub struct Ledger {
     partitions: BTreeMap<TopicPartition, PartitionLedger>,
     records_in_txn: u64,
+    /// Transactions aborted since the last commit: the next commit counts them (in
+    /// [`Progress::aborts`] of its lead partition).
+    aborts_pending: u64,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -173,37 +176,68 @@ impl Ledger {
         self.partitions.values().any(|p| p.open.is_some())
     }
 
-    /// The offsets (with their progress metadata) the open transaction must commit.
+    /// The offsets (with their progress metadata) the open transaction must commit. The first
+    /// (the lead partition) also counts the transaction itself and the aborts since the last
+    /// commit.
     pub fn offsets_to_commit(&self) -> Vec<OffsetToCommit> {
+        let lead = self.lead_figures();
         self.partitions
             .iter()
             .filter_map(|((topic, partition), p)| {
                 let open = p.open.as_ref()?;
-                Some(OffsetToCommit {
-                    topic: topic.clone(),
-                    partition: *partition,
-                    offset: open.next_offset,
-                    progress: after(p.committed.as_ref(), open),
-                })
+                Some((topic, partition, p, open))
+            })
+            .enumerate()
+            .map(|(i, (topic, partition, p, open))| OffsetToCommit {
+                topic: topic.clone(),
+                partition: *partition,
+                offset: open.next_offset,
+                progress: after(p.committed.as_ref(), open, (i == 0).then_some(&lead)),
             })
             .collect()
     }
 
     /// The transaction committed: its figures become the committed progress. Returns what it
-    /// added, summed over partitions (for metrics).
+    /// added, summed over partitions (for metrics; `transactions` left out, `commits` and
+    /// `aborts` as counted by the lead partition).
     pub fn committed(&mut self) -> Progress {
+        let lead = self.lead_figures();
         let mut added = Progress::default();
+        let mut first = true;
         for p in self.partitions.values_mut() {
             if let Some(open) = p.open.take() {
-                p.committed = Some(after(p.committed.as_ref(), &open));
+                let extra = first.then_some(&lead);
+                p.committed = Some(after(p.committed.as_ref(), &open, extra));
                 added = added.plus(&Progress {
                     transactions: 0,
                     ..open.added
                 });
+                if let Some(extra) = extra {
+                    added = added.plus(extra);
+                }
+                first = false;
             }
+        }
+        if !first {
+            self.aborts_pending = 0;
         }
         self.records_in_txn = 0;
         added
+    }
+
+    /// What the lead partition of the open transaction adds besides its records: this
+    /// transaction, and the aborts since the last commit.
+    fn lead_figures(&self) -> Progress {
+        Progress {
+            commits: 1,
+            aborts: self.aborts_pending,
+            ..Progress::default()
+        }
+    }
+
+    /// A transaction was aborted (by the worker); the next commit counts it.
+    pub fn note_abort(&mut self) {
+        self.aborts_pending = self.aborts_pending.saturating_add(1);
     }
 
     /// The transaction aborted: its figures are dropped, and the partitions it consumed must be
@@ -231,15 +265,17 @@ impl Ledger {
     }
 }
 
-/// A partition's progress once `open` commits: the committed figures plus what it added, and the
-/// stop marker only if this transaction stops at the partition (an earlier marker is cleared).
-fn after(committed: Option<&Progress>, open: &OpenRange) -> Progress {
+/// A partition's progress once `open` commits: the committed figures plus what it added (plus
+/// `lead`'s counts for the transaction's lead partition), and the stop marker only if this
+/// transaction stops at the partition (an earlier marker is cleared).
+fn after(committed: Option<&Progress>, open: &OpenRange, lead: Option<&Progress>) -> Progress {
+    let figures = committed
+        .map(Progress::figures)
+        .unwrap_or_default()
+        .plus(&open.added);
     Progress {
         stop: open.stop.clone(),
-        ..committed
-            .map(Progress::figures)
-            .unwrap_or_default()
-            .plus(&open.added)
+        ..lead.map_or_else(|| figures.clone(), |lead| figures.plus(lead))
     }
 }
 
@@ -262,7 +298,16 @@ mod tests {
             out_records,
             dead_lettered,
             transactions,
-            stop: None,
+            ..Progress::default()
+        }
+    }
+
+    /// `progress` as a transaction's lead partition counts it: `commits` committed transactions
+    /// counted here.
+    fn led(progress: Progress, commits: u64) -> Progress {
+        Progress {
+            commits,
+            ..progress
         }
     }
 
@@ -288,7 +333,7 @@ mod tests {
                 topic: "orders".into(),
                 partition: 0,
                 offset: 203,
-                progress: progress(103, 93, 11, 6),
+                progress: led(progress(103, 93, 11, 6), 1),
             }]
         );
     }
@@ -298,11 +343,14 @@ mod tests {
         let mut ledger = Ledger::default();
         ledger.assign(tp(0), Some(Progress::default()));
         ledger.consumed(&tp(0), 0, 1, 0);
-        assert_eq!(ledger.committed(), progress(1, 1, 0, 0));
+        assert_eq!(ledger.committed(), led(progress(1, 1, 0, 0), 1));
         assert!(!ledger.is_open());
         assert_eq!(ledger.records_in_txn(), 0);
         ledger.consumed(&tp(0), 1, 1, 0);
-        assert_eq!(ledger.offsets_to_commit()[0].progress, progress(2, 2, 0, 2));
+        assert_eq!(
+            ledger.offsets_to_commit()[0].progress,
+            led(progress(2, 2, 0, 2), 2)
+        );
     }
 
     #[test]
@@ -332,6 +380,37 @@ mod tests {
         assert!(!ledger.is_open());
         assert_eq!(ledger.records_in_txn(), 0);
         assert_eq!(ledger.committed_total(), progress(5, 5, 0, 1));
+    }
+
+    #[test]
+    fn each_transaction_counts_once_in_its_first_partition_with_the_aborts_before_it() {
+        let mut ledger = Ledger::default();
+        for p in 0..3 {
+            ledger.assign(tp(p), Some(Progress::default()));
+        }
+        // Two aborted transactions, then one that spans partitions 1 and 2.
+        ledger.consumed(&tp(0), 0, 1, 0);
+        ledger.note_abort();
+        ledger.aborted();
+        ledger.note_abort();
+        ledger.aborted();
+        ledger.consumed(&tp(2), 0, 1, 0);
+        ledger.consumed(&tp(1), 0, 1, 0);
+        let offsets = ledger.offsets_to_commit();
+        let counts: Vec<(i32, u64, u64)> = offsets
+            .iter()
+            .map(|o| (o.partition, o.progress.commits, o.progress.aborts))
+            .collect();
+        assert_eq!(counts, vec![(1, 1, 2), (2, 0, 0)]);
+        let added = ledger.committed();
+        assert_eq!((added.commits, added.aborts), (1, 2));
+        // The next commit counts itself only: the aborts were carried.
+        ledger.consumed(&tp(2), 1, 1, 0);
+        let total = ledger.committed_total();
+        assert_eq!((total.commits, total.aborts), (1, 2));
+        ledger.committed();
+        let total = ledger.committed_total();
+        assert_eq!((total.commits, total.aborts), (2, 2));
     }
 
     #[test]
@@ -367,7 +446,7 @@ mod tests {
                     topic: "orders".into(),
                     partition: 0,
                     offset: 12,
-                    progress: stopped(progress(12, 12, 0, 3), "orders-0@12: not JSON"),
+                    progress: stopped(led(progress(12, 12, 0, 3), 1), "orders-0@12: not JSON"),
                 },
                 OffsetToCommit {
                     topic: "orders".into(),
@@ -377,7 +456,7 @@ mod tests {
                 },
             ]
         );
-        assert_eq!(ledger.committed(), progress(3, 3, 0, 0));
+        assert_eq!(ledger.committed(), led(progress(3, 3, 0, 0), 1));
     }
 
     #[test]
@@ -394,7 +473,7 @@ mod tests {
                 topic: "orders".into(),
                 partition: 0,
                 offset: 7,
-                progress: stopped(progress(7, 7, 0, 5), "orders-0@7: no route"),
+                progress: stopped(led(progress(7, 7, 0, 5), 1), "orders-0@7: no route"),
             }]
         );
         // Aborted, the replay starts at the failed record again.
@@ -420,11 +499,11 @@ mod tests {
         ledger.consumed(&tp(0), 7, 1, 0);
         assert_eq!(
             ledger.offsets_to_commit()[0].progress,
-            progress(8, 8, 0, 6),
+            led(progress(8, 8, 0, 6), 1),
             "no marker once the record went through"
         );
         ledger.committed();
-        assert_eq!(ledger.committed_total(), progress(8, 8, 0, 6));
+        assert_eq!(ledger.committed_total(), led(progress(8, 8, 0, 6), 1));
     }
 
     #[test]
@@ -437,12 +516,12 @@ mod tests {
         ledger.stop_at(&tp(0), 7, "orders-0@7: new".into());
         assert_eq!(
             ledger.offsets_to_commit()[0].progress,
-            stopped(progress(7, 7, 0, 6), "orders-0@7: new")
+            stopped(led(progress(7, 7, 0, 6), 1), "orders-0@7: new")
         );
         ledger.committed();
         assert_eq!(
             ledger.committed_total(),
-            stopped(progress(7, 7, 0, 6), "orders-0@7: new")
+            stopped(led(progress(7, 7, 0, 6), 1), "orders-0@7: new")
         );
     }
 

@@ -191,7 +191,7 @@ mod tests {
                 out_records: 2,
                 dead_lettered: 1,
                 transactions: 1,
-                stop: None,
+                ..Progress::default()
             },
             0.01,
         );

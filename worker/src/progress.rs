@@ -2,9 +2,17 @@
 //!
 //! Every offset the worker commits carries, in Kafka's OffsetCommit metadata string (at most
 //! `offset.metadata.max.bytes`, 4096 by default), a compact JSON object
-//! `{"v":1,"in":N,"out":M,"dlq":K,"txns":T}`: for that input partition, since the group first
-//! consumed it, the records consumed (`in`), the records produced from them (`out`), the records
-//! dead-lettered (`dlq`) and the transactions that committed offsets of the partition (`txns`).
+//! `{"v":1,"in":N,"out":M,"dlq":K,"txns":T,"commits":C,"aborts":A}`: for that input partition,
+//! since the group first consumed it, the records consumed (`in`), the records produced from them
+//! (`out`), the records dead-lettered (`dlq`) and the transactions that committed offsets of the
+//! partition (`txns`). `commits` and `aborts` count transactions once each, whatever partitions
+//! they span: every committed transaction counts in `commits` of one partition only (the first,
+//! in topic and partition order, of the offsets it commits), which also takes the transactions
+//! the worker aborted since its previous commit into its `aborts`. Summed over partitions they
+//! are the transactions committed and aborted. An abort the worker could not carry into a later
+//! commit (it was killed, or ended, before one) is not counted, nor is a transaction a killed
+//! worker left open (the broker aborts it when the worker's successor starts, and keeps no
+//! count). Metadata written before these two fields existed reads as zero for them.
 //!
 //! Under `errorPolicy: Stop`, the commit that stops the pipeline adds `"stop"` to the metadata
 //! of the failed record's partition: `"<topic>-<partition>@<offset>: <reason>"`, the committed
@@ -54,6 +62,12 @@ pub struct Progress {
     /// Transactions that committed offsets of the partition.
     #[serde(rename = "txns")]
     pub transactions: u64,
+    /// Committed transactions counted here (each in one partition only; see the module docs).
+    #[serde(default)]
+    pub commits: u64,
+    /// Transactions the worker aborted, counted with its next commit (see the module docs).
+    #[serde(default)]
+    pub aborts: u64,
     /// Set by the commit that stopped the pipeline at a record of this partition
     /// (`errorPolicy: Stop`): `"<topic>-<partition>@<offset>: <reason>"`. `None`: not stopped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -93,13 +107,18 @@ fn cut(text: &str, max: usize) -> &str {
 }
 
 impl Progress {
-    /// The metadata string, e.g. `{"v":1,"in":10,"out":9,"dlq":1,"txns":2}` (under 120 bytes
-    /// for any values, far below Kafka's 4096), with `,"stop":"..."` before the closing brace
-    /// when stopped (at most [`MAX_STOP_BYTES`] before JSON escaping).
+    /// The metadata string, e.g. `{"v":1,"in":10,"out":9,"dlq":1,"txns":2,"commits":1,"aborts":0}`
+    /// (under 200 bytes for any values, far below Kafka's 4096), with `,"stop":"..."` before the
+    /// closing brace when stopped (at most [`MAX_STOP_BYTES`] before JSON escaping).
     pub fn encode(&self) -> String {
         let mut text = format!(
-            r#"{{"v":{VERSION},"in":{},"out":{},"dlq":{},"txns":{}"#,
-            self.in_records, self.out_records, self.dead_lettered, self.transactions
+            r#"{{"v":{VERSION},"in":{},"out":{},"dlq":{},"txns":{},"commits":{},"aborts":{}"#,
+            self.in_records,
+            self.out_records,
+            self.dead_lettered,
+            self.transactions,
+            self.commits,
+            self.aborts
         );
         if let Some(stop) = &self.stop {
             let stop = serde_json::Value::String(cut(stop, MAX_STOP_BYTES).to_string());
@@ -164,6 +183,8 @@ impl Progress {
             out_records: self.out_records.saturating_add(other.out_records),
             dead_lettered: self.dead_lettered.saturating_add(other.dead_lettered),
             transactions: self.transactions.saturating_add(other.transactions),
+            commits: self.commits.saturating_add(other.commits),
+            aborts: self.aborts.saturating_add(other.aborts),
             stop: self.stop.clone().or_else(|| other.stop.clone()),
         }
     }
@@ -184,7 +205,7 @@ mod tests {
             out_records,
             dead_lettered,
             transactions,
-            stop: None,
+            ..Progress::default()
         }
     }
 
@@ -192,15 +213,33 @@ mod tests {
     fn encode_is_compact_json() {
         assert_eq!(
             progress(10, 9, 1, 2).encode(),
-            r#"{"v":1,"in":10,"out":9,"dlq":1,"txns":2}"#
+            r#"{"v":1,"in":10,"out":9,"dlq":1,"txns":2,"commits":0,"aborts":0}"#
         );
     }
 
     #[test]
+    fn metadata_without_commits_and_aborts_reads_them_as_zero() {
+        assert_eq!(
+            Progress::decode(r#"{"v":1,"in":3,"out":2,"dlq":1,"txns":1}"#),
+            Some(progress(3, 2, 1, 1))
+        );
+        let counted = Progress {
+            commits: 5,
+            aborts: 2,
+            ..progress(3, 2, 1, 1)
+        };
+        assert_eq!(Progress::decode(&counted.encode()), Some(counted));
+    }
+
+    #[test]
     fn decode_reverses_encode() {
-        let p = progress(u64::MAX, 0, 7, 12345);
+        let p = Progress {
+            commits: u64::MAX,
+            aborts: u64::MAX,
+            ..progress(u64::MAX, u64::MAX, u64::MAX, u64::MAX)
+        };
         assert_eq!(Progress::decode(&p.encode()), Some(p.clone()));
-        assert!(p.encode().len() < 120);
+        assert!(p.encode().len() < 200, "{}", p.encode().len());
     }
 
     #[test]
@@ -236,8 +275,19 @@ mod tests {
 
     #[test]
     fn plus_adds_field_by_field() {
-        let a = progress(1, 2, 3, 4);
-        assert_eq!(a.plus(&a), progress(2, 4, 6, 8));
+        let a = Progress {
+            commits: 5,
+            aborts: 6,
+            ..progress(1, 2, 3, 4)
+        };
+        assert_eq!(
+            a.plus(&a),
+            Progress {
+                commits: 10,
+                aborts: 12,
+                ..progress(2, 4, 6, 8)
+            }
+        );
     }
 
     #[test]
@@ -253,7 +303,7 @@ mod tests {
         };
         assert_eq!(
             p.encode(),
-            r#"{"v":1,"in":41,"out":41,"dlq":0,"txns":3,"stop":"orders-0@41: the value is not JSON: expected value at line 1 column 1"}"#
+            r#"{"v":1,"in":41,"out":41,"dlq":0,"txns":3,"commits":0,"aborts":0,"stop":"orders-0@41: the value is not JSON: expected value at line 1 column 1"}"#
         );
         let decoded = Progress::decode(&p.encode());
         assert_eq!(decoded, Some(p.clone()));
@@ -302,6 +352,8 @@ mod tests {
         let control = "\u{1}".repeat(2000);
         let p = Progress {
             stop: Some(Progress::stop_marker(&topic, i32::MAX, i64::MAX, &control)),
+            commits: u64::MAX,
+            aborts: u64::MAX,
             ..progress(u64::MAX, u64::MAX, u64::MAX, u64::MAX)
         };
         let text = p.encode();

@@ -64,6 +64,10 @@ const PROGRESS_LOG_INTERVAL: Duration = Duration::from_secs(10);
 /// Consumer errors (broker unreachable, ...) are logged at most this often.
 const CONSUMER_ERROR_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
+/// The consumer's `fetch.queue.backoff.ms` unless `clientProperties` sets it (see
+/// [`consumer_config`]).
+const FETCH_QUEUE_BACKOFF_MS: &str = "10";
+
 /// What the worker needs besides its configuration.
 pub struct Runtime {
     /// The StatefulSet ordinal: the `transactional.id` suffix.
@@ -76,14 +80,36 @@ pub struct Runtime {
     pub shutdown: Arc<AtomicBool>,
 }
 
-/// The `transactional.id` of worker `ordinal`.
+/// The `transactional.id` of worker `ordinal` (its first producer's; also its consumer's
+/// `group.instance.id`).
 pub fn transactional_id(cfg: &WorkerConfig, ordinal: u32) -> String {
     format!("{}-{ordinal}", cfg.transactional_id_prefix)
 }
 
+/// How many transactional producers an exactly-once worker runs: they take turns, one
+/// transaction each (see [`producer_transactional_id`]).
+pub const PRODUCERS: usize = 2;
+
+/// The `transactional.id` of producer `index` (below [`PRODUCERS`]) of worker `ordinal`:
+/// `<prefix>-<ordinal>` for the first, `<prefix>-<ordinal>.<index>` for the others.
+///
+/// Why two: after a commit the coordinator writes the markers to every partition of the
+/// transaction, and until it has, the same transactional id cannot add partitions to its next
+/// transaction (CONCURRENT_TRANSACTIONS, retried by librdkafka every 20 ms): records wait in the
+/// producer for 20-40 ms of every transaction. The next transaction on the other id starts at
+/// once. It starts only after the previous one has committed (`commit_transaction` returns once
+/// the coordinator has the commit), so outputs stay in input order and no transaction's offsets
+/// pass records of one that might still abort.
+pub fn producer_transactional_id(cfg: &WorkerConfig, ordinal: u32, index: usize) -> String {
+    match index {
+        0 => transactional_id(cfg, ordinal),
+        n => format!("{}-{ordinal}.{n}", cfg.transactional_id_prefix),
+    }
+}
+
 /// The producer's configuration: `clientProperties` first, the exactly-once settings on top
 /// (under `AtLeastOnce`: idempotent, but no `transactional.id` and no transaction timeout).
-pub fn producer_config(cfg: &WorkerConfig, ordinal: u32) -> ClientConfig {
+pub fn producer_config(cfg: &WorkerConfig, ordinal: u32, index: usize) -> ClientConfig {
     let mut config = client_config(cfg);
     config
         .set("enable.idempotence", "true")
@@ -91,14 +117,25 @@ pub fn producer_config(cfg: &WorkerConfig, ordinal: u32) -> ClientConfig {
         .set("max.in.flight.requests.per.connection", "5");
     if cfg.guarantee.transactional() {
         config
-            .set("transactional.id", transactional_id(cfg, ordinal))
+            .set(
+                "transactional.id",
+                producer_transactional_id(cfg, ordinal, index),
+            )
             .set(
                 "transaction.timeout.ms",
                 cfg.transaction_timeout_ms.to_string(),
             );
     }
     if !cfg.client_properties.contains_key("client.id") {
-        config.set("client.id", format!("exactly-worker-{ordinal}-producer"));
+        let suffix = if index == 0 {
+            String::new()
+        } else {
+            format!("-{index}")
+        };
+        config.set(
+            "client.id",
+            format!("exactly-worker-{ordinal}-producer{suffix}"),
+        );
     }
     config
 }
@@ -126,6 +163,13 @@ pub fn consumer_config(cfg: &WorkerConfig, ordinal: u32) -> ClientConfig {
     if !cfg.client_properties.contains_key("session.timeout.ms") {
         config.set("session.timeout.ms", "15000");
     }
+    // librdkafka stops fetching once its queue holds `queued.min.messages` (or the byte limit)
+    // and looks again only after this backoff, 1 s by default: a worker faster than that drains
+    // the queue and then stands idle for most of a second (seen as 400 ms stalls every ~90 000
+    // records in the benchmark). A short backoff keeps the queue fed.
+    if !cfg.client_properties.contains_key("fetch.queue.backoff.ms") {
+        config.set("fetch.queue.backoff.ms", FETCH_QUEUE_BACKOFF_MS);
+    }
     config
 }
 
@@ -147,23 +191,47 @@ pub fn run(cfg: WorkerConfig, runtime: Runtime) -> Result<(), ExitReason> {
         ExitReason::Config
     })?;
     let router = Router::new(&cfg.output);
-    let producer: ThreadedProducer<ProducerLog> = producer_config(&cfg, runtime.ordinal)
-        .create_with_context(ProducerLog::default())
-        .map_err(|e| {
-            error!(error = %e, "cannot create the producer");
-            ExitReason::Config
-        })?;
+    let count = if cfg.guarantee.transactional() {
+        PRODUCERS
+    } else {
+        1
+    };
+    let producers = (0..count)
+        .map(|index| {
+            producer_config(&cfg, runtime.ordinal, index)
+                .create_with_context(ProducerLog::default())
+                .map_err(|e| {
+                    error!(error = %e, "cannot create the producer");
+                    ExitReason::Config
+                })
+        })
+        .collect::<Result<Vec<ThreadedProducer<ProducerLog>>, _>>()?;
     let timeout = Duration::from_millis(u64::from(cfg.transaction_timeout_ms));
     match cfg.guarantee {
         Guarantee::ExactlyOnce => {
-            let txn_id = transactional_id(&cfg, runtime.ordinal);
-            // Fences any older instance with this transactional.id and aborts what it left open.
-            retry_txn(
-                TxnOperation::Init,
-                || producer.init_transactions(timeout),
-                &producer,
-            )?;
-            info!(transactional_id = %txn_id, "transactions initialised");
+            // Each fences any older instance with its transactional.id and aborts what it left
+            // open; side by side, as each waits for the coordinator.
+            std::thread::scope(|scope| {
+                let inits: Vec<_> = producers
+                    .iter()
+                    .map(|producer| {
+                        scope.spawn(move || {
+                            retry_txn(
+                                TxnOperation::Init,
+                                || producer.init_transactions(timeout),
+                                producer,
+                            )
+                        })
+                    })
+                    .collect();
+                inits
+                    .into_iter()
+                    .try_for_each(|init| init.join().unwrap_or(Err(ExitReason::Fatal)))
+            })?;
+            let ids: Vec<String> = (0..count)
+                .map(|i| producer_transactional_id(&cfg, runtime.ordinal, i))
+                .collect();
+            info!(transactional_ids = ?ids, "transactions initialised");
         }
         Guarantee::AtLeastOnce => warn!(
             "guarantee AtLeastOnce: no transactions; after a crash or a failed commit the \
@@ -175,7 +243,7 @@ pub fn run(cfg: WorkerConfig, runtime: Runtime) -> Result<(), ExitReason> {
     let consumer_cfg = consumer_config(&cfg, runtime.ordinal);
     let topics: Vec<&str> = cfg.input_topics.iter().map(String::as_str).collect();
     let pipeline = Pipeline {
-        producer,
+        producers,
         transform,
         router,
         timeout,
@@ -200,11 +268,23 @@ pub fn run(cfg: WorkerConfig, runtime: Runtime) -> Result<(), ExitReason> {
         "consuming"
     );
     let result = consume(&consumer, &runtime.shutdown);
+    let (committed, aborted) = {
+        let pipeline = consumer.context();
+        let state = pipeline.lock();
+        (
+            pipeline.metrics.transactions_committed.get(),
+            state.aborted_since_start,
+        )
+    };
     // Dropping the consumer closes it: it leaves the group, and the revoke callback finds no
     // open transaction.
     drop(consumer);
     if result.is_ok() {
-        info!("left the consumer group; stopped");
+        info!(
+            transactions_committed = committed,
+            transactions_aborted = aborted,
+            "left the consumer group; stopped"
+        );
     }
     result
 }
@@ -281,6 +361,32 @@ fn consume(consumer: &BaseConsumer<Pipeline>, shutdown: &AtomicBool) -> Result<(
     }
 }
 
+/// How often [`drain`] looks whether the producer has delivered everything.
+const DRAIN_STEP: Duration = Duration::from_millis(1);
+
+/// Waits until every record handed to the producer is delivered (or failed) and its delivery
+/// report served, as `flush` does, but without its 100 ms steps.
+///
+/// rdkafka's `flush` (which its `commit_transaction` calls first) waits in `poll` slices of
+/// 100 ms that never end early, while the `ThreadedProducer`'s own thread serves the delivery
+/// reports: every flush, so every transaction, took at least 100 ms however soon the broker
+/// acknowledged. Here librdkafka's own flush is asked with no wait (which also sends what is
+/// lingering at once) every millisecond; once it says nothing is left, the flush inside
+/// `commit_transaction` returns at once.
+fn drain(producer: &ThreadedProducer<ProducerLog>, timeout: Duration) -> Result<(), KafkaError> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match producer.flush(Duration::ZERO) {
+            Err(KafkaError::Flush(RDKafkaErrorCode::OperationTimedOut))
+                if Instant::now() < deadline =>
+            {
+                std::thread::sleep(DRAIN_STEP);
+            }
+            result => return result,
+        }
+    }
+}
+
 /// The loop's mutable state, shared with the rebalance callbacks (which run inside `poll`, on
 /// the loop's thread, never while the loop holds the lock).
 #[derive(Default)]
@@ -295,6 +401,10 @@ struct State {
     exit: Option<ExitReason>,
     /// Set by the `Stop` policy.
     stopped: Option<StopReason>,
+    /// Transactions this process aborted (logged when it stops).
+    aborted_since_start: u64,
+    /// The producer whose turn it is: the open transaction's, or the next one's.
+    turn: usize,
     /// Records one of whose later outputs Kafka refused (too large, ...) after earlier ones were
     /// produced: the transaction was aborted, and when the replay reaches them they are record
     /// errors instead. Several can be pending: the replay may meet them in another order.
@@ -304,7 +414,8 @@ struct State {
 /// The consumer's context: everything the loop and the rebalance callbacks share.
 struct Pipeline {
     cfg: WorkerConfig,
-    producer: ThreadedProducer<ProducerLog>,
+    /// One producer under `AtLeastOnce`; [`PRODUCERS`] taking turns under `ExactlyOnce`.
+    producers: Vec<ThreadedProducer<ProducerLog>>,
     transform: Transform,
     router: Router,
     /// Bound of every blocking transactional call (the transaction timeout).
@@ -323,6 +434,16 @@ enum ProduceFailure {
 }
 
 impl Pipeline {
+    /// The producer of the open (or next) transaction.
+    fn producer(&self, state: &State) -> &ThreadedProducer<ProducerLog> {
+        &self.producers[state.turn % self.producers.len()]
+    }
+
+    /// The next transaction goes to the next producer.
+    fn next_turn(&self, state: &mut State) {
+        state.turn = (state.turn + 1) % self.producers.len();
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panic elsewhere cannot leave the state half-updated in a way that matters more than
         // stopping would; keep going with it.
@@ -339,7 +460,7 @@ impl Pipeline {
             out_records: self.metrics.records_out.get(),
             dead_lettered: self.metrics.dead_lettered.get(),
             transactions: self.metrics.transactions_committed.get(),
-            stop: None,
+            ..Progress::default()
         }
     }
 
@@ -404,7 +525,7 @@ impl Pipeline {
             }
         };
         for (i, (topic, out)) in outputs.iter().enumerate() {
-            match self.produce(topic, out) {
+            match self.produce(state, topic, out) {
                 Ok(()) => {}
                 Err(ProduceFailure::Record(why)) if i == 0 => {
                     // Nothing of this record is in the transaction yet: a plain record error.
@@ -463,7 +584,7 @@ impl Pipeline {
                     error = %error,
                     "dead-lettering"
                 );
-                match self.produce(&topic, &dead_letter) {
+                match self.produce(state, &topic, &dead_letter) {
                     Ok(()) => state.ledger.consumed(&tp, record.offset, 0, 1),
                     Err(ProduceFailure::Record(why)) => {
                         let reason = StopReason {
@@ -539,7 +660,7 @@ impl Pipeline {
             state.failed_deliveries_at_begin = self.failed_deliveries();
             return true;
         }
-        match self.producer.begin_transaction() {
+        match self.producer(state).begin_transaction() {
             Ok(()) => {
                 state.txn = Some(Instant::now());
                 true
@@ -553,7 +674,12 @@ impl Pipeline {
         }
     }
 
-    fn produce(&self, topic: &str, out: &OutputRecord) -> Result<(), ProduceFailure> {
+    fn produce(
+        &self,
+        state: &State,
+        topic: &str,
+        out: &OutputRecord,
+    ) -> Result<(), ProduceFailure> {
         let mut headers = OwnedHeaders::new_with_capacity(out.headers.len());
         for (key, value) in &out.headers {
             headers = headers.insert(Header {
@@ -570,7 +696,7 @@ impl Pipeline {
         }
         let deadline = Instant::now() + self.timeout;
         loop {
-            match self.producer.send(record) {
+            match self.producer(state).send(record) {
                 Ok(()) => return Ok(()),
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned))
                     if Instant::now() < deadline =>
@@ -627,6 +753,7 @@ impl Pipeline {
         }
         let added = state.ledger.committed();
         state.txn = None;
+        self.next_turn(state);
         state.poisoned.retain(|((topic, partition), offset), _| {
             !offsets
                 .iter()
@@ -660,7 +787,7 @@ impl Pipeline {
             let mut attempt = 0;
             loop {
                 match self
-                    .producer
+                    .producer(state)
                     .send_offsets_to_transaction(tpl, &group, self.timeout)
                 {
                     Ok(()) => break,
@@ -691,7 +818,10 @@ impl Pipeline {
         }
         let mut attempt = 0;
         loop {
-            match self.producer.commit_transaction(self.timeout) {
+            let producer = self.producer(state);
+            match drain(producer, self.timeout)
+                .and_then(|()| producer.commit_transaction(self.timeout))
+            {
                 Ok(()) => break,
                 Err(e) => {
                     match decide::on_kafka_error(TxnOperation::Commit, self.facts(&e), attempt) {
@@ -722,7 +852,7 @@ impl Pipeline {
     ) -> bool {
         let mut attempt = 0;
         loop {
-            match self.producer.flush(self.timeout) {
+            match drain(self.producer(state), self.timeout) {
                 Ok(()) => break,
                 Err(e) => {
                     match decide::on_kafka_error(TxnOperation::Commit, self.facts(&e), attempt) {
@@ -785,7 +915,10 @@ impl Pipeline {
 
     /// Records the producer failed to deliver since it started.
     fn failed_deliveries(&self) -> u64 {
-        self.producer.context().failed.load(Ordering::SeqCst)
+        self.producers
+            .iter()
+            .map(|p| p.context().failed.load(Ordering::SeqCst))
+            .sum()
     }
 
     /// Aborts the open transaction and rewinds what it consumed; `current` is a record that was
@@ -805,7 +938,7 @@ impl Pipeline {
         if state.txn.is_some() {
             let mut attempt = 0;
             loop {
-                match self.producer.abort_transaction(self.timeout) {
+                match self.producer(state).abort_transaction(self.timeout) {
                     Ok(()) => break,
                     Err(e) => {
                         match decide::on_kafka_error(TxnOperation::Abort, self.facts(&e), attempt) {
@@ -823,7 +956,10 @@ impl Pipeline {
                 }
             }
             state.txn = None;
+            self.next_turn(state);
             self.metrics.aborted(reason);
+            state.ledger.note_abort();
+            state.aborted_since_start += 1;
         }
         let mut rewinds = state.ledger.aborted();
         if let Some((tp, offset)) = current
@@ -927,8 +1063,11 @@ impl Pipeline {
     fn facts(&self, e: &KafkaError) -> KafkaErrorFacts {
         let mut facts = error_facts(e);
         if facts.fatal
-            && let Some((code, _)) = self.producer.client().fatal_error()
-            && is_fencing(code)
+            && self
+                .producers
+                .iter()
+                .filter_map(|p| p.client().fatal_error())
+                .any(|(code, _)| is_fencing(code))
         {
             facts.fenced = true;
         }
@@ -1319,7 +1458,7 @@ mod tests {
 
     #[test]
     fn producer_is_transactional_with_a_stable_id() {
-        let config = producer_config(&cfg(), 2);
+        let config = producer_config(&cfg(), 2, 0);
         assert_eq!(config.get("transactional.id"), Some("exactly-a-b-2"));
         assert_eq!(config.get("enable.idempotence"), Some("true"));
         assert_eq!(config.get("acks"), Some("all"));
@@ -1333,10 +1472,22 @@ mod tests {
     }
 
     #[test]
+    fn a_workers_second_producer_has_its_own_stable_id_under_the_same_ordinal() {
+        let ids: Vec<String> = (0..PRODUCERS)
+            .map(|i| producer_transactional_id(&cfg(), 2, i))
+            .collect();
+        assert_eq!(ids, vec!["exactly-a-b-2", "exactly-a-b-2.1"]);
+        assert_eq!(
+            producer_config(&cfg(), 2, 1).get("transactional.id"),
+            Some("exactly-a-b-2.1")
+        );
+    }
+
+    #[test]
     fn at_least_once_producer_is_idempotent_without_transactions() {
         let mut c = cfg();
         c.guarantee = Guarantee::AtLeastOnce;
-        let config = producer_config(&c, 2);
+        let config = producer_config(&c, 2, 0);
         assert_eq!(config.get("transactional.id"), None);
         assert_eq!(config.get("transaction.timeout.ms"), None);
         assert_eq!(config.get("enable.idempotence"), Some("true"));
@@ -1396,6 +1547,21 @@ mod tests {
     }
 
     #[test]
+    fn the_consumer_refetches_after_a_short_backoff_unless_client_properties_say_otherwise() {
+        assert_eq!(
+            consumer_config(&cfg(), 0).get("fetch.queue.backoff.ms"),
+            Some(FETCH_QUEUE_BACKOFF_MS)
+        );
+        let mut c = cfg();
+        c.client_properties
+            .insert("fetch.queue.backoff.ms".into(), "250".into());
+        assert_eq!(
+            consumer_config(&c, 0).get("fetch.queue.backoff.ms"),
+            Some("250")
+        );
+    }
+
+    #[test]
     fn managed_keys_win_over_client_properties() {
         let mut c = cfg();
         c.client_properties
@@ -1405,7 +1571,7 @@ mod tests {
             consumer_config(&c, 0).get("isolation.level"),
             Some("read_committed")
         );
-        assert_eq!(producer_config(&c, 0).get("acks"), Some("all"));
+        assert_eq!(producer_config(&c, 0, 0).get("acks"), Some("all"));
     }
 
     #[test]

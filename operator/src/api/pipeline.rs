@@ -333,7 +333,8 @@ pub struct PipelineStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group_id: Option<String>,
 
-    /// The workers' `transactional.id` prefix (worker `n`: `<prefix>-<n>`).
+    /// The workers' `transactional.id` prefix (worker `n`: `<prefix>-<n>` and `<prefix>-<n>.1`,
+    /// its two producers, which take turns, one transaction each).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub transactional_id_prefix: Option<String>,
 
@@ -353,6 +354,19 @@ pub struct PipelineStatus {
     /// Input records committed to the dead-letter Topic instead (`errorPolicy: DeadLetter`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dead_lettered: Option<i64>,
+
+    /// Transactions the workers committed, counted once each in the figures committed with the
+    /// input offsets (so exactly: an aborted transaction does not count).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transactions_committed: Option<i64>,
+
+    /// Transactions the workers aborted themselves (a failed produce or commit, partitions lost
+    /// in a rebalance, a shutdown that could not commit), counted with their next commit. Not
+    /// counted: a transaction a killed worker left open, which the broker aborts when the
+    /// worker's successor starts (the broker keeps no count of those); `openTransactions` shows
+    /// what is open now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transactions_aborted: Option<i64>,
 
     /// When the group's committed offsets were last seen to move (a commit of the workers).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -32,11 +32,16 @@ pub struct Interest {
     pub transactional_id_prefixes: BTreeSet<String>,
 }
 
-/// Whether `id` is `<prefix>-<n>` for a number `n`.
+/// Whether `id` is `<prefix>-<n>` or `<prefix>-<n>.<k>` (a worker's other producers) for
+/// numbers `n` and `k`.
 pub fn has_prefix(id: &str, prefix: &str) -> bool {
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
     id.strip_prefix(prefix)
         .and_then(|rest| rest.strip_prefix('-'))
-        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        .is_some_and(|rest| match rest.split_once('.') {
+            Some((n, k)) => digits(n) && digits(k),
+            None => digits(rest),
+        })
 }
 
 impl Interest {

@@ -482,13 +482,34 @@ fn render_group(pipeline: &Pipeline, names: &Names) -> ConsumerGroup {
     )
 }
 
-/// The ordinal `n` of a worker's transactional id `<prefix>-<n>`.
+/// The ordinal `n` of a worker's transactional id: `<prefix>-<n>`, or `<prefix>-<n>.<k>` for its
+/// other producers (`exactly_worker::run::producer_transactional_id`).
 fn ordinal_of(transactional_id: &str, prefix: &str) -> Option<i32> {
-    transactional_id
-        .strip_prefix(prefix)?
-        .strip_prefix('-')?
-        .parse()
-        .ok()
+    let rest = transactional_id.strip_prefix(prefix)?.strip_prefix('-')?;
+    let (ordinal, producer) = match rest.split_once('.') {
+        Some((ordinal, producer)) => (ordinal, Some(producer)),
+        None => (rest, None),
+    };
+    if producer.is_some_and(|k| k.is_empty() || !k.bytes().all(|b| b.is_ascii_digit())) {
+        return None;
+    }
+    ordinal.parse().ok()
+}
+
+/// Open transactions of the workers the Pipeline runs (ordinals below `desired`, every producer
+/// of each), in the observation.
+fn open_worker_transactions(
+    prefix: &str,
+    desired: i32,
+    snapshot: &super::observe::Snapshot,
+) -> i32 {
+    let open = snapshot
+        .transactions
+        .values()
+        .filter(|t| t.state == "Ongoing")
+        .filter(|t| ordinal_of(&t.transactional_id, prefix).is_some_and(|n| n < desired))
+        .count();
+    i32::try_from(open).unwrap_or(i32::MAX)
 }
 
 /// The transactional ids to fence after a scale-down: those of ordinals at or above `desired`
@@ -540,6 +561,9 @@ pub struct Observed<'a> {
     pub progress: Option<exactly_worker::Progress>,
     /// Open transactions of removed workers left after this reconcile's fencing.
     pub removed_worker_transactions: Option<i32>,
+    /// Open transactions of the running workers' producers (both ids of each ordinal), when
+    /// observed; else the Pipeline's Producer's count is shown.
+    pub open_worker_transactions: Option<i32>,
     /// Stop markers the workers committed (`errorPolicy: Stop`), when observed.
     pub stopped_at: Option<Vec<String>>,
 }
@@ -660,9 +684,13 @@ pub fn pipeline_status(o: &Observed) -> PipelineStatus {
         status.records_in = count(progress.in_records);
         status.records_out = count(progress.out_records);
         status.dead_lettered = count(progress.dead_lettered);
+        status.transactions_committed = count(progress.commits);
+        status.transactions_aborted = count(progress.aborts);
     }
     let producer = o.producer.and_then(|p| p.status.as_ref());
-    status.open_transactions = producer.and_then(|p| p.open_transactions);
+    status.open_transactions = o
+        .open_worker_transactions
+        .or_else(|| producer.and_then(|p| p.open_transactions));
     status.hanging_transactions = producer.and_then(|p| p.hanging_transactions);
 
     let failed = failed_links(o);
@@ -873,6 +901,9 @@ pub async fn reconcile(pipeline: Arc<Pipeline>, ctx: Arc<Context>) -> Result<Act
     };
     let desired = if spec.paused { 0 } else { spec.replicas };
     let mut removed_worker_transactions = None;
+    let open_worker_transactions = observed_progress
+        .as_ref()
+        .map(|(_, _, snapshot)| open_worker_transactions(&prefix, desired, snapshot));
     if let (Some((_, _, snapshot)), Some(c)) = (&observed_progress, &cluster) {
         removed_worker_transactions = Some(
             fence_removed_workers(
@@ -909,6 +940,7 @@ pub async fn reconcile(pipeline: Arc<Pipeline>, ctx: Arc<Context>) -> Result<Act
         transactional_id_prefix: transactional_id_prefix(&pipeline),
         progress,
         removed_worker_transactions,
+        open_worker_transactions,
         stopped_at,
     };
     let status = pipeline_status(&observed);
@@ -944,6 +976,14 @@ fn export_metrics(
     set(&m.pipeline_records_in, status.records_in);
     set(&m.pipeline_records_out, status.records_out);
     set(&m.pipeline_dead_lettered, status.dead_lettered);
+    set(
+        &m.pipeline_transactions_committed,
+        status.transactions_committed,
+    );
+    set(
+        &m.pipeline_transactions_aborted,
+        status.transactions_aborted,
+    );
     set(
         &m.pipeline_workers_ready,
         Some(i64::from(
@@ -1384,17 +1424,21 @@ mod tests {
         let ids = [
             txn("shop.billing-0", "Ongoing"),
             txn("shop.billing-1", "Ongoing"),
+            txn("shop.billing-1.1", "Ongoing"),
             txn("shop.billing-2", "Ongoing"),
             txn("shop.billing-3", "CompleteAbort"),
+            txn("shop.billing-3.1", "CompleteCommit"),
             txn("shop.billing-extra-4", "Ongoing"),
+            txn("shop.billing-5.x", "Ongoing"),
         ];
         let refs: Vec<&_> = ids.iter().collect();
         let pods = std::collections::BTreeSet::from([0, 2]);
-        // Scaled 4 -> 1: worker 1's pod is gone (fence it); worker 2's pod is still terminating
-        // (it commits or aborts itself); 3 has nothing open; another prefix is not ours.
+        // Scaled 4 -> 1: worker 1's pod is gone (fence both its producers' ids); worker 2's pod
+        // is still terminating (it commits or aborts itself); 3 has nothing open; another
+        // prefix, or an id not of the worker's form, is not ours.
         assert_eq!(
             plan_fencing("shop.billing", 1, 1, &pods, &refs),
-            ["shop.billing-1"]
+            ["shop.billing-1", "shop.billing-1.1"]
         );
         // While the StatefulSet still has more pods than desired, nothing is fenced.
         assert!(plan_fencing("shop.billing", 1, 2, &pods, &refs).is_empty());

@@ -174,6 +174,35 @@ impl Workers {
         codes
     }
 
+    /// The transactions committed and aborted, summed over every worker run that stopped on
+    /// SIGTERM (each logs its own counts as it stops; a killed run logs none).
+    pub fn stopped_transaction_counts(&self) -> (u64, u64) {
+        let field = |line: &str, name: &str| -> u64 {
+            line.split_whitespace()
+                .find_map(|word| word.strip_prefix(name)?.strip_prefix('='))
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("no {name} in the stop line {line:?}"))
+        };
+        let mut totals = (0, 0);
+        let entries = std::fs::read_dir(&self.logs)
+            .unwrap_or_else(|e| panic!("{}: {e}", self.logs.display()));
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !(name.starts_with("worker-") && name.ends_with(".log")) {
+                continue;
+            }
+            let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+            for line in text
+                .lines()
+                .filter(|l| l.contains("left the consumer group; stopped"))
+            {
+                totals.0 += field(line, "transactions_committed");
+                totals.1 += field(line, "transactions_aborted");
+            }
+        }
+        totals
+    }
+
     /// Workers that exited on their own (a crash, a fencing), with their exit status.
     pub fn exited(&mut self) -> Vec<(usize, String)> {
         let mut exited = Vec::new();

@@ -492,6 +492,26 @@ async fn with_the_stop_policy_the_pipeline_stops_at_the_rejected_record_and_comm
     .await;
     let codes = workers.stop();
     assert_eq!(codes, vec![Some(0)], "the worker on SIGTERM");
+    // Every run stopped on SIGTERM and logged its own counts: the status, summed from the
+    // committed metadata, says the same.
+    let counted = workers.stopped_transaction_counts();
+    assert!(counted.0 >= 3, "three runs, each committing: {counted:?}");
+    eventually(
+        "status.transactionsCommitted/Aborted to match the workers' own counts",
+        Duration::from_secs(30),
+        || async {
+            let p = pipelines.get("stopping").await.map_err(|e| e.to_string())?;
+            let s = p.status.unwrap_or_default();
+            let status = (s.transactions_committed, s.transactions_aborted);
+            let want = (i64::try_from(counted.0).ok(), i64::try_from(counted.1).ok());
+            if status == want {
+                Ok(())
+            } else {
+                Err(format!("status {status:?}, the workers' logs {want:?}"))
+            }
+        },
+    )
+    .await;
     let keys: Vec<u64> = read_all(env, &output, 1, "read_committed")
         .iter()
         .map(id_of_key)

@@ -8,6 +8,7 @@ mod guarantee;
 mod pipeline;
 mod pods;
 mod scale;
+mod secure;
 #[path = "../integration/support.rs"]
 #[allow(dead_code)]
 mod support;
