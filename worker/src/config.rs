@@ -44,7 +44,10 @@ pub struct WorkerConfig {
     /// output for `read_committed` readers; longer means fewer, larger transactions.
     #[serde(default = "default_commit_interval_ms")]
     pub commit_interval_ms: u32,
-    /// Commit early once the open transaction holds this many input records.
+    /// Commit early once the open transaction holds this many input records
+    /// ([`DEFAULT_COMMIT_MAX_RECORDS`] by default: high enough that `commitIntervalMs` decides
+    /// at rates below a million records a second, as each commit costs a fixed 10-25 ms; it
+    /// only bounds what an abort replays and what the producer holds).
     #[serde(default = "default_commit_max_records")]
     pub commit_max_records: u32,
     /// Where output records go.
@@ -69,8 +72,11 @@ fn default_commit_interval_ms() -> u32 {
     100
 }
 
+/// The default `commitMaxRecords`.
+pub const DEFAULT_COMMIT_MAX_RECORDS: u32 = 100_000;
+
 fn default_commit_max_records() -> u32 {
-    10_000
+    DEFAULT_COMMIT_MAX_RECORDS
 }
 
 /// The delivery guarantee of the pipeline.
@@ -579,7 +585,7 @@ mod tests {
             Err(e) => panic!("{e}"),
         };
         assert_eq!(config.commit_interval_ms, 100);
-        assert_eq!(config.commit_max_records, 10_000);
+        assert_eq!(config.commit_max_records, 100_000);
         assert_eq!(config.transaction_timeout_ms, 60_000);
         assert_eq!(config.start_from, StartFrom::Earliest);
         assert_eq!(config.transform, TransformSpec::Passthrough);

@@ -254,7 +254,7 @@ pub fn render_worker_config(
         transactional_id_prefix: transactional_id_prefix(pipeline),
         transaction_timeout_ms,
         commit_interval_ms,
-        commit_max_records: 10_000,
+        commit_max_records: worker::DEFAULT_COMMIT_MAX_RECORDS,
         output: worker::Output {
             topics: outputs,
             default_topic,

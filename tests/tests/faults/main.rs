@@ -3,6 +3,7 @@
 //! after `cargo build -p exactly-worker`.
 
 mod common;
+mod deletion;
 mod errors;
 mod guarantee;
 mod pipeline;
