@@ -115,6 +115,8 @@ async fn a_pipeline_delivers_every_record_exactly_once_while_workers_are_killed_
 
     // Kill a random worker at random moments while records flow, restarting it at once (as the
     // StatefulSet would); restart the broker once, half-way.
+    // Held but for the restart: no other test's broker restart lands in this one.
+    let mut shared_broker = Some(crate::common::BROKER.read().await);
     let faults = tokio::task::spawn_blocking(move || {
         for kill in 0..KILLS {
             std::thread::sleep(Duration::from_millis(300 + rng.below(900)));
@@ -123,14 +125,17 @@ async fn a_pipeline_delivers_every_record_exactly_once_while_workers_are_killed_
             workers.start(ordinal);
             if kill == KILLS / 2 {
                 // Alone: the other tests of this binary finish (or wait) first.
-                let _alone = crate::common::BROKER.blocking_write();
+                drop(shared_broker.take());
+                let alone = crate::common::BROKER.blocking_write();
                 env.restart_kafka(Duration::from_secs(2))
                     .unwrap_or_else(|e| panic!("restarting the broker: {e}"));
+                drop(alone);
+                shared_broker = Some(crate::common::BROKER.blocking_read());
             }
         }
-        workers
+        (workers, shared_broker)
     });
-    let mut workers = faults
+    let (mut workers, _shared_broker) = faults
         .await
         .unwrap_or_else(|e| panic!("the fault schedule: {e}"));
     // The last restarted worker gets time to start (and install its SIGTERM handler) before
