@@ -22,9 +22,9 @@ use rdkafka::message::{Headers, Message};
 use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 
 /// The broker of this binary's environment, shared by its tests: each holds a read guard for
-/// its whole run; a test that restarts the broker trades its read guard for the write guard
-/// around the restart (the pods test, the heaviest, holds the write guard throughout), so an
-/// outage hits no other test half-way (they finish first, or start after it).
+/// its whole run; the two tests that restart the broker (the process and the pods kill tests)
+/// hold the write guard throughout, so an outage or their load hits no other test half-way
+/// (they finish first, or start after it).
 pub static BROKER: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
 
 /// The `exactly-worker` binary next to this test binary (`target/<profile>/exactly-worker`).

@@ -50,6 +50,11 @@ fn read_all_ids(env: &Environment, topic: &str, isolation: &str) -> Vec<u64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pipeline_delivers_every_record_exactly_once_while_workers_are_killed_and_the_broker_restarts()
  {
+    // Alone for its whole run, as the pods test: when that test's load and broker restart
+    // overlapped this one, a partition's committed offsets stayed unreadable for minutes
+    // (UNSTABLE_OFFSET_COMMIT: a transaction holding pending group offsets never ended; not
+    // diagnosed yet).
+    let _alone = crate::common::BROKER.write().await;
     let env = shared();
     let ns = env.namespace("faults").await;
     let client = env.client().await.unwrap_or_else(|e| panic!("{e}"));
@@ -115,8 +120,6 @@ async fn a_pipeline_delivers_every_record_exactly_once_while_workers_are_killed_
 
     // Kill a random worker at random moments while records flow, restarting it at once (as the
     // StatefulSet would); restart the broker once, half-way.
-    // Held but for the restart: no other test's broker restart lands in this one.
-    let mut shared_broker = Some(crate::common::BROKER.read().await);
     let faults = tokio::task::spawn_blocking(move || {
         for kill in 0..KILLS {
             std::thread::sleep(Duration::from_millis(300 + rng.below(900)));
@@ -125,17 +128,13 @@ async fn a_pipeline_delivers_every_record_exactly_once_while_workers_are_killed_
             workers.start(ordinal);
             if kill == KILLS / 2 {
                 // Alone: the other tests of this binary finish (or wait) first.
-                drop(shared_broker.take());
-                let alone = crate::common::BROKER.blocking_write();
                 env.restart_kafka(Duration::from_secs(2))
                     .unwrap_or_else(|e| panic!("restarting the broker: {e}"));
-                drop(alone);
-                shared_broker = Some(crate::common::BROKER.blocking_read());
             }
         }
-        (workers, shared_broker)
+        workers
     });
-    let (mut workers, _shared_broker) = faults
+    let mut workers = faults
         .await
         .unwrap_or_else(|e| panic!("the fault schedule: {e}"));
     // The last restarted worker gets time to start (and install its SIGTERM handler) before
