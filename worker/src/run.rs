@@ -87,8 +87,10 @@ pub fn transactional_id(cfg: &WorkerConfig, ordinal: u32) -> String {
 }
 
 /// How many transactional producers an exactly-once worker runs: they take turns, one
-/// transaction each (see [`producer_transactional_id`]).
-pub const PRODUCERS: usize = 2;
+/// transaction each (see [`producer_transactional_id`]). One for now: with two, the scale-down
+/// fault test found removed workers' open transactions left unfenced in two of five runs (not
+/// diagnosed yet), so the turn-taking stays off until that is understood.
+pub const PRODUCERS: usize = 1;
 
 /// The `transactional.id` of producer `index` (below [`PRODUCERS`]) of worker `ordinal`:
 /// `<prefix>-<ordinal>` for the first, `<prefix>-<ordinal>.<index>` for the others.
@@ -1473,7 +1475,7 @@ mod tests {
 
     #[test]
     fn a_workers_second_producer_has_its_own_stable_id_under_the_same_ordinal() {
-        let ids: Vec<String> = (0..PRODUCERS)
+        let ids: Vec<String> = (0..2)
             .map(|i| producer_transactional_id(&cfg(), 2, i))
             .collect();
         assert_eq!(ids, vec!["exactly-a-b-2", "exactly-a-b-2.1"]);

@@ -333,8 +333,8 @@ pub struct PipelineStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group_id: Option<String>,
 
-    /// The workers' `transactional.id` prefix (worker `n`: `<prefix>-<n>` and `<prefix>-<n>.1`,
-    /// its two producers, which take turns, one transaction each).
+    /// The workers' `transactional.id` prefix (worker `n`: `<prefix>-<n>`; the operator also
+    /// counts and fences `<prefix>-<n>.<k>`, ids of a worker's further producers).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub transactional_id_prefix: Option<String>,
 
