@@ -400,6 +400,19 @@ impl Record {
 /// consumer in `isolation` (`read_committed` or `read_uncommitted`), in the order read. Tests of
 /// this binary run at once and one restarts the broker: errors of the connection are waited out
 /// (the consumer reconnects), within the deadline.
+/// The `"id"` of every record of `topic` a `read_committed` reader sees (each value is a JSON
+/// object with a numeric `id`).
+pub fn committed_ids(env: &Environment, topic: &str, partitions: i32) -> Vec<u64> {
+    read_all(env, topic, partitions, "read_committed")
+        .iter()
+        .map(|r| {
+            r.json()
+                .and_then(|v| v["id"].as_u64())
+                .unwrap_or_else(|| panic!("a record without an id: {r:?}"))
+        })
+        .collect()
+}
+
 pub fn read_all(env: &Environment, topic: &str, partitions: i32, isolation: &str) -> Vec<Record> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", &env.bootstrap_servers)

@@ -11,8 +11,8 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, DeleteParams};
 
 use crate::common::{
-    EXACTLY_ONCE, Workers, create_topics, drained, produce_records, read_all, rendered_config,
-    tally_of, test_dir,
+    EXACTLY_ONCE, Workers, committed_ids, create_topics, drained, produce_records, read_all,
+    rendered_config, tally_of, test_dir,
 };
 use crate::support::{create, create_cluster, run_operator, wire};
 
@@ -180,14 +180,7 @@ async fn deleting_a_pipeline_removes_its_workers_and_keeps_its_topics_their_data
             "the Topic {name} went with the Pipeline"
         );
     }
-    let ids: Vec<u64> = read_all(env, &output, PARTITIONS, "read_committed")
-        .iter()
-        .map(|r| {
-            r.json()
-                .and_then(|v| v["id"].as_u64())
-                .unwrap_or_else(|| panic!("an output record without an id: {r:?}"))
-        })
-        .collect();
+    let ids: Vec<u64> = committed_ids(env, &output, PARTITIONS);
     assert_eq!(
         tally_of(&ids, &(0..RECORDS).collect::<Vec<_>>()),
         EXACTLY_ONCE,

@@ -10,7 +10,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, PostParams};
 
 use crate::common::{
-    EXACTLY_ONCE, Workers, create_topics, drained, produce_records, read_all, rendered_config,
+    EXACTLY_ONCE, Workers, committed_ids, create_topics, drained, produce_records, rendered_config,
     tally_of, test_dir,
 };
 use crate::support::{create, run_operator, wire};
@@ -115,14 +115,7 @@ async fn a_pipeline_on_a_sasl_ssl_cluster_logs_its_workers_in_and_copies_every_r
     let codes = workers.stop();
     assert_eq!(codes, vec![Some(0)], "the worker on SIGTERM");
 
-    let ids: Vec<u64> = read_all(env, &output, PARTITIONS, "read_committed")
-        .iter()
-        .map(|r| {
-            r.json()
-                .and_then(|v| v["id"].as_u64())
-                .unwrap_or_else(|| panic!("an output record without an id: {r:?}"))
-        })
-        .collect();
+    let ids: Vec<u64> = committed_ids(env, &output, PARTITIONS);
     assert_eq!(
         tally_of(&ids, &(0..RECORDS).collect::<Vec<_>>()),
         EXACTLY_ONCE,
