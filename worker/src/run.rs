@@ -88,8 +88,10 @@ pub fn transactional_id(cfg: &WorkerConfig, ordinal: u32) -> String {
 
 /// How many transactional producers an exactly-once worker runs: they take turns, one
 /// transaction each (see [`producer_transactional_id`]). One for now: with two, the scale-down
-/// fault test found removed workers' open transactions left unfenced in two of five runs (not
-/// diagnosed yet), so the turn-taking stays off until that is understood.
+/// fault test found removed workers' open transactions left unfenced in two of five runs. A
+/// likely cause is fixed (an offset fetch requiring stable offsets made the whole observation
+/// fail while a killed worker's transaction held offsets pending, so nothing was fenced); two
+/// come back once the fault tests have passed with them.
 pub const PRODUCERS: usize = 1;
 
 /// The `transactional.id` of producer `index` (below [`PRODUCERS`]) of worker `ordinal`:

@@ -22,7 +22,7 @@ use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Api, Client, ResourceExt};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
@@ -362,11 +362,22 @@ where
 {
     move |result| {
         if let Err(kube::runtime::controller::Error::QueueError(e)) = result {
-            warn!(kind, error = %e, "watch failed");
-            metrics.watch_failed(kind);
+            if is_expired(&e) {
+                debug!(kind, error = %e, "watch expired; listing again");
+            } else {
+                warn!(kind, error = %e, "watch failed");
+                metrics.watch_failed(kind);
+            }
         }
         futures::future::ready(())
     }
+}
+
+/// Whether a watch ended with 410 Gone (its resource version is older than the API server
+/// keeps): the watcher lists again and goes on, so it is no failure. A fresh API server's watch
+/// cache answers a watch from a just-listed version this way too.
+fn is_expired(error: &kube::runtime::watcher::Error) -> bool {
+    matches!(error, kube::runtime::watcher::Error::WatchError(status) if status.code == 410)
 }
 
 fn error_policy<K: ResourceExt>(object: Arc<K>, error: &Error, _ctx: Arc<Context>) -> Action {
@@ -594,4 +605,29 @@ async fn run_in(
     );
     futures::future::join5(clusters, topics, producers, groups, pipelines).await;
     info!("controllers stopped");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_expired;
+    use kube::core::Status;
+    use kube::runtime::watcher::Error;
+
+    fn watch_error(code: u16, reason: &str) -> Error {
+        let mut status = Status::failure("too old resource version: 296 (297)", reason);
+        status.code = code;
+        Error::WatchError(Box::new(status))
+    }
+
+    #[test]
+    fn a_watch_that_expired_is_not_counted_as_failed() {
+        assert!(is_expired(&watch_error(410, "Expired")));
+    }
+
+    #[test]
+    fn a_watch_refused_or_failing_otherwise_is_counted() {
+        assert!(!is_expired(&watch_error(403, "Forbidden")));
+        assert!(!is_expired(&watch_error(500, "InternalError")));
+        assert!(!is_expired(&Error::NoResourceVersion));
+    }
 }

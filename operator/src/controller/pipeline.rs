@@ -1104,7 +1104,13 @@ async fn observe_progress(
     Vec<String>,
     Arc<super::observe::Snapshot>,
 )> {
-    let admin = resolve::admin(ctx, cluster).await.ok()?;
+    let admin = match resolve::admin(ctx, cluster).await {
+        Ok(admin) => admin,
+        Err(e) => {
+            tracing::warn!(group, error = %e, "cannot reach the cluster to observe the pipeline");
+            return None;
+        }
+    };
     let key = super::cluster_key(
         ctx,
         &cluster.namespace().unwrap_or_default(),
@@ -1122,6 +1128,9 @@ async fn observe_progress(
             super::group::cluster_interest(ctx, &key)
         })
         .await
+        .inspect_err(|e| {
+            tracing::warn!(group, error = %e, "cannot observe the pipeline's group and transactions; removed workers are not fenced until it can");
+        })
         .ok()?;
     let decoded: Vec<exactly_worker::Progress> = snapshot
         .committed_metadata

@@ -579,7 +579,9 @@ async fn steady_state(
     }))
 }
 
-/// Adds or removes the finalizer. Returns whether it changed the object.
+/// Adds or removes the finalizer. Returns whether the object changed: by this patch, or, when
+/// the patch is refused as a conflict, since the cached copy this reconcile saw (the cache lags
+/// the operator's own last write); either way the newer version brings the Topic round again.
 async fn set_finalizer(topic: &Topic, ctx: &Context, present: bool) -> Result<bool> {
     let has = topic.finalizers().iter().any(|f| f == FINALIZER);
     if has == present {
@@ -605,13 +607,21 @@ async fn set_finalizer(topic: &Topic, ctx: &Context, present: bool) -> Result<bo
             "resourceVersion": topic.resource_version(),
         }
     });
-    api.patch(
-        &topic.name_any(),
-        &PatchParams::default(),
-        &Patch::Merge(patch),
-    )
-    .await?;
-    Ok(true)
+    match api
+        .patch(
+            &topic.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(patch),
+        )
+        .await
+    {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(e)) if e.code == 409 => {
+            tracing::debug!(name = %topic.name_any(), "finalizer patch over a stale copy refused; waiting for the newer version");
+            Ok(true)
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Deletes the Kafka topic of a Topic being deleted with `deletionPolicy: Delete`, unless it is

@@ -1512,10 +1512,20 @@ impl WireClient {
     }
 
     /// The group's committed offsets for every partition it has one for (`OffsetFetch` with all
-    /// topics and `require_stable`, so offsets pending in a transaction make it wait and retry).
+    /// topics and `require_stable`, so offsets pending in a transaction make it wait and retry
+    /// until that transaction ends).
     pub async fn committed_offsets(
         &self,
         group: &str,
+    ) -> Result<BTreeMap<TopicPartition, i64>, WireError> {
+        self.committed_offsets_of(group, true).await
+    }
+
+    /// [`Self::committed_offsets`], with `require_stable` as given.
+    async fn committed_offsets_of(
+        &self,
+        group: &str,
+        require_stable: bool,
     ) -> Result<BTreeMap<TopicPartition, i64>, WireError> {
         let api = "OffsetFetch";
         let keys_owned = [group.to_string()];
@@ -1526,7 +1536,8 @@ impl WireClient {
             let (version, response) = self
                 .call(Target::Node(coordinator), None, true, &|version| {
                     // v8+ asks for groups in an array; before, for one group at the top level.
-                    let request = OffsetFetchRequest::default().with_require_stable(version >= 7);
+                    let request = OffsetFetchRequest::default()
+                        .with_require_stable(require_stable && version >= 7);
                     if version >= 8 {
                         request.with_groups(vec![
                             messages::offset_fetch_request::OffsetFetchRequestGroup::default()
@@ -1591,6 +1602,12 @@ impl WireClient {
 
     /// [`Self::committed_offsets_of_groups`], with each offset's commit metadata (the string a
     /// committer stores beside it; empty when none, and always for brokers older than v8).
+    ///
+    /// Without `require_stable`: offsets a transaction has sent but not committed yet are left
+    /// out (the partition shows its last committed offset). With it, one such transaction, left
+    /// open by a killed worker, would make every fetch of the group fail with
+    /// UNSTABLE_OFFSET_COMMIT until the transaction is aborted, so an observer built on this
+    /// could not see the very transaction it has to fence.
     pub async fn committed_of_groups(
         &self,
         groups: &[String],
@@ -1606,8 +1623,7 @@ impl WireClient {
             for (coordinator, ids) in invert(&coordinators) {
                 let (version, response) = self
                     .call(Target::Node(coordinator), None, true, &|version| {
-                        let request =
-                            OffsetFetchRequest::default().with_require_stable(version >= 7);
+                        let request = OffsetFetchRequest::default();
                         if version >= 8 {
                             request.with_groups(
                                 ids.iter()
@@ -1625,7 +1641,7 @@ impl WireClient {
                     .await?;
                 if version < 8 {
                     for g in &ids {
-                        let offsets = self.committed_offsets(g).await?;
+                        let offsets = self.committed_offsets_of(g, false).await?;
                         let offsets = offsets
                             .into_iter()
                             .map(|(tp, o)| (tp, (o, String::new())))

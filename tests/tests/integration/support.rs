@@ -27,6 +27,7 @@ pub fn run_operator_with_metrics(
     namespace: &str,
     metrics: std::sync::Arc<exactly::metrics::Metrics>,
 ) {
+    operator_logs();
     let options = exactly::controller::Options {
         namespace: Some(namespace.to_string()),
         concurrency: 2,
@@ -41,6 +42,16 @@ pub fn run_operator_with_metrics(
     ));
 }
 
+/// The operator's log lines (info and up), through the test harness's capture: a failing test
+/// prints those of its own operator.
+fn operator_logs() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("exactly=info")
+        .with_ansi(false)
+        .with_test_writer()
+        .try_init();
+}
+
 /// An operator run that a test stops (and may start again) itself: to check what a fresh
 /// process decides from what the API server holds, not from memory of an earlier run.
 pub struct Operator {
@@ -53,6 +64,7 @@ pub struct Operator {
 impl Operator {
     /// Starts the operator's controllers for `namespace`, as [`run_operator`] does.
     pub fn start(client: Client, namespace: &str) -> Operator {
+        operator_logs();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let metrics = std::sync::Arc::new(exactly::metrics::Metrics::default());
         let options = exactly::controller::Options {

@@ -43,6 +43,7 @@ mod code {
     pub const UNSUPPORTED_SASL_MECHANISM: i16 = 33;
     pub const SASL_AUTHENTICATION_FAILED: i16 = 58;
     pub const GROUP_ID_NOT_FOUND: i16 = 69;
+    pub const UNSTABLE_OFFSET_COMMIT: i16 = 88;
     pub const TRANSACTIONAL_ID_NOT_FOUND: i16 = 105;
 }
 
@@ -1314,6 +1315,73 @@ async fn committed_offsets_of_one_group_are_what_rdkafka_committed() {
         committed,
         BTreeMap::from([(tp(&topic, 0), 3), (tp(&topic, 1), 5)])
     );
+}
+
+/// A worker killed between sending its offsets to the transaction and committing it leaves them
+/// pending. The observation's fetch of many groups still answers at once, with the offsets
+/// committed before (a fetch that requires stable offsets is refused meanwhile: the control),
+/// and with the new ones once the transaction commits.
+#[tokio::test]
+async fn committed_offsets_of_groups_answer_while_a_transaction_holds_offsets_pending() {
+    let (env, ns) = setup("wire-offset-fetch-pending").await;
+    let topic = ns.unique("orders");
+    let group = ns.unique("billing");
+    create_kafka_topic(env, &topic, 1, &[]).await;
+    rdkafka_commit(env, &group, &topic, &[(0, 3)]);
+    let producer = transactional_producer(env, &ns.unique("pending"), 300_000);
+    producer
+        .begin_transaction()
+        .unwrap_or_else(|e| panic!("begin: {e}"));
+    let mut offsets = TopicPartitionList::new();
+    offsets
+        .add_partition_offset(&topic, 0, Offset::Offset(9))
+        .unwrap_or_else(|e| panic!("offset list: {e}"));
+    let metadata = observer(env, &group, "read_committed")
+        .group_metadata()
+        .unwrap_or_else(|| panic!("no group metadata for {group}"));
+    producer
+        .send_offsets_to_transaction(&offsets, &metadata, KAFKA_TIMEOUT)
+        .unwrap_or_else(|e| panic!("send offsets: {e}"));
+    let client = WireClient::new(
+        &env.bootstrap_servers,
+        "exactly-test",
+        Duration::from_secs(3),
+    );
+
+    let stable = client.committed_offsets(&group).await;
+    let committed = client
+        .committed_offsets_of_groups(std::slice::from_ref(&group))
+        .await
+        .unwrap_or_else(|e| panic!("committed offsets of {group} with offsets pending: {e}"));
+
+    assert_eq!(
+        stable.map_err(|e| e.code()),
+        Err(Some(code::UNSTABLE_OFFSET_COMMIT)),
+        "the control: a stable fetch waits for the transaction"
+    );
+    assert_eq!(
+        committed,
+        BTreeMap::from([(group.clone(), BTreeMap::from([(tp(&topic, 0), 3)]))])
+    );
+    producer
+        .commit_transaction(KAFKA_TIMEOUT)
+        .unwrap_or_else(|e| panic!("commit: {e}"));
+    // The coordinator applies the commit once its marker is written, a moment after EndTxn.
+    eventually(
+        "the transaction's offsets to be committed",
+        TIMEOUT,
+        || async {
+            let committed = client
+                .committed_offsets_of_groups(std::slice::from_ref(&group))
+                .await
+                .map_err(|e| e.to_string())?;
+            match committed.get(&group).and_then(|o| o.get(&tp(&topic, 0))) {
+                Some(9) => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .await;
 }
 
 #[tokio::test]
