@@ -256,6 +256,26 @@ impl Ledger {
             .collect()
     }
 
+    /// A transaction was counted as committed ([`Ledger::committed`]) before its commit ended,
+    /// `before` being the ledger until then, and the commit failed. Both it and the transaction
+    /// open since (if any) are aborted: the ledger becomes `before` with nothing open, and every
+    /// partition either consumed is rewound to where the failed one began, or, if only the later
+    /// one consumed it, to where that began.
+    pub fn undo_commit(&mut self, before: Ledger) -> Vec<Rewind> {
+        let later = self.aborted();
+        *self = before;
+        let mut rewinds = self.aborted();
+        for r in later {
+            if !rewinds
+                .iter()
+                .any(|e| e.topic == r.topic && e.partition == r.partition)
+            {
+                rewinds.push(r);
+            }
+        }
+        rewinds
+    }
+
     /// The committed progress summed over the assigned partitions (for the progress log line).
     pub fn committed_total(&self) -> Progress {
         self.partitions
@@ -522,6 +542,39 @@ mod tests {
         assert_eq!(
             ledger.committed_total(),
             stopped(led(progress(7, 7, 0, 6), 1), "orders-0@7: new")
+        );
+    }
+
+    #[test]
+    fn a_failed_commit_undone_rewinds_to_where_it_began_and_the_later_transaction_too() {
+        let mut ledger = Ledger::default();
+        ledger.assign(tp(0), Some(progress(10, 10, 0, 1)));
+        ledger.assign(tp(1), Some(progress(20, 20, 0, 2)));
+        ledger.assign(tp(2), Some(Progress::default()));
+        ledger.consumed(&tp(0), 100, 1, 0);
+        ledger.consumed(&tp(0), 101, 1, 0);
+        ledger.consumed(&tp(1), 50, 1, 0);
+        let before = ledger.clone();
+        ledger.committed();
+        // The next transaction, while the first one's commit is in flight.
+        ledger.consumed(&tp(0), 102, 1, 0);
+        ledger.consumed(&tp(2), 7, 1, 0);
+        let rewinds = ledger.undo_commit(before);
+        let rewind = |partition, offset| Rewind {
+            topic: "orders".into(),
+            partition,
+            offset,
+        };
+        assert_eq!(rewinds, vec![rewind(0, 100), rewind(1, 50), rewind(2, 7)]);
+        assert!(!ledger.is_open());
+        assert_eq!(ledger.records_in_txn(), 0);
+        // The figures are the ones before the failed commit.
+        assert_eq!(ledger.committed_total(), progress(30, 30, 0, 3));
+        // And the next commit of partition 0 starts from them.
+        ledger.consumed(&tp(0), 100, 1, 0);
+        assert_eq!(
+            ledger.offsets_to_commit()[0].progress,
+            led(progress(11, 11, 0, 2), 1)
         );
     }
 

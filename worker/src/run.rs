@@ -1,13 +1,23 @@
 //! The transaction loop: KIP-447 consume-transform-produce.
 //!
-//! One transactional producer (`transactional.id = <prefix>-<ordinal>`) and one consumer in the
-//! Pipeline's group (`read_committed`, no auto-commit, cooperative-sticky assignment). The loop:
+//! [`PRODUCERS`] transactional producers taking turns (`transactional.id = <prefix>-<ordinal>`,
+//! then `<prefix>-<ordinal>.<k>`) and one consumer in the Pipeline's group (`read_committed`, no
+//! auto-commit, cooperative-sticky assignment). The loop:
 //!
 //! 1. poll a record; begin a transaction lazily on the first record after a commit;
 //! 2. transform it, route every output, produce them (or a dead letter) into the transaction;
-//! 3. every `commitIntervalMs`, or after `commitMaxRecords` input records, send the consumed
-//!    positions, each with its [`Progress`] metadata, to the transaction with the consumer's
-//!    group metadata (so a zombie of an older generation is fenced), and commit.
+//! 3. every `commitIntervalMs`, or after `commitMaxRecords` input records, wait until the
+//!    broker has every output of the transaction, then hand it to a committer thread, which
+//!    sends the consumed positions, each with its [`Progress`] metadata, to the transaction with
+//!    the consumer's group metadata (so a zombie of an older generation is fenced), and commits;
+//!    meanwhile the loop goes on with the next transaction on the other producer;
+//! 4. before the next commit, an abort or a rebalance, wait for the handed-over commit. If it
+//!    failed, the transaction opened since is aborted too (its offsets would pass records that
+//!    were not committed), and every partition is rewound to where the failed one began.
+//!
+//! Outputs stay in input order: a transaction's records are all in the log before the next
+//! transaction's first is sent. And no commit passes one that may still fail: a transaction
+//! commits only after the one before it has.
 //!
 //! On an abortable error the transaction is aborted and every partition it consumed is sought
 //! back to the first offset it consumed, so the records are processed again; retriable errors are
@@ -28,11 +38,14 @@ use std::collections::BTreeMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use rdkafka::ClientContext;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, ConsumerGroupMetadata, Rebalance,
+};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, DeliveryResult, Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
@@ -45,7 +58,7 @@ use crate::decide::{
     RecordErrorAction, StopReason, TxnOperation,
 };
 use crate::http::Health;
-use crate::ledger::{Ledger, Rewind, TopicPartition};
+use crate::ledger::{Ledger, OffsetToCommit, Rewind, TopicPartition};
 use crate::metrics::Metrics;
 use crate::progress::Progress;
 use crate::route::Router;
@@ -57,6 +70,11 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Longest poll while no transaction is open: bounds how late a shutdown is noticed.
 const IDLE_POLL: Duration = Duration::from_millis(200);
+
+/// Longest poll while a commit is in flight: a finished commit is settled soon even when no
+/// record comes (a failed one must be aborted: its transaction holds the outputs' last stable
+/// offset).
+const SETTLE_POLL: Duration = Duration::from_millis(5);
 
 /// How often the progress line is logged (only when something was committed since).
 const PROGRESS_LOG_INTERVAL: Duration = Duration::from_secs(10);
@@ -87,23 +105,19 @@ pub fn transactional_id(cfg: &WorkerConfig, ordinal: u32) -> String {
 }
 
 /// How many transactional producers an exactly-once worker runs: they take turns, one
-/// transaction each (see [`producer_transactional_id`]). One for now: with two, the scale-down
-/// fault test found removed workers' open transactions left unfenced in two of five runs. A
-/// likely cause is fixed (an offset fetch requiring stable offsets made the whole observation
-/// fail while a killed worker's transaction held offsets pending, so nothing was fenced); two
-/// come back once the fault tests have passed with them.
-pub const PRODUCERS: usize = 1;
+/// transaction each (see [`producer_transactional_id`]), and one's commit runs while the other's
+/// transaction fills.
+pub const PRODUCERS: usize = 2;
 
 /// The `transactional.id` of producer `index` (below [`PRODUCERS`]) of worker `ordinal`:
 /// `<prefix>-<ordinal>` for the first, `<prefix>-<ordinal>.<index>` for the others.
 ///
-/// Why two: after a commit the coordinator writes the markers to every partition of the
-/// transaction, and until it has, the same transactional id cannot add partitions to its next
-/// transaction (CONCURRENT_TRANSACTIONS, retried by librdkafka every 20 ms): records wait in the
-/// producer for 20-40 ms of every transaction. The next transaction on the other id starts at
-/// once. It starts only after the previous one has committed (`commit_transaction` returns once
-/// the coordinator has the commit), so outputs stay in input order and no transaction's offsets
-/// pass records of one that might still abort.
+/// Why two: a commit (the offsets sent, then EndTxn) takes a few round trips to the
+/// coordinators, and with one producer the loop waits for them; with two, the next transaction
+/// fills meanwhile. And after a commit the coordinator writes the markers to every partition of
+/// the transaction; until it has, the same transactional id cannot add partitions to its next
+/// transaction (CONCURRENT_TRANSACTIONS, retried by librdkafka every 20 ms). The other id's
+/// transaction starts at once.
 pub fn producer_transactional_id(cfg: &WorkerConfig, ordinal: u32, index: usize) -> String {
     match index {
         0 => transactional_id(cfg, ordinal),
@@ -247,7 +261,7 @@ pub fn run(cfg: WorkerConfig, runtime: Runtime) -> Result<(), ExitReason> {
     let consumer_cfg = consumer_config(&cfg, runtime.ordinal);
     let topics: Vec<&str> = cfg.input_topics.iter().map(String::as_str).collect();
     let pipeline = Pipeline {
-        producers,
+        producers: Arc::new(producers),
         transform,
         router,
         timeout,
@@ -302,6 +316,7 @@ fn consume(consumer: &BaseConsumer<Pipeline>, shutdown: &AtomicBool) -> Result<(
         let poll_timeout = {
             let mut state = pipeline.lock();
             if let Some(exit) = state.exit {
+                pipeline.settle(&mut state, consumer, None);
                 return Err(exit);
             }
             if shutdown.load(Ordering::Relaxed) {
@@ -309,6 +324,9 @@ fn consume(consumer: &BaseConsumer<Pipeline>, shutdown: &AtomicBool) -> Result<(
                 return state.exit.map_or(Ok(()), Err);
             }
             pipeline.read_unknown_progress(&mut state, consumer);
+            if state.pending.as_ref().is_some_and(Pending::is_done) {
+                pipeline.settle(&mut state, consumer, None);
+            }
             if let Some(started) = state.txn
                 && decide::should_commit(
                     state.ledger.records_in_txn(),
@@ -316,14 +334,19 @@ fn consume(consumer: &BaseConsumer<Pipeline>, shutdown: &AtomicBool) -> Result<(
                     &pipeline.cfg,
                 )
             {
-                pipeline.commit(&mut state, consumer, "interval");
+                pipeline.commit_with(&mut state, consumer, "interval", true);
             }
-            match state.txn {
+            let timeout = match state.txn {
                 Some(started) => pipeline
                     .commit_interval()
                     .saturating_sub(started.elapsed())
                     .clamp(Duration::from_millis(1), IDLE_POLL),
                 None => IDLE_POLL,
+            };
+            if state.pending.is_some() {
+                timeout.min(SETTLE_POLL)
+            } else {
+                timeout
             }
         };
         match consumer.poll(poll_timeout) {
@@ -413,13 +436,62 @@ struct State {
     /// produced: the transaction was aborted, and when the replay reaches them they are record
     /// errors instead. Several can be pending: the replay may meet them in another order.
     poisoned: BTreeMap<(TopicPartition, i64), RecordError>,
+    /// The transaction whose commit runs on the committer thread (never on the producer whose
+    /// turn it is).
+    pending: Option<Pending>,
+}
+
+/// A transaction handed to the committer thread. The ledger already counts it as committed.
+struct Pending {
+    /// Index of its producer.
+    producer: usize,
+    commit: Handed,
+    /// The ledger before it counted this transaction as committed: put back, and rewound, if the
+    /// commit fails.
+    before: Ledger,
+    offsets: Vec<OffsetToCommit>,
+    /// What it adds to the figures.
+    added: Progress,
+    why: &'static str,
+}
+
+impl Pending {
+    /// Whether its commit has ended (settling it will not wait).
+    fn is_done(&self) -> bool {
+        match &self.commit {
+            Handed::Running(running) => running.is_finished(),
+            Handed::Done(_) => true,
+        }
+    }
+}
+
+/// A commit running on the committer thread, or already done on the loop's.
+enum Handed {
+    Running(JoinHandle<CommitOutcome>),
+    Done(CommitOutcome),
+}
+
+/// How a commit ended.
+struct CommitOutcome {
+    result: Result<(), CommitFailure>,
+    /// From the commit's start (on the loop, before the drain) to its end.
+    took: Duration,
+}
+
+/// A transactional call that failed for good.
+struct CommitFailure {
+    /// `send_offsets` or `commit`.
+    step: &'static str,
+    error: KafkaError,
+    decision: Decision,
 }
 
 /// The consumer's context: everything the loop and the rebalance callbacks share.
 struct Pipeline {
     cfg: WorkerConfig,
-    /// One producer under `AtLeastOnce`; [`PRODUCERS`] taking turns under `ExactlyOnce`.
-    producers: Vec<ThreadedProducer<ProducerLog>>,
+    /// One producer under `AtLeastOnce`; [`PRODUCERS`] taking turns under `ExactlyOnce` (shared
+    /// with the committer thread).
+    producers: Arc<Vec<ThreadedProducer<ProducerLog>>>,
     transform: Transform,
     router: Router,
     /// Bound of every blocking transactional call (the transaction timeout).
@@ -664,6 +736,13 @@ impl Pipeline {
             state.failed_deliveries_at_begin = self.failed_deliveries();
             return true;
         }
+        debug_assert!(
+            state
+                .pending
+                .as_ref()
+                .is_none_or(|p| p.producer != state.turn % self.producers.len()),
+            "a transaction begins on a producer whose commit is in flight"
+        );
         match self.producer(state).begin_transaction() {
             Ok(()) => {
                 state.txn = Some(Instant::now());
@@ -724,10 +803,28 @@ impl Pipeline {
         }
     }
 
-    /// Sends the consumed positions with their progress metadata and commits; true when it
-    /// committed (false: nothing was open, or it was aborted and rewound, or the worker exits).
-    fn commit(&self, state: &mut State, consumer: &BaseConsumer<Pipeline>, why: &str) -> bool {
-        if state.txn.is_none() {
+    /// Commits the open transaction and waits for the commit; true when it committed (false:
+    /// nothing was open, or it was aborted and rewound, or the worker exits).
+    fn commit(
+        &self,
+        state: &mut State,
+        consumer: &BaseConsumer<Pipeline>,
+        why: &'static str,
+    ) -> bool {
+        self.commit_with(state, consumer, why, false)
+    }
+
+    /// Sends the consumed positions with their progress metadata and commits. With `overlap`
+    /// and more than one producer, the commit runs on the committer thread and this returns
+    /// once it is handed over (true); [`Pipeline::settle`] waits for it.
+    fn commit_with(
+        &self,
+        state: &mut State,
+        consumer: &BaseConsumer<Pipeline>,
+        why: &'static str,
+        overlap: bool,
+    ) -> bool {
+        if !self.settle(state, consumer, None) || state.txn.is_none() {
             return false;
         }
         let offsets = state.ledger.offsets_to_commit();
@@ -747,102 +844,167 @@ impl Pipeline {
                 }
             }
         }
-        let committed = if self.cfg.guarantee.transactional() {
-            self.commit_transaction(state, consumer, &tpl)
+        if !self.cfg.guarantee.transactional() {
+            if !self.commit_offsets(state, consumer, &tpl) {
+                return false;
+            }
+            let added = state.ledger.committed();
+            state.txn = None;
+            self.record_commit(state, &offsets, &added, started.elapsed(), why);
+            return true;
+        }
+        let group = if tpl.count() > 0 {
+            let Some(group) = consumer.group_metadata() else {
+                warn!("no consumer group metadata to commit with; aborting");
+                self.abort(state, consumer, "send_offsets", None);
+                return false;
+            };
+            Some(group)
         } else {
-            self.commit_offsets(state, consumer, &tpl)
+            None
         };
-        if !committed {
+        // Every output of this transaction is in the log before the next transaction (on another
+        // producer) sends its first: per output partition, records stay in input order.
+        let index = state.turn % self.producers.len();
+        let producer = &self.producers[index];
+        if let Err(f) = retrying(&self.producers, TxnOperation::Commit, "commit", || {
+            drain(producer, self.timeout)
+        }) {
+            self.txn_error_decided(state, consumer, f.step, &f.error, f.decision, None);
             return false;
         }
+        let before = state.ledger.clone();
         let added = state.ledger.committed();
         state.txn = None;
         self.next_turn(state);
+        let producers = Arc::clone(&self.producers);
+        let timeout = self.timeout;
+        let job = move || CommitOutcome {
+            result: commit_transaction_on(&producers, index, &tpl, group.as_ref(), timeout),
+            took: started.elapsed(),
+        };
+        let overlap = overlap && self.producers.len() > 1;
+        let commit = if overlap {
+            match std::thread::Builder::new()
+                .name("committer".into())
+                .spawn(job)
+            {
+                Ok(running) => Handed::Running(running),
+                Err(e) => {
+                    // The transaction stays open; the restarted worker's producer aborts it.
+                    error!(error = %e, "cannot start the committer thread");
+                    state.exit = Some(ExitReason::Fatal);
+                    return false;
+                }
+            }
+        } else {
+            Handed::Done(job())
+        };
+        state.pending = Some(Pending {
+            producer: index,
+            commit,
+            before,
+            offsets,
+            added,
+            why,
+        });
+        overlap || self.settle(state, consumer, None)
+    }
+
+    /// A commit went through: metrics, and the refused records it passed are forgotten.
+    fn record_commit(
+        &self,
+        state: &mut State,
+        offsets: &[OffsetToCommit],
+        added: &Progress,
+        took: Duration,
+        why: &str,
+    ) {
         state.poisoned.retain(|((topic, partition), offset), _| {
             !offsets
                 .iter()
                 .any(|o| o.topic == *topic && o.partition == *partition && *offset < o.offset)
         });
-        self.metrics
-            .committed(&added, started.elapsed().as_secs_f64());
+        self.metrics.committed(added, took.as_secs_f64());
         debug!(
             why,
             records = added.in_records,
             partitions = offsets.len(),
             "transaction committed"
         );
-        true
     }
 
-    /// `ExactlyOnce`: sends `tpl` to the open transaction and commits it; false when it was
-    /// aborted instead (or the worker exits).
-    fn commit_transaction(
+    /// Waits for the commit handed to the committer thread, if any; true unless it failed.
+    ///
+    /// A failed commit takes the open transaction with it (its offsets would pass records that
+    /// were not committed): both are aborted, the ledger is put back to before the failed one,
+    /// and every partition is rewound to where the failed one began (or, for a partition only
+    /// the later one consumed, to where that began; `current` too, a record being processed
+    /// that is in neither).
+    fn settle(
         &self,
         state: &mut State,
         consumer: &BaseConsumer<Pipeline>,
-        tpl: &TopicPartitionList,
+        current: Option<(&TopicPartition, i64)>,
     ) -> bool {
-        if tpl.count() > 0 {
-            let Some(group) = consumer.group_metadata() else {
-                warn!("no consumer group metadata to commit with; aborting");
-                self.abort(state, consumer, "send_offsets", None);
+        let Some(pending) = state.pending.take() else {
+            return true;
+        };
+        let outcome = match pending.commit {
+            Handed::Done(outcome) => outcome,
+            Handed::Running(running) => {
+                let Ok(outcome) = running.join() else {
+                    error!("the committer thread panicked");
+                    state.exit = Some(ExitReason::Fatal);
+                    return false;
+                };
+                outcome
+            }
+        };
+        let failure = match outcome.result {
+            Ok(()) => {
+                self.record_commit(
+                    state,
+                    &pending.offsets,
+                    &pending.added,
+                    outcome.took,
+                    pending.why,
+                );
+                return true;
+            }
+            Err(failure) => failure,
+        };
+        if state.exit.is_some() {
+            // On its way out anyway: the restarted worker's producers abort what is open.
+            return false;
+        }
+        if let Decision::Exit(exit) = failure.decision {
+            error!(error = %failure.error, reason = failure.step, exit = exit.label(), "cannot go on");
+            state.exit = Some(self.exit_reason(failure.decision));
+            return false;
+        }
+        warn!(
+            error = %failure.error,
+            reason = failure.step,
+            "transaction failed; aborting it and any begun after it"
+        );
+        let mut aborted = 1;
+        if state.txn.is_some() {
+            if !self.abort_on(state, state.turn % self.producers.len()) {
                 return false;
-            };
-            let mut attempt = 0;
-            loop {
-                match self
-                    .producer(state)
-                    .send_offsets_to_transaction(tpl, &group, self.timeout)
-                {
-                    Ok(()) => break,
-                    Err(e) => match decide::on_kafka_error(
-                        TxnOperation::SendOffsets,
-                        self.facts(&e),
-                        attempt,
-                    ) {
-                        Decision::Retry => {
-                            debug!(error = %e, attempt, "retrying send_offsets_to_transaction");
-                            std::thread::sleep(decide::retry_backoff(attempt));
-                            attempt += 1;
-                        }
-                        decision => {
-                            self.txn_error_decided(
-                                state,
-                                consumer,
-                                "send_offsets",
-                                &e,
-                                decision,
-                                None,
-                            );
-                            return false;
-                        }
-                    },
-                }
             }
+            state.txn = None;
+            aborted += 1;
         }
-        let mut attempt = 0;
-        loop {
-            let producer = self.producer(state);
-            match drain(producer, self.timeout)
-                .and_then(|()| producer.commit_transaction(self.timeout))
-            {
-                Ok(()) => break,
-                Err(e) => {
-                    match decide::on_kafka_error(TxnOperation::Commit, self.facts(&e), attempt) {
-                        Decision::Retry => {
-                            debug!(error = %e, attempt, "retrying commit_transaction");
-                            std::thread::sleep(decide::retry_backoff(attempt));
-                            attempt += 1;
-                        }
-                        decision => {
-                            self.txn_error_decided(state, consumer, "commit", &e, decision, None);
-                            return false;
-                        }
-                    }
-                }
-            }
+        if !self.abort_on(state, pending.producer) {
+            return false;
         }
-        true
+        let rewinds = state.ledger.undo_commit(pending.before);
+        for _ in 0..aborted {
+            self.count_abort(state, failure.step);
+        }
+        self.rewind(state, consumer, rewinds, current, failure.step);
+        false
     }
 
     /// `AtLeastOnce`: flushes the producer, checks that every record sent since the batch began
@@ -934,38 +1096,68 @@ impl Pipeline {
         reason: &str,
         current: Option<(&TopicPartition, i64)>,
     ) {
+        if !self.settle(state, consumer, current) {
+            // The commit before failed: it took the open transaction with it, and rewound.
+            return;
+        }
         if state.txn.is_some() && !self.cfg.guarantee.transactional() {
             // Nothing to take back: what the batch produced stays, and is produced again.
             state.txn = None;
             self.metrics.aborted(reason);
         }
         if state.txn.is_some() {
-            let mut attempt = 0;
-            loop {
-                match self.producer(state).abort_transaction(self.timeout) {
-                    Ok(()) => break,
-                    Err(e) => {
-                        match decide::on_kafka_error(TxnOperation::Abort, self.facts(&e), attempt) {
-                            Decision::Retry => {
-                                std::thread::sleep(decide::retry_backoff(attempt));
-                                attempt += 1;
-                            }
-                            decision => {
-                                error!(error = %e, "cannot abort the transaction");
-                                state.exit = Some(self.exit_reason(decision));
-                                return;
-                            }
+            if !self.abort_on(state, state.turn % self.producers.len()) {
+                return;
+            }
+            state.txn = None;
+            self.next_turn(state);
+            self.count_abort(state, reason);
+        }
+        let rewinds = state.ledger.aborted();
+        self.rewind(state, consumer, rewinds, current, reason);
+    }
+
+    /// Aborts the transaction open on producer `index`; false (and the worker exits) when it
+    /// cannot.
+    fn abort_on(&self, state: &mut State, index: usize) -> bool {
+        let mut attempt = 0;
+        loop {
+            match self.producers[index].abort_transaction(self.timeout) {
+                Ok(()) => return true,
+                Err(e) => {
+                    match decide::on_kafka_error(TxnOperation::Abort, self.facts(&e), attempt) {
+                        Decision::Retry => {
+                            std::thread::sleep(decide::retry_backoff(attempt));
+                            attempt += 1;
+                        }
+                        decision => {
+                            error!(error = %e, "cannot abort the transaction");
+                            state.exit = Some(self.exit_reason(decision));
+                            return false;
                         }
                     }
                 }
             }
-            state.txn = None;
-            self.next_turn(state);
-            self.metrics.aborted(reason);
-            state.ledger.note_abort();
-            state.aborted_since_start += 1;
         }
-        let mut rewinds = state.ledger.aborted();
+    }
+
+    /// One aborted transaction: counted in the metrics and by the next commit.
+    fn count_abort(&self, state: &mut State, reason: &str) {
+        self.metrics.aborted(reason);
+        state.ledger.note_abort();
+        state.aborted_since_start += 1;
+    }
+
+    /// Seeks every partition an abort took back (and `current`, if not among them) to where it
+    /// must be read again.
+    fn rewind(
+        &self,
+        state: &mut State,
+        consumer: &BaseConsumer<Pipeline>,
+        mut rewinds: Vec<Rewind>,
+        current: Option<(&TopicPartition, i64)>,
+        reason: &str,
+    ) {
         if let Some((tp, offset)) = current
             && !rewinds
                 .iter()
@@ -1065,21 +1257,12 @@ impl Pipeline {
     /// The Kafka client's judgement of `e`, plus whether it means fencing. A fenced producer
     /// reports a fatal error whose cause is only in the client's fatal-error slot.
     fn facts(&self, e: &KafkaError) -> KafkaErrorFacts {
-        let mut facts = error_facts(e);
-        if facts.fatal
-            && self
-                .producers
-                .iter()
-                .filter_map(|p| p.client().fatal_error())
-                .any(|(code, _)| is_fencing(code))
-        {
-            facts.fenced = true;
-        }
-        facts
+        facts_of(&self.producers, e)
     }
 
     /// Commits (or, failing that, aborts) the open transaction on shutdown.
     fn finish(&self, state: &mut State, consumer: &BaseConsumer<Pipeline>) {
+        self.settle(state, consumer, None);
         if state.txn.is_some() {
             info!("shutting down: committing the open transaction");
             self.commit(state, consumer, "shutdown");
@@ -1166,6 +1349,17 @@ impl Pipeline {
             .iter()
             .map(|e| (e.topic().to_string(), e.partition()))
             .collect();
+        if lost {
+            // Not ours to seek any more, whatever happens to the commits in flight.
+            for tp in &revoked {
+                state.ledger.revoke(tp);
+                if let Some(pending) = state.pending.as_mut() {
+                    pending.before.revoke(tp);
+                }
+            }
+        }
+        // The partitions go only once the commit in flight is done (or undone).
+        self.settle(&mut state, consumer, None);
         // A worker on its way out (fatal, fenced) closes its consumer with the transaction
         // still open: the producer cannot end it, the coordinator will.
         let open = state.txn.is_some() && state.exit.is_none();
@@ -1173,13 +1367,7 @@ impl Pipeline {
             RebalanceAction::Commit => {
                 self.commit(&mut state, consumer, "revoke");
             }
-            RebalanceAction::Abort => {
-                // The lost partitions are not ours to seek any more.
-                for tp in &revoked {
-                    state.ledger.revoke(tp);
-                }
-                self.abort(&mut state, consumer, "lost", None);
-            }
+            RebalanceAction::Abort => self.abort(&mut state, consumer, "lost", None),
             RebalanceAction::Nothing => {}
         }
         if state.txn.is_some() && state.exit.is_none() {
@@ -1207,6 +1395,9 @@ impl Pipeline {
         self.metrics.rebalanced("assign");
         self.health.set_joined();
         let mut state = self.lock();
+        // A failed commit in flight puts the ledger back as it was before: settle it before the
+        // ledger learns the new partitions.
+        self.settle(&mut state, consumer, None);
         let assigned: Vec<TopicPartition> = partitions
             .elements()
             .iter()
@@ -1263,6 +1454,73 @@ fn input_record(message: &BorrowedMessage<'_>) -> Result<InputRecord, String> {
         key: message.key().map(<[u8]>::to_vec),
         value: message.payload().map(<[u8]>::to_vec),
         headers,
+    })
+}
+
+/// The Kafka client's judgement of `e`, plus whether it means fencing (a fenced producer
+/// reports a fatal error whose cause is only in the client's fatal-error slot).
+fn facts_of(producers: &[ThreadedProducer<ProducerLog>], e: &KafkaError) -> KafkaErrorFacts {
+    let mut facts = error_facts(e);
+    if facts.fatal
+        && producers
+            .iter()
+            .filter_map(|p| p.client().fatal_error())
+            .any(|(code, _)| is_fencing(code))
+    {
+        facts.fenced = true;
+    }
+    facts
+}
+
+/// Runs `call`, a step of a commit, again while the error is retriable; the failure and what to
+/// do about it otherwise.
+fn retrying(
+    producers: &[ThreadedProducer<ProducerLog>],
+    operation: TxnOperation,
+    step: &'static str,
+    mut call: impl FnMut() -> Result<(), KafkaError>,
+) -> Result<(), CommitFailure> {
+    let mut attempt = 0;
+    loop {
+        match call() {
+            Ok(()) => return Ok(()),
+            Err(error) => {
+                match decide::on_kafka_error(operation, facts_of(producers, &error), attempt) {
+                    Decision::Retry => {
+                        debug!(%error, attempt, "retrying {step}");
+                        std::thread::sleep(decide::retry_backoff(attempt));
+                        attempt += 1;
+                    }
+                    decision => {
+                        return Err(CommitFailure {
+                            step,
+                            error,
+                            decision,
+                        });
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Sends `offsets` to the transaction open on producer `index` (with the consumer's `group`
+/// metadata; none when there are no offsets) and commits it. Runs on the committer thread.
+fn commit_transaction_on(
+    producers: &[ThreadedProducer<ProducerLog>],
+    index: usize,
+    offsets: &TopicPartitionList,
+    group: Option<&ConsumerGroupMetadata>,
+    timeout: Duration,
+) -> Result<(), CommitFailure> {
+    let producer = &producers[index];
+    if let Some(group) = group {
+        retrying(producers, TxnOperation::SendOffsets, "send_offsets", || {
+            producer.send_offsets_to_transaction(offsets, group, timeout)
+        })?;
+    }
+    retrying(producers, TxnOperation::Commit, "commit", || {
+        drain(producer, timeout).and_then(|()| producer.commit_transaction(timeout))
     })
 }
 
