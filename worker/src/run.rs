@@ -229,11 +229,13 @@ pub fn run(cfg: WorkerConfig, runtime: Runtime) -> Result<(), ExitReason> {
         Guarantee::ExactlyOnce => {
             // Each fences any older instance with its transactional.id and aborts what it left
             // open; side by side, as each waits for the coordinator.
+            let probe_topic = cfg.output.topics.values().next().map(String::as_str);
             std::thread::scope(|scope| {
                 let inits: Vec<_> = producers
                     .iter()
                     .map(|producer| {
                         scope.spawn(move || {
+                            await_broker(producer, probe_topic);
                             retry_txn(
                                 TxnOperation::Init,
                                 || producer.init_transactions(timeout),
@@ -1522,6 +1524,18 @@ fn commit_transaction_on(
     retrying(producers, TxnOperation::Commit, "commit", || {
         drain(producer, timeout).and_then(|()| producer.commit_transaction(timeout))
     })
+}
+
+/// Waits until `producer` has a broker connection (it fetches `topic`'s metadata, or all
+/// topics' without one), so that `init_transactions` finds the transaction coordinator at once:
+/// librdkafka looks it up the moment it is asked, and when no connection is up yet, as with a
+/// producer just created, it tries again only 500 ms later. (Another 500 ms wait of librdkafka's,
+/// for the coordinator's own connection, still shows in some starts.) Failing here costs only
+/// that delay: `init_transactions` retries by itself.
+fn await_broker(producer: &ThreadedProducer<ProducerLog>, topic: Option<&str>) {
+    if let Err(e) = producer.client().fetch_metadata(topic, REQUEST_TIMEOUT) {
+        debug!(error = %e, "no broker answered the producer's metadata request yet");
+    }
 }
 
 /// Runs a transactional call outside a transaction (init) until it succeeds or the error is
