@@ -27,6 +27,11 @@ pub struct RebalanceLabels {
     pub kind: String,
 }
 
+/// Buckets of the commit duration histograms, in seconds.
+const DURATION_BUCKETS: [f64; 11] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
 /// Every metric the worker exports.
 pub struct Metrics {
     registry: Registry,
@@ -40,8 +45,11 @@ pub struct Metrics {
     pub transactions_committed: Counter,
     /// Transactions aborted, by reason.
     pub transactions_aborted: Family<AbortLabels, Counter>,
-    /// Time from `send_offsets_to_transaction` to the end of `commit_transaction`.
+    /// Time from a commit's start (the drain) to the end of `commit_transaction` (under
+    /// `AtLeastOnce`, of the offset commit).
     pub commit_seconds: Histogram,
+    /// The part of it spent waiting for the producer to deliver the transaction's records.
+    pub drain_seconds: Histogram,
     /// Rebalance events, by kind.
     pub rebalances: Family<RebalanceLabels, Counter>,
     /// Times this worker found itself fenced.
@@ -68,9 +76,8 @@ impl Metrics {
             dead_lettered: Counter::default(),
             transactions_committed: Counter::default(),
             transactions_aborted: Family::default(),
-            commit_seconds: Histogram::new([
-                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-            ]),
+            commit_seconds: Histogram::new(DURATION_BUCKETS),
+            drain_seconds: Histogram::new(DURATION_BUCKETS),
             rebalances: Family::default(),
             fencings: Counter::default(),
             record_errors: Counter::default(),
@@ -104,8 +111,15 @@ impl Metrics {
         );
         registry.register(
             "commit_duration_seconds",
-            "Time to send the offsets to the transaction and commit it",
+            "Time to commit a transaction: wait for its records' delivery, send the offsets, \
+             commit",
             m.commit_seconds.clone(),
+        );
+        registry.register(
+            "commit_drain_seconds",
+            "Part of a commit spent waiting for the producer to deliver the transaction's records \
+             (long when the broker accepts records slower than the transform makes them)",
+            m.drain_seconds.clone(),
         );
         registry.register(
             "rebalances",
@@ -205,6 +219,17 @@ mod tests {
             text.contains(
                 r#"exactly_worker_transactions_aborted_total{pipeline="shop/orders",reason="commit"} 1"#
             ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn the_part_of_a_commit_spent_draining_the_producer_is_exported() {
+        let m = Metrics::new("shop/orders");
+        m.drain_seconds.observe(0.004);
+        let text = m.encode();
+        assert!(
+            text.contains(r#"exactly_worker_commit_drain_seconds_count{pipeline="shop/orders"} 1"#),
             "{text}"
         );
     }

@@ -875,6 +875,9 @@ impl Pipeline {
             self.txn_error_decided(state, consumer, f.step, &f.error, f.decision, None);
             return false;
         }
+        self.metrics
+            .drain_seconds
+            .observe(started.elapsed().as_secs_f64());
         let before = state.ledger.clone();
         let added = state.ledger.committed();
         state.txn = None;
@@ -1018,10 +1021,16 @@ impl Pipeline {
         consumer: &BaseConsumer<Pipeline>,
         tpl: &TopicPartitionList,
     ) -> bool {
+        let started = Instant::now();
         let mut attempt = 0;
         loop {
             match drain(self.producer(state), self.timeout) {
-                Ok(()) => break,
+                Ok(()) => {
+                    self.metrics
+                        .drain_seconds
+                        .observe(started.elapsed().as_secs_f64());
+                    break;
+                }
                 Err(e) => {
                     match decide::on_kafka_error(TxnOperation::Commit, self.facts(&e), attempt) {
                         Decision::Retry => {

@@ -2155,11 +2155,17 @@ impl<'a> Bench<'a> {
 struct Commits {
     count: f64,
     seconds: f64,
+    /// Of `seconds`, waiting for the producer's deliveries (`exactly_worker_commit_drain_seconds`).
+    drain_seconds: f64,
 }
 
 impl Commits {
     fn mean_ms(&self) -> f64 {
         self.seconds * 1000.0 / self.count.max(1.0)
+    }
+
+    fn mean_drain_ms(&self) -> f64 {
+        self.drain_seconds * 1000.0 / self.count.max(1.0)
     }
 }
 
@@ -2196,6 +2202,9 @@ fn worker_commits(addresses: &[String]) -> Option<Commits> {
             if let Some(v) = value("exactly_worker_commit_duration_seconds_count") {
                 commits.count += v;
             }
+            if let Some(v) = value("exactly_worker_commit_drain_seconds_sum") {
+                commits.drain_seconds += v;
+            }
         }
     }
     Some(commits)
@@ -2206,9 +2215,11 @@ fn commits_text(commits: &Option<Commits>) -> String {
         .as_ref()
         .map(|c| {
             format!(
-                "; the worker's own figures: {:.0} commits, {:.1} ms each on average",
+                "; the worker's own figures: {:.0} commits, {:.1} ms each on average, {:.1} ms of \
+                 it waiting for the producer's deliveries",
                 c.count,
-                c.mean_ms()
+                c.mean_ms(),
+                c.mean_drain_ms()
             )
         })
         .unwrap_or_default()
