@@ -236,11 +236,7 @@ pub fn run(cfg: WorkerConfig, runtime: Runtime) -> Result<(), ExitReason> {
                     .map(|producer| {
                         scope.spawn(move || {
                             await_broker(producer, probe_topic);
-                            retry_txn(
-                                TxnOperation::Init,
-                                || producer.init_transactions(timeout),
-                                producer,
-                            )
+                            init_transactions(producer, timeout)
                         })
                     })
                     .collect();
@@ -1131,23 +1127,15 @@ impl Pipeline {
     /// Aborts the transaction open on producer `index`; false (and the worker exits) when it
     /// cannot.
     fn abort_on(&self, state: &mut State, index: usize) -> bool {
-        let mut attempt = 0;
-        loop {
-            match self.producers[index].abort_transaction(self.timeout) {
-                Ok(()) => return true,
-                Err(e) => {
-                    match decide::on_kafka_error(TxnOperation::Abort, self.facts(&e), attempt) {
-                        Decision::Retry => {
-                            std::thread::sleep(decide::retry_backoff(attempt));
-                            attempt += 1;
-                        }
-                        decision => {
-                            error!(error = %e, "cannot abort the transaction");
-                            state.exit = Some(self.exit_reason(decision));
-                            return false;
-                        }
-                    }
-                }
+        let producer = &self.producers[index];
+        match retrying(&self.producers, TxnOperation::Abort, "abort", || {
+            producer.abort_transaction(self.timeout)
+        }) {
+            Ok(()) => true,
+            Err(f) => {
+                error!(error = %f.error, "cannot abort the transaction");
+                state.exit = Some(self.exit_reason(f.decision));
+                false
             }
         }
     }
@@ -1483,8 +1471,8 @@ fn facts_of(producers: &[ThreadedProducer<ProducerLog>], e: &KafkaError) -> Kafk
     facts
 }
 
-/// Runs `call`, a step of a commit, again while the error is retriable; the failure and what to
-/// do about it otherwise.
+/// Runs `call`, a transactional step (init, send_offsets, commit, abort, or the drain before a
+/// commit), again while the error is retriable; the failure and what to do about it otherwise.
 fn retrying(
     producers: &[ThreadedProducer<ProducerLog>],
     operation: TxnOperation,
@@ -1547,41 +1535,29 @@ fn await_broker(producer: &ThreadedProducer<ProducerLog>, topic: Option<&str>) {
     }
 }
 
-/// Runs a transactional call outside a transaction (init) until it succeeds or the error is
-/// final.
-fn retry_txn(
-    operation: TxnOperation,
-    mut call: impl FnMut() -> Result<(), KafkaError>,
+/// Initialises `producer`'s transactions (fencing older instances of its transactional id),
+/// retrying until it succeeds or the error is final.
+fn init_transactions(
     producer: &ThreadedProducer<ProducerLog>,
+    timeout: Duration,
 ) -> Result<(), ExitReason> {
-    let mut attempt = 0;
-    loop {
-        match call() {
-            Ok(()) => return Ok(()),
-            Err(e) => {
-                let mut facts = error_facts(&e);
-                if facts.fatal
-                    && let Some((code, _)) = producer.client().fatal_error()
-                {
-                    facts.fenced = is_fencing(code);
-                }
-                match decide::on_kafka_error(operation, facts, attempt) {
-                    Decision::Retry => {
-                        warn!(error = %e, attempt, "retrying {operation:?}");
-                        std::thread::sleep(decide::retry_backoff(attempt));
-                        attempt += 1;
-                    }
-                    decision => {
-                        error!(error = %e, ?decision, "{operation:?} failed");
-                        return Err(match decision {
-                            Decision::Exit(exit) => exit,
-                            _ => ExitReason::Fatal,
-                        });
-                    }
-                }
-            }
+    retrying(
+        std::slice::from_ref(producer),
+        TxnOperation::Init,
+        "init_transactions",
+        || {
+            producer
+                .init_transactions(timeout)
+                .inspect_err(|e| warn!(error = %e, "cannot initialise transactions yet"))
+        },
+    )
+    .map_err(|f| {
+        error!(error = %f.error, decision = ?f.decision, "init_transactions failed");
+        match f.decision {
+            Decision::Exit(exit) => exit,
+            _ => ExitReason::Fatal,
         }
-    }
+    })
 }
 
 fn is_fencing(code: RDKafkaErrorCode) -> bool {
