@@ -19,7 +19,9 @@
 //! input offsets cover the whole input. For (c) and (d) those offsets commit in the same
 //! transaction as the output, so the output then holds every record, committed. Afterwards a
 //! `read_committed` reader counts the output and checks every input record is there exactly once
-//! (a benchmark of a copy that lost records would be worthless).
+//! (a benchmark of a copy that lost records would be worthless). They do so `--rounds` times,
+//! in alternating order (b c d, d c b, ...), each round with fresh topics and group; a mode's
+//! figures are those of its median round, and each round's rate is printed beside them.
 //!
 //! Latency of (c) and (d): a second phase on fresh topics, with the pipeline already running,
 //! writes records live at `--latency-rate` per second for `--latency-seconds`; each record's
@@ -72,6 +74,12 @@ struct Args {
     /// Worker processes of (b) and (c); Kafka Streams gets as many stream threads.
     #[arg(long, default_value_t = 1)]
     workers: u32,
+    /// Copies of the input by each of (b), (c) and (d), in alternating order (b c d, then
+    /// d c b, ...); each mode's figures are those of its median round by rate, and every
+    /// round's rate is printed (the machine's noise between runs is as large as the effects
+    /// measured, so one copy each is no comparison).
+    #[arg(long, default_value_t = 3)]
+    rounds: u32,
     /// Commit interval of (b), (c) and (d).
     #[arg(long, default_value_t = 100)]
     commit_interval_ms: u32,
@@ -141,9 +149,15 @@ fn run(args: Args) -> Result<(), Error> {
     if args.record_size < 16 {
         return Err("--record-size must be at least 16".into());
     }
-    if args.records == 0 || args.partitions < 1 || args.workers < 1 || args.latency_rate == 0 {
+    if args.records == 0
+        || args.partitions < 1
+        || args.workers < 1
+        || args.latency_rate == 0
+        || args.rounds == 0
+    {
         return Err(
-            "--records, --partitions, --workers and --latency-rate must be positive".into(),
+            "--records, --partitions, --workers, --latency-rate and --rounds must be positive"
+                .into(),
         );
     }
     let modes: BTreeSet<String> = args.modes.split(',').map(|m| m.trim().into()).collect();
@@ -692,7 +706,10 @@ struct Bench<'a> {
     started: Instant,
     fill: Option<(f64, String)>,
     raw: Outcome<RawResult>,
+    /// Each mode's median round (or its first failure).
     copies: Vec<(Mode, Outcome<CopyResult>)>,
+    /// Each mode's rate (records/s from start) in every round, in the order run.
+    rounds: Vec<(Mode, Vec<f64>)>,
     latencies: Vec<(Mode, Outcome<LatencyResult>)>,
 }
 
@@ -727,6 +744,7 @@ impl<'a> Bench<'a> {
                 (Mode::ExactlyOnce, None),
                 (Mode::Streams, None),
             ],
+            rounds: Vec::new(),
             latencies: vec![(Mode::ExactlyOnce, None), (Mode::Streams, None)],
         };
         bench.guarantee = bench.detect_guarantee();
@@ -753,18 +771,58 @@ impl<'a> Bench<'a> {
             self.raw = Some(outcome(self.raw_rates()));
             self.print_outcome("(a) raw", &self.raw);
         }
-        for index in 0..self.copies.len() {
-            let mode = self.copies[index].0;
-            if !modes.contains(mode.tag()) {
-                continue;
+        let selected: Vec<Mode> = self
+            .copies
+            .iter()
+            .map(|(mode, _)| *mode)
+            .filter(|mode| modes.contains(mode.tag()))
+            .collect();
+        let mut runs: Vec<Vec<CopyResult>> = vec![Vec::new(); selected.len()];
+        let mut failed: Vec<Option<String>> = vec![None; selected.len()];
+        for round in 0..self.args.rounds {
+            let mut order: Vec<usize> = (0..selected.len()).collect();
+            if round % 2 == 1 {
+                order.reverse();
             }
-            settle();
-            let result = match (&self.guarantee, mode) {
-                (Err(why), Mode::AtLeastOnce) => Err(why.clone()),
-                _ => outcome(self.copy(mode)),
+            for index in order {
+                let mode = selected[index];
+                if failed[index].is_some() {
+                    continue;
+                }
+                settle();
+                let label = format!(
+                    "{} round {} of {}",
+                    mode.label(),
+                    round + 1,
+                    self.args.rounds
+                );
+                let result = match (&self.guarantee, mode) {
+                    (Err(why), Mode::AtLeastOnce) => Err(why.clone()),
+                    _ => outcome(self.copy(mode, round)),
+                };
+                self.print_outcome(&label, &Some(result.clone()));
+                match result {
+                    Ok(r) => runs[index].push(r),
+                    Err(e) => failed[index] = Some(e),
+                }
+            }
+        }
+        for (index, mode) in selected.into_iter().enumerate() {
+            let rates = runs[index]
+                .iter()
+                .map(|r| r.from_start.records_per_second)
+                .collect();
+            self.rounds.push((mode, rates));
+            let result = match failed[index].take() {
+                Some(e) => Err(e),
+                None => median_by(std::mem::take(&mut runs[index]), |r| {
+                    r.from_start.records_per_second
+                })
+                .ok_or_else(|| "no round ran".to_string()),
             };
-            self.print_outcome(mode.label(), &Some(result.clone()));
-            self.copies[index].1 = Some(result);
+            if let Some(slot) = self.copies.iter_mut().find(|(m, _)| *m == mode) {
+                slot.1 = Some(result);
+            }
         }
         for index in 0..self.latencies.len() {
             let mode = self.latencies[index].0;
@@ -1246,8 +1304,9 @@ impl<'a> Bench<'a> {
         }
     }
 
-    fn copy(&self, mode: Mode) -> Result<CopyResult, Error> {
-        let tag = mode.tag();
+    fn copy(&self, mode: Mode, round: u32) -> Result<CopyResult, Error> {
+        // Names of its own in every round: a fresh output, group and transactional ids.
+        let tag = &format!("{}{}", mode.tag(), round + 1);
         let output = format!("bench.output.{tag}");
         self.create_topics(&[output.as_str()])?;
         let group = format!("bench.group.{tag}");
@@ -1585,6 +1644,43 @@ impl<'a> Bench<'a> {
 
     // -- the report -----------------------------------------------------------------------------
 
+    fn round_rates(&self, mode: Mode) -> &[f64] {
+        self.rounds
+            .iter()
+            .find(|(m, _)| *m == mode)
+            .map(|(_, rates)| rates.as_slice())
+            .unwrap_or_default()
+    }
+
+    /// Every round's rate of each mode, and (c) / (b) of each round (the two ran next to each
+    /// other, so the same neighbours' noise fell on both).
+    fn rounds_text(&self) -> Vec<String> {
+        let mut lines = Vec::new();
+        for (mode, rates) in &self.rounds {
+            if rates.is_empty() {
+                continue;
+            }
+            let min = rates.iter().copied().fold(f64::INFINITY, f64::min);
+            let max = rates.iter().copied().fold(0.0, f64::max);
+            let listed: Vec<String> = rates.iter().map(|r| format!("{r:.0}")).collect();
+            lines.push(format!(
+                "{} rounds: {} rec/s (min {min:.0}, max {max:.0}; the table has the median)",
+                mode.label(),
+                listed.join(", ")
+            ));
+        }
+        let pairs: Vec<String> = self
+            .round_rates(Mode::ExactlyOnce)
+            .iter()
+            .zip(self.round_rates(Mode::AtLeastOnce))
+            .map(|(c, b)| format!("{:.2}", c / b))
+            .collect();
+        if !pairs.is_empty() {
+            lines.push(format!("(c) / (b) round by round: {}", pairs.join(", ")));
+        }
+        lines
+    }
+
     fn copy_result(&self, mode: Mode) -> Option<&CopyResult> {
         self.copies
             .iter()
@@ -1650,6 +1746,7 @@ impl<'a> Bench<'a> {
             "recordSizeBytes": self.args.record_size,
             "keyBytes": key_of(0).len(),
             "partitions": self.args.partitions,
+            "rounds": self.args.rounds,
             "commitIntervalMs": self.args.commit_interval_ms,
             "workerCommitMaxRecords": self.commit_max_records(),
             "workerClientProperties": self.worker_client_properties(),
@@ -1705,7 +1802,7 @@ impl<'a> Bench<'a> {
             &mut out,
             format!(
                 "conditions: {} cores ({}), {}; {} records x {} B values ({}-byte keys), {} partitions, \
-                 commit interval {} ms (worker commitMaxRecords {}{}), {} worker process(es) / \
+                 {} round(s) of (b) (c) (d), commit interval {} ms (worker commitMaxRecords {}{}), {} worker process(es) / \
                  Streams thread(s); Kafka {} (broker: the environment's, -Xmx512m, SerialGC, C1 \
                  only), librdkafka {}; {}; Streams JVM {}; worker {}; commit {}",
                 conditions["cores"],
@@ -1715,6 +1812,7 @@ impl<'a> Bench<'a> {
                 size,
                 key_of(0).len(),
                 self.args.partitions,
+                self.args.rounds,
                 self.args.commit_interval_ms,
                 conditions["workerCommitMaxRecords"],
                 if self.args.worker_client_properties.is_empty() {
@@ -1911,6 +2009,10 @@ impl<'a> Bench<'a> {
                     c / r.copy_min(size).records_per_second
                 ),
             );
+        }
+        line(&mut out, String::new());
+        for text in self.rounds_text() {
+            line(&mut out, text);
         }
         line(&mut out, String::new());
         for (mode, result) in &self.latencies {
@@ -2119,6 +2221,12 @@ impl<'a> Bench<'a> {
             {
                 map.insert("latency".into(), json!({"error": e}));
             }
+            if let Value::Object(map) = &mut value {
+                map.insert(
+                    "roundsRecordsPerSecond".into(),
+                    json!(self.round_rates(*mode)),
+                );
+            }
             modes.insert(mode.tag().into(), value);
         }
         let ratios = json!({
@@ -2232,7 +2340,23 @@ fn commits_json(commits: &Option<Commits>) -> Value {
         .unwrap_or(Value::Null)
 }
 
+/// The item of median `key` (of an even count, the lower of the two middle ones), consuming
+/// `items`; `None` when there is none.
+fn median_by<T>(mut items: Vec<T>, key: impl Fn(&T) -> f64) -> Option<T> {
+    items.sort_by(|a, b| key(a).total_cmp(&key(b)));
+    let middle = items.len().saturating_sub(1) / 2;
+    items.into_iter().nth(middle)
+}
+
+/// Writes every dirty page out (`sync`), then pauses [`SETTLE`]. Without the sync, the GiB a
+/// mode wrote stays in the page cache (this machine's background writeback starts at 10 % of
+/// RAM, else after 30 s) and the kernel writes it out during a later mode, on its CPU.
 fn settle() {
+    if let Err(e) = Command::new("sync").status() {
+        say(format!(
+            "sync failed ({e}); the next mode may pay for the last one's writeback"
+        ));
+    }
     std::thread::sleep(SETTLE);
 }
 
@@ -2272,6 +2396,14 @@ mod tests {
             "1000000 records sent, 81234.5 records/sec (79.33 MB/sec), 300.12 ms avg latency";
         assert_eq!(number_before(line, " records/sec"), Some(81234.5));
         assert_eq!(number_before(line, " MB/sec"), Some(79.33));
+    }
+
+    #[test]
+    fn a_modes_figures_are_its_median_round_and_of_two_the_slower() {
+        assert_eq!(median_by(vec![3.0, 1.0, 2.0], |x| *x), Some(2.0));
+        assert_eq!(median_by(vec![4.0, 1.0], |x| *x), Some(1.0));
+        assert_eq!(median_by(vec![5.0], |x| *x), Some(5.0));
+        assert_eq!(median_by(Vec::<f64>::new(), |x| *x), None);
     }
 
     #[test]
