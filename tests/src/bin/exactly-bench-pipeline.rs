@@ -2352,9 +2352,14 @@ fn median_by<T>(mut items: Vec<T>, key: impl Fn(&T) -> f64) -> Option<T> {
 /// mode wrote stays in the page cache (this machine's background writeback starts at 10 % of
 /// RAM, else after 30 s) and the kernel writes it out during a later mode, on its CPU.
 fn settle() {
-    if let Err(e) = Command::new("sync").status() {
+    let failed = match Command::new("sync").status() {
+        Ok(status) if status.success() => None,
+        Ok(status) => Some(status.to_string()),
+        Err(e) => Some(e.to_string()),
+    };
+    if let Some(why) = failed {
         say(format!(
-            "sync failed ({e}); the next mode may pay for the last one's writeback"
+            "sync failed ({why}); the next mode may pay for the last one's writeback"
         ));
     }
     std::thread::sleep(SETTLE);
