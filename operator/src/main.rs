@@ -23,9 +23,13 @@ enum Command {
         /// Watch only these namespaces, comma-separated (default: all namespaces).
         #[arg(long, env = "EXACTLY_NAMESPACE")]
         namespace: Option<String>,
-        /// Reconciles of one kind that may run at once.
+        /// Reconciles of one kind that may run at once (Topics: --topic-concurrency).
         #[arg(long, env = "EXACTLY_CONCURRENCY", default_value_t = 4)]
         concurrency: u16,
+        /// Topic reconciles that may run at once. They mostly wait for a batched Kafka request
+        /// shared with the Topics reconciled beside them: more at once means fewer requests.
+        #[arg(long, env = "EXACTLY_TOPIC_CONCURRENCY", default_value_t = exactly::controller::DEFAULT_TOPIC_CONCURRENCY)]
+        topic_concurrency: u16,
         /// Log format.
         #[arg(long, env = "EXACTLY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
         log_format: LogFormat,
@@ -139,6 +143,7 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         Command::Run {
             namespace,
             concurrency,
+            topic_concurrency,
             log_format,
             refresh_interval,
             metrics_addr,
@@ -159,6 +164,7 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             let options = exactly::controller::Options {
                 namespace,
                 concurrency,
+                topic_concurrency,
                 refresh_interval,
                 metrics,
                 worker_image,

@@ -31,6 +31,13 @@ pub struct KindLabels {
     pub kind: String,
 }
 
+/// Labels of a Kafka request count.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ApiLabels {
+    /// The Kafka API, e.g. `CreateTopics`, `Metadata`, `DescribeConfigs`.
+    pub api: String,
+}
+
 /// Labels of one partition's lag for one group.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PartitionLabels {
@@ -47,6 +54,8 @@ pub struct Metrics {
     pub reconcile_seconds: Family<KindLabels, Histogram, fn() -> Histogram>,
     /// Failed watches (list or watch refused, or broken) of each controller's resources.
     pub watch_errors: Family<KindLabels, Counter>,
+    /// Kafka admin requests sent, by API (connection handshakes included).
+    pub kafka_requests: Family<ApiLabels, Counter>,
     pub cluster_brokers: Family<ResourceLabels, Gauge>,
     pub cluster_exactly_once_ready: Family<ResourceLabels, Gauge>,
     pub group_lag: Family<ResourceLabels, Gauge>,
@@ -77,6 +86,7 @@ impl Default for Metrics {
                 ])
             }),
             watch_errors: Family::default(),
+            kafka_requests: Family::default(),
             cluster_brokers: Family::default(),
             cluster_exactly_once_ready: Family::default(),
             group_lag: Family::default(),
@@ -108,6 +118,11 @@ impl Default for Metrics {
             "watch_errors",
             "Failed lists or watches of the resources a controller follows, by the controller's kind",
             m.watch_errors.clone(),
+        );
+        registry.register(
+            "kafka_admin_requests",
+            "Kafka admin requests the operator sent, by API (connection handshakes included)",
+            m.kafka_requests.clone(),
         );
         registry.register(
             "cluster_brokers",
@@ -231,6 +246,27 @@ impl Metrics {
                 kind: kind.to_string(),
             })
             .inc();
+    }
+
+    /// A counter of Kafka requests by API, for [`crate::kafka::KafkaClients::counting`].
+    pub fn kafka_request_counter(&self) -> crate::kafka::wire::RequestCounter {
+        let family = self.kafka_requests.clone();
+        std::sync::Arc::new(move |api: &str| {
+            family
+                .get_or_create(&ApiLabels {
+                    api: api.to_string(),
+                })
+                .inc();
+        })
+    }
+
+    /// Kafka requests of `api` counted so far.
+    pub fn kafka_requests_of(&self, api: &str) -> u64 {
+        self.kafka_requests
+            .get_or_create(&ApiLabels {
+                api: api.to_string(),
+            })
+            .get()
     }
 
     /// Counts one reconcile of `kind` with its result.

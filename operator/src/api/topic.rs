@@ -176,11 +176,16 @@ pub struct TopicStatus {
 
 impl Topic {
     /// The topic's name in Kafka: `spec.topicName`, else `metadata.name`.
-    pub fn kafka_topic_name(&self) -> String {
+    pub fn kafka_topic_name_ref(&self) -> &str {
         self.spec
             .topic_name
-            .clone()
-            .or_else(|| self.metadata.name.clone())
+            .as_deref()
+            .or(self.metadata.name.as_deref())
             .unwrap_or_default()
+    }
+
+    /// [`Topic::kafka_topic_name_ref`], owned.
+    pub fn kafka_topic_name(&self) -> String {
+        self.kafka_topic_name_ref().to_string()
     }
 }

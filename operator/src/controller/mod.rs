@@ -1,5 +1,6 @@
 //! The controllers, one module per kind, and what they share.
 
+pub mod batch;
 pub mod children;
 pub mod cluster;
 pub mod eos;
@@ -20,8 +21,8 @@ use std::sync::Arc;
 use futures::StreamExt;
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::watcher;
-use kube::{Api, Client, ResourceExt};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, Resource, ResourceExt};
 use tracing::{debug, info, warn};
 
 use std::collections::{BTreeMap, HashMap};
@@ -73,6 +74,8 @@ pub struct Context {
     pub worker_image: String,
     /// How often delivery figures are refreshed (and Pipelines re-read their children).
     pub refresh_interval: Duration,
+    /// The batched topic calls of each KafkaCluster (`namespace/name`).
+    pub topic_batches: Mutex<HashMap<String, Arc<topic::TopicBatches>>>,
 }
 
 /// Remembers each group's committed offsets between observations, to tell when it last
@@ -199,8 +202,12 @@ pub async fn transition_events<K>(
 pub struct Options {
     /// Watch only this namespace, or these (comma-separated); `None` watches all.
     pub namespace: Option<String>,
-    /// Reconciles of one kind that may run at once.
+    /// Reconciles of one kind that may run at once (Topics: see `topic_concurrency`).
     pub concurrency: u16,
+    /// Topic reconciles that may run at once. Higher than the others: a Topic's reconcile
+    /// mostly waits for the batched Kafka call it shares with the Topics reconciled beside it,
+    /// so the more run together, the fewer requests a burst costs.
+    pub topic_concurrency: u16,
     /// How often delivery figures (lag, transactions) are refreshed; one observation of a
     /// cluster per interval serves every resource on it.
     pub refresh_interval: Duration,
@@ -211,6 +218,9 @@ pub struct Options {
     pub worker_image: String,
 }
 
+/// Topic reconciles that may run at once unless configured (see [`Options::topic_concurrency`]).
+pub const DEFAULT_TOPIC_CONCURRENCY: u16 = 64;
+
 /// The worker image when none is configured: this release's operator image.
 pub const DEFAULT_WORKER_IMAGE: &str =
     concat!("ghcr.io/exactly-dev/exactly:", env!("CARGO_PKG_VERSION"));
@@ -220,6 +230,7 @@ impl Default for Options {
         Options {
             namespace: None,
             concurrency: 4,
+            topic_concurrency: DEFAULT_TOPIC_CONCURRENCY,
             refresh_interval: Duration::from_secs(30),
             metrics: Arc::default(),
             worker_image: DEFAULT_WORKER_IMAGE.to_string(),
@@ -380,6 +391,23 @@ fn is_expired(error: &kube::runtime::watcher::Error) -> bool {
     matches!(error, kube::runtime::watcher::Error::WatchError(status) if status.code == 410)
 }
 
+/// Drops what no controller reads from a watched object before it is cached: the managed
+/// fields are about a third of a small object, and the caches hold every object.
+fn trim<K: kube::Resource>(object: &mut K) {
+    object.meta_mut().managed_fields = None;
+}
+
+/// What a Topic's reconcile acts on: its spec (through its generation), its finalizers and its
+/// deletion. A change to anything else (its status above all) wakes no reconcile.
+fn wake_hash(topic: &Topic) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    topic.meta().generation.hash(&mut hasher);
+    topic.meta().finalizers.hash(&mut hasher);
+    topic.meta().deletion_timestamp.is_some().hash(&mut hasher);
+    hasher.finish()
+}
+
 fn error_policy<K: ResourceExt>(object: Arc<K>, error: &Error, _ctx: Arc<Context>) -> Action {
     warn!(name = %object.name_any(), namespace = object.namespace().unwrap_or_default(), reason = error.reason(), %error, "reconcile failed");
     Action::requeue(std::time::Duration::from_secs(10))
@@ -430,8 +458,24 @@ async fn run_in(
 
     let clusters = Controller::new(api::<KafkaCluster>(&client, namespace), watch.clone())
         .with_config(config.clone());
-    let topics = Controller::new(api::<Topic>(&client, namespace), watch.clone())
-        .with_config(config.clone());
+    // Topics wake their reconcile only when what it acts on changes (spec, finalizers,
+    // deletion), never on their own status writes; the cache still sees every version. The
+    // periodic refresh ([`topic::refresh`]) recomputes their status from one observation per
+    // cluster and hands those needing a change in Kafka to the controller.
+    let (topic_store, topic_writer) = kube::runtime::reflector::store::<Topic>();
+    let topic_changes = kube::runtime::reflector(
+        topic_writer,
+        watcher(api::<Topic>(&client, namespace), watch.clone()).modify(trim),
+    )
+    .applied_objects()
+    .predicate_filter(
+        |t: &Topic| Some(wake_hash(t)),
+        kube::runtime::PredicateConfig::default(),
+    );
+    let (refresh_tx, refresh_rx) = futures::channel::mpsc::unbounded::<ObjectRef<Topic>>();
+    let topics = Controller::for_stream(topic_changes, topic_store)
+        .with_config(config.clone().concurrency(options.topic_concurrency))
+        .reconcile_on(refresh_rx);
     let producers = Controller::new(api::<Producer>(&client, namespace), watch.clone())
         .with_config(config.clone());
     let groups = Controller::new(api::<ConsumerGroup>(&client, namespace), watch.clone())
@@ -440,7 +484,7 @@ async fn run_in(
         Controller::new(api::<Pipeline>(&client, namespace), watch.clone()).with_config(config);
     let ctx = Arc::new(Context {
         client: client.clone(),
-        kafka: KafkaClients::default(),
+        kafka: KafkaClients::counting(options.metrics.kafka_request_counter()),
         clusters: clusters.store(),
         topics: topics.store(),
         producers: producers.store(),
@@ -454,6 +498,7 @@ async fn run_in(
         security: Mutex::default(),
         worker_image: options.worker_image.clone(),
         refresh_interval: options.refresh_interval,
+        topic_batches: Mutex::default(),
     });
 
     let clusters = clusters
@@ -489,10 +534,18 @@ async fn run_in(
                 .collect()
         }
     }
+    // A KafkaCluster's status changes on every observation of it: only a new cluster or a new
+    // spec (its address, its security) wakes its 10 000 Topics.
+    let cluster_changes = watcher(api::<KafkaCluster>(&client, namespace), watch.clone())
+        .modify(trim)
+        .applied_objects()
+        .predicate_filter(
+            kube::runtime::predicates::generation,
+            kube::runtime::PredicateConfig::default(),
+        );
     let topics = topics
-        .watches(
-            api::<KafkaCluster>(&client, namespace),
-            watch.clone(),
+        .watches_stream(
+            cluster_changes,
             on_cluster(ctx.topics.clone(), |t: &Topic| &t.spec.cluster_ref.name),
         )
         .graceful_shutdown_on(shutdown.clone())
@@ -598,9 +651,37 @@ async fn run_in(
         )
         .for_each(watch_errors("ConsumerGroup", ctx.metrics.clone()));
 
+    // The periodic refresh of Topics, until the controllers stop.
+    let refresher = {
+        let ctx = ctx.clone();
+        let interval = options.refresh_interval;
+        async move {
+            let trigger = move |topic: ObjectRef<Topic>| {
+                let _ = refresh_tx.unbounded_send(topic);
+            };
+            loop {
+                tokio::time::sleep(interval).await;
+                let started = Instant::now();
+                topic::refresh(&ctx, &trigger).await;
+                ctx.metrics.observe_reconcile(
+                    "TopicRefresh",
+                    started.elapsed().as_secs_f64(),
+                    "ok",
+                );
+            }
+        }
+    };
+    let topics = async move {
+        tokio::select! {
+            () = topics => {}
+            () = refresher => {}
+        }
+    };
+
     info!(
         namespace = namespace.unwrap_or("<all>"),
         concurrency = options.concurrency,
+        topic_concurrency = options.topic_concurrency,
         "controllers started"
     );
     futures::future::join5(clusters, topics, producers, groups, pipelines).await;

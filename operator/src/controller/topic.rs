@@ -8,13 +8,17 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::StreamExt;
+
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
+use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use tracing::{debug, info, warn};
 
 use super::Context;
+use super::batch::Batcher;
 use crate::api::conditions::{self, types};
 use crate::api::{
     Condition, ConditionStatus, ConfigDrift, DeletionPolicy, DriftPolicy, KafkaCluster, Topic,
@@ -357,10 +361,18 @@ fn claim(ctx: &Context, topic: &Topic) -> TopicClaim {
     }
 }
 
-/// The other resource that owns this Topic's Kafka topic, if any.
+/// The other resource that owns this Topic's Kafka topic, if any. Only Topics naming the same
+/// Kafka topic are looked at closely: with 10 000 Topics this runs for each of them, so the
+/// scan of the others must cost a string comparison each, not a claim.
 fn conflicting_owner(topic: &Topic, ctx: &Context) -> Option<String> {
     let me = claim(ctx, topic);
-    let claims: Vec<TopicClaim> = ctx.topics.state().iter().map(|t| claim(ctx, t)).collect();
+    let claims: Vec<TopicClaim> = ctx
+        .topics
+        .state()
+        .iter()
+        .filter(|t| t.kafka_topic_name_ref() == me.topic)
+        .map(|t| claim(ctx, t))
+        .collect();
     conflict_owner(&me, &claims).map(|owner| owner.resource.clone())
 }
 
@@ -369,30 +381,149 @@ async fn find_cluster(
     namespace: &str,
     name: &str,
 ) -> Result<Option<KafkaCluster>, TopicOutcome> {
-    let clusters: Api<KafkaCluster> = Api::namespaced(ctx.client.clone(), namespace);
-    clusters.get_opt(name).await.map_err(|e| {
+    // The controllers' cache first: with thousands of Topics, a GET per reconcile is most of
+    // the API server's load.
+    match super::resolve::cluster(ctx, namespace, name).await {
+        Ok(cluster) => Ok(Some(cluster)),
+        Err(super::resolve::Waiting::ClusterNotFound(_)) => Ok(None),
         // The API server is what failed here, not Kafka; report it as a retryable wait.
-        TopicOutcome::Retrying(KafkaError::Interrupted(format!(
-            "reading KafkaCluster '{name}': {e}"
-        )))
-    })
+        Err(super::resolve::Waiting::Api(message)) => {
+            Err(TopicOutcome::Retrying(KafkaError::Interrupted(message)))
+        }
+    }
+}
+
+/// How long a batch of topic calls waits for more callers after its first: long enough for a
+/// burst of reconciles to meet, short against a single Topic's way to Ready.
+const BATCH_LINGER: Duration = Duration::from_millis(20);
+
+/// The batched topic calls of one cluster ([`Batcher`]): Topics reconciled at the same moment
+/// share one `Metadata`, one `CreateTopics` and one `DescribeConfigs` request.
+pub struct TopicBatches {
+    admin: Arc<KafkaAdmin>,
+    describe: Arc<Batcher<String, Result<Option<TopicDescription>, KafkaError>>>,
+    create: Arc<Batcher<NewTopicRequest, Result<CreateOutcome, KafkaError>>>,
+    configs: Arc<Batcher<String, Result<TopicConfig, KafkaError>>>,
+}
+
+/// The configuration set on a topic itself.
+type TopicConfig = BTreeMap<String, String>;
+
+fn lost(call: &str) -> KafkaError {
+    KafkaError::Interrupted(format!("the batched {call} call was lost"))
+}
+
+impl TopicBatches {
+    /// Batches over `admin`.
+    pub fn new(admin: Arc<KafkaAdmin>) -> Self {
+        let a = admin.clone();
+        let describe = Batcher::new(
+            BATCH_LINGER,
+            1000,
+            Arc::new(move |names: Vec<String>| {
+                let admin = a.clone();
+                Box::pin(async move {
+                    match admin.describe_topics(&names).await {
+                        Ok(found) => names.iter().map(|n| Ok(found.get(n).cloned())).collect(),
+                        Err(e) => names.iter().map(|_| Err(e.clone())).collect(),
+                    }
+                })
+            }),
+        );
+        let a = admin.clone();
+        let create = Batcher::new(
+            BATCH_LINGER,
+            crate::kafka::CREATE_CHUNK,
+            Arc::new(move |requests: Vec<NewTopicRequest>| {
+                let admin = a.clone();
+                Box::pin(async move {
+                    match admin.create_topics(&requests).await {
+                        Ok(results) => results,
+                        Err(e) => requests.iter().map(|_| Err(e.clone())).collect(),
+                    }
+                })
+            }),
+        );
+        let a = admin.clone();
+        let configs = Batcher::new(
+            BATCH_LINGER,
+            1000,
+            Arc::new(move |names: Vec<String>| {
+                let admin = a.clone();
+                Box::pin(async move {
+                    match admin.dynamic_topic_configs(&names).await {
+                        Ok(found) => names
+                            .iter()
+                            .map(|n| Ok(found.get(n).cloned().unwrap_or_default()))
+                            .collect(),
+                        Err(e) => names.iter().map(|_| Err(e.clone())).collect(),
+                    }
+                })
+            }),
+        );
+        TopicBatches {
+            admin,
+            describe,
+            create,
+            configs,
+        }
+    }
+
+    /// The topic `name`, or `None` when it does not exist.
+    async fn describe(&self, name: &str) -> Result<Option<TopicDescription>, KafkaError> {
+        self.describe
+            .call(name.to_string())
+            .await
+            .unwrap_or_else(|| Err(lost("describe")))
+    }
+
+    /// Creates a topic; one that exists already is adopted.
+    async fn create(&self, request: &NewTopicRequest) -> Result<CreateOutcome, KafkaError> {
+        self.create
+            .call(request.clone())
+            .await
+            .unwrap_or_else(|| Err(lost("create")))
+    }
+
+    /// The configuration set on the topic `name` itself (broker defaults left out).
+    async fn configs(&self, name: &str) -> Result<BTreeMap<String, String>, KafkaError> {
+        self.configs
+            .call(name.to_string())
+            .await
+            .unwrap_or_else(|| Err(lost("describe configs")))
+    }
+}
+
+/// The batches of the cluster `cluster` (`namespace/name`) over `admin`, made on first use and
+/// again when the cluster's client changed (new connection settings).
+fn batches_of(ctx: &Context, cluster: &str, admin: &Arc<KafkaAdmin>) -> Arc<TopicBatches> {
+    let mut all = ctx.topic_batches.lock().unwrap_or_else(|p| p.into_inner());
+    match all.get(cluster) {
+        Some(batches) if Arc::ptr_eq(&batches.admin, admin) => batches.clone(),
+        _ => {
+            let batches = Arc::new(TopicBatches::new(admin.clone()));
+            all.insert(cluster.to_string(), batches.clone());
+            batches
+        }
+    }
 }
 
 /// Brings the broker's topic in line with the spec, as far as Kafka allows.
 async fn converge(
     topic: &Topic,
     admin: &KafkaAdmin,
+    batches: &TopicBatches,
     actions: &mut Vec<(&'static str, String)>,
 ) -> TopicOutcome {
     let name = topic.kafka_topic_name();
-    let observed = match admin.describe_topic(&name).await {
+    let observed = match batches.describe(&name).await {
         Ok(observed) => observed,
         Err(e @ KafkaError::Refused { .. }) => return TopicOutcome::Refused(e),
         Err(e) => return TopicOutcome::Retrying(e),
     };
     let result = match plan_topic_change(topic, observed.as_ref()) {
         TopicChange::None => Ok(()),
-        TopicChange::Create(request) => match admin.create_topic(&request).await {
+        TopicChange::Create(request) => match batches.create(&request).await {
             Ok(CreateOutcome::Created) => {
                 info!(topic = %name, partitions = request.partitions, "created topic");
                 actions.push((
@@ -455,7 +586,7 @@ async fn converge(
     }
 
     // Configuration: only what is set on the topic itself counts.
-    let on_topic = match config_on_topic(admin, &name).await {
+    let on_topic = match batches.configs(&name).await {
         Ok(config) => config,
         Err(e @ KafkaError::Refused { .. }) => return TopicOutcome::Refused(e),
         Err(e) => return TopicOutcome::Retrying(e),
@@ -483,7 +614,7 @@ async fn converge(
             "ConfigApplied",
             format!("configuration set: {}", changed.join(", ")),
         ));
-        match config_on_topic(admin, &name).await {
+        match batches.configs(&name).await {
             Ok(config) => config,
             Err(e) => return TopicOutcome::Retrying(e),
         }
@@ -497,7 +628,7 @@ async fn converge(
     let mut attempts = 0;
     loop {
         attempts += 1;
-        match admin.describe_topic(&name).await {
+        match batches.describe(&name).await {
             Ok(Some(description)) if description.partitions >= want => {
                 return TopicOutcome::InSync(ObservedTopic {
                     description,
@@ -522,18 +653,6 @@ async fn converge(
     }
 }
 
-/// The configuration set on the topic `name` itself (broker defaults left out).
-async fn config_on_topic(
-    admin: &KafkaAdmin,
-    name: &str,
-) -> Result<BTreeMap<String, String>, KafkaError> {
-    Ok(admin
-        .dynamic_topic_configs(&[name.to_string()])
-        .await?
-        .remove(name)
-        .unwrap_or_default())
-}
-
 /// For a Topic whose spec is applied: checks it against the cluster's shared snapshot (one
 /// batched describe per refresh for every Topic on the cluster). `Some` when nothing needs
 /// changing; `None` sends the caller down the direct path ([`converge`]).
@@ -546,9 +665,8 @@ async fn steady_state(
     if !spec_applied(topic) {
         return None;
     }
-    let name = topic.kafka_topic_name();
     let mine = super::observe::Interest {
-        topic_configs: [name.clone()].into(),
+        topic_configs: [topic.kafka_topic_name()].into(),
         ..Default::default()
     };
     let snapshot = ctx
@@ -558,13 +676,24 @@ async fn steady_state(
         })
         .await
         .ok()?;
-    let description = snapshot.topics.get(&name)?;
+    in_sync_per_snapshot(topic, &snapshot)
+}
+
+/// The outcome of a Topic whose spec is applied, when the snapshot shows its Kafka topic as
+/// declared (drift reported per `driftPolicy` included); `None` when something must change in
+/// Kafka (a missing topic, partitions to add, drift to revert), which takes a reconcile.
+pub fn in_sync_per_snapshot(
+    topic: &Topic,
+    snapshot: &super::observe::Snapshot,
+) -> Option<TopicOutcome> {
+    let name = topic.kafka_topic_name_ref();
+    let description = snapshot.topics.get(name)?;
     if plan_topic_change(topic, Some(description)) != TopicChange::None {
         return None;
     }
     let config = snapshot
         .topic_configs
-        .get(&name)
+        .get(name)
         .cloned()
         .unwrap_or_default();
     let plan = plan_config(&topic.spec.config, &config, topic.spec.drift_policy, true);
@@ -577,6 +706,133 @@ async fn steady_state(
         config,
         drift: plan.drift,
     }))
+}
+
+/// What the periodic refresh does with one Topic.
+#[derive(Debug, PartialEq)]
+pub enum Refresh {
+    /// Its status, recomputed from the snapshot, is as written: nothing to do.
+    Unchanged,
+    /// Its status changed (drift reported, the topic's id, the brokers unreachable): write it.
+    Write(TopicStatus),
+    /// Something must change in Kafka, or a failed attempt be retried: reconcile it.
+    Reconcile,
+}
+
+/// Whether the refresh looks after `topic`: its current spec was reconciled and it ended in
+/// sync, or waiting for the brokers. Others have their own retry (a refused spec, a conflict,
+/// a deletion) or a reconcile on its way (a new generation).
+pub fn refreshed(topic: &Topic) -> bool {
+    if topic.meta().deletion_timestamp.is_some() {
+        return false;
+    }
+    let Some(status) = &topic.status else {
+        return false;
+    };
+    if status.observed_generation != topic.meta().generation {
+        return false;
+    }
+    conditions::find(&status.conditions, types::READY)
+        .is_some_and(|ready| ready.status == ConditionStatus::True || waiting_for_kafka(status))
+}
+
+/// Whether the Topic's status says it waits for the brokers (unreachable, or not answering).
+fn waiting_for_kafka(status: &TopicStatus) -> bool {
+    conditions::find(&status.conditions, types::RECONCILING)
+        .is_some_and(|r| r.status == ConditionStatus::True && r.reason == "RetryingKafka")
+}
+
+/// The refresh of one Topic from its cluster's snapshot (or the error taking it failed with):
+/// pure, so a refresh of 10 000 Topics is 10 000 comparisons and the writes of those that
+/// changed.
+pub fn plan_refresh(
+    topic: &Topic,
+    snapshot: Result<&super::observe::Snapshot, &KafkaError>,
+) -> Refresh {
+    let previous = topic.status.as_ref();
+    let waiting = previous.is_some_and(waiting_for_kafka);
+    let outcome = match snapshot {
+        // A Topic that was waiting for the brokers gets a whole reconcile once they answer.
+        Ok(_) if waiting || !spec_applied(topic) => return Refresh::Reconcile,
+        Ok(snapshot) => match in_sync_per_snapshot(topic, snapshot) {
+            Some(outcome) => outcome,
+            None => return Refresh::Reconcile,
+        },
+        Err(error) => TopicOutcome::Retrying(error.clone()),
+    };
+    let status = topic_status(topic.meta().generation, previous, &outcome);
+    if Some(&status) == previous {
+        Refresh::Unchanged
+    } else {
+        Refresh::Write(status)
+    }
+}
+
+/// One refresh of every Topic the refresh looks after ([`refreshed`]): per cluster, one shared
+/// snapshot; statuses that changed are written, Topics that need Kafka changed are handed to
+/// `reconcile` (the controller's trigger). Topics in sync cost no reconcile and no API request.
+pub async fn refresh(ctx: &Context, reconcile: &dyn Fn(ObjectRef<Topic>)) {
+    let mut by_cluster: BTreeMap<(String, String), Vec<Arc<Topic>>> = BTreeMap::new();
+    for topic in ctx.topics.state() {
+        if refreshed(&topic) {
+            let key = (
+                topic.namespace().unwrap_or_default(),
+                topic.spec.cluster_ref.name.clone(),
+            );
+            by_cluster.entry(key).or_default().push(topic);
+        }
+    }
+    for ((namespace, cluster_name), topics) in by_cluster {
+        let Some(cluster) = ctx
+            .clusters
+            .get(&ObjectRef::new(&cluster_name).within(&namespace))
+        else {
+            // The cluster is gone: each Topic's own reconcile says so.
+            topics
+                .iter()
+                .for_each(|t| reconcile(ObjectRef::from_obj(&**t)));
+            continue;
+        };
+        let snapshot = match super::resolve::admin(ctx, &cluster).await {
+            Ok(admin) => {
+                let key = cluster.bootstrap_servers();
+                let mine = super::observe::Interest {
+                    topic_configs: topics.iter().map(|t| t.kafka_topic_name()).collect(),
+                    ..Default::default()
+                };
+                ctx.observer
+                    .snapshot(&key, &admin, &mine, || {
+                        super::group::cluster_interest(ctx, &key)
+                    })
+                    .await
+            }
+            Err(e) => Err(e),
+        };
+        let (mut unchanged, mut writes, mut reconciled) = (0usize, Vec::new(), 0usize);
+        for topic in &topics {
+            match plan_refresh(topic, snapshot.as_deref()) {
+                Refresh::Unchanged => unchanged += 1,
+                Refresh::Write(status) => writes.push((topic.clone(), status)),
+                Refresh::Reconcile => {
+                    reconciled += 1;
+                    reconcile(ObjectRef::from_obj(&**topic));
+                }
+            }
+        }
+        let written = writes.len();
+        // Many at once only when the brokers became unreachable or answer again.
+        futures::stream::iter(writes)
+            .for_each_concurrent(16, |(topic, status)| async move {
+                if let Err(e) = super::write_status(ctx, topic.as_ref(), &status).await {
+                    warn!(topic = %topic.name_any(), namespace = %topic.namespace().unwrap_or_default(), error = %e, "refreshed status not written");
+                }
+            })
+            .await;
+        if let Err(e) = &snapshot {
+            warn!(cluster = %cluster_name, %namespace, error = %e, topics = topics.len(), "refresh could not observe the cluster");
+        }
+        debug!(cluster = %cluster_name, %namespace, unchanged, written, reconciled, "refreshed Topics");
+    }
 }
 
 /// Adds or removes the finalizer. Returns whether the object changed: by this patch, or, when
@@ -712,8 +968,17 @@ pub async fn reconcile(topic: Arc<Topic>, ctx: Arc<Context>) -> Result<Action> {
                     Ok(admin) => match steady_state(&topic, &ctx, &admin, &key).await {
                         Some(outcome) => outcome,
                         None => {
-                            let outcome = converge(&topic, &admin, &mut actions).await;
-                            ctx.observer.invalidate(&key).await;
+                            let batches = batches_of(
+                                &ctx,
+                                &format!("{namespace}/{}", cluster.name_any()),
+                                &admin,
+                            );
+                            let outcome = converge(&topic, &admin, &batches, &mut actions).await;
+                            if !actions.is_empty() {
+                                // Only a change the operator made makes the snapshot stale; a
+                                // burst of creations would otherwise drop it once per Topic.
+                                ctx.observer.invalidate(&key).await;
+                            }
                             outcome
                         }
                     },
@@ -727,13 +992,14 @@ pub async fn reconcile(topic: Arc<Topic>, ctx: Arc<Context>) -> Result<Action> {
         }
     };
     let requeue = match &outcome {
-        TopicOutcome::InSync(_) => ctx.observer.interval(),
+        // The periodic refresh ([`refresh`]) looks after it from here.
+        TopicOutcome::InSync(_) => None,
         TopicOutcome::NotSupported { .. }
         | TopicOutcome::Refused(_)
-        | TopicOutcome::Conflict { .. } => RESYNC,
+        | TopicOutcome::Conflict { .. } => Some(RESYNC),
         TopicOutcome::ClusterNotFound { .. }
         | TopicOutcome::Retrying(_)
-        | TopicOutcome::DeletionBlocked { .. } => RETRY,
+        | TopicOutcome::DeletionBlocked { .. } => Some(RETRY),
     };
     let status = topic_status(topic.meta().generation, topic.status.as_ref(), &outcome);
     for (reason, message) in actions {
@@ -753,7 +1019,7 @@ pub async fn reconcile(topic: Arc<Topic>, ctx: Arc<Context>) -> Result<Action> {
     if let TopicOutcome::Retrying(e) | TopicOutcome::Refused(e) = &outcome {
         warn!(topic = %name, namespace = %namespace, error = %e, "topic not reconciled");
     }
-    Ok(Action::requeue(requeue))
+    Ok(requeue.map_or_else(Action::await_change, Action::requeue))
 }
 
 #[cfg(test)]
@@ -1018,5 +1284,113 @@ mod tests {
         assert_eq!(stalled.status, ConditionStatus::True);
         assert_eq!(stalled.reason, "NotSupported");
         assert_eq!(status.partitions, Some(3));
+    }
+
+    /// A snapshot in which the Kafka topic "orders" has `partitions` and `config`.
+    fn snapshot_with(
+        partitions: i32,
+        config: &[(&str, &str)],
+    ) -> crate::controller::observe::Snapshot {
+        crate::controller::observe::Snapshot {
+            topics: BTreeMap::from([("orders".into(), observed(partitions, 1))]),
+            topic_configs: BTreeMap::from([("orders".into(), map(config))]),
+            ..Default::default()
+        }
+    }
+
+    /// The Topic "orders" (6 partitions, retention.ms=1000) with the status a reconcile that
+    /// found it in sync wrote.
+    fn reconciled_in_sync() -> Topic {
+        let mut t = topic(6, None);
+        let snapshot = snapshot_with(6, &[("retention.ms", "1000")]);
+        let outcome = in_sync_per_snapshot(
+            &{
+                let mut applied = t.clone();
+                applied.status = Some(topic_status(Some(3), None, &in_sync(6, 1)));
+                applied
+            },
+            &snapshot,
+        )
+        .unwrap_or_else(|| panic!("in sync"));
+        t.status = Some(topic_status(Some(3), None, &outcome));
+        t
+    }
+
+    #[test]
+    fn a_refresh_of_a_topic_in_sync_changes_nothing() {
+        let t = reconciled_in_sync();
+        assert!(refreshed(&t));
+        let snapshot = snapshot_with(6, &[("retention.ms", "1000")]);
+        assert_eq!(plan_refresh(&t, Ok(&snapshot)), Refresh::Unchanged);
+    }
+
+    #[test]
+    fn a_refresh_that_finds_drift_to_revert_reconciles_and_writes_nothing() {
+        let t = reconciled_in_sync();
+        let snapshot = snapshot_with(6, &[("retention.ms", "5")]);
+        assert_eq!(plan_refresh(&t, Ok(&snapshot)), Refresh::Reconcile);
+    }
+
+    #[test]
+    fn a_refresh_that_finds_the_topic_gone_reconciles() {
+        let t = reconciled_in_sync();
+        let snapshot = crate::controller::observe::Snapshot::default();
+        assert_eq!(plan_refresh(&t, Ok(&snapshot)), Refresh::Reconcile);
+    }
+
+    #[test]
+    fn a_refresh_that_finds_reported_drift_writes_the_status_without_a_reconcile() {
+        let mut t = reconciled_in_sync();
+        t.spec.drift_policy = DriftPolicy::Report;
+        let snapshot = snapshot_with(6, &[("retention.ms", "5")]);
+        let Refresh::Write(status) = plan_refresh(&t, Ok(&snapshot)) else {
+            panic!("expected a status write");
+        };
+        let drifted = conditions::find(&status.conditions, DRIFTED)
+            .unwrap_or_else(|| panic!("no Drifted condition"));
+        assert_eq!(drifted.status, ConditionStatus::True);
+    }
+
+    #[test]
+    fn a_refresh_with_the_brokers_unreachable_says_so_and_a_later_one_reconciles() {
+        let t = reconciled_in_sync();
+        let error = KafkaError::Unreachable {
+            bootstrap: "kafka:9092".into(),
+            message: "connection refused".into(),
+        };
+        let Refresh::Write(status) = plan_refresh(&t, Err(&error)) else {
+            panic!("expected a status write");
+        };
+        let ready = conditions::find(&status.conditions, types::READY)
+            .unwrap_or_else(|| panic!("no Ready condition"));
+        assert_eq!(ready.status, ConditionStatus::False);
+        assert_eq!(ready.reason, "KafkaUnreachable");
+
+        let mut waiting = t.clone();
+        waiting.status = Some(status);
+        assert!(
+            refreshed(&waiting),
+            "a Topic waiting for the brokers stays in the refresh"
+        );
+        let snapshot = snapshot_with(6, &[("retention.ms", "1000")]);
+        assert_eq!(plan_refresh(&waiting, Ok(&snapshot)), Refresh::Reconcile);
+        assert_eq!(
+            plan_refresh(&waiting, Err(&error)),
+            Refresh::Unchanged,
+            "still unreachable: nothing new to write"
+        );
+    }
+
+    #[test]
+    fn a_topic_whose_new_spec_is_not_reconciled_yet_is_left_to_its_reconcile() {
+        let mut t = reconciled_in_sync();
+        t.metadata.generation = Some(4);
+        assert!(!refreshed(&t));
+        let mut deleted = reconciled_in_sync();
+        deleted.metadata.deletion_timestamp =
+            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                k8s_openapi::jiff::Timestamp::now(),
+            ));
+        assert!(!refreshed(&deleted));
     }
 }

@@ -25,9 +25,17 @@ pub use wire::{
 
 /// How long one admin request may take before it counts as the cluster being unreachable.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+/// Topics described in one `Metadata` request: a refresh of 10 000 Topics sends ten, each
+/// answer a few hundred KiB, instead of one of megabytes.
+const DESCRIBE_CHUNK: usize = 1000;
+/// Topics whose configuration one `DescribeConfigs` request asks for (each answer lists every
+/// config key of each topic, about forty).
+const CONFIGS_CHUNK: usize = 200;
+/// Topics created in one `CreateTopics` request.
+pub const CREATE_CHUNK: usize = 500;
 
 /// Failures talking to Kafka, split by what a person should do about them.
-#[derive(Error, Debug)]
+#[derive(Error, Debug, Clone)]
 pub enum KafkaError {
     /// The brokers did not answer (network, DNS, broker down, timeout).
     #[error("cannot reach Kafka at {bootstrap}: {message}")]
@@ -195,9 +203,22 @@ impl KafkaAdmin {
 
     /// [`KafkaAdmin::connect`] with TLS and/or SASL.
     pub fn connect_with(bootstrap: &str, security: security::Security) -> Result<Self, KafkaError> {
-        let wire =
+        KafkaAdmin::connect_counting(bootstrap, security, None)
+    }
+
+    /// [`KafkaAdmin::connect_with`], telling `counter` (when given) the API name of every
+    /// request it sends.
+    pub fn connect_counting(
+        bootstrap: &str,
+        security: security::Security,
+        counter: Option<wire::RequestCounter>,
+    ) -> Result<Self, KafkaError> {
+        let mut wire =
             WireClient::with_security(bootstrap, "exactly-operator", REQUEST_TIMEOUT, security)
                 .map_err(|e| KafkaError::ClientConfig(e.to_string()))?;
+        if let Some(counter) = counter {
+            wire = wire.counting(counter);
+        }
         Ok(KafkaAdmin {
             bootstrap: bootstrap.to_string(),
             wire,
@@ -314,44 +335,51 @@ impl KafkaAdmin {
             .collect())
     }
 
-    /// Each of `topics` that exists, described (one Metadata request).
+    /// Each of `topics` that exists, described (one Metadata request per thousand topics).
     pub async fn describe_topics(
         &self,
         topics: &[String],
     ) -> Result<BTreeMap<String, TopicDescription>, KafkaError> {
-        let metadata = self
-            .wire
-            .metadata(Some(topics))
-            .await
-            .map_err(|e| self.wire_error("describe topics", e))?;
-        Ok(metadata
-            .topics
-            .iter()
-            .map(|topic| (topic.name.clone(), describe(topic)))
-            .collect())
+        let mut out = BTreeMap::new();
+        for chunk in topics.chunks(DESCRIBE_CHUNK) {
+            let metadata = self
+                .wire
+                .metadata(Some(chunk))
+                .await
+                .map_err(|e| self.wire_error("describe topics", e))?;
+            out.extend(
+                metadata
+                    .topics
+                    .iter()
+                    .map(|topic| (topic.name.clone(), describe(topic))),
+            );
+        }
+        Ok(out)
     }
 
     /// The configuration set on each of `topics` itself, broker defaults left out (one
-    /// DescribeConfigs request).
+    /// DescribeConfigs request per two hundred topics). Topics that do not exist are left out.
     pub async fn dynamic_topic_configs(
         &self,
         topics: &[String],
     ) -> Result<BTreeMap<String, BTreeMap<String, String>>, KafkaError> {
-        Ok(self
-            .wire
-            .describe_topic_configs(topics)
-            .await
-            .map_err(|e| self.wire_error("describe configs of", e))?
-            .into_iter()
-            .map(|(topic, entries)| {
+        let mut out = BTreeMap::new();
+        for chunk in topics.chunks(CONFIGS_CHUNK) {
+            let described = self
+                .wire
+                .describe_topic_configs(chunk)
+                .await
+                .map_err(|e| self.wire_error("describe configs of", e))?;
+            out.extend(described.into_iter().map(|(topic, entries)| {
                 let set: BTreeMap<String, String> = entries
                     .into_iter()
                     .filter(|(_, e)| e.source == wire::ConfigSource::DynamicTopic)
                     .filter_map(|(k, e)| e.value.map(|v| (k, v)))
                     .collect();
                 (topic, set)
-            })
-            .collect())
+            }));
+        }
+        Ok(out)
     }
 
     fn refused(
@@ -376,57 +404,108 @@ impl KafkaAdmin {
         &self,
         request: &NewTopicRequest,
     ) -> Result<CreateOutcome, KafkaError> {
+        self.create_topics(std::slice::from_ref(request))
+            .await?
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| {
+                Err(KafkaError::Protocol(
+                    "CreateTopics returned no result".into(),
+                ))
+            })
+    }
+
+    /// Creates every topic of `requests` in one `CreateTopics` request (at most
+    /// [`CREATE_CHUNK`] of them): one result per request, in order. A topic that already exists
+    /// is not an error. The outer error means the request itself failed.
+    pub async fn create_topics(
+        &self,
+        requests: &[NewTopicRequest],
+    ) -> Result<Vec<Result<CreateOutcome, KafkaError>>, KafkaError> {
         use kafka_protocol::messages::CreateTopicsRequest;
         use kafka_protocol::messages::create_topics_request::{
             CreatableTopic, CreatableTopicConfig,
         };
         const OP: &str = "create topic";
         const TOPIC_ALREADY_EXISTS: i16 = 36;
-        let topic = CreatableTopic::default()
-            .with_name(TopicName(StrBytes::from_string(request.name.clone())))
-            .with_num_partitions(request.partitions)
-            // -1 asks the broker for its default.replication.factor (CreateTopics v4+).
-            .with_replication_factor(
-                request
-                    .replication_factor
-                    .and_then(|r| i16::try_from(r).ok())
-                    .unwrap_or(-1),
-            )
-            .with_configs(
-                request
-                    .config
-                    .iter()
-                    .map(|(k, v)| {
-                        CreatableTopicConfig::default()
-                            .with_name(StrBytes::from_string(k.clone()))
-                            .with_value(Some(StrBytes::from_string(v.clone())))
-                    })
-                    .collect(),
-            );
+        if requests.is_empty() {
+            return Ok(Vec::new());
+        }
+        // One entry per name: Kafka refuses a request naming a topic twice (INVALID_REQUEST
+        // for every entry), so a duplicate (two resources racing for one name) is asked once
+        // and both get its answer.
+        let mut unique: Vec<&NewTopicRequest> = Vec::new();
+        for request in requests {
+            if !unique.iter().any(|u| u.name == request.name) {
+                unique.push(request);
+            }
+        }
+        let topics = unique
+            .iter()
+            .map(|request| {
+                CreatableTopic::default()
+                    .with_name(TopicName(StrBytes::from_string(request.name.clone())))
+                    .with_num_partitions(request.partitions)
+                    // -1 asks the broker for its default.replication.factor (CreateTopics v4+).
+                    .with_replication_factor(
+                        request
+                            .replication_factor
+                            .and_then(|r| i16::try_from(r).ok())
+                            .unwrap_or(-1),
+                    )
+                    .with_configs(
+                        request
+                            .config
+                            .iter()
+                            .map(|(k, v)| {
+                                CreatableTopicConfig::default()
+                                    .with_name(StrBytes::from_string(k.clone()))
+                                    .with_value(Some(StrBytes::from_string(v.clone())))
+                            })
+                            .collect(),
+                    )
+            })
+            .collect();
         let request_timeout = i32::try_from(REQUEST_TIMEOUT.as_millis()).unwrap_or(i32::MAX);
         let response = self
             .wire
             .send(
                 None,
                 CreateTopicsRequest::default()
-                    .with_topics(vec![topic])
+                    .with_topics(topics)
                     .with_timeout_ms(request_timeout),
             )
             .await
             .map_err(|e| self.wire_error(OP, e))?;
-        match response.topics.into_iter().next() {
-            Some(t) if t.error_code == 0 => Ok(CreateOutcome::Created),
-            Some(t) if t.error_code == TOPIC_ALREADY_EXISTS => Ok(CreateOutcome::AlreadyExists),
-            Some(t) => Err(Self::refused(
-                OP,
-                &request.name,
-                t.error_code,
-                t.error_message.map(|m| m.to_string()),
-            )),
-            None => Err(KafkaError::Protocol(
-                "CreateTopics returned no result".into(),
-            )),
-        }
+        let answers: HashMap<String, Result<CreateOutcome, KafkaError>> = response
+            .topics
+            .into_iter()
+            .map(|t| {
+                let name = t.name.0.to_string();
+                let outcome = match t.error_code {
+                    0 => Ok(CreateOutcome::Created),
+                    TOPIC_ALREADY_EXISTS => Ok(CreateOutcome::AlreadyExists),
+                    code => Err(Self::refused(
+                        OP,
+                        &name,
+                        code,
+                        t.error_message.map(|m| m.to_string()),
+                    )),
+                };
+                (name, outcome)
+            })
+            .collect();
+        Ok(requests
+            .iter()
+            .map(|request| {
+                answers.get(&request.name).cloned().unwrap_or_else(|| {
+                    Err(KafkaError::Protocol(format!(
+                        "CreateTopics returned no result for '{}'",
+                        request.name
+                    )))
+                })
+            })
+            .collect())
     }
 
     /// Raises the partition count of `name` to `partitions`.
@@ -850,9 +929,19 @@ impl KafkaAdmin {
 #[derive(Default)]
 pub struct KafkaClients {
     by_cluster: Mutex<HashMap<(String, security::Security), Arc<KafkaAdmin>>>,
+    /// Given to every client made, to count its requests.
+    counter: Option<wire::RequestCounter>,
 }
 
 impl KafkaClients {
+    /// Clients that tell `counter` the API name of every request they send.
+    pub fn counting(counter: wire::RequestCounter) -> Self {
+        KafkaClients {
+            by_cluster: Mutex::default(),
+            counter: Some(counter),
+        }
+    }
+
     /// The plaintext client for `bootstrap`, created on first use.
     pub fn admin(&self, bootstrap: &str) -> Result<Arc<KafkaAdmin>, KafkaError> {
         self.admin_with(bootstrap, &security::Security::default())
@@ -872,7 +961,11 @@ impl KafkaClients {
         if let Some(admin) = clients.get(&key) {
             return Ok(admin.clone());
         }
-        let admin = Arc::new(KafkaAdmin::connect_with(bootstrap, security.clone())?);
+        let admin = Arc::new(KafkaAdmin::connect_counting(
+            bootstrap,
+            security.clone(),
+            self.counter.clone(),
+        )?);
         clients.insert(key, admin.clone());
         Ok(admin)
     }

@@ -561,7 +561,12 @@ pub struct WireClient {
     security: Security,
     /// The TLS client configuration, when the protocol uses TLS.
     tls: Option<Arc<rustls::ClientConfig>>,
+    /// Told the API name (`CreateTopics`, `Metadata`, ...) of every request sent.
+    on_request: Option<RequestCounter>,
 }
+
+/// Counts requests by Kafka API name, e.g. into a Prometheus counter family.
+pub type RequestCounter = Arc<dyn Fn(&str) + Send + Sync>;
 
 fn lock<T>(mutex: &StdMutex<T>) -> StdMutexGuard<'_, T> {
     mutex
@@ -612,6 +617,15 @@ impl WireClient {
             correlation_id: AtomicI32::new(1),
             nodes: StdMutex::new(BTreeMap::new()),
             connections: StdMutex::new(HashMap::new()),
+            on_request: None,
+        }
+    }
+
+    /// The same client, telling `counter` the API name of each request it sends.
+    pub fn counting(self, counter: RequestCounter) -> Self {
+        WireClient {
+            on_request: Some(counter),
+            ..self
         }
     }
 
@@ -647,6 +661,9 @@ impl WireClient {
         version: i16,
         correlation_id: i32,
     ) -> Result<Bytes, WireError> {
+        if let Some(count) = &self.on_request {
+            count(&format!("{:?}", R::KEY));
+        }
         let header = RequestHeader::default()
             .with_request_api_key(R::KEY as i16)
             .with_request_api_version(version)

@@ -1,0 +1,148 @@
+//! Coalescing of admin calls across resources (DESIGN §6, issue #10): many Topics created in
+//! one burst become one `CreateTopics` request (and one `Metadata`, one `DescribeConfigs`)
+//! instead of one each. A caller hands in its key and awaits its own result; the first key of an
+//! empty batch starts a short linger, after which (or as soon as the batch is full) the whole
+//! batch goes out in one call and each caller gets the answer for its key. Strimzi's topic
+//! operator batches the same way (a queue drained with a linger of 100 ms).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+
+/// The batched call: the keys of a batch in, one result per key out, in the same order.
+pub type BatchCall<K, V> =
+    Arc<dyn Fn(Vec<K>) -> Pin<Box<dyn Future<Output = Vec<V>> + Send>> + Send + Sync>;
+
+/// Collects keys from concurrent callers and answers them with one call per batch.
+pub struct Batcher<K, V> {
+    linger: Duration,
+    max: usize,
+    pending: Mutex<Vec<(K, oneshot::Sender<V>)>>,
+    call: BatchCall<K, V>,
+}
+
+impl<K: Send + 'static, V: Send + 'static> Batcher<K, V> {
+    /// A batcher that waits `linger` after the first key of a batch, sends at most `max` keys
+    /// in one call, and makes its calls with `call`.
+    pub fn new(linger: Duration, max: usize, call: BatchCall<K, V>) -> Arc<Self> {
+        Arc::new(Batcher {
+            linger,
+            max: max.max(1),
+            pending: Mutex::new(Vec::new()),
+            call,
+        })
+    }
+
+    /// The result for `key`, from the batch it joins. `None` only when the batched call was
+    /// lost (its task panicked or the runtime is shutting down).
+    pub async fn call(self: &Arc<Self>, key: K) -> Option<V> {
+        let (tx, rx) = oneshot::channel();
+        let (first, full) = {
+            let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+            pending.push((key, tx));
+            (pending.len() == 1, pending.len() >= self.max)
+        };
+        if full {
+            tokio::spawn(self.clone().flush());
+        } else if first {
+            let this = self.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(this.linger).await;
+                this.flush().await;
+            });
+        }
+        rx.await.ok()
+    }
+
+    /// Sends every pending key in batches of at most `max`.
+    async fn flush(self: Arc<Self>) {
+        loop {
+            let batch: Vec<(K, oneshot::Sender<V>)> = {
+                let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+                let n = pending.len().min(self.max);
+                pending.drain(..n).collect()
+            };
+            if batch.is_empty() {
+                return;
+            }
+            let (keys, senders): (Vec<K>, Vec<oneshot::Sender<V>>) = batch.into_iter().unzip();
+            let results = (self.call)(keys).await;
+            // A caller that gave up (its reconcile was cancelled) no longer listens.
+            for (sender, result) in senders.into_iter().zip(results) {
+                let _ = sender.send(result);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    fn doubling(calls: Arc<AtomicUsize>, sizes: Arc<Mutex<Vec<usize>>>) -> BatchCall<u32, u32> {
+        Arc::new(move |keys: Vec<u32>| {
+            calls.fetch_add(1, Ordering::SeqCst);
+            sizes
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(keys.len());
+            Box::pin(async move { keys.into_iter().map(|k| k * 2).collect() })
+        })
+    }
+
+    #[tokio::test]
+    async fn concurrent_callers_share_one_call_and_each_gets_its_own_answer() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let sizes = Arc::default();
+        let batcher = Batcher::new(
+            Duration::from_millis(20),
+            100,
+            doubling(calls.clone(), sizes),
+        );
+        let answers = futures::future::join_all((0..50u32).map(|k| {
+            let b = batcher.clone();
+            async move { b.call(k).await }
+        }))
+        .await;
+        assert_eq!(answers, (0..50u32).map(|k| Some(k * 2)).collect::<Vec<_>>());
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_batch_never_holds_more_than_its_maximum() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let sizes = Arc::new(Mutex::new(Vec::new()));
+        let batcher = Batcher::new(
+            Duration::from_millis(20),
+            16,
+            doubling(calls.clone(), sizes.clone()),
+        );
+        let answers = futures::future::join_all((0..100u32).map(|k| {
+            let b = batcher.clone();
+            async move { b.call(k).await }
+        }))
+        .await;
+        assert_eq!(answers.iter().flatten().count(), 100);
+        let sizes = sizes.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        assert!(sizes.iter().all(|&n| n <= 16), "batch sizes {sizes:?}");
+        assert_eq!(sizes.iter().sum::<usize>(), 100);
+        assert!(calls.load(Ordering::SeqCst) >= 7);
+    }
+
+    #[tokio::test]
+    async fn a_caller_after_a_batch_went_out_starts_the_next_one() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let batcher = Batcher::new(
+            Duration::from_millis(5),
+            100,
+            doubling(calls.clone(), Arc::default()),
+        );
+        assert_eq!(batcher.call(1).await, Some(2));
+        assert_eq!(batcher.call(2).await, Some(4));
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+    }
+}
