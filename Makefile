@@ -88,3 +88,13 @@ bench-pipeline: ## worker copy rate and latency vs Kafka's perf tools and Kafka 
 	$(CARGO) build --release -p exactly-worker --bin exactly-worker
 	$(CARGO) build -p exactly-testenv --bin exactly-bench-pipeline
 	./target/debug/exactly-bench-pipeline --worker target/release/exactly-worker $(BENCH_ARGS)
+
+# The operator at scale (issue #10): N Topics at once to Ready, one change while steady and while
+# pending, RSS, and the steady state's API writes, CPU and Kafka requests, for each of
+# BENCH_ARGS='--sizes 1000,10000' (the default). Measures and prints, asserts nothing.
+.PHONY: bench-scale
+
+bench-scale: ## the operator with 1 000 and 10 000 Topics: time to Ready, single-change latency, RSS, steady-state cost (also target/bench-scale.json)
+	$(CARGO) build --release -p exactly --bin exactly
+	$(CARGO) build -p exactly-testenv --bin exactly-bench-scale
+	./target/debug/exactly-bench-scale --operator target/release/exactly $(BENCH_ARGS)

@@ -1,0 +1,2229 @@
+//! `make bench-scale`: how the operator copes with many Topics (issue #10's benchmark).
+//!
+//! One environment (kube-apiserver + etcd, one Kafka broker; no real node) for the whole run.
+//! The operator runs as a separate process, the release binary `exactly run` with its default
+//! flags (concurrency 4, refresh 30 s) except `--metrics-addr`, so that its RSS and CPU can be
+//! read from `/proc/<pid>`. For each size N of `--sizes`, on a fresh operator process and
+//! fresh namespaces (each with a KafkaCluster `local` pointing at the broker):
+//!
+//! 1. **Burst**: N Topics (1 partition, replication 1) created by `--streams` concurrent
+//!    creators, spread round robin over `--namespaces` namespaces; timed from the first create
+//!    to the last Topic seen Ready by a watch (`Ready=True` for the current generation).
+//! 2. **Work during the burst**: the operator's own `/metrics` before and after: Topic
+//!    reconciles and Kafka admin requests (CreateTopics and all APIs) per Topic.
+//! 3. **Single change while steady**: `--probes` Topics created one at a time in another
+//!    namespace once the operator is idle, each timed from just before its create to its Ready.
+//! 4. **Single change while pending**: a second burst of `--pending-size` Topics in fresh
+//!    namespaces; once a tenth of its creates have returned, one more Topic in yet another
+//!    namespace is timed to Ready.
+//! 5. **RSS** (VmRSS) with 0 Topics (the clusters Ready, 5 s idle), with the N (+ probes) Ready,
+//!    and with the second burst Ready too; VmHWM (peak) at the end.
+//! 6. **Steady state**: after one refresh interval of quiet, a `--steady-seconds` window:
+//!    kube-apiserver's own `apiserver_request_total` (write verbs on `exactly.dev`, and on
+//!    Events), the operator's CPU, its Topic reconciles and Kafka admin requests, per refresh.
+//!    The benchmark itself does not write during the window (its watch only reads).
+//!
+//! After all sizes, each figure's growth from the smallest to the largest size is printed:
+//! (figure at largest / at smallest) / (size ratio), for the total behind the figure, so 1.0 is
+//! linear, more is worse than linear, and 1/size-ratio means it does not grow at all.
+//!
+//! It measures and prints one markdown table (stdout), with progress on stderr; it asserts
+//! nothing about speed and exits non-zero only when it cannot run. The figures also go, with the
+//! conditions (cores, memory, operator binary and flags, Kafka version), to `--json`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use exactly::api::{ConditionStatus, KafkaCluster, Topic};
+use exactly_testenv::process::Component;
+use exactly_testenv::{Environment, Options};
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, ResourceExt};
+use serde_json::{Value, json};
+use tokio::sync::Notify;
+
+#[derive(Parser)]
+#[command(
+    about = "Benchmark the operator with many Topics: burst to Ready, a single change while \
+             steady and while pending, RSS, and the steady state's API writes, CPU and Kafka \
+             requests (issue #10)"
+)]
+struct Args {
+    /// Topic counts to measure, comma-separated; each gets a fresh operator and namespaces.
+    #[arg(long, value_delimiter = ',', default_value = "1000,10000")]
+    sizes: Vec<usize>,
+    /// Concurrent creators of a burst (the issue's figures came from `kubectl create` in 6
+    /// parallel streams).
+    #[arg(long, default_value_t = 6)]
+    streams: usize,
+    /// Namespaces a burst's Topics are spread over, each with a KafkaCluster of its own.
+    #[arg(long, default_value_t = 1)]
+    namespaces: usize,
+    /// Single Topics timed one after the other while the burst's Topics are steady.
+    #[arg(long, default_value_t = 20)]
+    probes: usize,
+    /// Topics of the second burst, during which one more Topic is timed (default: the size).
+    #[arg(long)]
+    pending_size: Option<usize>,
+    /// Longest wait for a burst to be Ready, and for the Topic timed while one is pending.
+    #[arg(long, default_value_t = 600)]
+    ready_timeout: u64,
+    /// Longest wait for one Topic timed while steady.
+    #[arg(long, default_value_t = 60)]
+    probe_timeout: u64,
+    /// Longest wait for the operator to be idle (no Topic reconcile for 3 s) before the
+    /// single-change probes; they start anyway afterwards, and the table says so.
+    #[arg(long, default_value_t = 60)]
+    idle_timeout: u64,
+    /// Length of the steady-state window, after one refresh interval of quiet.
+    #[arg(long, default_value_t = 60)]
+    steady_seconds: u64,
+    /// The operator's refresh interval, in seconds: its default (30 s) unless an
+    /// `--operator-arg` changes it. Only used to wait and to divide by.
+    #[arg(long, default_value_t = 30)]
+    refresh_seconds: u64,
+    /// The `exactly` binary (default: `release/exactly` of this binary's target directory).
+    #[arg(long)]
+    operator: Option<PathBuf>,
+    /// An extra argument of `exactly run` (repeatable), e.g. `--operator-arg=--concurrency=8`.
+    /// Default: none, the operator's defaults.
+    #[arg(long = "operator-arg", allow_hyphen_values = true)]
+    operator_args: Vec<String>,
+    /// Where the operator's logs go (replaced on each run).
+    #[arg(long, default_value = "target/bench-scale")]
+    work_dir: PathBuf,
+    /// Where the results go as JSON.
+    #[arg(long, default_value = "target/bench-scale.json")]
+    json: PathBuf,
+}
+
+type Error = Box<dyn std::error::Error + Send + Sync>;
+
+/// Every object the benchmark creates carries this label, so one watch sees only them.
+const BENCH_LABEL: &str = "exactly.dev/bench";
+const BENCH_LABEL_VALUE: &str = "scale";
+/// The KafkaCluster of each namespace.
+const CLUSTER: &str = "local";
+/// How long the operator idles before its 0-Topic RSS is read.
+const IDLE_BEFORE_BASELINE: Duration = Duration::from_secs(5);
+/// How often long waits print a progress line.
+const PROGRESS_EVERY: Duration = Duration::from_secs(5);
+
+fn main() {
+    let args = Args::parse();
+    if let Err(e) = run(args) {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn say(text: impl AsRef<str>) {
+    eprintln!("[bench] {}", text.as_ref());
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn run(args: Args) -> Result<(), Error> {
+    if args.sizes.is_empty() || args.sizes.contains(&0) {
+        return Err("--sizes must list positive Topic counts".into());
+    }
+    if args.streams == 0 || args.namespaces == 0 || args.refresh_seconds == 0 {
+        return Err("--streams, --namespaces and --refresh-seconds must be positive".into());
+    }
+    if args.pending_size == Some(0) {
+        return Err("--pending-size must be positive".into());
+    }
+    let operator = match &args.operator {
+        Some(path) => path.clone(),
+        None => default_operator()?,
+    };
+    if !operator.exists() {
+        return Err(format!(
+            "{} not found: `cargo build --release -p exactly --bin exactly` (make bench-scale \
+             does)",
+            operator.display()
+        )
+        .into());
+    }
+    let operator = std::fs::canonicalize(&operator)?;
+    let _ = std::fs::remove_dir_all(&args.work_dir);
+    std::fs::create_dir_all(&args.work_dir)?;
+    let work_dir = std::fs::canonicalize(&args.work_dir)?;
+    let load_before = loadavg();
+
+    say("starting the environment (Kubernetes control plane and one Kafka broker)");
+    let env = Environment::start(Options {
+        install_crds: true,
+        real_node: false,
+        ..Options::default()
+    })?;
+    // One thread for the whole driver: the creators, the watch and the waits. It leaves the
+    // second core to the operator, the API server and the broker, and the operator process is
+    // started from this thread, whose end its parent-death signal is tied to.
+    let result = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(Error::from)
+        .and_then(|runtime| runtime.block_on(bench(&env, &args, &operator, &work_dir)));
+    if result.is_err() {
+        env.record_failure("bench-scale");
+    }
+    env.shutdown();
+    let sizes = result?;
+
+    let table = render_table(ROWS, &sizes);
+    println!("{table}");
+    let conditions = conditions(&env, &args, &operator, &load_before);
+    let growth: serde_json::Map<String, Value> = ROWS
+        .iter()
+        .map(|row| {
+            (
+                row.key.to_string(),
+                json!(growth_of(row, &sizes).map(|(g, _)| g)),
+            )
+        })
+        .collect();
+    let report = json!({
+        "conditions": conditions,
+        "sizes": sizes.iter().map(SizeReport::to_json).collect::<Vec<_>>(),
+        "growth": growth,
+        "table": table,
+    });
+    if let Some(dir) = args.json.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(&args.json, serde_json::to_string_pretty(&report)?)?;
+    say(format!(
+        "figures and conditions written to {}",
+        args.json.display()
+    ));
+    Ok(())
+}
+
+/// `release/exactly` of the target directory this binary is in, else its neighbour.
+fn default_operator() -> Result<PathBuf, Error> {
+    let exe = std::env::current_exe()?;
+    let dir = exe
+        .parent()
+        .ok_or("no directory of the current executable")?;
+    let release = dir.parent().map(|target| target.join("release/exactly"));
+    Ok(match release {
+        Some(path) if path.exists() => path,
+        _ => dir.join("exactly"),
+    })
+}
+
+async fn bench(
+    env: &Environment,
+    args: &Args,
+    operator: &Path,
+    work_dir: &Path,
+) -> Result<Vec<SizeReport>, Error> {
+    let client = env.client().await?;
+    let mut reports = Vec::new();
+    for (index, &size) in args.sizes.iter().enumerate() {
+        let last = index + 1 == args.sizes.len();
+        let mut run = SizeRun::new(env, &client, args, index, size);
+        let report = run.measure(operator, work_dir).await?;
+        say(format!(
+            "size {}: done\n{}",
+            grouped(size as f64, 0),
+            render_table(ROWS, std::slice::from_ref(&report))
+        ));
+        reports.push(report);
+        // The environment goes at the end anyway; between sizes the next one starts clean.
+        if !last {
+            run.clean_up().await;
+        }
+    }
+    Ok(reports)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The table
+
+/// How a figure's growth between two sizes is computed, so that 1.0 always means linear.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Growth {
+    /// A total (seconds, MiB, requests): (large / small) / size ratio.
+    Total,
+    /// A figure per Topic: the total behind it grows by large / small over the size ratio.
+    PerTopic,
+    /// A rate (Topics per second): the time behind it grows by small / large over the ratio.
+    Rate,
+    /// Not meaningful (a figure that does not depend on the size).
+    None,
+}
+
+struct Row {
+    key: &'static str,
+    label: &'static str,
+    goal: &'static str,
+    growth: Growth,
+}
+
+const ROWS: &[Row] = &[
+    Row {
+        key: "burstSeconds",
+        label: "Burst: N Topics created at once → all Ready (s)",
+        goal: "≤ 6 at 1 000, ≤ 60 at 10 000",
+        growth: Growth::Total,
+    },
+    Row {
+        key: "burstCreatesSeconds",
+        label: "Burst: last create returned (s)",
+        goal: "",
+        growth: Growth::Total,
+    },
+    Row {
+        key: "burstRate",
+        label: "Burst rate (Topics Ready/s)",
+        goal: "≥ 170",
+        growth: Growth::Rate,
+    },
+    Row {
+        key: "reconcilesPerTopic",
+        label: "Topic reconciles per Topic (burst, to all Ready)",
+        goal: "≈ 1",
+        growth: Growth::PerTopic,
+    },
+    Row {
+        key: "createTopicsPerTopic",
+        label: "CreateTopics requests per Topic (burst)",
+        goal: "≪ 1 (batched)",
+        growth: Growth::PerTopic,
+    },
+    Row {
+        key: "kafkaRequestsPerTopic",
+        label: "Kafka admin requests per Topic (burst, all APIs)",
+        goal: "",
+        growth: Growth::PerTopic,
+    },
+    Row {
+        key: "probeSteadyP50Ms",
+        label: "One Topic while N steady: p50 (ms)",
+        goal: "≤ 200",
+        growth: Growth::Total,
+    },
+    Row {
+        key: "probeSteadyP99Ms",
+        label: "One Topic while N steady: p99 (ms; nearest rank, the max below 100 probes)",
+        goal: "≤ 1 000",
+        growth: Growth::Total,
+    },
+    Row {
+        key: "probePendingSeconds",
+        label: "One Topic while N more are pending (s)",
+        goal: "≤ 5",
+        growth: Growth::Total,
+    },
+    Row {
+        key: "pendingBurstRate",
+        label: "Second burst rate, with the N steady (Topics Ready/s)",
+        goal: "",
+        growth: Growth::Rate,
+    },
+    Row {
+        key: "rssIdleMib",
+        label: "Operator RSS, 0 Topics (MiB)",
+        goal: "",
+        growth: Growth::None,
+    },
+    Row {
+        key: "rssSteadyMib",
+        label: "Operator RSS, N Topics Ready (MiB)",
+        goal: "≤ 64 at 10 000",
+        growth: Growth::Total,
+    },
+    Row {
+        key: "rssKibPerTopic",
+        label: "RSS per Topic ((N Ready − 0) / N, KiB)",
+        goal: "",
+        growth: Growth::PerTopic,
+    },
+    Row {
+        key: "rssBothMib",
+        label: "Operator RSS, 2 bursts Ready (MiB)",
+        goal: "",
+        growth: Growth::Total,
+    },
+    Row {
+        key: "rssPeakMib",
+        label: "Operator peak RSS, VmHWM (MiB)",
+        goal: "",
+        growth: Growth::Total,
+    },
+    Row {
+        key: "apiWritesPerMinute",
+        label: "Steady: exactly.dev API writes per minute",
+        goal: "0",
+        growth: Growth::Total,
+    },
+    Row {
+        key: "eventWritesPerMinute",
+        label: "Steady: Event writes per minute (all clients)",
+        goal: "0",
+        growth: Growth::Total,
+    },
+    Row {
+        key: "cpuSecondsPerRefresh",
+        label: "Steady: operator CPU per refresh (s)",
+        goal: "",
+        growth: Growth::Total,
+    },
+    Row {
+        key: "reconcilesPerRefresh",
+        label: "Steady: Topic reconciles per refresh",
+        goal: "≪ N",
+        growth: Growth::Total,
+    },
+    Row {
+        key: "kafkaRequestsPerRefresh",
+        label: "Steady: Kafka admin requests per refresh",
+        goal: "O(clusters), not growing with N",
+        growth: Growth::Total,
+    },
+];
+
+/// One figure of one size: the number (when there is one) and what the table shows.
+#[derive(Clone, Debug, PartialEq)]
+struct Cell {
+    value: Option<f64>,
+    text: String,
+}
+
+impl Cell {
+    fn number(value: f64, decimals: usize) -> Cell {
+        Cell {
+            value: Some(value),
+            text: grouped(value, decimals),
+        }
+    }
+
+    fn text(text: impl Into<String>) -> Cell {
+        Cell {
+            value: None,
+            text: text.into(),
+        }
+    }
+}
+
+struct SizeReport {
+    size: usize,
+    pending_size: usize,
+    clusters: usize,
+    cells: BTreeMap<&'static str, Cell>,
+    details: serde_json::Map<String, Value>,
+}
+
+impl SizeReport {
+    fn to_json(&self) -> Value {
+        let figures: serde_json::Map<String, Value> = self
+            .cells
+            .iter()
+            .map(|(key, cell)| {
+                (
+                    key.to_string(),
+                    json!({"value": cell.value, "text": cell.text}),
+                )
+            })
+            .collect();
+        json!({
+            "size": self.size,
+            "pendingSize": self.pending_size,
+            "clusters": self.clusters,
+            "figures": figures,
+            "details": self.details,
+        })
+    }
+}
+
+/// A number with its integer part grouped by thousands with a space (`10 000`, `1 234.5`).
+fn grouped(value: f64, decimals: usize) -> String {
+    if !value.is_finite() {
+        return value.to_string();
+    }
+    let text = format!("{:.*}", decimals, value.abs());
+    let (int, frac) = match text.split_once('.') {
+        Some((int, frac)) => (int, Some(frac)),
+        None => (text.as_str(), None),
+    };
+    let mut out = String::new();
+    for (i, digit) in int.chars().enumerate() {
+        if i > 0 && (int.len() - i) % 3 == 0 {
+            out.push(' ');
+        }
+        out.push(digit);
+    }
+    if let Some(frac) = frac {
+        out.push('.');
+        out.push_str(frac);
+    }
+    // "-0" and "-0.0" are zero.
+    if value < 0.0 && out.chars().any(|c| c.is_ascii_digit() && c != '0') {
+        out.insert(0, '-');
+    }
+    out
+}
+
+/// The growth figure of `kind` between a smaller and a larger size (see [`Growth`]).
+fn growth(kind: Growth, small: f64, large: f64, size_ratio: f64) -> Option<f64> {
+    if !(small > 0.0 && large > 0.0 && size_ratio > 0.0) {
+        return None;
+    }
+    match kind {
+        Growth::Total => Some(large / small / size_ratio),
+        Growth::PerTopic => Some(large / small),
+        Growth::Rate => Some(small / large),
+        Growth::None => None,
+    }
+}
+
+/// A row's growth from the smallest to the largest size, with that size ratio.
+fn growth_of(row: &Row, sizes: &[SizeReport]) -> Option<(f64, f64)> {
+    let small = sizes.iter().min_by_key(|s| s.size)?;
+    let large = sizes.iter().max_by_key(|s| s.size)?;
+    if large.size <= small.size {
+        return None;
+    }
+    let ratio = large.size as f64 / small.size as f64;
+    let value = |s: &SizeReport| s.cells.get(row.key).and_then(|c| c.value);
+    Some((
+        growth(row.growth, value(small)?, value(large)?, ratio)?,
+        ratio,
+    ))
+}
+
+/// The markdown table: one row per figure, a column per size, the goal, and the growth.
+fn render_table(rows: &[Row], sizes: &[SizeReport]) -> String {
+    let mut header = vec!["Figure".to_string()];
+    header.extend(
+        sizes
+            .iter()
+            .map(|s| format!("N = {}", grouped(s.size as f64, 0))),
+    );
+    header.push("Goal".into());
+    let with_growth = sizes.len() > 1;
+    if with_growth {
+        header.push("Growth".into());
+    }
+    let mut lines = vec![
+        format!("| {} |", header.join(" | ")),
+        format!("|{}", "---|".repeat(header.len())),
+    ];
+    for row in rows {
+        let mut cells = vec![row.label.to_string()];
+        cells.extend(sizes.iter().map(|s| {
+            s.cells
+                .get(row.key)
+                .map(|c| c.text.clone())
+                .unwrap_or_else(|| "n/a".into())
+        }));
+        cells.push(row.goal.to_string());
+        if with_growth {
+            cells.push(
+                growth_of(row, sizes)
+                    .map(|(g, _)| format!("{g:.2}"))
+                    .unwrap_or_else(|| "-".into()),
+            );
+        }
+        lines.push(format!("| {} |", cells.join(" | ")));
+    }
+    if with_growth {
+        let min = sizes.iter().map(|s| s.size).min().unwrap_or(1).max(1);
+        let max = sizes.iter().map(|s| s.size).max().unwrap_or(1);
+        let ratio = max as f64 / min as f64;
+        lines.push(String::new());
+        lines.push(format!(
+            "Growth: (figure at the largest size / at the smallest) / size ratio ({}), of the \
+             total behind the figure (the time behind a rate, the total behind a per-Topic \
+             figure): 1.0 = linear, > 1 worse than linear, {:.2} = does not grow.",
+            grouped(ratio, 1),
+            1.0 / ratio
+        ));
+    }
+    lines.join("\n")
+}
+
+// ---------------------------------------------------------------------------------------------
+// Small measures
+
+/// Nearest-rank percentile of samples, where `None` is a sample that never finished (it sorts
+/// above every finished one, and a percentile landing on it is `None`).
+fn percentile(samples: &[Option<f64>], q: f64) -> Option<f64> {
+    if samples.is_empty() {
+        return None;
+    }
+    let mut sorted: Vec<Option<f64>> = samples.to_vec();
+    sorted.sort_by(|a, b| match (a, b) {
+        (Some(a), Some(b)) => a.total_cmp(b),
+        (Some(_), None) => std::cmp::Ordering::Less,
+        (None, Some(_)) => std::cmp::Ordering::Greater,
+        (None, None) => std::cmp::Ordering::Equal,
+    });
+    let rank = (q * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+fn clock_ticks() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if ticks > 0 { ticks as f64 } else { 100.0 }
+}
+
+/// CPU seconds (user + system) a process has used so far.
+fn process_cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces) start with the state (field 3).
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) / clock_ticks())
+}
+
+/// (VmRSS, VmHWM) of a process, in KiB.
+fn process_memory_kib(pid: u32) -> Option<(u64, u64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<u64>().ok())
+    };
+    Some((field("VmRSS:")?, field("VmHWM:")?))
+}
+
+fn mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
+}
+
+// ---------------------------------------------------------------------------------------------
+// Prometheus text
+
+/// One sample line of the Prometheus / OpenMetrics text format.
+#[derive(Debug, PartialEq)]
+struct Sample {
+    name: String,
+    labels: BTreeMap<String, String>,
+    value: f64,
+}
+
+impl Sample {
+    fn label(&self, name: &str) -> &str {
+        self.labels.get(name).map(String::as_str).unwrap_or("")
+    }
+}
+
+/// Parses one sample line (`name{a="x",b="y"} 12 [timestamp]`); `None` for comments, blank
+/// lines and anything malformed.
+fn parse_sample(line: &str) -> Option<Sample> {
+    let line = line.trim();
+    if line.is_empty() || line.starts_with('#') {
+        return None;
+    }
+    let name_end = line
+        .find(|c: char| c == '{' || c.is_whitespace())
+        .unwrap_or(line.len());
+    let name = line[..name_end].to_string();
+    let mut labels = BTreeMap::new();
+    let mut rest = &line[name_end..];
+    if let Some(inner) = rest.strip_prefix('{') {
+        let mut chars = inner.char_indices();
+        let mut key = String::new();
+        let end = loop {
+            let (i, c) = chars.next()?;
+            match c {
+                '}' => break i,
+                ',' | ' ' => {}
+                '=' => {
+                    if chars.next()?.1 != '"' {
+                        return None;
+                    }
+                    let mut value = String::new();
+                    loop {
+                        match chars.next()?.1 {
+                            '"' => break,
+                            '\\' => match chars.next()?.1 {
+                                'n' => value.push('\n'),
+                                other => value.push(other),
+                            },
+                            other => value.push(other),
+                        }
+                    }
+                    labels.insert(std::mem::take(&mut key), value);
+                }
+                other => key.push(other),
+            }
+        };
+        rest = &inner[end + 1..];
+    }
+    let value = rest.split_whitespace().next()?.parse().ok()?;
+    Some(Sample {
+        name,
+        labels,
+        value,
+    })
+}
+
+fn parse_exposition(text: &str) -> Vec<Sample> {
+    text.lines().filter_map(parse_sample).collect()
+}
+
+/// The operator's counters the benchmark reads.
+#[derive(Clone, Debug, Default, PartialEq)]
+struct Counters {
+    /// `exactly_reconciles_total{kind="Topic"}`, over every result.
+    topic_reconciles: f64,
+    /// `exactly_kafka_admin_requests_total` by `api`; `None` when the operator does not export it.
+    kafka: Option<BTreeMap<String, f64>>,
+}
+
+const RECONCILES: &str = "exactly_reconciles_total";
+const KAFKA_REQUESTS: &str = "exactly_kafka_admin_requests_total";
+
+impl Counters {
+    fn from_exposition(text: &str) -> Counters {
+        // A registered counter family with no sample yet shows only its `# TYPE` line.
+        let kafka_declared = text.lines().any(|l| {
+            l.starts_with("# TYPE exactly_kafka_admin_requests ")
+                || l.starts_with("# TYPE exactly_kafka_admin_requests_total ")
+        });
+        let mut counters = Counters {
+            topic_reconciles: 0.0,
+            kafka: kafka_declared.then(BTreeMap::new),
+        };
+        for sample in parse_exposition(text) {
+            if sample.name == RECONCILES && sample.label("kind") == "Topic" {
+                counters.topic_reconciles += sample.value;
+            } else if sample.name == KAFKA_REQUESTS {
+                *counters
+                    .kafka
+                    .get_or_insert_with(BTreeMap::new)
+                    .entry(sample.label("api").to_string())
+                    .or_default() += sample.value;
+            }
+        }
+        counters
+    }
+
+    /// What was counted between `earlier` and `self`.
+    fn since(&self, earlier: &Counters) -> Counters {
+        let kafka = self.kafka.as_ref().map(|now| {
+            let before = earlier.kafka.clone().unwrap_or_default();
+            now.iter()
+                .map(|(api, n)| (api.clone(), n - before.get(api).copied().unwrap_or(0.0)))
+                .filter(|(_, n)| *n != 0.0)
+                .collect()
+        });
+        Counters {
+            topic_reconciles: self.topic_reconciles - earlier.topic_reconciles,
+            kafka,
+        }
+    }
+
+    fn kafka_api(&self, api: &str) -> Option<f64> {
+        self.kafka
+            .as_ref()
+            .map(|k| k.get(api).copied().unwrap_or(0.0))
+    }
+
+    fn kafka_total(&self) -> Option<f64> {
+        self.kafka.as_ref().map(|k| k.values().sum())
+    }
+
+    fn to_json(&self) -> Value {
+        json!({"topicReconciles": self.topic_reconciles, "kafkaRequests": self.kafka})
+    }
+}
+
+/// Writes kube-apiserver counted (`apiserver_request_total`, every client).
+#[derive(Clone, Debug, Default, PartialEq)]
+struct ApiWrites {
+    /// Write verbs on group `exactly.dev`.
+    exactly: f64,
+    /// Write verbs on `events` (core and `events.k8s.io`).
+    events: f64,
+    /// Both, by `VERB group/resource[/subresource]`.
+    by_request: BTreeMap<String, f64>,
+}
+
+const WRITE_VERBS: &[&str] = &[
+    "POST",
+    "PUT",
+    "PATCH",
+    "APPLY",
+    "DELETE",
+    "DELETECOLLECTION",
+];
+
+impl ApiWrites {
+    fn from_exposition(text: &str) -> ApiWrites {
+        let mut writes = ApiWrites::default();
+        for sample in parse_exposition(text) {
+            if sample.name != "apiserver_request_total"
+                || !WRITE_VERBS.contains(&sample.label("verb"))
+            {
+                continue;
+            }
+            let group = sample.label("group");
+            let resource = sample.label("resource");
+            let ours = group == "exactly.dev";
+            let events = resource == "events";
+            if !ours && !events {
+                continue;
+            }
+            if ours {
+                writes.exactly += sample.value;
+            } else {
+                writes.events += sample.value;
+            }
+            let subresource = match sample.label("subresource") {
+                "" => String::new(),
+                s => format!("/{s}"),
+            };
+            let group = if group.is_empty() { "core" } else { group };
+            *writes
+                .by_request
+                .entry(format!(
+                    "{} {group}/{resource}{subresource}",
+                    sample.label("verb")
+                ))
+                .or_default() += sample.value;
+        }
+        writes
+    }
+
+    fn since(&self, earlier: &ApiWrites) -> ApiWrites {
+        ApiWrites {
+            exactly: self.exactly - earlier.exactly,
+            events: self.events - earlier.events,
+            by_request: self
+                .by_request
+                .iter()
+                .map(|(k, n)| {
+                    (
+                        k.clone(),
+                        n - earlier.by_request.get(k).copied().unwrap_or(0.0),
+                    )
+                })
+                .filter(|(_, n)| *n != 0.0)
+                .collect(),
+        }
+    }
+}
+
+async fn apiserver_writes(client: &Client) -> Result<ApiWrites, Error> {
+    let request = http::Request::get("/metrics").body(Vec::new())?;
+    let text = client.request_text(request).await?;
+    Ok(ApiWrites::from_exposition(&text))
+}
+
+/// `GET path` over plain HTTP/1.0 (the operator's endpoint answers and closes); the body.
+async fn http_get(address: &str, path: &str) -> Result<String, Error> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let exchange = async {
+        let mut stream = tokio::net::TcpStream::connect(address).await?;
+        stream
+            .write_all(format!("GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n").as_bytes())
+            .await?;
+        let mut bytes = Vec::new();
+        stream.read_to_end(&mut bytes).await?;
+        Ok::<_, std::io::Error>(bytes)
+    };
+    let bytes = tokio::time::timeout(Duration::from_secs(10), exchange)
+        .await
+        .map_err(|_| format!("GET http://{address}{path}: no answer in 10 s"))??;
+    let text = String::from_utf8_lossy(&bytes);
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| format!("GET http://{address}{path}: no HTTP response"))?;
+    let status = head.lines().next().unwrap_or("");
+    if status.split_whitespace().nth(1) != Some("200") {
+        return Err(format!("GET http://{address}{path}: {status}").into());
+    }
+    Ok(body.to_string())
+}
+
+// ---------------------------------------------------------------------------------------------
+// The operator process
+
+struct Operator {
+    process: Component,
+    /// `127.0.0.1:<port>` of its /metrics.
+    metrics: String,
+    args: Vec<String>,
+}
+
+impl Operator {
+    /// Starts `exactly run` with its defaults, `--metrics-addr` on a free port and `extra`.
+    fn start(
+        binary: &Path,
+        extra: &[String],
+        kubeconfig: &Path,
+        log: &Path,
+    ) -> Result<Operator, Error> {
+        // A port free now; the operator binds it a moment later.
+        let port = std::net::TcpListener::bind(("127.0.0.1", 0))?
+            .local_addr()?
+            .port();
+        let metrics = format!("127.0.0.1:{port}");
+        let mut args = vec!["run".to_string(), "--metrics-addr".into(), metrics.clone()];
+        args.extend(extra.iter().cloned());
+        let mut command = Command::new(binary);
+        command
+            .args(&args)
+            .env("KUBECONFIG", kubeconfig)
+            .env("RUST_LOG", "warn");
+        // Its flags also read EXACTLY_* variables: the defaults measured must be the defaults.
+        for (key, _) in std::env::vars_os() {
+            if key.to_string_lossy().starts_with("EXACTLY_") || key == "POD_NAMESPACE" {
+                command.env_remove(key);
+            }
+        }
+        let process = Component::spawn("exactly", command, log)?;
+        Ok(Operator {
+            process,
+            metrics,
+            args,
+        })
+    }
+
+    fn pid(&self) -> u32 {
+        self.process.pid()
+    }
+
+    /// An error with the end of its log once it has exited.
+    fn check_alive(&mut self) -> Result<(), Error> {
+        if let Some((_, status)) = self.process.exited() {
+            return Err(format!(
+                "the operator (pid {}) exited ({status}); log {}, last lines:\n{}",
+                self.pid(),
+                self.process.log.display(),
+                self.process.log_tail(25)
+            )
+            .into());
+        }
+        Ok(())
+    }
+
+    fn memory_kib(&self) -> Option<(u64, u64)> {
+        process_memory_kib(self.pid())
+    }
+
+    fn cpu_seconds(&self) -> Option<f64> {
+        process_cpu_seconds(self.pid())
+    }
+
+    async fn counters(&self) -> Option<Counters> {
+        match http_get(&self.metrics, "/metrics").await {
+            Ok(text) => Some(Counters::from_exposition(&text)),
+            Err(e) => {
+                say(format!("reading the operator's /metrics: {e}"));
+                None
+            }
+        }
+    }
+
+    async fn wait_serving(&mut self, timeout: Duration) -> Result<(), Error> {
+        let started = Instant::now();
+        loop {
+            self.check_alive()?;
+            match http_get(&self.metrics, "/healthz").await {
+                Ok(_) => return Ok(()),
+                Err(e) if started.elapsed() > timeout => {
+                    return Err(format!(
+                        "the operator did not serve {} within {timeout:?}: {e}",
+                        self.metrics
+                    )
+                    .into());
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+            }
+        }
+    }
+
+    fn stop(mut self) {
+        self.process.terminate();
+        self.process
+            .wait_or_kill(Instant::now() + Duration::from_secs(30));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Watching Topics become Ready
+
+/// Ready for the spec as it is now: `Ready=True` computed for the object's generation.
+fn is_ready(topic: &Topic) -> bool {
+    let Some(generation) = topic.metadata.generation else {
+        return false;
+    };
+    let Some(status) = &topic.status else {
+        return false;
+    };
+    status.conditions.iter().any(|c| {
+        c.type_ == "Ready"
+            && c.status == ConditionStatus::True
+            && c.observed_generation.or(status.observed_generation) == Some(generation)
+    })
+}
+
+fn key(namespace: &str, name: &str) -> String {
+    format!("{namespace}/{name}")
+}
+
+#[derive(Default)]
+struct Tracker {
+    /// When each Topic was first seen Ready, by `namespace/name`.
+    ready: HashMap<String, Instant>,
+    errors: u64,
+    last_error: Option<String>,
+}
+
+/// One watch of every benchmark Topic (by label), recording when each is first seen Ready.
+struct Watch {
+    tracker: Arc<Mutex<Tracker>>,
+    notify: Arc<Notify>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Watch {
+    fn start(client: &Client) -> Watch {
+        let tracker = Arc::new(Mutex::new(Tracker::default()));
+        let notify = Arc::new(Notify::new());
+        let api: Api<Topic> = Api::all(client.clone());
+        let config = watcher::Config::default()
+            .labels(&format!("{BENCH_LABEL}={BENCH_LABEL_VALUE}"))
+            .page_size(500);
+        let (t, n) = (tracker.clone(), notify.clone());
+        let task = tokio::spawn(async move {
+            let mut events = std::pin::pin!(watcher(api, config).default_backoff());
+            while let Some(event) = events.next().await {
+                let now = Instant::now();
+                match event {
+                    Ok(watcher::Event::Apply(topic) | watcher::Event::InitApply(topic)) => {
+                        if is_ready(&topic) {
+                            let k = key(&topic.namespace().unwrap_or_default(), &topic.name_any());
+                            let new = !lock(&t).ready.contains_key(&k);
+                            if new {
+                                lock(&t).ready.insert(k, now);
+                                n.notify_waiters();
+                            }
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        let mut tracker = lock(&t);
+                        tracker.errors += 1;
+                        tracker.last_error = Some(e.to_string());
+                    }
+                }
+            }
+        });
+        Watch {
+            tracker,
+            notify,
+            task,
+        }
+    }
+
+    fn ready_at(&self, key: &str) -> Option<Instant> {
+        lock(&self.tracker).ready.get(key).copied()
+    }
+
+    /// How many of `keys` were seen Ready, and when the last of them was.
+    fn count(&self, keys: &[String]) -> (usize, Option<Instant>) {
+        let tracker = lock(&self.tracker);
+        let times: Vec<Instant> = keys
+            .iter()
+            .filter_map(|k| tracker.ready.get(k).copied())
+            .collect();
+        (times.len(), times.into_iter().max())
+    }
+
+    fn errors(&self) -> (u64, Option<String>) {
+        let tracker = lock(&self.tracker);
+        (tracker.errors, tracker.last_error.clone())
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Creating Topics
+
+fn topic_manifest(name: &str) -> Result<Topic, Error> {
+    Ok(serde_json::from_value(json!({
+        "apiVersion": "exactly.dev/v1alpha1",
+        "kind": "Topic",
+        "metadata": {"name": name, "labels": {BENCH_LABEL: BENCH_LABEL_VALUE}},
+        "spec": {"clusterRef": {"name": CLUSTER}, "partitions": 1, "replicationFactor": 1},
+    }))?)
+}
+
+/// Creates one Topic, retrying what a busy API server may answer (429, 5xx, a broken
+/// connection); an AlreadyExists after a retry means the earlier attempt got through.
+async fn create_topic(client: &Client, namespace: &str, name: &str) -> Result<(), String> {
+    let api: Api<Topic> = Api::namespaced(client.clone(), namespace);
+    let topic = topic_manifest(name).map_err(|e| e.to_string())?;
+    let mut attempt = 0u32;
+    loop {
+        attempt += 1;
+        let retriable = match api.create(&PostParams::default(), &topic).await {
+            Ok(_) => return Ok(()),
+            Err(kube::Error::Api(status)) if status.is_already_exists() && attempt > 1 => {
+                return Ok(());
+            }
+            Err(kube::Error::Api(status)) => {
+                (status.code == 429 || status.code >= 500, status.to_string())
+            }
+            Err(e) => (true, e.to_string()),
+        };
+        match retriable {
+            (true, _) if attempt < 5 => {
+                tokio::time::sleep(Duration::from_millis(200) * attempt).await;
+            }
+            (_, message) => return Err(format!("creating Topic {namespace}/{name}: {message}")),
+        }
+    }
+}
+
+/// N creates under way, `streams` at a time.
+struct Burst {
+    keys: Vec<String>,
+    started: Instant,
+    returned: Arc<AtomicUsize>,
+    last_returned: Arc<Mutex<Option<Instant>>>,
+    failed: Arc<Mutex<Vec<String>>>,
+}
+
+impl Burst {
+    fn start(client: &Client, topics: Vec<(String, String)>, streams: usize) -> Burst {
+        let keys = topics.iter().map(|(ns, name)| key(ns, name)).collect();
+        let returned = Arc::new(AtomicUsize::new(0));
+        let last_returned = Arc::new(Mutex::new(None));
+        let failed = Arc::new(Mutex::new(Vec::new()));
+        let (client, r, l, f) = (
+            client.clone(),
+            returned.clone(),
+            last_returned.clone(),
+            failed.clone(),
+        );
+        let started = Instant::now();
+        tokio::spawn(async move {
+            futures::stream::iter(topics)
+                .map(|(ns, name)| {
+                    let client = client.clone();
+                    async move { create_topic(&client, &ns, &name).await }
+                })
+                .buffer_unordered(streams)
+                .for_each(|result| {
+                    if let Err(e) = result {
+                        lock(&f).push(e);
+                    }
+                    *lock(&l) = Some(Instant::now());
+                    r.fetch_add(1, Ordering::SeqCst);
+                    futures::future::ready(())
+                })
+                .await;
+        });
+        Burst {
+            keys,
+            started,
+            returned,
+            last_returned,
+            failed,
+        }
+    }
+
+    fn returned(&self) -> usize {
+        self.returned.load(Ordering::SeqCst)
+    }
+
+    fn creates_done(&self) -> bool {
+        self.returned() >= self.keys.len()
+    }
+
+    fn failed(&self) -> Vec<String> {
+        lock(&self.failed).clone()
+    }
+
+    fn creates_seconds(&self) -> Option<f64> {
+        lock(&self.last_returned)
+            .filter(|_| self.creates_done())
+            .map(|t| (t - self.started).as_secs_f64())
+    }
+}
+
+/// Where a burst got to.
+struct Outcome {
+    ready: usize,
+    expected: usize,
+    /// From the first create to the last Topic seen Ready (all of them), else to giving up.
+    seconds: f64,
+    complete: bool,
+}
+
+impl Outcome {
+    fn rate(&self) -> f64 {
+        self.ready as f64 / self.seconds.max(1e-3)
+    }
+
+    fn seconds_cell(&self) -> Cell {
+        if self.complete {
+            Cell::number(self.seconds, 1)
+        } else {
+            Cell::text(format!(
+                "not reached: {} of {} Ready after {} s",
+                grouped(self.ready as f64, 0),
+                grouped(self.expected as f64, 0),
+                grouped(self.seconds, 0)
+            ))
+        }
+    }
+
+    fn rate_cell(&self) -> Cell {
+        if self.complete {
+            Cell::number(self.rate(), 1)
+        } else {
+            Cell::text(format!("< {} (not all Ready)", grouped(self.rate(), 1)))
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// One size
+
+struct SizeRun<'a> {
+    env: &'a Environment,
+    client: &'a Client,
+    args: &'a Args,
+    index: usize,
+    size: usize,
+    pending_size: usize,
+    burst_namespaces: Vec<String>,
+    pending_namespaces: Vec<String>,
+    probe_namespace: String,
+    pending_probe_namespace: String,
+    /// Kafka topics made by this size, deleted before the next one.
+    kafka_topics: Vec<String>,
+    cells: BTreeMap<&'static str, Cell>,
+    details: serde_json::Map<String, Value>,
+}
+
+impl<'a> SizeRun<'a> {
+    fn new(
+        env: &'a Environment,
+        client: &'a Client,
+        args: &'a Args,
+        index: usize,
+        size: usize,
+    ) -> SizeRun<'a> {
+        let spread = |what: &str| {
+            (0..args.namespaces)
+                .map(|j| format!("bench-{index}-{what}-{j}"))
+                .collect()
+        };
+        SizeRun {
+            env,
+            client,
+            args,
+            index,
+            size,
+            pending_size: args.pending_size.unwrap_or(size),
+            burst_namespaces: spread("burst"),
+            pending_namespaces: spread("pending"),
+            probe_namespace: format!("bench-probe-{index}"),
+            pending_probe_namespace: format!("bench-probe-pending-{index}"),
+            kafka_topics: Vec::new(),
+            cells: BTreeMap::new(),
+            details: serde_json::Map::new(),
+        }
+    }
+
+    fn namespaces(&self) -> Vec<String> {
+        let mut all = self.burst_namespaces.clone();
+        all.extend(self.pending_namespaces.iter().cloned());
+        all.push(self.probe_namespace.clone());
+        all.push(self.pending_probe_namespace.clone());
+        all
+    }
+
+    fn set(&mut self, key: &'static str, cell: Cell) {
+        self.cells.insert(key, cell);
+    }
+
+    fn detail(&mut self, key: &str, value: Value) {
+        self.details.insert(key.to_string(), value);
+    }
+
+    /// Topic `(namespace, name)`s of a burst, names unique on the broker (every namespace's
+    /// cluster is the same broker, and two Topics claiming one Kafka topic conflict).
+    fn burst_topics(
+        &mut self,
+        prefix: &str,
+        namespaces: &[String],
+        n: usize,
+    ) -> Vec<(String, String)> {
+        let index = self.index;
+        let topics: Vec<(String, String)> = (0..n)
+            .map(|k| {
+                let j = k % namespaces.len();
+                (namespaces[j].clone(), format!("{prefix}{index}-{j}-{k:06}"))
+            })
+            .collect();
+        self.kafka_topics
+            .extend(topics.iter().map(|(_, name)| name.clone()));
+        topics
+    }
+
+    async fn measure(
+        &mut self,
+        operator_binary: &Path,
+        work_dir: &Path,
+    ) -> Result<SizeReport, Error> {
+        let n = self.size;
+        say(format!(
+            "size {}: namespaces {} with a KafkaCluster each",
+            grouped(n as f64, 0),
+            self.namespaces().join(", ")
+        ));
+        self.create_namespaces().await?;
+        let watch = Watch::start(self.client);
+        let log = work_dir.join(format!("operator-{}-{n}.log", self.index));
+        let mut operator = Operator::start(
+            operator_binary,
+            &self.args.operator_args,
+            &self.env.kubeconfig,
+            &log,
+        )?;
+        say(format!(
+            "operator pid {} ({} {}), log {}",
+            operator.pid(),
+            operator_binary.display(),
+            operator.args.join(" "),
+            log.display()
+        ));
+        let result = self.phases(&mut operator, &watch).await;
+        if let Some((_, hwm)) = operator.memory_kib() {
+            self.set("rssPeakMib", Cell::number(mib(hwm), 1));
+        }
+        let (errors, last) = watch.errors();
+        self.detail("watchErrors", json!({"count": errors, "last": last}));
+        self.detail("operatorLog", json!(log));
+        self.detail("operatorPid", json!(operator.pid()));
+        operator.stop();
+        result?;
+        Ok(SizeReport {
+            size: n,
+            pending_size: self.pending_size,
+            clusters: self.namespaces().len(),
+            cells: std::mem::take(&mut self.cells),
+            details: std::mem::take(&mut self.details),
+        })
+    }
+
+    async fn create_namespaces(&self) -> Result<(), Error> {
+        let namespaces: Api<Namespace> = Api::all(self.client.clone());
+        for ns in self.namespaces() {
+            let namespace: Namespace = serde_json::from_value(json!({
+                "apiVersion": "v1",
+                "kind": "Namespace",
+                "metadata": {"name": ns, "labels": {BENCH_LABEL: BENCH_LABEL_VALUE}},
+            }))?;
+            namespaces
+                .create(&PostParams::default(), &namespace)
+                .await
+                .map_err(|e| format!("creating namespace {ns}: {e}"))?;
+            let cluster: KafkaCluster = serde_json::from_value(json!({
+                "apiVersion": "exactly.dev/v1alpha1",
+                "kind": "KafkaCluster",
+                "metadata": {"name": CLUSTER, "labels": {BENCH_LABEL: BENCH_LABEL_VALUE}},
+                "spec": {"external": {"bootstrapServers": self.env.bootstrap_servers}},
+            }))?;
+            Api::<KafkaCluster>::namespaced(self.client.clone(), &ns)
+                .create(&PostParams::default(), &cluster)
+                .await
+                .map_err(|e| format!("creating KafkaCluster {ns}/{CLUSTER}: {e}"))?;
+        }
+        Ok(())
+    }
+
+    async fn wait_clusters_ready(&self, operator: &mut Operator) -> Result<(), Error> {
+        let started = Instant::now();
+        let timeout = Duration::from_secs(120);
+        let mut last_progress = Instant::now();
+        loop {
+            operator.check_alive()?;
+            let mut not_ready = Vec::new();
+            for ns in self.namespaces() {
+                let api: Api<KafkaCluster> = Api::namespaced(self.client.clone(), &ns);
+                let ready = api.get_opt(CLUSTER).await?.is_some_and(|c| {
+                    c.status.is_some_and(|s| {
+                        s.conditions
+                            .iter()
+                            .any(|c| c.type_ == "Ready" && c.status == ConditionStatus::True)
+                    })
+                });
+                if !ready {
+                    not_ready.push(ns);
+                }
+            }
+            if not_ready.is_empty() {
+                say(format!(
+                    "clusters Ready after {:.1} s",
+                    started.elapsed().as_secs_f64()
+                ));
+                return Ok(());
+            }
+            if started.elapsed() > timeout {
+                return Err(format!(
+                    "KafkaCluster {CLUSTER} not Ready after {timeout:?} in {}",
+                    not_ready.join(", ")
+                )
+                .into());
+            }
+            if last_progress.elapsed() >= PROGRESS_EVERY {
+                last_progress = Instant::now();
+                say(format!(
+                    "waiting for the clusters in {}",
+                    not_ready.join(", ")
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    async fn phases(&mut self, operator: &mut Operator, watch: &Watch) -> Result<(), Error> {
+        let n = self.size;
+        operator.wait_serving(Duration::from_secs(60)).await?;
+        self.wait_clusters_ready(operator).await?;
+        tokio::time::sleep(IDLE_BEFORE_BASELINE).await;
+        let idle_kib = operator
+            .memory_kib()
+            .map(|(rss, _)| rss)
+            .ok_or("cannot read the operator's /proc status")?;
+        self.set("rssIdleMib", Cell::number(mib(idle_kib), 1));
+        say(format!(
+            "operator RSS with 0 Topics: {:.1} MiB",
+            mib(idle_kib)
+        ));
+
+        // 1 and 2: the burst, and the work it took.
+        let before = operator.counters().await;
+        let namespaces = self.burst_namespaces.clone();
+        let topics = self.burst_topics("b", &namespaces, n);
+        let burst = Burst::start(self.client, topics, self.args.streams);
+        let outcome = self.wait_burst(&burst, watch, operator, "burst").await?;
+        let after = operator.counters().await;
+        say(format!(
+            "burst: {} of {} Ready in {:.1} s; last create returned after {}",
+            grouped(outcome.ready as f64, 0),
+            grouped(n as f64, 0),
+            outcome.seconds,
+            burst
+                .creates_seconds()
+                .map(|s| format!("{s:.1} s"))
+                .unwrap_or_else(|| "(creates not all returned)".into())
+        ));
+        self.set("burstSeconds", outcome.seconds_cell());
+        self.set("burstRate", outcome.rate_cell());
+        if let Some(s) = burst.creates_seconds() {
+            self.set("burstCreatesSeconds", Cell::number(s, 1));
+        }
+        self.record_failures("burstCreateFailures", &burst);
+        if let (Some(before), Some(after)) = (&before, &after) {
+            let work = after.since(before);
+            let per_topic = |v: f64| v / n as f64;
+            self.set(
+                "reconcilesPerTopic",
+                Cell::number(per_topic(work.topic_reconciles), 2),
+            );
+            self.set(
+                "createTopicsPerTopic",
+                work.kafka_api("CreateTopics")
+                    .map(|v| Cell::number(per_topic(v), 3))
+                    .unwrap_or_else(|| Cell::text("n/a")),
+            );
+            self.set(
+                "kafkaRequestsPerTopic",
+                work.kafka_total()
+                    .map(|v| Cell::number(per_topic(v), 2))
+                    .unwrap_or_else(|| Cell::text("n/a")),
+            );
+            say(format!(
+                "burst work: {} Topic reconciles, Kafka requests {}",
+                grouped(work.topic_reconciles, 0),
+                kafka_text(&work)
+            ));
+            self.detail("burstWork", work.to_json());
+        }
+
+        // 3: single changes while the N are steady.
+        self.wait_idle(operator, "before the probes").await?;
+        let mut samples = Vec::new();
+        for k in 0..self.args.probes {
+            let name = format!("q{}-{k:04}", self.index);
+            self.kafka_topics.push(name.clone());
+            let ns = self.probe_namespace.clone();
+            let timeout = Duration::from_secs(self.args.probe_timeout);
+            let seconds = self
+                .probe(watch, operator, &ns, &name, timeout, None)
+                .await?;
+            samples.push(seconds.map(|s| s * 1000.0));
+            // The next probe starts after the operator has had a moment to settle this one
+            // (its status write wakes it again in the current operator).
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        let text = |ms: Option<f64>| match ms {
+            Some(ms) => Cell::number(ms, 0),
+            None => Cell::text(format!(
+                "> {} (not Ready)",
+                grouped(self.args.probe_timeout as f64 * 1000.0, 0)
+            )),
+        };
+        if !samples.is_empty() {
+            let (p50, p99) = (percentile(&samples, 0.5), percentile(&samples, 0.99));
+            self.set("probeSteadyP50Ms", text(p50));
+            self.set("probeSteadyP99Ms", text(p99));
+            say(format!(
+                "probes while steady (ms): {}",
+                samples
+                    .iter()
+                    .map(|s| s.map(|ms| format!("{ms:.0}")).unwrap_or_else(|| "-".into()))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            ));
+        }
+        self.detail("probeSteadyMs", json!(samples));
+        let steady_kib = operator.memory_kib().map(|(rss, _)| rss).unwrap_or(0);
+        self.set("rssSteadyMib", Cell::number(mib(steady_kib), 1));
+        self.set(
+            "rssKibPerTopic",
+            Cell::number((steady_kib as f64 - idle_kib as f64) / n as f64, 2),
+        );
+        say(format!(
+            "operator RSS with {} Topics Ready (and {} probes): {:.1} MiB",
+            grouped(n as f64, 0),
+            self.args.probes,
+            mib(steady_kib)
+        ));
+
+        // 4: one change while a second burst is pending.
+        let before = operator.counters().await;
+        let pending_namespaces = self.pending_namespaces.clone();
+        let topics = self.burst_topics("p", &pending_namespaces, self.pending_size);
+        let pending = Burst::start(self.client, topics, self.args.streams);
+        let tenth = self.pending_size.div_ceil(10);
+        while pending.returned() < tenth {
+            operator.check_alive()?;
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        say(format!(
+            "second burst: {} of {} creates returned; timing one Topic in {}",
+            grouped(pending.returned() as f64, 0),
+            grouped(self.pending_size as f64, 0),
+            self.pending_probe_namespace
+        ));
+        let name = format!("r{}", self.index);
+        self.kafka_topics.push(name.clone());
+        let ns = self.pending_probe_namespace.clone();
+        let timeout = Duration::from_secs(self.args.ready_timeout);
+        let probe = self
+            .probe(watch, operator, &ns, &name, timeout, Some(&pending))
+            .await?;
+        self.set(
+            "probePendingSeconds",
+            match probe {
+                Some(s) => Cell::number(s, 2),
+                None => Cell::text(format!("not Ready after {} s", self.args.ready_timeout)),
+            },
+        );
+        say(format!(
+            "one Topic while {} pending: {}",
+            grouped(self.pending_size as f64, 0),
+            probe
+                .map(|s| format!("Ready in {s:.2} s"))
+                .unwrap_or_else(|| "not Ready".into())
+        ));
+        let outcome = self
+            .wait_burst(&pending, watch, operator, "second burst")
+            .await?;
+        self.set("pendingBurstRate", outcome.rate_cell());
+        self.detail(
+            "pendingBurst",
+            json!({"ready": outcome.ready, "of": outcome.expected, "seconds": outcome.seconds, "complete": outcome.complete}),
+        );
+        self.record_failures("pendingCreateFailures", &pending);
+        if let (Some(before), Some(after)) = (&before, &operator.counters().await) {
+            self.detail("pendingWork", after.since(before).to_json());
+        }
+        self.wait_idle(operator, "after the second burst").await?;
+        let both_kib = operator.memory_kib().map(|(rss, _)| rss).unwrap_or(0);
+        self.set("rssBothMib", Cell::number(mib(both_kib), 1));
+        say(format!(
+            "operator RSS with {} Topics Ready: {:.1} MiB",
+            grouped((n + self.pending_size + self.args.probes + 1) as f64, 0),
+            mib(both_kib)
+        ));
+
+        // 6: the steady state.
+        self.steady(operator).await
+    }
+
+    fn record_failures(&mut self, key: &str, burst: &Burst) {
+        let failed = burst.failed();
+        if let Some(first) = failed.first() {
+            say(format!(
+                "{} creates failed; the first: {first}",
+                failed.len()
+            ));
+        }
+        self.detail(key, json!({"count": failed.len(), "first": failed.first()}));
+    }
+
+    /// Waits until every Topic of `burst` is Ready, or `--ready-timeout` has passed since its
+    /// first create, or its creates are over and every Topic not Ready failed to create.
+    async fn wait_burst(
+        &self,
+        burst: &Burst,
+        watch: &Watch,
+        operator: &mut Operator,
+        label: &str,
+    ) -> Result<Outcome, Error> {
+        let timeout = Duration::from_secs(self.args.ready_timeout);
+        let expected = burst.keys.len();
+        let mut last_progress = Instant::now();
+        loop {
+            operator.check_alive()?;
+            let (ready, last) = watch.count(&burst.keys);
+            let failed = burst.failed().len();
+            if ready >= expected || (burst.creates_done() && ready + failed >= expected) {
+                let complete = ready >= expected;
+                let end = last.unwrap_or_else(Instant::now);
+                return Ok(Outcome {
+                    ready,
+                    expected,
+                    seconds: (end - burst.started).as_secs_f64(),
+                    complete,
+                });
+            }
+            let elapsed = burst.started.elapsed();
+            if elapsed >= timeout {
+                say(format!(
+                    "{label}: giving up after {} s with {} of {} Ready",
+                    elapsed.as_secs(),
+                    grouped(ready as f64, 0),
+                    grouped(expected as f64, 0)
+                ));
+                return Ok(Outcome {
+                    ready,
+                    expected,
+                    seconds: elapsed.as_secs_f64(),
+                    complete: false,
+                });
+            }
+            if last_progress.elapsed() >= PROGRESS_EVERY {
+                last_progress = Instant::now();
+                say(format!(
+                    "{label}: {} of {} Ready after {} s ({} creates returned)",
+                    grouped(ready as f64, 0),
+                    grouped(expected as f64, 0),
+                    elapsed.as_secs(),
+                    grouped(burst.returned() as f64, 0)
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// Creates one Topic and returns the seconds from just before its create to its Ready seen
+    /// by the watch, or `None` when it was not Ready within `timeout` (or could not be created).
+    async fn probe(
+        &self,
+        watch: &Watch,
+        operator: &mut Operator,
+        namespace: &str,
+        name: &str,
+        timeout: Duration,
+        pending: Option<&Burst>,
+    ) -> Result<Option<f64>, Error> {
+        let k = key(namespace, name);
+        let started = Instant::now();
+        if let Err(e) = create_topic(self.client, namespace, name).await {
+            say(format!("probe not measured: {e}"));
+            return Ok(None);
+        }
+        let mut last_progress = Instant::now();
+        loop {
+            // Registered before the check, so a Ready recorded after it still wakes this wait.
+            let notified = watch.notify.notified();
+            let mut notified = std::pin::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(at) = watch.ready_at(&k) {
+                return Ok(Some((at - started).as_secs_f64()));
+            }
+            operator.check_alive()?;
+            if started.elapsed() >= timeout {
+                say(format!(
+                    "{k}: not Ready after {} s",
+                    started.elapsed().as_secs()
+                ));
+                return Ok(None);
+            }
+            if last_progress.elapsed() >= PROGRESS_EVERY {
+                last_progress = Instant::now();
+                let backlog = pending
+                    .map(|b| {
+                        format!(
+                            "; second burst {} of {} Ready",
+                            grouped(watch.count(&b.keys).0 as f64, 0),
+                            grouped(b.keys.len() as f64, 0)
+                        )
+                    })
+                    .unwrap_or_default();
+                say(format!(
+                    "{k}: not Ready yet after {} s{backlog}",
+                    started.elapsed().as_secs()
+                ));
+            }
+            let _ = tokio::time::timeout(Duration::from_millis(200), notified).await;
+        }
+    }
+
+    /// Waits until the operator has run no Topic reconcile for 3 s, up to `--idle-timeout`;
+    /// says (and records) when it never was.
+    async fn wait_idle(&mut self, operator: &mut Operator, when: &str) -> Result<(), Error> {
+        let started = Instant::now();
+        let timeout = Duration::from_secs(self.args.idle_timeout);
+        let mut last: Option<f64> = None;
+        let mut quiet = 0;
+        let mut last_progress = Instant::now();
+        while started.elapsed() < timeout {
+            operator.check_alive()?;
+            let now = operator.counters().await.map(|c| c.topic_reconciles);
+            if now.is_some() && now == last {
+                quiet += 1;
+                if quiet >= 3 {
+                    say(format!(
+                        "operator idle {when} (after {:.0} s)",
+                        started.elapsed().as_secs_f64()
+                    ));
+                    self.detail(
+                        &format!("idle {when}"),
+                        json!(started.elapsed().as_secs_f64()),
+                    );
+                    return Ok(());
+                }
+            } else {
+                quiet = 0;
+            }
+            last = now;
+            if last_progress.elapsed() >= PROGRESS_EVERY {
+                last_progress = Instant::now();
+                say(format!(
+                    "waiting for the operator to be idle {when}: {} Topic reconciles so far",
+                    now.map(|n| grouped(n, 0)).unwrap_or_else(|| "?".into())
+                ));
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        say(format!(
+            "the operator was never idle for 3 s within {} s {when}; going on",
+            timeout.as_secs()
+        ));
+        self.detail(&format!("idle {when}"), Value::Null);
+        Ok(())
+    }
+
+    /// One refresh interval of quiet, then the `--steady-seconds` window.
+    async fn steady(&mut self, operator: &mut Operator) -> Result<(), Error> {
+        let refresh = Duration::from_secs(self.args.refresh_seconds);
+        say(format!(
+            "steady state: waiting one refresh interval ({} s) before the {} s window",
+            refresh.as_secs(),
+            self.args.steady_seconds
+        ));
+        self.sleep_alive(operator, refresh, "settling").await?;
+        let writes_before = apiserver_writes(self.client).await?;
+        let cpu_before = operator.cpu_seconds();
+        let counters_before = operator.counters().await;
+        let window_started = Instant::now();
+        self.sleep_alive(
+            operator,
+            Duration::from_secs(self.args.steady_seconds),
+            "steady window",
+        )
+        .await?;
+        let writes_after = apiserver_writes(self.client).await?;
+        let cpu_after = operator.cpu_seconds();
+        let counters_after = operator.counters().await;
+        let window = window_started.elapsed().as_secs_f64();
+        let refreshes = window / refresh.as_secs_f64();
+
+        let writes = writes_after.since(&writes_before);
+        let per_minute = |v: f64| v * 60.0 / window;
+        self.set(
+            "apiWritesPerMinute",
+            Cell::number(per_minute(writes.exactly), 1),
+        );
+        self.set(
+            "eventWritesPerMinute",
+            Cell::number(per_minute(writes.events), 1),
+        );
+        self.detail("steadyWrites", json!(writes.by_request));
+        if let (Some(before), Some(after)) = (cpu_before, cpu_after) {
+            self.set(
+                "cpuSecondsPerRefresh",
+                Cell::number((after - before) / refreshes, 2),
+            );
+        }
+        if let (Some(before), Some(after)) = (&counters_before, &counters_after) {
+            let work = after.since(before);
+            self.set(
+                "reconcilesPerRefresh",
+                Cell::number(work.topic_reconciles / refreshes, 0),
+            );
+            self.set(
+                "kafkaRequestsPerRefresh",
+                work.kafka_total()
+                    .map(|v| Cell::number(v / refreshes, 1))
+                    .unwrap_or_else(|| Cell::text("n/a")),
+            );
+            say(format!(
+                "steady window ({window:.0} s): {} exactly.dev writes, {} Event writes, {} Topic \
+                 reconciles, Kafka requests {}",
+                writes.exactly,
+                writes.events,
+                work.topic_reconciles,
+                kafka_text(&work)
+            ));
+            self.detail("steadyWork", work.to_json());
+        }
+        self.detail("steadyWindowSeconds", json!(window));
+        Ok(())
+    }
+
+    async fn sleep_alive(
+        &self,
+        operator: &mut Operator,
+        duration: Duration,
+        label: &str,
+    ) -> Result<(), Error> {
+        let started = Instant::now();
+        let mut last_progress = Instant::now();
+        while started.elapsed() < duration {
+            operator.check_alive()?;
+            if last_progress.elapsed() >= Duration::from_secs(15) {
+                last_progress = Instant::now();
+                say(format!(
+                    "{label}: {} of {} s",
+                    started.elapsed().as_secs(),
+                    duration.as_secs()
+                ));
+            }
+            let left = duration.saturating_sub(started.elapsed());
+            tokio::time::sleep(left.min(Duration::from_millis(500))).await;
+        }
+        Ok(())
+    }
+
+    /// Removes this size's Topics, namespaces and Kafka topics, so the next size starts from
+    /// an empty cluster and broker. The operator is stopped by then: nothing reconciles the
+    /// deletions (the Topics have no finalizer with the default `deletionPolicy: Retain`).
+    async fn clean_up(&self) {
+        say("cleaning up: Topics, namespaces and Kafka topics of this size");
+        for ns in self.namespaces() {
+            let api: Api<Topic> = Api::namespaced(self.client.clone(), &ns);
+            if let Err(e) = api
+                .delete_collection(&DeleteParams::default(), &ListParams::default())
+                .await
+            {
+                say(format!("deleting the Topics of {ns}: {e}"));
+            }
+        }
+        let namespaces: Api<Namespace> = Api::all(self.client.clone());
+        for ns in self.namespaces() {
+            if let Err(e) = namespaces.delete(&ns, &DeleteParams::default()).await {
+                say(format!("deleting namespace {ns}: {e}"));
+            }
+        }
+        if let Err(e) = delete_kafka_topics(&self.env.bootstrap_servers, &self.kafka_topics).await {
+            say(format!("deleting the Kafka topics: {e}"));
+        }
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(120) {
+            let mut left = 0;
+            for ns in self.namespaces() {
+                if matches!(namespaces.get_opt(&ns).await, Ok(Some(_))) {
+                    left += 1;
+                }
+            }
+            if left == 0 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        say("the namespaces were not gone after 120 s; going on");
+    }
+}
+
+fn kafka_text(work: &Counters) -> String {
+    match &work.kafka {
+        None => "n/a (the operator exports no exactly_kafka_admin_requests_total)".into(),
+        Some(by_api) if by_api.is_empty() => "none".into(),
+        Some(by_api) => by_api
+            .iter()
+            .map(|(api, n)| format!("{api} {}", grouped(*n, 0)))
+            .collect::<Vec<_>>()
+            .join(", "),
+    }
+}
+
+async fn delete_kafka_topics(bootstrap: &str, topics: &[String]) -> Result<(), Error> {
+    use rdkafka::admin::{AdminClient, AdminOptions};
+    use rdkafka::client::DefaultClientContext;
+    use rdkafka::config::ClientConfig;
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()?;
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(60)));
+    let mut failed = 0;
+    for chunk in topics.chunks(500) {
+        let names: Vec<&str> = chunk.iter().map(String::as_str).collect();
+        for result in admin.delete_topics(&names, &options).await? {
+            if result.is_err() {
+                failed += 1;
+            }
+        }
+    }
+    if failed > 0 {
+        say(format!(
+            "{failed} of {} Kafka topics were not deleted",
+            topics.len()
+        ));
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Conditions
+
+fn conditions(env: &Environment, args: &Args, operator: &Path, load_before: &str) -> Value {
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let memory = meminfo
+        .lines()
+        .find(|l| l.starts_with("MemTotal:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kib| kib.parse::<u64>().ok())
+        .map(|kib| format!("{:.1} GiB", kib as f64 / 1024.0 / 1024.0));
+    let git = |args: &[&str]| {
+        Command::new("git")
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    let dirty = git(&["status", "--porcelain", "--untracked-files=no"]).map(|s| !s.is_empty());
+    let modified = std::fs::metadata(operator)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_secs());
+    let mut flags = vec![
+        "run".to_string(),
+        "--metrics-addr".into(),
+        "127.0.0.1:<free port>".into(),
+    ];
+    flags.extend(args.operator_args.iter().cloned());
+    json!({
+        "cores": cores,
+        "memory": memory,
+        "loadBefore": load_before,
+        "loadAfter": loadavg(),
+        "operator": operator,
+        "operatorModifiedUnixSeconds": modified,
+        "operatorFlags": flags,
+        "operatorEnvironment": {"RUST_LOG": "warn"},
+        "gitCommit": git(&["rev-parse", "--short", "HEAD"]),
+        "gitDirty": dirty,
+        "sizes": args.sizes,
+        "pendingSize": args.pending_size,
+        "streams": args.streams,
+        "namespaces": args.namespaces,
+        "probes": args.probes,
+        "readyTimeoutSeconds": args.ready_timeout,
+        "steadySeconds": args.steady_seconds,
+        "refreshSeconds": args.refresh_seconds,
+        "kafkaVersion": env.kafka_version,
+        "topicSpec": {"partitions": 1, "replicationFactor": 1},
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_are_nearest_rank_and_unfinished_samples_sort_last() {
+        let v: Vec<Option<f64>> = (1..=100).map(|x| Some(x as f64)).collect();
+        assert_eq!(percentile(&v, 0.5), Some(50.0));
+        assert_eq!(percentile(&v, 0.99), Some(99.0));
+        // With 20 samples, p99 is the largest.
+        let twenty: Vec<Option<f64>> = (1..=20).rev().map(|x| Some(x as f64)).collect();
+        assert_eq!(percentile(&twenty, 0.99), Some(20.0));
+        assert_eq!(percentile(&twenty, 0.5), Some(10.0));
+        let mut with_timeout = twenty.clone();
+        // The fastest sample (1) never finished: it sorts last, and the median moves up.
+        with_timeout[19] = None;
+        assert_eq!(percentile(&with_timeout, 0.99), None);
+        assert_eq!(percentile(&with_timeout, 0.5), Some(11.0));
+        assert_eq!(percentile(&[], 0.5), None);
+    }
+
+    #[test]
+    fn sample_lines_are_parsed() {
+        let s = parse_sample(r#"exactly_reconciles_total{kind="Topic",result="ok"} 3197"#);
+        assert_eq!(
+            s,
+            Some(Sample {
+                name: "exactly_reconciles_total".into(),
+                labels: [("kind", "Topic"), ("result", "ok")]
+                    .into_iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+                value: 3197.0,
+            })
+        );
+        let s = parse_sample(r#"x{a="q\"u,o}te",b="\\"} 1.5e3 1700000000"#);
+        let s = s.as_ref();
+        assert_eq!(s.map(|s| s.label("a")), Some("q\"u,o}te"));
+        assert_eq!(s.map(|s| s.label("b")), Some("\\"));
+        assert_eq!(s.map(|s| s.value), Some(1500.0));
+        assert_eq!(parse_sample("up 1").map(|s| s.value), Some(1.0));
+        assert_eq!(parse_sample("# TYPE up gauge"), None);
+        assert_eq!(parse_sample("# EOF"), None);
+        assert_eq!(parse_sample(""), None);
+        assert_eq!(parse_sample(r#"x{a="unterminated} 1"#), None);
+    }
+
+    #[test]
+    fn operator_counters_sum_topic_reconciles_and_kafka_requests_by_api() {
+        let text = "\
+# HELP exactly_reconciles Reconciles by kind and result.
+# TYPE exactly_reconciles counter
+exactly_reconciles_total{kind=\"Topic\",result=\"ok\"} 3000
+exactly_reconciles_total{kind=\"Topic\",result=\"KafkaUnreachable\"} 197
+exactly_reconciles_total{kind=\"KafkaCluster\",result=\"ok\"} 12
+# TYPE exactly_kafka_admin_requests counter
+exactly_kafka_admin_requests_total{api=\"CreateTopics\"} 1000
+exactly_kafka_admin_requests_total{api=\"Metadata\"} 50
+# EOF
+";
+        let c = Counters::from_exposition(text);
+        assert_eq!(c.topic_reconciles, 3197.0);
+        assert_eq!(c.kafka_api("CreateTopics"), Some(1000.0));
+        assert_eq!(c.kafka_total(), Some(1050.0));
+        let earlier = Counters::from_exposition(
+            "exactly_reconciles_total{kind=\"Topic\",result=\"ok\"} 100\n\
+             exactly_kafka_admin_requests_total{api=\"Metadata\"} 40\n",
+        );
+        let d = c.since(&earlier);
+        assert_eq!(d.topic_reconciles, 3097.0);
+        assert_eq!(d.kafka_api("CreateTopics"), Some(1000.0));
+        assert_eq!(d.kafka_api("Metadata"), Some(10.0));
+        assert_eq!(d.kafka_api("DescribeConfigs"), Some(0.0));
+
+        // Declared but not counted yet: zero, not n/a.
+        let declared = Counters::from_exposition("# TYPE exactly_kafka_admin_requests counter\n");
+        assert_eq!(declared.kafka_total(), Some(0.0));
+        // Not exported at all: n/a.
+        let absent = Counters::from_exposition("exactly_reconciles_total{kind=\"Topic\"} 1\n");
+        assert_eq!(absent.kafka_total(), None);
+        assert_eq!(absent.since(&absent).kafka_api("CreateTopics"), None);
+    }
+
+    #[test]
+    fn apiserver_writes_count_exactly_and_event_writes_only() {
+        let text = r#"
+apiserver_request_total{code="200",component="apiserver",dry_run="",group="exactly.dev",resource="topics",scope="resource",subresource="status",verb="PATCH",version="v1alpha1"} 7
+apiserver_request_total{code="201",component="apiserver",dry_run="",group="exactly.dev",resource="topics",scope="resource",subresource="",verb="POST",version="v1alpha1"} 1000
+apiserver_request_total{code="200",component="apiserver",dry_run="",group="exactly.dev",resource="topics",scope="cluster",subresource="",verb="WATCH",version="v1alpha1"} 3
+apiserver_request_total{code="200",component="apiserver",dry_run="",group="exactly.dev",resource="topics",scope="cluster",subresource="",verb="LIST",version="v1alpha1"} 5
+apiserver_request_total{code="201",component="apiserver",dry_run="",group="events.k8s.io",resource="events",scope="resource",subresource="",verb="POST",version="v1"} 4
+apiserver_request_total{code="200",component="apiserver",dry_run="",group="",resource="events",scope="resource",subresource="",verb="PATCH",version="v1"} 2
+apiserver_request_total{code="200",component="apiserver",dry_run="",group="coordination.k8s.io",resource="leases",scope="resource",subresource="",verb="PUT",version="v1"} 90
+"#;
+        let w = ApiWrites::from_exposition(text);
+        assert_eq!(w.exactly, 1007.0);
+        assert_eq!(w.events, 6.0);
+        assert_eq!(
+            w.by_request.get("PATCH exactly.dev/topics/status"),
+            Some(&7.0)
+        );
+        assert_eq!(w.by_request.get("PATCH core/events"), Some(&2.0));
+        assert_eq!(w.by_request.len(), 4);
+        let d = w.since(&ApiWrites::from_exposition(
+            r#"apiserver_request_total{group="exactly.dev",resource="topics",subresource="",verb="POST"} 1000"#,
+        ));
+        assert_eq!(d.exactly, 7.0);
+        assert!(!d.by_request.contains_key("POST exactly.dev/topics"));
+    }
+
+    #[test]
+    fn numbers_are_grouped_by_thousands() {
+        assert_eq!(grouped(10_000.0, 0), "10 000");
+        assert_eq!(grouped(1000.0, 0), "1 000");
+        assert_eq!(grouped(999.0, 0), "999");
+        assert_eq!(grouped(1234567.891, 2), "1 234 567.89");
+        assert_eq!(grouped(75.64, 1), "75.6");
+        assert_eq!(grouped(-1234.5, 1), "-1 234.5");
+        assert_eq!(grouped(-0.01, 1), "0.0");
+        assert_eq!(grouped(0.0, 0), "0");
+    }
+
+    #[test]
+    fn growth_is_one_for_linear_figures_of_every_kind() {
+        // Seconds 10x for 10x the Topics: linear.
+        assert_eq!(growth(Growth::Total, 6.0, 60.0, 10.0), Some(1.0));
+        // Constant per-Topic cost: linear total.
+        assert_eq!(growth(Growth::PerTopic, 3.2, 3.2, 10.0), Some(1.0));
+        // Constant rate: linear time.
+        assert_eq!(growth(Growth::Rate, 170.0, 170.0, 10.0), Some(1.0));
+        // The issue's figures: 1 000 in 75.6 s, 10 000 far slower: worse than linear.
+        let g = growth(Growth::Rate, 13.2, 2.7, 10.0);
+        assert!(g.is_some_and(|g| g > 4.0));
+        // A constant latency does not grow: 1 / size ratio.
+        assert_eq!(growth(Growth::Total, 100.0, 100.0, 10.0), Some(0.1));
+        assert_eq!(growth(Growth::Total, 0.0, 5.0, 10.0), None);
+        assert_eq!(growth(Growth::None, 1.0, 2.0, 10.0), None);
+    }
+
+    fn report(size: usize, cells: &[(&'static str, Cell)]) -> SizeReport {
+        SizeReport {
+            size,
+            pending_size: size,
+            clusters: 4,
+            cells: cells.iter().cloned().collect(),
+            details: serde_json::Map::new(),
+        }
+    }
+
+    #[test]
+    fn the_table_has_a_column_per_size_the_goal_and_the_growth() {
+        let rows = &ROWS[..3];
+        let sizes = vec![
+            report(
+                1000,
+                &[
+                    ("burstSeconds", Cell::number(75.6, 1)),
+                    ("burstRate", Cell::number(13.2, 1)),
+                ],
+            ),
+            report(
+                10_000,
+                &[
+                    (
+                        "burstSeconds",
+                        Cell::text("not reached: 1 760 of 10 000 Ready after 600 s"),
+                    ),
+                    ("burstCreatesSeconds", Cell::number(40.0, 1)),
+                    ("burstRate", Cell::number(2.9, 1)),
+                ],
+            ),
+        ];
+        let table = render_table(rows, &sizes);
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(
+            lines[0],
+            "| Figure | N = 1 000 | N = 10 000 | Goal | Growth |"
+        );
+        assert_eq!(lines[1], "|---|---|---|---|---|");
+        assert_eq!(
+            lines[2],
+            "| Burst: N Topics created at once → all Ready (s) | 75.6 | not reached: 1 760 of \
+             10 000 Ready after 600 s | ≤ 6 at 1 000, ≤ 60 at 10 000 | - |"
+        );
+        assert_eq!(
+            lines[3],
+            "| Burst: last create returned (s) | n/a | 40.0 |  | - |"
+        );
+        assert_eq!(
+            lines[4],
+            "| Burst rate (Topics Ready/s) | 13.2 | 2.9 | ≥ 170 | 4.55 |"
+        );
+        assert!(lines[6].starts_with("Growth: "), "{table}");
+        assert!(lines[6].contains("0.10 = does not grow"), "{table}");
+
+        // One size: no growth column.
+        let one = render_table(rows, &sizes[..1]);
+        assert!(
+            one.starts_with("| Figure | N = 1 000 | Goal |\n|---|---|---|\n"),
+            "{one}"
+        );
+        assert!(!one.contains("Growth"));
+    }
+
+    #[test]
+    fn ready_means_ready_for_the_current_generation() {
+        let topic = |generation: i64, status: Value| -> Topic {
+            serde_json::from_value(json!({
+                "apiVersion": "exactly.dev/v1alpha1",
+                "kind": "Topic",
+                "metadata": {"name": "t", "namespace": "ns", "generation": generation},
+                "spec": {"clusterRef": {"name": "local"}, "partitions": 1},
+                "status": status,
+            }))
+            .unwrap_or_else(|e| panic!("topic: {e}"))
+        };
+        let condition = |status: &str, observed: i64| {
+            json!({"type": "Ready", "status": status, "observedGeneration": observed,
+                   "lastTransitionTime": "2026-01-01T00:00:00Z", "reason": "R", "message": ""})
+        };
+        assert!(is_ready(&topic(
+            1,
+            json!({"conditions": [condition("True", 1)]})
+        )));
+        assert!(!is_ready(&topic(
+            2,
+            json!({"conditions": [condition("True", 1)]})
+        )));
+        assert!(!is_ready(&topic(
+            1,
+            json!({"conditions": [condition("False", 1)]})
+        )));
+        assert!(!is_ready(&topic(1, json!({}))));
+        let without_observed = json!({"type": "Ready", "status": "True",
+            "lastTransitionTime": "2026-01-01T00:00:00Z", "reason": "R", "message": ""});
+        assert!(is_ready(&topic(
+            3,
+            json!({"observedGeneration": 3, "conditions": [without_observed]})
+        )));
+        assert!(topic_manifest("b0-0-000001").is_ok());
+    }
+}
