@@ -771,7 +771,7 @@ pub fn plan_refresh(
 /// One refresh of every Topic the refresh looks after ([`refreshed`]): per cluster, one shared
 /// snapshot; statuses that changed are written, Topics that need Kafka changed are handed to
 /// `reconcile` (the controller's trigger). Topics in sync cost no reconcile and no API request.
-pub async fn refresh(ctx: &Context, reconcile: &dyn Fn(ObjectRef<Topic>)) {
+pub async fn refresh(ctx: &Context, reconcile: &(dyn Fn(ObjectRef<Topic>) + Sync)) {
     let mut by_cluster: BTreeMap<(String, String), Vec<Arc<Topic>>> = BTreeMap::new();
     for topic in ctx.topics.state() {
         if refreshed(&topic) {
