@@ -48,6 +48,11 @@ pub struct Options {
     /// [`crate::node`]); it starts with the first [`Environment::real_node`] call. Default: on,
     /// unless `EXACTLY_REAL_NODE=0`.
     pub real_node: bool,
+    /// Start the Kubernetes control plane (etcd, kube-apiserver, controller manager, scheduler,
+    /// kwok). Off, the environment is the Kafka broker alone, for what needs no API server (the
+    /// Pipeline benchmark: the control plane's background work is noise on two cores); its
+    /// kubeconfig then points at nothing. Default: on.
+    pub kubernetes: bool,
 }
 
 impl Default for Options {
@@ -58,6 +63,7 @@ impl Default for Options {
             install_crds: true,
             component_timeout: Duration::from_secs(120),
             real_node: std::env::var_os("EXACTLY_REAL_NODE").is_none_or(|v| v != "0"),
+            kubernetes: true,
         }
     }
 }
@@ -357,6 +363,11 @@ impl Environment {
             &kubeconfig_yaml(&self.api_server, &pki.ca_cert, &token),
         )?;
 
+        if !options.kubernetes {
+            self.wait_for_exit(format, timeout)?;
+            let kafka = self.spawn("kafka", self.kafka_command())?;
+            return self.wait_for_kafka(kafka, timeout, &pki.ca_cert);
+        }
         let etcd = self.spawn("etcd", self.etcd_command())?;
         self.wait_ready(etcd, timeout, || {
             Ok(http_get(&p.ip, p.etcd_client, "/health")?.contains("\"health\":\"true\""))
@@ -427,6 +438,21 @@ impl Environment {
             Ok(ready == NODE_NAMES.len())
         })?;
 
+        let up = self.wait_for_kafka(kafka, timeout, &pki.ca_cert)?;
+        if options.install_crds {
+            runtime.block_on(install_crds(&client, timeout))?;
+        }
+        Ok(up)
+    }
+
+    /// Waits until the broker `kafka` (a component index) answers on both listeners.
+    fn wait_for_kafka(
+        &self,
+        kafka: usize,
+        timeout: Duration,
+        ca_cert: &Path,
+    ) -> Result<BroughtUp, EnvError> {
+        let p = &self.ports;
         let bootstrap = self.bootstrap_servers.clone();
         let secure = (p.ip.as_str(), p.kafka_secure);
         self.wait_ready(kafka, timeout, || {
@@ -435,11 +461,7 @@ impl Environment {
         let kafka_version = kafka_version_from_log(&self.dir.join("logs/kafka.log"))
             .unwrap_or_else(|| self.tools.kafka_version.clone());
         let kafka_ca_pem =
-            std::fs::read_to_string(&pki.ca_cert).map_err(|e| EnvError::io(&pki.ca_cert, e))?;
-
-        if options.install_crds {
-            runtime.block_on(install_crds(&client, timeout))?;
-        }
+            std::fs::read_to_string(ca_cert).map_err(|e| EnvError::io(ca_cert, e))?;
         Ok(BroughtUp {
             kafka_version,
             kafka_ca_pem,

@@ -187,9 +187,13 @@ fn run(args: Args) -> Result<(), Error> {
     std::fs::create_dir_all(&args.work_dir)?;
     let work_dir = std::fs::canonicalize(&args.work_dir)?;
 
-    say("starting the environment (Kubernetes control plane and one Kafka broker)");
+    // The broker alone: nothing here needs an API server, and on two cores the control
+    // plane's own background work (etcd, kube-apiserver, kwok) was noise in every mode.
+    say("starting the environment (one Kafka broker, no Kubernetes control plane)");
     let env = Environment::start(Options {
         install_crds: false,
+        real_node: false,
+        kubernetes: false,
         ..Options::default()
     })?;
     let result = (|| {
