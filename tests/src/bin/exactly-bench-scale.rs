@@ -163,6 +163,7 @@ fn run(args: Args) -> Result<(), Error> {
 
     say("starting the environment (Kubernetes control plane and one Kafka broker)");
     let env = Environment::start(Options {
+        kubernetes: true,
         install_crds: true,
         real_node: false,
         ..Options::default()
@@ -1766,7 +1767,7 @@ impl<'a> SizeRun<'a> {
             self.args.steady_seconds
         ));
         self.sleep_alive(operator, refresh, "settling").await?;
-        let writes_before = apiserver_writes(self.client).await?;
+        let writes_before = apiserver_writes(self.client).await;
         let cpu_before = operator.cpu_seconds();
         let counters_before = operator.counters().await;
         let window_started = Instant::now();
@@ -1776,23 +1777,35 @@ impl<'a> SizeRun<'a> {
             "steady window",
         )
         .await?;
-        let writes_after = apiserver_writes(self.client).await?;
+        let writes_after = apiserver_writes(self.client).await;
         let cpu_after = operator.cpu_seconds();
         let counters_after = operator.counters().await;
         let window = window_started.elapsed().as_secs_f64();
         let refreshes = window / refresh.as_secs_f64();
 
-        let writes = writes_after.since(&writes_before);
         let per_minute = |v: f64| v * 60.0 / window;
-        self.set(
-            "apiWritesPerMinute",
-            Cell::number(per_minute(writes.exactly), 1),
-        );
-        self.set(
-            "eventWritesPerMinute",
-            Cell::number(per_minute(writes.events), 1),
-        );
-        self.detail("steadyWrites", json!(writes.by_request));
+        let writes = match (writes_before, writes_after) {
+            (Ok(before), Ok(after)) => {
+                let writes = after.since(&before);
+                self.set(
+                    "apiWritesPerMinute",
+                    Cell::number(per_minute(writes.exactly), 1),
+                );
+                self.set(
+                    "eventWritesPerMinute",
+                    Cell::number(per_minute(writes.events), 1),
+                );
+                self.detail("steadyWrites", json!(writes.by_request));
+                format!(
+                    "{} exactly.dev writes, {} Event writes",
+                    writes.exactly, writes.events
+                )
+            }
+            (Err(e), _) | (_, Err(e)) => {
+                say(format!("kube-apiserver's /metrics: {e}"));
+                "API writes n/a".to_string()
+            }
+        };
         if let (Some(before), Some(after)) = (cpu_before, cpu_after) {
             self.set(
                 "cpuSecondsPerRefresh",
@@ -1812,10 +1825,7 @@ impl<'a> SizeRun<'a> {
                     .unwrap_or_else(|| Cell::text("n/a")),
             );
             say(format!(
-                "steady window ({window:.0} s): {} exactly.dev writes, {} Event writes, {} Topic \
-                 reconciles, Kafka requests {}",
-                writes.exactly,
-                writes.events,
+                "steady window ({window:.0} s): {writes}, {} Topic reconciles, Kafka requests {}",
                 work.topic_reconciles,
                 kafka_text(&work)
             ));
