@@ -4,6 +4,7 @@ pub mod batch;
 pub mod children;
 pub mod cluster;
 pub mod eos;
+pub mod fair;
 pub mod group;
 pub mod lag;
 pub mod observe;
@@ -384,6 +385,28 @@ where
     }
 }
 
+/// For a watch stream the operator consumes itself (not through a controller): passes the
+/// objects on, and logs and counts a failed list or watch as [`watch_errors`] does.
+fn watched<K>(
+    kind: &'static str,
+    metrics: Arc<Metrics>,
+) -> impl FnMut(Result<K, watcher::Error>) -> futures::future::Ready<Option<K>> {
+    move |result| {
+        futures::future::ready(match result {
+            Ok(object) => Some(object),
+            Err(e) => {
+                if is_expired(&e) {
+                    debug!(kind, error = %e, "watch expired; listing again");
+                } else {
+                    warn!(kind, error = %e, "watch failed");
+                    metrics.watch_failed(kind);
+                }
+                None
+            }
+        })
+    }
+}
+
 /// Whether a watch ended with 410 Gone (its resource version is older than the API server
 /// keeps): the watcher lists again and goes on, so it is no failure. A fresh API server's watch
 /// cache answers a watch from a just-listed version this way too.
@@ -461,21 +484,31 @@ async fn run_in(
     // Topics wake their reconcile only when what it acts on changes (spec, finalizers,
     // deletion), never on their own status writes; the cache still sees every version. The
     // periodic refresh ([`topic::refresh`]) recomputes their status from one observation per
-    // cluster and hands those needing a change in Kafka to the controller.
+    // cluster and hands those needing a change in Kafka to the controller. Every trigger goes
+    // through a fair queue ([`fair`]): namespaces take turns for the controller's slots.
     let (topic_store, topic_writer) = kube::runtime::reflector::store::<Topic>();
     let topic_changes = kube::runtime::reflector(
         topic_writer,
-        watcher(api::<Topic>(&client, namespace), watch.clone()).modify(trim),
+        watcher(api::<Topic>(&client, namespace), watch.clone())
+            .default_backoff()
+            .modify(trim),
     )
     .applied_objects()
     .predicate_filter(
         |t: &Topic| Some(wake_hash(t)),
         kube::runtime::PredicateConfig::default(),
-    );
+    )
+    .filter_map(watched("Topic", options.metrics.clone()))
+    .map(|t| ObjectRef::from_obj(&t));
     let (refresh_tx, refresh_rx) = futures::channel::mpsc::unbounded::<ObjectRef<Topic>>();
-    let topics = Controller::for_stream(topic_changes, topic_store)
-        .with_config(config.clone().concurrency(options.topic_concurrency))
-        .reconcile_on(refresh_rx);
+    let (fair_tx, fair_rx) = futures::channel::mpsc::unbounded::<ObjectRef<Topic>>();
+    let topic_slots = fair::Slots::default();
+    let topics = Controller::for_stream(
+        futures::stream::pending::<Result<Topic, watcher::Error>>(),
+        topic_store,
+    )
+    .with_config(config.clone().concurrency(options.topic_concurrency))
+    .reconcile_on(fair_rx);
     let producers = Controller::new(api::<Producer>(&client, namespace), watch.clone())
         .with_config(config.clone());
     let groups = Controller::new(api::<ConsumerGroup>(&client, namespace), watch.clone())
@@ -536,21 +569,49 @@ async fn run_in(
     }
     // A KafkaCluster's status changes on every observation of it: only a new cluster or a new
     // spec (its address, its security) wakes its 10 000 Topics.
+    let on_topic_cluster = on_cluster(ctx.topics.clone(), |t: &Topic| &t.spec.cluster_ref.name);
     let cluster_changes = watcher(api::<KafkaCluster>(&client, namespace), watch.clone())
+        .default_backoff()
         .modify(trim)
         .applied_objects()
         .predicate_filter(
             kube::runtime::predicates::generation,
             kube::runtime::PredicateConfig::default(),
-        );
-    let topics = topics
-        .watches_stream(
-            cluster_changes,
-            on_cluster(ctx.topics.clone(), |t: &Topic| &t.spec.cluster_ref.name),
         )
-        .graceful_shutdown_on(shutdown.clone())
-        .run(timed("Topic", topic::reconcile), error_policy, ctx.clone())
-        .for_each(watch_errors("Topic", ctx.metrics.clone()));
+        .filter_map(watched("Topic", options.metrics.clone()))
+        .flat_map(move |cluster| futures::stream::iter(on_topic_cluster(cluster)));
+    let dispatcher = fair::dispatch(
+        futures::stream::select_all([
+            topic_changes.boxed(),
+            cluster_changes.boxed(),
+            refresh_rx.boxed(),
+        ]),
+        |r: &ObjectRef<Topic>| (r.namespace.clone(), r.name.clone()),
+        fair_tx,
+        usize::from(options.topic_concurrency),
+        topic_slots.clone(),
+    );
+    let topics = {
+        let mut on_result = watch_errors("Topic", ctx.metrics.clone());
+        topics
+            .graceful_shutdown_on(shutdown.clone())
+            .run(timed("Topic", topic::reconcile), error_policy, ctx.clone())
+            .for_each(move |result| {
+                // The reconcile ended, however: its slot goes back to the fair queue.
+                let key = match &result {
+                    Ok((object, _)) => Some((object.namespace.clone(), object.name.clone())),
+                    Err(kube::runtime::controller::Error::ObjectNotFound(object))
+                    | Err(kube::runtime::controller::Error::ReconcilerFailed(_, object)) => {
+                        Some((object.namespace.clone(), object.name.clone()))
+                    }
+                    Err(_) => None,
+                };
+                if let Some(key) = key {
+                    topic_slots.release(&key);
+                }
+                on_result(result)
+            })
+    };
     let producers = producers
         .owns(
             api::<k8s_openapi::api::core::v1::Secret>(&client, namespace),
@@ -675,6 +736,7 @@ async fn run_in(
         tokio::select! {
             () = topics => {}
             () = refresher => {}
+            () = dispatcher => {}
         }
     };
 
