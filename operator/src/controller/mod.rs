@@ -385,6 +385,42 @@ where
     }
 }
 
+/// The KafkaClusters of `namespace` (all when `None`), each time what its dependents act on
+/// changes ([`cluster_wake_hash`]).
+fn watch_cluster_changes(
+    client: &Client,
+    namespace: Option<&str>,
+    watch: &watcher::Config,
+) -> impl futures::Stream<Item = Result<KafkaCluster, watcher::Error>> + Send + 'static {
+    watcher(api::<KafkaCluster>(client, namespace), watch.clone())
+        .default_backoff()
+        .modify(trim)
+        .applied_objects()
+        .predicate_filter(
+            |c: &KafkaCluster| Some(cluster_wake_hash(c)),
+            kube::runtime::PredicateConfig::default(),
+        )
+}
+
+/// What the resources on a KafkaCluster act on: its spec (generation), where clients connect,
+/// whether its conditions hold and the exactly-once settings it reports. The figures its status
+/// carries (partitions short of replicas, messages, transition times) wake nothing.
+fn cluster_wake_hash(cluster: &KafkaCluster) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    cluster.meta().generation.hash(&mut hasher);
+    if let Some(status) = &cluster.status {
+        status.bootstrap_servers.hash(&mut hasher);
+        for c in &status.conditions {
+            (&c.type_, format!("{:?}", c.status)).hash(&mut hasher);
+        }
+        serde_json::to_string(&status.exactly_once)
+            .unwrap_or_default()
+            .hash(&mut hasher);
+    }
+    hasher.finish()
+}
+
 /// For a watch stream the operator consumes itself (not through a controller): passes the
 /// objects on, and logs and counts a failed list or watch as [`watch_errors`] does.
 fn watched<K>(
@@ -567,23 +603,16 @@ async fn run_in(
                 .collect()
         }
     }
-    // A KafkaCluster's status changes on every observation of it: only a new cluster or a new
-    // spec (its address, its security) wakes its 10 000 Topics.
+    // A KafkaCluster's status is written as its figures move: only what its dependents act on
+    // ([`cluster_wake_hash`]) wakes its 10 000 Topics.
     let on_topic_cluster = on_cluster(ctx.topics.clone(), |t: &Topic| &t.spec.cluster_ref.name);
-    let cluster_changes = watcher(api::<KafkaCluster>(&client, namespace), watch.clone())
-        .default_backoff()
-        .modify(trim)
-        .applied_objects()
-        .predicate_filter(
-            kube::runtime::predicates::generation,
-            kube::runtime::PredicateConfig::default(),
-        )
+    let topic_cluster_changes = watch_cluster_changes(&client, namespace, &watch)
         .filter_map(watched("Topic", options.metrics.clone()))
         .flat_map(move |cluster| futures::stream::iter(on_topic_cluster(cluster)));
     let dispatcher = fair::dispatch(
         futures::stream::select_all([
             topic_changes.boxed(),
-            cluster_changes.boxed(),
+            topic_cluster_changes.boxed(),
             refresh_rx.boxed(),
         ]),
         |r: &ObjectRef<Topic>| (r.namespace.clone(), r.name.clone()),
@@ -617,9 +646,8 @@ async fn run_in(
             api::<k8s_openapi::api::core::v1::Secret>(&client, namespace),
             watch.clone(),
         )
-        .watches(
-            api::<KafkaCluster>(&client, namespace),
-            watch.clone(),
+        .watches_stream(
+            watch_cluster_changes(&client, namespace, &watch),
             on_cluster(ctx.producers.clone(), |p: &Producer| {
                 &p.spec.cluster_ref.name
             }),
@@ -664,9 +692,8 @@ async fn run_in(
         )
         .owns(api::<Producer>(&client, namespace), watch.clone())
         .owns(api::<ConsumerGroup>(&client, namespace), watch.clone())
-        .watches(
-            api::<KafkaCluster>(&client, namespace),
-            watch.clone(),
+        .watches_stream(
+            watch_cluster_changes(&client, namespace, &watch),
             on_cluster(pipeline_store.clone(), |p: &Pipeline| {
                 &p.spec.cluster_ref.name
             }),
@@ -697,9 +724,8 @@ async fn run_in(
         )
         .for_each(watch_errors("Pipeline", ctx.metrics.clone()));
     let groups = groups
-        .watches(
-            api::<KafkaCluster>(&client, namespace),
-            watch,
+        .watches_stream(
+            watch_cluster_changes(&client, namespace, &watch),
             on_cluster(ctx.groups.clone(), |g: &ConsumerGroup| {
                 &g.spec.cluster_ref.name
             }),
