@@ -360,7 +360,7 @@ const ROWS: &[Row] = &[
     },
     Row {
         key: "rssPeakMib",
-        label: "Operator peak RSS, VmHWM (MiB)",
+        label: "Operator peak RSS (VmHWM or the largest RSS sampled, MiB)",
         goal: "",
         growth: Growth::Total,
     },
@@ -424,6 +424,8 @@ struct SizeReport {
     pending_size: usize,
     clusters: usize,
     cells: BTreeMap<&'static str, Cell>,
+    /// What a reader of the table must know about how a figure was taken (printed under it).
+    notes: Vec<String>,
     details: serde_json::Map<String, Value>,
 }
 
@@ -444,6 +446,7 @@ impl SizeReport {
             "pendingSize": self.pending_size,
             "clusters": self.clusters,
             "figures": figures,
+            "notes": self.notes,
             "details": self.details,
         })
     }
@@ -552,6 +555,19 @@ fn render_table(rows: &[Row], sizes: &[SizeReport]) -> String {
             grouped(ratio, 1),
             1.0 / ratio
         ));
+    }
+    let notes: Vec<String> = sizes
+        .iter()
+        .flat_map(|s| {
+            s.notes
+                .iter()
+                .map(|n| format!("- N = {}: {n}", grouped(s.size as f64, 0)))
+        })
+        .collect();
+    if !notes.is_empty() {
+        lines.push(String::new());
+        lines.push("Notes:".into());
+        lines.extend(notes);
     }
     lines.join("\n")
 }
@@ -871,6 +887,9 @@ struct Operator {
     /// `127.0.0.1:<port>` of its /metrics.
     metrics: String,
     args: Vec<String>,
+    /// Largest VmRSS sampled (KiB): the kernel's VmHWM is approximate (per-thread RSS counters
+    /// are folded in lazily) and was seen below an RSS read earlier.
+    peak_rss_kib: u64,
 }
 
 impl Operator {
@@ -904,6 +923,7 @@ impl Operator {
             process,
             metrics,
             args,
+            peak_rss_kib: 0,
         })
     }
 
@@ -911,8 +931,10 @@ impl Operator {
         self.process.pid()
     }
 
-    /// An error with the end of its log once it has exited.
+    /// An error with the end of its log once it has exited. Called every few hundred ms
+    /// during waits, so it also samples RSS for the peak.
     fn check_alive(&mut self) -> Result<(), Error> {
+        self.memory_kib();
         if let Some((_, status)) = self.process.exited() {
             return Err(format!(
                 "the operator (pid {}) exited ({status}); log {}, last lines:\n{}",
@@ -925,8 +947,19 @@ impl Operator {
         Ok(())
     }
 
-    fn memory_kib(&self) -> Option<(u64, u64)> {
-        process_memory_kib(self.pid())
+    /// (VmRSS, VmHWM) in KiB, noting the RSS for [`Operator::peak_kib`].
+    fn memory_kib(&mut self) -> Option<(u64, u64)> {
+        let memory = process_memory_kib(self.pid());
+        if let Some((rss, _)) = memory {
+            self.peak_rss_kib = self.peak_rss_kib.max(rss);
+        }
+        memory
+    }
+
+    /// The peak RSS: VmHWM, or the largest RSS sampled when that is larger.
+    fn peak_kib(&mut self) -> Option<u64> {
+        let (_, hwm) = self.memory_kib()?;
+        Some(hwm.max(self.peak_rss_kib))
     }
 
     fn cpu_seconds(&self) -> Option<f64> {
@@ -1230,6 +1263,7 @@ struct SizeRun<'a> {
     /// Kafka topics made by this size, deleted before the next one.
     kafka_topics: Vec<String>,
     cells: BTreeMap<&'static str, Cell>,
+    notes: Vec<String>,
     details: serde_json::Map<String, Value>,
 }
 
@@ -1259,6 +1293,7 @@ impl<'a> SizeRun<'a> {
             pending_probe_namespace: format!("bench-probe-pending-{index}"),
             kafka_topics: Vec::new(),
             cells: BTreeMap::new(),
+            notes: Vec::new(),
             details: serde_json::Map::new(),
         }
     }
@@ -1327,10 +1362,16 @@ impl<'a> SizeRun<'a> {
             log.display()
         ));
         let result = self.phases(&mut operator, &watch).await;
-        if let Some((_, hwm)) = operator.memory_kib() {
-            self.set("rssPeakMib", Cell::number(mib(hwm), 1));
+        if let Some(peak) = operator.peak_kib() {
+            self.set("rssPeakMib", Cell::number(mib(peak), 1));
         }
         let (errors, last) = watch.errors();
+        if let (true, Some(last)) = (errors > 0, &last) {
+            // The watch restarts on its own, but Ready times seen late would be too long.
+            self.notes.push(format!(
+                "the benchmark's Topic watch failed {errors} times (the last: {last})"
+            ));
+        }
         self.detail("watchErrors", json!({"count": errors, "last": last}));
         self.detail("operatorLog", json!(log));
         self.detail("operatorPid", json!(operator.pid()));
@@ -1341,6 +1382,7 @@ impl<'a> SizeRun<'a> {
             pending_size: self.pending_size,
             clusters: self.namespaces().len(),
             cells: std::mem::take(&mut self.cells),
+            notes: std::mem::take(&mut self.notes),
             details: std::mem::take(&mut self.details),
         })
     }
@@ -1600,6 +1642,11 @@ impl<'a> SizeRun<'a> {
                 "{} creates failed; the first: {first}",
                 failed.len()
             ));
+            self.notes.push(format!(
+                "{} of {} creates failed ({key}); the first: {first}",
+                failed.len(),
+                burst.keys.len()
+            ));
         }
         self.detail(key, json!({"count": failed.len(), "first": failed.first()}));
     }
@@ -1755,6 +1802,11 @@ impl<'a> SizeRun<'a> {
             timeout.as_secs()
         ));
         self.detail(&format!("idle {when}"), Value::Null);
+        self.notes.push(format!(
+            "the operator never went 3 s without a Topic reconcile in the {} s it was given {when} \
+             (what follows ran while it was busy)",
+            timeout.as_secs()
+        ));
         Ok(())
     }
 
@@ -1980,8 +2032,8 @@ fn conditions(env: &Environment, args: &Args, operator: &Path, load_before: &str
         "operatorModifiedUnixSeconds": modified,
         "operatorFlags": flags,
         "operatorEnvironment": {"RUST_LOG": "warn"},
-        "gitCommit": git(&["rev-parse", "--short", "HEAD"]),
-        "gitDirty": dirty,
+        // The checkout the driver ran in; `--operator` may have been built from another.
+        "driverCheckout": {"commit": git(&["rev-parse", "--short", "HEAD"]), "dirty": dirty},
         "sizes": args.sizes,
         "pendingSize": args.pending_size,
         "streams": args.streams,
@@ -2140,6 +2192,7 @@ apiserver_request_total{code="200",component="apiserver",dry_run="",group="coord
             pending_size: size,
             clusters: 4,
             cells: cells.iter().cloned().collect(),
+            notes: Vec::new(),
             details: serde_json::Map::new(),
         }
     }
@@ -2189,6 +2242,14 @@ apiserver_request_total{code="200",component="apiserver",dry_run="",group="coord
         );
         assert!(lines[6].starts_with("Growth: "), "{table}");
         assert!(lines[6].contains("0.10 = does not grow"), "{table}");
+
+        let mut noted = report(1000, &[]);
+        noted.notes.push("the operator never went idle".into());
+        let with_notes = render_table(rows, &[noted]);
+        assert!(
+            with_notes.ends_with("\n\nNotes:\n- N = 1 000: the operator never went idle"),
+            "{with_notes}"
+        );
 
         // One size: no growth column.
         let one = render_table(rows, &sizes[..1]);
