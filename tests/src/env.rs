@@ -53,6 +53,10 @@ pub struct Options {
     /// Pipeline benchmark: the control plane's background work is noise on two cores); its
     /// kubeconfig then points at nothing. Default: on.
     pub kubernetes: bool,
+    /// The broker JVM's maximum heap (`-Xmx`), e.g. `512m` (the default: the tests' topics fit
+    /// in it) or `2g` (the scale benchmark's 20 000 partitions do not fit in 512 MiB: the
+    /// broker spends its time collecting garbage).
+    pub kafka_heap: String,
 }
 
 impl Default for Options {
@@ -64,6 +68,7 @@ impl Default for Options {
             component_timeout: Duration::from_secs(120),
             real_node: std::env::var_os("EXACTLY_REAL_NODE").is_none_or(|v| v != "0"),
             kubernetes: true,
+            kafka_heap: "512m".to_string(),
         }
     }
 }
@@ -216,6 +221,8 @@ pub struct Environment {
     node_started: Mutex<Option<Result<(), String>>>,
     operator_image: Mutex<Option<String>>,
     kafka_image: Mutex<Option<String>>,
+    /// [`Options::kafka_heap`].
+    kafka_heap: String,
 }
 
 fn log(message: impl AsRef<str>) {
@@ -293,6 +300,7 @@ impl Environment {
             node_started: Mutex::new(None),
             operator_image: Mutex::new(None),
             kafka_image: Mutex::new(None),
+            kafka_heap: options.kafka_heap.clone(),
         };
         match env.bring_up(&options) {
             Ok(up) => {
@@ -705,7 +713,7 @@ impl Environment {
     fn java(&self) -> Command {
         let mut c = Command::new("java");
         c.arg("-Xms128m")
-            .arg("-Xmx512m")
+            .arg(format!("-Xmx{}", self.kafka_heap))
             .arg("-XX:+UseSerialGC")
             .arg("-XX:TieredStopAtLevel=1") // C1 only: much faster start on 2 cores
             .arg("-Djava.awt.headless=true")

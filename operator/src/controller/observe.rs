@@ -189,6 +189,7 @@ pub async fn observe(admin: &KafkaAdmin, interest: &Interest) -> Result<Snapshot
 }
 
 struct Entry {
+    /// The latest snapshot, with the moment its requests started.
     snapshot: Option<(Instant, Arc<Snapshot>)>,
 }
 
@@ -197,6 +198,11 @@ struct Entry {
 pub struct Observer {
     interval: Duration,
     clusters: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Entry>>>>,
+    /// When each cluster's snapshot was last invalidated: a snapshot whose requests started
+    /// before then is stale. Kept apart from the entries so that invalidating never waits for
+    /// a snapshot being taken (with 10 000 topics that takes seconds, and every Topic created
+    /// meanwhile would wait).
+    invalidated: Mutex<HashMap<String, Instant>>,
 }
 
 impl Observer {
@@ -205,6 +211,7 @@ impl Observer {
         Observer {
             interval,
             clusters: Mutex::new(HashMap::new()),
+            invalidated: Mutex::new(HashMap::new()),
         }
     }
 
@@ -236,8 +243,10 @@ impl Observer {
     ) -> Result<Arc<Snapshot>, KafkaError> {
         let entry = self.entry(cluster);
         let mut entry = entry.lock().await;
+        let invalidated = self.invalidated_at(cluster);
         if let Some((taken, snapshot)) = &entry.snapshot
             && taken.elapsed() < self.interval
+            && invalidated.is_none_or(|at| *taken > at)
             && mine.covered_by(&snapshot.interest)
         {
             return Ok(snapshot.clone());
@@ -254,12 +263,24 @@ impl Observer {
             took_ms = started.elapsed().as_millis() as u64,
             "observed cluster"
         );
-        entry.snapshot = Some((Instant::now(), snapshot.clone()));
+        entry.snapshot = Some((started, snapshot.clone()));
         Ok(snapshot)
     }
 
-    /// Drops the snapshot of `cluster`, so the next reader sees a change the operator just made.
+    fn invalidated_at(&self, cluster: &str) -> Option<Instant> {
+        self.invalidated
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(cluster)
+            .copied()
+    }
+
+    /// Marks the snapshot of `cluster` stale (one being taken too), so the next reader sees a
+    /// change the operator just made. Never waits.
     pub async fn invalidate(&self, cluster: &str) {
-        self.entry(cluster).lock().await.snapshot = None;
+        self.invalidated
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .insert(cluster.to_string(), Instant::now());
     }
 }
