@@ -6,6 +6,12 @@
 //! read from `/proc/<pid>`. For each size N of `--sizes`, on a fresh operator process and
 //! fresh namespaces (each with a KafkaCluster `local` pointing at the broker):
 //!
+//! 0. **Kafka alone** (unless `--no-ceiling`), before that size's operator starts: N topics
+//!    created on the broker directly with the operator's own admin client, in sequential
+//!    `CreateTopics` requests of [`CREATE_CHUNK`], timed to the moment a `Metadata` describe
+//!    shows all N; they are deleted again and the broker left to settle (its deferred removal
+//!    of the deleted partitions' files done) before the operator starts. The broker's own
+//!    rate, measured in the same run, that the operator's burst rate is a fraction of.
 //! 1. **Burst**: N Topics (1 partition, replication 1) created by `--streams` concurrent
 //!    creators, spread round robin over `--namespaces` namespaces; timed from the first create
 //!    to the last Topic seen Ready by a watch (`Ready=True` for the current generation).
@@ -27,6 +33,9 @@
 //! (figure at largest / at smallest) / (size ratio), for the total behind the figure, so 1.0 is
 //! linear, more is worse than linear, and 1/size-ratio means it does not grow at all.
 //!
+//! `--phases` picks which of `burst` (1, 2), `probes` (3), `pending` (4) and `steady` (6) run;
+//! the figures of a phase not run print as "skipped".
+//!
 //! It measures and prints one markdown table (stdout), with progress on stderr; it asserts
 //! nothing about speed and exits non-zero only when it cannot run. The figures also go, with the
 //! conditions (cores, memory, operator binary and flags, Kafka version), to `--json`.
@@ -38,8 +47,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use clap::Parser;
+use clap::{Parser, ValueEnum};
 use exactly::api::{ConditionStatus, KafkaCluster, Topic};
+use exactly::kafka::{CREATE_CHUNK, KafkaAdmin, NewTopicRequest};
 use exactly_testenv::process::Component;
 use exactly_testenv::{Environment, Options};
 use futures::StreamExt;
@@ -103,7 +113,73 @@ struct Args {
     /// Where the results go as JSON.
     #[arg(long, default_value = "target/bench-scale.json")]
     json: PathBuf,
+    /// Skip "Kafka alone": the N topics created on the broker directly, without the operator,
+    /// before each size (the broker's own rate, which the operator's burst rate is compared to).
+    #[arg(long)]
+    no_ceiling: bool,
+    /// The phases to run, comma-separated; the figures of the others print as "skipped".
+    /// `burst`: the N Topics at once (without it the later phases run with no Topics steady);
+    /// `probes`: single Topics while steady; `pending`: the second burst and the Topic timed
+    /// during it; `steady`: the steady-state window.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "burst,probes,pending,steady"
+    )]
+    phases: Vec<Phase>,
 }
+
+/// A part of each size's run that `--phases` can leave out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Phase {
+    Burst,
+    Probes,
+    Pending,
+    Steady,
+}
+
+impl Phase {
+    fn name(self) -> &'static str {
+        match self {
+            Phase::Burst => "burst",
+            Phase::Probes => "probes",
+            Phase::Pending => "pending",
+            Phase::Steady => "steady",
+        }
+    }
+
+    /// The figures this phase measures (what prints as "skipped" without it).
+    fn figures(self) -> &'static [&'static str] {
+        match self {
+            Phase::Burst => &[
+                "burstSeconds",
+                "burstCreatesSeconds",
+                "burstRate",
+                "reconcilesPerTopic",
+                "createTopicsPerTopic",
+                "kafkaRequestsPerTopic",
+                // "N Topics Ready": there are none without the burst.
+                "rssSteadyMib",
+                "rssKibPerTopic",
+            ],
+            Phase::Probes => &["probeSteadyP50Ms", "probeSteadyP99Ms"],
+            Phase::Pending => &["probePendingSeconds", "pendingBurstRate", "rssBothMib"],
+            Phase::Steady => &[
+                "apiWritesPerMinute",
+                "eventWritesPerMinute",
+                "cpuSecondsPerRefresh",
+                "reconcilesPerRefresh",
+                "kafkaRequestsPerRefresh",
+            ],
+        }
+    }
+}
+
+/// The figures of "Kafka alone" (`--no-ceiling` skips them).
+const KAFKA_ALONE_FIGURES: &[&str] = &["burstKafkaAloneSeconds", "burstKafkaAloneRate"];
+/// The operator's burst rate as a fraction of Kafka alone's.
+const RATIO_FIGURE: &str = "burstRateOverKafkaAlone";
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
@@ -291,6 +367,24 @@ const ROWS: &[Row] = &[
         label: "Burst rate (Topics Ready/s)",
         goal: "≥ 170",
         growth: Growth::Rate,
+    },
+    Row {
+        key: "burstKafkaAloneSeconds",
+        label: "Kafka alone: N topics created on the broker, no operator → all in Metadata (s)",
+        goal: "",
+        growth: Growth::Total,
+    },
+    Row {
+        key: "burstKafkaAloneRate",
+        label: "Kafka alone rate (topics/s)",
+        goal: "",
+        growth: Growth::Rate,
+    },
+    Row {
+        key: RATIO_FIGURE,
+        label: "Operator burst rate / Kafka-alone rate",
+        goal: "",
+        growth: Growth::None,
     },
     Row {
         key: "reconcilesPerTopic",
@@ -1247,6 +1341,286 @@ impl Outcome {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Kafka alone: the broker's own rate
+
+/// How long the broker is given to remove the files of deleted topics: Kafka renames a deleted
+/// partition's directory to `<topic>-<partition>.<id>-delete` and removes it
+/// `file.delete.delay.ms` (60 s by default) later, work that would otherwise land in what is
+/// measured next.
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(180);
+/// Quiet after that, before what follows.
+const SETTLE_QUIET: Duration = Duration::from_secs(5);
+/// Tries of each `CreateTopics` chunk (the topics of a chunk that failed are asked again).
+const CREATE_ATTEMPTS: u32 = 3;
+/// A figure of a phase not run.
+const SKIPPED: &str = "skipped";
+
+/// Entries of the broker's data directory that are not settled: partitions being deleted (their
+/// files removed later) and, with `prefix`, partitions of topics whose names start with it.
+fn unsettled<'e>(entries: impl IntoIterator<Item = &'e str>, prefix: Option<&str>) -> usize {
+    entries
+        .into_iter()
+        .filter(|e| e.ends_with("-delete") || prefix.is_some_and(|p| e.starts_with(p)))
+        .count()
+}
+
+/// What waiting for the broker to settle found.
+struct Settled {
+    seconds: f64,
+    /// Partition directories still there when the wait ended (`None`: the data directory
+    /// could not be read, and a fixed pause was made instead).
+    left: Option<usize>,
+}
+
+/// Waits until the broker's data directory `data_dir` holds no partition being deleted (and
+/// none of `prefix`), at most [`SETTLE_TIMEOUT`], then [`SETTLE_QUIET`] more (skipped when
+/// nothing was waited for and no `prefix` given).
+async fn settle_broker(data_dir: &Path, prefix: Option<&str>, when: &str) -> Settled {
+    let started = Instant::now();
+    let mut last_progress = Instant::now();
+    let mut waited = prefix.is_some();
+    let left = loop {
+        let left = match std::fs::read_dir(data_dir) {
+            Ok(entries) => {
+                let names: Vec<String> = entries
+                    .filter_map(Result::ok)
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect();
+                unsettled(names.iter().map(String::as_str), prefix)
+            }
+            Err(e) => {
+                say(format!(
+                    "{when}: cannot read the broker's data directory {}: {e}; pausing {} s \
+                     instead",
+                    data_dir.display(),
+                    SETTLE_QUIET.as_secs()
+                ));
+                tokio::time::sleep(SETTLE_QUIET).await;
+                return Settled {
+                    seconds: started.elapsed().as_secs_f64(),
+                    left: None,
+                };
+            }
+        };
+        if left == 0 || started.elapsed() >= SETTLE_TIMEOUT {
+            break left;
+        }
+        waited = true;
+        if last_progress.elapsed() >= PROGRESS_EVERY {
+            last_progress = Instant::now();
+            say(format!(
+                "{when}: the broker has {} partition directories of deleted topics to remove \
+                 ({} s)",
+                grouped(left as f64, 0),
+                started.elapsed().as_secs()
+            ));
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    };
+    if left > 0 {
+        say(format!(
+            "{when}: {} partition directories still there after {} s; going on",
+            grouped(left as f64, 0),
+            SETTLE_TIMEOUT.as_secs()
+        ));
+    }
+    if waited {
+        tokio::time::sleep(SETTLE_QUIET).await;
+        say(format!(
+            "{when}: broker settled after {:.0} s",
+            started.elapsed().as_secs_f64()
+        ));
+    }
+    Settled {
+        seconds: started.elapsed().as_secs_f64(),
+        left: Some(left),
+    }
+}
+
+/// What creating topics on the broker directly took.
+struct KafkaAlone {
+    expected: usize,
+    /// Topics a `Metadata` describe has shown (with their partition).
+    described: usize,
+    /// From the first `CreateTopics` to the describe that showed the last topic, or to giving up.
+    seconds: f64,
+    /// From the first `CreateTopics` to the last response.
+    creates_seconds: f64,
+    chunks: usize,
+    /// `CreateTopics` requests sent (more than `chunks` when some were asked again).
+    requests: usize,
+    /// Topics whose create failed every try, with the last error.
+    failed: Vec<(String, String)>,
+}
+
+impl KafkaAlone {
+    fn complete(&self) -> bool {
+        self.described >= self.expected
+    }
+
+    fn rate(&self) -> f64 {
+        self.described as f64 / self.seconds.max(1e-3)
+    }
+
+    fn seconds_cell(&self) -> Cell {
+        if self.complete() {
+            Cell::number(self.seconds, 1)
+        } else {
+            Cell::text(format!(
+                "not reached: {} of {} in Metadata after {} s ({} creates failed)",
+                grouped(self.described as f64, 0),
+                grouped(self.expected as f64, 0),
+                grouped(self.seconds, 0),
+                grouped(self.failed.len() as f64, 0)
+            ))
+        }
+    }
+
+    fn rate_cell(&self) -> Cell {
+        if self.complete() {
+            Cell::number(self.rate(), 1)
+        } else {
+            Cell::text(format!("< {} (not all created)", grouped(self.rate(), 1)))
+        }
+    }
+
+    fn to_json(&self) -> Value {
+        json!({
+            "topics": self.expected,
+            "described": self.described,
+            "seconds": self.seconds,
+            "createsSeconds": self.creates_seconds,
+            "chunks": self.chunks,
+            "createTopicsRequests": self.requests,
+            "failed": {"count": self.failed.len(), "first": self.failed.first()},
+        })
+    }
+}
+
+/// Creates `names` (1 partition, replication 1) with `admin` in `CreateTopics` requests of
+/// [`CREATE_CHUNK`], one at a time (the operator's batcher has at most one in flight per
+/// cluster: its client has one connection per broker), then describes them until `Metadata`
+/// has shown every one created, for at most `timeout` from the first create.
+async fn kafka_alone_create(admin: &KafkaAdmin, names: &[String], timeout: Duration) -> KafkaAlone {
+    let started = Instant::now();
+    let mut requests = 0;
+    let mut failed: Vec<(String, String)> = Vec::new();
+    let mut last_progress = Instant::now();
+    for (done, chunk) in names.chunks(CREATE_CHUNK).enumerate() {
+        let mut todo: Vec<NewTopicRequest> = chunk
+            .iter()
+            .map(|name| NewTopicRequest {
+                name: name.clone(),
+                partitions: 1,
+                replication_factor: Some(1),
+                config: BTreeMap::new(),
+            })
+            .collect();
+        for attempt in 1..=CREATE_ATTEMPTS {
+            requests += 1;
+            let asked = std::mem::take(&mut todo);
+            // A topic created by an earlier try that seemed to fail answers AlreadyExists: Ok.
+            let errors: Vec<(NewTopicRequest, String)> = match admin.create_topics(&asked).await {
+                Ok(results) => asked
+                    .into_iter()
+                    .zip(results)
+                    .filter_map(|(request, result)| result.err().map(|e| (request, e.to_string())))
+                    .collect(),
+                Err(e) => {
+                    let message = e.to_string();
+                    asked.into_iter().map(|r| (r, message.clone())).collect()
+                }
+            };
+            let Some((_, first)) = errors.first() else {
+                break;
+            };
+            if attempt == CREATE_ATTEMPTS {
+                failed.extend(errors.into_iter().map(|(r, message)| (r.name, message)));
+                break;
+            }
+            say(format!(
+                "Kafka alone: {} creates of a chunk failed ({first}); asking again",
+                errors.len()
+            ));
+            tokio::time::sleep(Duration::from_millis(200) * attempt).await;
+            todo = errors.into_iter().map(|(r, _)| r).collect();
+        }
+        if last_progress.elapsed() >= PROGRESS_EVERY {
+            last_progress = Instant::now();
+            say(format!(
+                "Kafka alone: {} of {} topics asked after {} s",
+                grouped(((done + 1) * CREATE_CHUNK).min(names.len()) as f64, 0),
+                grouped(names.len() as f64, 0),
+                started.elapsed().as_secs()
+            ));
+        }
+    }
+    let creates_seconds = started.elapsed().as_secs_f64();
+    let mut remaining: Vec<String> = names
+        .iter()
+        .filter(|n| !failed.iter().any(|(f, _)| f == *n))
+        .cloned()
+        .collect();
+    let mut last_error: Option<String> = None;
+    loop {
+        match admin.describe_topics(&remaining).await {
+            // Kept: those not shown yet (with their partition).
+            Ok(found) => remaining.retain(|n| found.get(n).is_none_or(|d| d.partitions < 1)),
+            Err(e) => last_error = Some(e.to_string()),
+        }
+        if remaining.is_empty() {
+            break;
+        }
+        if started.elapsed() >= timeout {
+            say(format!(
+                "Kafka alone: giving up after {} s with {} topics not in Metadata{}",
+                started.elapsed().as_secs(),
+                grouped(remaining.len() as f64, 0),
+                last_error
+                    .as_ref()
+                    .map(|e| format!(" (the last describe error: {e})"))
+                    .unwrap_or_default()
+            ));
+            break;
+        }
+        if last_progress.elapsed() >= PROGRESS_EVERY {
+            last_progress = Instant::now();
+            say(format!(
+                "Kafka alone: {} topics not in Metadata yet after {} s",
+                grouped(remaining.len() as f64, 0),
+                started.elapsed().as_secs()
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    KafkaAlone {
+        expected: names.len(),
+        described: names.len() - failed.len() - remaining.len(),
+        seconds: started.elapsed().as_secs_f64(),
+        creates_seconds,
+        chunks: names.len().div_ceil(CREATE_CHUNK),
+        requests,
+        failed,
+    }
+}
+
+/// The operator's burst rate over Kafka alone's, from their cells: a number when both are,
+/// "skipped" when either was.
+fn ratio_cell(burst_rate: Option<&Cell>, alone_rate: Option<&Cell>) -> Cell {
+    let skipped = |c: Option<&Cell>| c.is_some_and(|c| c.value.is_none() && c.text == SKIPPED);
+    if skipped(burst_rate) || skipped(alone_rate) {
+        return Cell::text(SKIPPED);
+    }
+    match (
+        burst_rate.and_then(|c| c.value),
+        alone_rate.and_then(|c| c.value),
+    ) {
+        (Some(burst), Some(alone)) if alone > 0.0 => Cell::number(burst / alone, 2),
+        _ => Cell::text("n/a (not all Ready or not all created)"),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // One size
 
 struct SizeRun<'a> {
@@ -1314,6 +1688,78 @@ impl<'a> SizeRun<'a> {
         self.details.insert(key.to_string(), value);
     }
 
+    fn runs(&self, phase: Phase) -> bool {
+        self.args.phases.contains(&phase)
+    }
+
+    /// Marks `keys` as figures of a phase not run.
+    fn skip(&mut self, keys: &[&'static str]) {
+        for key in keys {
+            self.set(key, Cell::text(SKIPPED));
+        }
+    }
+
+    /// "Kafka alone": N topics created on the broker directly, timed to all in Metadata, then
+    /// deleted; the broker left to settle before and after.
+    async fn kafka_alone(&mut self) -> Result<(), Error> {
+        let n = self.size;
+        let data_dir = self.env.dir.join("kafka");
+        let before = settle_broker(&data_dir, None, "before Kafka alone").await;
+        let prefix = format!("bench-ceiling-{n}-");
+        let names: Vec<String> = (0..n).map(|i| format!("{prefix}{i:06}")).collect();
+        say(format!(
+            "Kafka alone: {} topics created on the broker directly, no operator running \
+             (CreateTopics of {CREATE_CHUNK}, one at a time)",
+            grouped(n as f64, 0)
+        ));
+        let admin = KafkaAdmin::connect(&self.env.bootstrap_servers)?;
+        let timeout = Duration::from_secs(self.args.ready_timeout);
+        let alone = kafka_alone_create(&admin, &names, timeout).await;
+        say(format!(
+            "Kafka alone: {} of {} in Metadata after {:.1} s ({:.1} topics/s; last CreateTopics \
+             returned after {:.1} s, {} requests)",
+            grouped(alone.described as f64, 0),
+            grouped(n as f64, 0),
+            alone.seconds,
+            alone.rate(),
+            alone.creates_seconds,
+            alone.requests
+        ));
+        self.set("burstKafkaAloneSeconds", alone.seconds_cell());
+        self.set("burstKafkaAloneRate", alone.rate_cell());
+        if let Some((name, first)) = alone.failed.first() {
+            self.notes.push(format!(
+                "Kafka alone: {} of {n} creates failed after {CREATE_ATTEMPTS} tries; the first, \
+                 {name}: {first}",
+                alone.failed.len()
+            ));
+        }
+        say("Kafka alone: deleting its topics");
+        if let Err(e) = delete_kafka_topics(&self.env.bootstrap_servers, &names).await {
+            say(format!("deleting the Kafka-alone topics: {e}"));
+            // The clean-up between sizes tries again.
+            self.kafka_topics.extend(names.iter().cloned());
+        }
+        let after = settle_broker(&data_dir, Some(&prefix), "after Kafka alone").await;
+        for (settled, when) in [
+            (&before, "when Kafka alone started"),
+            (&after, "when the operator started, after Kafka alone"),
+        ] {
+            if let Some(left) = settled.left.filter(|left| *left > 0) {
+                self.notes.push(format!(
+                    "the broker still had {left} partition directories of deleted topics to \
+                     remove {when} (waited {} s)",
+                    settled.seconds.round()
+                ));
+            }
+        }
+        let mut detail = alone.to_json();
+        detail["settleBefore"] = json!({"seconds": before.seconds, "left": before.left});
+        detail["settleAfter"] = json!({"seconds": after.seconds, "left": after.left});
+        self.detail("kafkaAlone", detail);
+        Ok(())
+    }
+
     /// Topic `(namespace, name)`s of a burst, names unique on the broker (every namespace's
     /// cluster is the same broker, and two Topics claiming one Kafka topic conflict).
     fn burst_topics(
@@ -1340,6 +1786,12 @@ impl<'a> SizeRun<'a> {
         work_dir: &Path,
     ) -> Result<SizeReport, Error> {
         let n = self.size;
+        // Before anything of this size runs: the broker on its own.
+        if self.args.no_ceiling {
+            self.skip(KAFKA_ALONE_FIGURES);
+        } else {
+            self.kafka_alone().await?;
+        }
         say(format!(
             "size {}: namespaces {} with a KafkaCluster each",
             grouped(n as f64, 0),
@@ -1377,6 +1829,11 @@ impl<'a> SizeRun<'a> {
         self.detail("operatorPid", json!(operator.pid()));
         operator.stop();
         result?;
+        let ratio = ratio_cell(
+            self.cells.get("burstRate"),
+            self.cells.get("burstKafkaAloneRate"),
+        );
+        self.set(RATIO_FIGURE, ratio);
         Ok(SizeReport {
             size: n,
             pending_size: self.pending_size,
@@ -1473,7 +1930,70 @@ impl<'a> SizeRun<'a> {
             mib(idle_kib)
         ));
 
+        // Topics Ready and steady when the second burst starts.
+        let mut steady_topics = 0;
+
         // 1 and 2: the burst, and the work it took.
+        if self.runs(Phase::Burst) {
+            self.burst(operator, watch).await?;
+            steady_topics += n;
+        } else {
+            self.skip(Phase::Burst.figures());
+            self.notes.push(
+                "the burst was not run (--phases): what follows ran without the N Topics".into(),
+            );
+        }
+
+        // 3: single changes while the N are steady.
+        if self.runs(Phase::Burst) || self.runs(Phase::Probes) {
+            let when = if self.runs(Phase::Probes) {
+                "before the probes"
+            } else {
+                "after the burst"
+            };
+            self.wait_idle(operator, when).await?;
+        }
+        let probes = if self.runs(Phase::Probes) {
+            self.probes(operator, watch).await?
+        } else {
+            self.skip(Phase::Probes.figures());
+            0
+        };
+        steady_topics += probes;
+        if self.runs(Phase::Burst) {
+            let steady_kib = operator.memory_kib().map(|(rss, _)| rss).unwrap_or(0);
+            self.set("rssSteadyMib", Cell::number(mib(steady_kib), 1));
+            self.set(
+                "rssKibPerTopic",
+                Cell::number((steady_kib as f64 - idle_kib as f64) / n as f64, 2),
+            );
+            say(format!(
+                "operator RSS with {} Topics Ready (and {} probes): {:.1} MiB",
+                grouped(n as f64, 0),
+                probes,
+                mib(steady_kib)
+            ));
+        }
+
+        // 4: one change while a second burst is pending.
+        if self.runs(Phase::Pending) {
+            self.pending(operator, watch, steady_topics).await?;
+        } else {
+            self.skip(Phase::Pending.figures());
+        }
+
+        // 6: the steady state.
+        if self.runs(Phase::Steady) {
+            self.steady(operator).await
+        } else {
+            self.skip(Phase::Steady.figures());
+            Ok(())
+        }
+    }
+
+    /// 1 and 2: the N Topics at once, timed to all Ready, and the operator's work for them.
+    async fn burst(&mut self, operator: &mut Operator, watch: &Watch) -> Result<(), Error> {
+        let n = self.size;
         let before = operator.counters().await;
         let namespaces = self.burst_namespaces.clone();
         let topics = self.burst_topics("b", &namespaces, n);
@@ -1522,9 +2042,11 @@ impl<'a> SizeRun<'a> {
             ));
             self.detail("burstWork", work.to_json());
         }
+        Ok(())
+    }
 
-        // 3: single changes while the N are steady.
-        self.wait_idle(operator, "before the probes").await?;
+    /// 3: `--probes` Topics one at a time while the operator is idle; how many were created.
+    async fn probes(&mut self, operator: &mut Operator, watch: &Watch) -> Result<usize, Error> {
         let mut samples = Vec::new();
         for k in 0..self.args.probes {
             let name = format!("q{}-{k:04}", self.index);
@@ -1560,20 +2082,17 @@ impl<'a> SizeRun<'a> {
             ));
         }
         self.detail("probeSteadyMs", json!(samples));
-        let steady_kib = operator.memory_kib().map(|(rss, _)| rss).unwrap_or(0);
-        self.set("rssSteadyMib", Cell::number(mib(steady_kib), 1));
-        self.set(
-            "rssKibPerTopic",
-            Cell::number((steady_kib as f64 - idle_kib as f64) / n as f64, 2),
-        );
-        say(format!(
-            "operator RSS with {} Topics Ready (and {} probes): {:.1} MiB",
-            grouped(n as f64, 0),
-            self.args.probes,
-            mib(steady_kib)
-        ));
+        Ok(self.args.probes)
+    }
 
-        // 4: one change while a second burst is pending.
+    /// 4: a second burst, one Topic timed while it is pending, and the RSS with both Ready;
+    /// `steady_topics` were Ready before it.
+    async fn pending(
+        &mut self,
+        operator: &mut Operator,
+        watch: &Watch,
+        steady_topics: usize,
+    ) -> Result<(), Error> {
         let before = operator.counters().await;
         let pending_namespaces = self.pending_namespaces.clone();
         let topics = self.burst_topics("p", &pending_namespaces, self.pending_size);
@@ -1627,12 +2146,10 @@ impl<'a> SizeRun<'a> {
         self.set("rssBothMib", Cell::number(mib(both_kib), 1));
         say(format!(
             "operator RSS with {} Topics Ready: {:.1} MiB",
-            grouped((n + self.pending_size + self.args.probes + 1) as f64, 0),
+            grouped((steady_topics + self.pending_size + 1) as f64, 0),
             mib(both_kib)
         ));
-
-        // 6: the steady state.
-        self.steady(operator).await
+        Ok(())
     }
 
     fn record_failures(&mut self, key: &str, burst: &Burst) {
@@ -2042,6 +2559,8 @@ fn conditions(env: &Environment, args: &Args, operator: &Path, load_before: &str
         "readyTimeoutSeconds": args.ready_timeout,
         "steadySeconds": args.steady_seconds,
         "refreshSeconds": args.refresh_seconds,
+        "phases": args.phases.iter().map(|p| p.name()).collect::<Vec<_>>(),
+        "kafkaAlone": !args.no_ceiling,
         "kafkaVersion": env.kafka_version,
         "topicSpec": {"partitions": 1, "replicationFactor": 1},
     })
@@ -2258,6 +2777,120 @@ apiserver_request_total{code="200",component="apiserver",dry_run="",group="coord
             "{one}"
         );
         assert!(!one.contains("Growth"));
+    }
+
+    #[test]
+    fn phases_default_to_all_and_can_be_chosen() {
+        let parse = |extra: &[&str]| {
+            Args::try_parse_from(std::iter::once("bench").chain(extra.iter().copied()))
+        };
+        let all = parse(&[]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            all.phases,
+            vec![Phase::Burst, Phase::Probes, Phase::Pending, Phase::Steady]
+        );
+        assert!(!all.no_ceiling);
+        let some =
+            parse(&["--phases", "burst,steady", "--no-ceiling"]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(some.phases, vec![Phase::Burst, Phase::Steady]);
+        assert!(some.no_ceiling);
+        assert!(parse(&["--phases", "burst,warmup"]).is_err());
+    }
+
+    #[test]
+    fn skipped_figures_are_rows_and_kafka_alone_follows_the_burst() {
+        let keys: Vec<&str> = ROWS.iter().map(|r| r.key).collect();
+        for phase in [Phase::Burst, Phase::Probes, Phase::Pending, Phase::Steady] {
+            for key in phase.figures() {
+                assert!(
+                    keys.contains(key),
+                    "{} figure {key} is no row",
+                    phase.name()
+                );
+            }
+        }
+        let burst_rate = keys.iter().position(|k| *k == "burstRate");
+        let after: Vec<&str> = burst_rate
+            .map(|i| keys[i + 1..i + 4].to_vec())
+            .unwrap_or_default();
+        let mut expected = KAFKA_ALONE_FIGURES.to_vec();
+        expected.push(RATIO_FIGURE);
+        assert_eq!(after, expected);
+        // Every figure is measured by exactly one phase, Kafka alone, or always.
+        let mut owned: Vec<&str> = [Phase::Burst, Phase::Probes, Phase::Pending, Phase::Steady]
+            .iter()
+            .flat_map(|p| p.figures().iter().copied())
+            .chain(expected.iter().copied())
+            .collect();
+        owned.sort_unstable();
+        let before = owned.len();
+        owned.dedup();
+        assert_eq!(owned.len(), before);
+    }
+
+    #[test]
+    fn the_ratio_is_the_burst_rate_over_kafka_alone() {
+        let ratio = ratio_cell(Some(&Cell::number(95.4, 1)), Some(&Cell::number(190.8, 1)));
+        assert_eq!(ratio, Cell::number(0.5, 2));
+        assert_eq!(ratio.text, "0.50");
+        let skipped = Cell::text(SKIPPED);
+        assert_eq!(
+            ratio_cell(Some(&Cell::number(95.4, 1)), Some(&skipped)),
+            skipped
+        );
+        assert_eq!(
+            ratio_cell(Some(&skipped), Some(&Cell::number(190.8, 1))),
+            skipped
+        );
+        let not_all = ratio_cell(
+            Some(&Cell::text("< 12.0 (not all Ready)")),
+            Some(&Cell::number(190.8, 1)),
+        );
+        assert_eq!(not_all.value, None);
+        assert!(not_all.text.starts_with("n/a"), "{}", not_all.text);
+        assert_eq!(ratio_cell(None, None).value, None);
+    }
+
+    #[test]
+    fn kafka_alone_figures_are_numbers_only_when_all_were_created() {
+        let alone = |described: usize, failed: usize| KafkaAlone {
+            expected: 1000,
+            described,
+            seconds: 4.0,
+            creates_seconds: 3.5,
+            chunks: 2,
+            requests: 2,
+            failed: (0..failed)
+                .map(|i| (format!("bench-ceiling-1000-{i:06}"), "refused".to_string()))
+                .collect(),
+        };
+        let all = alone(1000, 0);
+        assert_eq!(all.seconds_cell(), Cell::number(4.0, 1));
+        assert_eq!(all.rate_cell(), Cell::number(250.0, 1));
+        let some = alone(990, 10);
+        assert_eq!(some.seconds_cell().value, None);
+        assert_eq!(
+            some.seconds_cell().text,
+            "not reached: 990 of 1 000 in Metadata after 4 s (10 creates failed)"
+        );
+        assert_eq!(some.rate_cell().value, None);
+        assert_eq!(some.to_json()["failed"]["count"], json!(10));
+    }
+
+    #[test]
+    fn the_broker_is_settled_when_no_partition_is_being_deleted() {
+        let entries = [
+            "__cluster_metadata-0",
+            "meta.properties",
+            "b0-0-000001-0",
+            "bench-ceiling-1000-000001-0",
+            "bench-ceiling-10000-000001-0",
+            "b0-0-000002-0.9f1c2a7d0e3b4c5d8e6f7a8b9c0d1e2f-delete",
+        ];
+        assert_eq!(unsettled(entries, None), 1);
+        assert_eq!(unsettled(entries, Some("bench-ceiling-1000-")), 2);
+        assert_eq!(unsettled(entries, Some("bench-ceiling-10000-")), 2);
+        assert_eq!(unsettled(entries[..3].iter().copied(), None), 0);
     }
 
     #[test]
