@@ -614,9 +614,27 @@ async fn converge(
             "ConfigApplied",
             format!("configuration set: {}", changed.join(", ")),
         ));
-        match batches.configs(&name).await {
-            Ok(config) => config,
-            Err(e) => return TopicOutcome::Retrying(e),
+        // The controller commits the change before it answers, but the broker serving the
+        // next read applies it a moment later (more so under load): read until it shows, so
+        // Ready means the brokers report the declared configuration.
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            match batches.configs(&name).await {
+                Ok(config)
+                    if plan.set.iter().all(|(k, v)| config.get(k) == Some(v))
+                        && plan.delete.iter().all(|k| !config.contains_key(k)) =>
+                {
+                    break config;
+                }
+                Ok(_) if attempts >= 10 => {
+                    return TopicOutcome::Retrying(KafkaError::Interrupted(format!(
+                        "the configuration set on topic '{name}' is not yet shown by the brokers"
+                    )));
+                }
+                Ok(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+                Err(e) => return TopicOutcome::Retrying(e),
+            }
         }
     } else {
         on_topic

@@ -13,3 +13,4 @@ mod secure;
 #[path = "../integration/support.rs"]
 #[allow(dead_code)]
 mod support;
+mod topics;

@@ -5,9 +5,10 @@ use std::time::Duration;
 
 use exactly::api::conditions;
 use exactly::api::{KafkaCluster, Topic};
-use exactly_testenv::{Environment, TestNamespace};
+use exactly_testenv::{Environment, TestNamespace, eventually};
+use futures::StreamExt;
 use kube::Client;
-use kube::api::{Api, PostParams};
+use kube::api::{Api, ListParams, PostParams};
 use rdkafka::admin::{AdminClient, AdminOptions, ConfigSource, ResourceSpecifier};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
@@ -434,4 +435,82 @@ pub fn producer_from_properties(
     config
         .create()
         .unwrap_or_else(|e| panic!("producer from {properties:?}: {e}"))
+}
+
+/// Topics whose `Ready` is `True` for their current generation, of those in the namespace.
+pub async fn ready_topics(topics: &Api<Topic>) -> Result<(usize, usize), String> {
+    let all = topics
+        .list(&ListParams::default())
+        .await
+        .map_err(|e| e.to_string())?
+        .items;
+    let ready = all
+        .iter()
+        .filter(|t| {
+            t.status.as_ref().is_some_and(|s| {
+                exactly::api::conditions::find(&s.conditions, "Ready").is_some_and(|c| {
+                    c.status == exactly::api::ConditionStatus::True
+                        && c.observed_generation == t.metadata.generation
+                })
+            })
+        })
+        .count();
+    Ok((ready, all.len()))
+}
+
+/// Creates `n` Topics named `<prefix><i>` at once (each its own Kafka topic, unique to the
+/// test), and waits until all are Ready.
+pub async fn create_topics_at_once(
+    client: &Client,
+    ns: &TestNamespace,
+    prefix: &str,
+    n: usize,
+    timeout: Duration,
+) -> Api<Topic> {
+    let topics: Api<Topic> = Api::namespaced(client.clone(), &ns.name);
+    futures::stream::iter(0..n)
+        .for_each_concurrent(16, |i| {
+            let topics = topics.clone();
+            let name = format!("{prefix}{i}");
+            let kafka_name = ns.unique(&name);
+            async move {
+                let topic: Topic = serde_json::from_value(serde_json::json!({
+                    "apiVersion": "exactly.dev/v1alpha1",
+                    "kind": "Topic",
+                    "metadata": {"name": name},
+                    "spec": {"clusterRef": {"name": "local"}, "topicName": kafka_name,
+                        "partitions": 1, "replicationFactor": 1},
+                }))
+                .unwrap_or_else(|e| panic!("Topic manifest: {e}"));
+                topics
+                    .create(&PostParams::default(), &topic)
+                    .await
+                    .unwrap_or_else(|e| panic!("create Topic {name}: {e}"));
+            }
+        })
+        .await;
+    eventually(&format!("{n} Topics to be Ready"), timeout, || async {
+        match ready_topics(&topics).await? {
+            (ready, all) if ready == n && all == n => Ok(()),
+            (ready, all) => Err(format!("{ready} of {all} Ready")),
+        }
+    })
+    .await;
+    topics
+}
+
+/// Kafka requests that change something (topics, partitions, configs).
+pub const MUTATIONS: [&str; 5] = [
+    "CreateTopics",
+    "CreatePartitions",
+    "IncrementalAlterConfigs",
+    "AlterConfigs",
+    "DeleteTopics",
+];
+
+pub fn mutations(operator: &Operator) -> Vec<(&'static str, u64)> {
+    MUTATIONS
+        .iter()
+        .map(|api| (*api, operator.metrics.kafka_requests_of(api)))
+        .collect()
 }
