@@ -10,6 +10,7 @@ pub mod env;
 pub mod node;
 pub mod pki;
 pub mod process;
+pub mod procfs;
 pub mod tools;
 
 use std::future::Future;
