@@ -4,6 +4,7 @@ pub mod batch;
 pub mod children;
 pub mod cluster;
 pub mod eos;
+pub mod events;
 pub mod fair;
 pub mod group;
 pub mod lag;
@@ -31,7 +32,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::jiff::Timestamp;
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::events::{Event, EventType, Reporter};
 
 use crate::Error;
 use crate::api::{Condition, ConsumerGroup, KafkaCluster, Pipeline, Producer, Topic};
@@ -64,7 +65,7 @@ pub struct Context {
     /// Live figures for Prometheus.
     pub metrics: Arc<Metrics>,
     /// Publishes Kubernetes Events.
-    pub recorder: Recorder,
+    pub recorder: events::Events,
     /// When each group's committed offsets were last seen to move.
     pub commit_clock: CommitClock,
     /// Offset resets this process applied, by `namespace/name/id`.
@@ -561,7 +562,7 @@ async fn run_in(
         pipelines: pipelines.store(),
         observer: Observer::new(options.refresh_interval),
         metrics: options.metrics.clone(),
-        recorder: Recorder::new(client.clone(), Reporter::from("exactly-operator")),
+        recorder: events::Events::new(client.clone(), Reporter::from("exactly-operator")),
         commit_clock: CommitClock::default(),
         resets: Mutex::default(),
         security: Mutex::default(),
