@@ -5,6 +5,11 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand, ValueEnum};
 use tracing_subscriber::EnvFilter;
 
+/// jemalloc rather than glibc malloc: it returns memory freed after a refresh or a burst to the
+/// system (glibc kept it resident: RSS 160 MiB with 10 000 Topics for ~40 MiB live).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[derive(Parser)]
 #[command(
     name = "exactly",
