@@ -12,6 +12,11 @@
 //!    shows all N; they are deleted again and the broker left to settle (its deferred removal
 //!    of the deleted partitions' files done) before the operator starts. The broker's own
 //!    rate, measured in the same run, that the operator's burst rate is a fraction of.
+//!    **API alone** (unless `--no-api-alone`), next, still without the operator: N Topics
+//!    created through the API server by `--streams` creators, then one Ready status written per
+//!    Topic (a merge patch of `/status`) by as many; both timed. What the operator must at
+//!    least have the API server do per Topic, so its rate is the burst rate's ceiling when the
+//!    API server (and etcd) are the bottleneck. The Topics and their namespace are deleted again.
 //! 1. **Burst**: N Topics (1 partition, replication 1) created by `--streams` concurrent
 //!    creators, spread round robin over `--namespaces` namespaces; timed from the first create
 //!    to the last Topic seen Ready by a watch (`Ready=True` for the current generation).
@@ -36,6 +41,10 @@
 //! `--phases` picks which of `burst` (1, 2), `probes` (3), `pending` (4) and `steady` (6) run;
 //! the figures of a phase not run print as "skipped".
 //!
+//! During Kafka alone, API alone and the burst, the CPU seconds (utime + stime) of each process
+//! (the environment's, the operator's, the benchmark's own) and the machine's busy time are
+//! recorded, and printed under the table: where a burst's time goes.
+//!
 //! It measures and prints one markdown table (stdout), with progress on stderr; it asserts
 //! nothing about speed and exits non-zero only when it cannot run. The figures also go, with the
 //! conditions (cores, memory, operator binary and flags, Kafka version), to `--json`.
@@ -48,14 +57,14 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use clap::{Parser, ValueEnum};
-use exactly::api::{ConditionStatus, KafkaCluster, Topic};
+use exactly::api::{Condition, ConditionStatus, KafkaCluster, Topic, TopicStatus};
 use exactly::kafka::{CREATE_CHUNK, KafkaAdmin, NewTopicRequest};
 use exactly_testenv::process::Component;
-use exactly_testenv::procfs::{loadavg, process_cpu_seconds, process_memory_kib};
+use exactly_testenv::procfs::{clock_ticks, loadavg, process_cpu_seconds, process_memory_kib};
 use exactly_testenv::{Environment, Options};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Namespace;
-use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
@@ -118,6 +127,11 @@ struct Args {
     /// before each size (the broker's own rate, which the operator's burst rate is compared to).
     #[arg(long)]
     no_ceiling: bool,
+    /// Skip "API alone": N Topics created and given a Ready status through the API server,
+    /// without the operator, before each size (the API server's own rate for the writes the
+    /// operator needs at least, which the burst rate is compared to).
+    #[arg(long)]
+    no_api_alone: bool,
     /// The phases to run, comma-separated; the figures of the others print as "skipped".
     /// `burst`: the N Topics at once (without it the later phases run with no Topics steady);
     /// `probes`: single Topics while steady; `pending`: the second burst and the Topic timed
@@ -181,6 +195,15 @@ impl Phase {
 const KAFKA_ALONE_FIGURES: &[&str] = &["burstKafkaAloneSeconds", "burstKafkaAloneRate"];
 /// The operator's burst rate as a fraction of Kafka alone's.
 const RATIO_FIGURE: &str = "burstRateOverKafkaAlone";
+/// The figures of "API alone" (`--no-api-alone` skips them).
+const API_ALONE_FIGURES: &[&str] = &[
+    "burstApiAloneCreatesSeconds",
+    "burstApiAloneCreatesRate",
+    "burstApiAloneSeconds",
+    "burstApiAloneRate",
+];
+/// The operator's burst rate as a fraction of API alone's (creates and status writes).
+const API_RATIO_FIGURE: &str = "burstRateOverApiAlone";
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
@@ -391,6 +414,37 @@ const ROWS: &[Row] = &[
         growth: Growth::None,
     },
     Row {
+        key: "burstApiAloneCreatesSeconds",
+        label: "API alone: N Topics created through the API server, no operator → last create \
+                returned (s)",
+        goal: "",
+        growth: Growth::Total,
+    },
+    Row {
+        key: "burstApiAloneCreatesRate",
+        label: "API alone: creates rate (Topics/s)",
+        goal: "",
+        growth: Growth::Rate,
+    },
+    Row {
+        key: "burstApiAloneSeconds",
+        label: "API alone: N creates, then N Ready status writes (s)",
+        goal: "",
+        growth: Growth::Total,
+    },
+    Row {
+        key: "burstApiAloneRate",
+        label: "API alone: create + status rate (Topics/s)",
+        goal: "ceiling of the burst rate",
+        growth: Growth::Rate,
+    },
+    Row {
+        key: API_RATIO_FIGURE,
+        label: "Operator burst rate / API-alone create + status rate",
+        goal: "",
+        growth: Growth::None,
+    },
+    Row {
         key: "reconcilesPerTopic",
         label: "Topic reconciles per Topic (burst, to all Ready)",
         goal: "≈ 1",
@@ -525,6 +579,8 @@ struct SizeReport {
     /// What a reader of the table must know about how a figure was taken (printed under it).
     notes: Vec<String>,
     details: serde_json::Map<String, Value>,
+    /// CPU by process during Kafka alone, API alone and the burst (those that ran).
+    cpu: Vec<CpuUse>,
 }
 
 impl SizeReport {
@@ -546,6 +602,11 @@ impl SizeReport {
             "figures": figures,
             "notes": self.notes,
             "details": self.details,
+            "cpu": self
+                .cpu
+                .iter()
+                .map(|c| (c.key.to_string(), c.to_json()))
+                .collect::<serde_json::Map<String, Value>>(),
         })
     }
 }
@@ -654,6 +715,23 @@ fn render_table(rows: &[Row], sizes: &[SizeReport]) -> String {
             1.0 / ratio
         ));
     }
+    let cpu: Vec<String> = sizes
+        .iter()
+        .flat_map(|s| {
+            s.cpu
+                .iter()
+                .map(|c| format!("- N = {}, {}", grouped(s.size as f64, 0), c.text()))
+        })
+        .collect();
+    if !cpu.is_empty() {
+        lines.push(String::new());
+        lines.push(
+            "CPU seconds by process (utime + stime) during each burst, the most first; the \
+             machine's busy time from /proc/stat (all cores):"
+                .into(),
+        );
+        lines.extend(cpu);
+    }
     let notes: Vec<String> = sizes
         .iter()
         .flat_map(|s| {
@@ -692,6 +770,167 @@ fn percentile(samples: &[Option<f64>], q: f64) -> Option<f64> {
 
 fn mib(kib: u64) -> f64 {
     kib as f64 / 1024.0
+}
+
+// ---------------------------------------------------------------------------------------------
+// CPU by process during a burst
+
+/// The machine's (busy, total) CPU seconds so far, over all cores, from the first line of
+/// /proc/stat: busy is user + nice + system + irq + softirq + steal, total adds idle and iowait.
+fn machine_cpu_seconds() -> Option<(f64, f64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    machine_cpu_from_stat(&stat, clock_ticks())
+}
+
+fn machine_cpu_from_stat(stat: &str, ticks_per_second: f64) -> Option<(f64, f64)> {
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let ticks: Vec<f64> = line
+        .split_whitespace()
+        .skip(1)
+        .take(8)
+        .map(|v| v.parse().ok())
+        .collect::<Option<_>>()?;
+    let [user, nice, system, idle, iowait, irq, softirq, steal] = ticks[..] else {
+        return None;
+    };
+    let busy = user + nice + system + irq + softirq + steal;
+    Some((
+        busy / ticks_per_second,
+        (busy + idle + iowait) / ticks_per_second,
+    ))
+}
+
+/// The CPU seconds used so far by some processes and by the machine, at one moment.
+struct CpuMark {
+    at: Instant,
+    /// (name, pid, CPU seconds; `None` when /proc could not be read).
+    processes: Vec<(String, u32, Option<f64>)>,
+    machine: Option<(f64, f64)>,
+}
+
+impl CpuMark {
+    fn take(processes: &[(String, u32)]) -> CpuMark {
+        CpuMark {
+            at: Instant::now(),
+            processes: processes
+                .iter()
+                .map(|(name, pid)| (name.clone(), *pid, process_cpu_seconds(*pid)))
+                .collect(),
+            machine: machine_cpu_seconds(),
+        }
+    }
+}
+
+/// The CPU seconds each process used during one phase.
+#[derive(Clone, Debug, PartialEq)]
+struct CpuUse {
+    /// Its key in the JSON (`kafkaAlone`, `apiAlone`, `burst`).
+    key: &'static str,
+    /// As printed (`Kafka alone`, ...).
+    label: &'static str,
+    /// What the phase made (`300 Topics`).
+    what: String,
+    wall_seconds: f64,
+    /// (name, CPU seconds), the most first; a process not readable at both ends is left out.
+    processes: Vec<(String, f64)>,
+    /// The machine's (busy, total) CPU seconds over the phase.
+    machine: Option<(f64, f64)>,
+}
+
+/// Processes that used less than this in a phase are left out of the printed line.
+const CPU_PRINTED_FROM: f64 = 0.05;
+
+impl CpuUse {
+    fn between(
+        key: &'static str,
+        label: &'static str,
+        what: String,
+        before: &CpuMark,
+        after: &CpuMark,
+    ) -> CpuUse {
+        let mut processes: Vec<(String, f64)> = after
+            .processes
+            .iter()
+            .filter_map(|(name, pid, now)| {
+                let earlier = before
+                    .processes
+                    .iter()
+                    .find(|(n, p, _)| n == name && p == pid)
+                    .and_then(|(_, _, s)| *s)?;
+                Some((name.clone(), (*now)? - earlier))
+            })
+            .collect();
+        processes.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        let machine = match (before.machine, after.machine) {
+            (Some((busy0, total0)), Some((busy1, total1))) => {
+                Some((busy1 - busy0, total1 - total0))
+            }
+            _ => None,
+        };
+        CpuUse {
+            key,
+            label,
+            what,
+            wall_seconds: (after.at - before.at).as_secs_f64(),
+            processes,
+            machine,
+        }
+    }
+
+    /// `burst (300 Topics, 5.2 s wall): kube-apiserver 4.1 s, ...; machine 9.8 s busy of 10.4 s`
+    fn text(&self) -> String {
+        let listed: Vec<String> = self
+            .processes
+            .iter()
+            .filter(|(_, s)| *s >= CPU_PRINTED_FROM)
+            .map(|(name, s)| format!("{name} {} s", grouped(*s, 1)))
+            .collect();
+        let mut text = format!(
+            "{} ({}, {} s wall): {}",
+            self.label,
+            self.what,
+            grouped(self.wall_seconds, 1),
+            if listed.is_empty() {
+                "none".to_string()
+            } else {
+                listed.join(", ")
+            }
+        );
+        if listed.len() < self.processes.len() {
+            text.push_str(&format!(
+                ", the other {} under {CPU_PRINTED_FROM} s",
+                self.processes.len() - listed.len()
+            ));
+        }
+        if let Some((busy, total)) = self.machine {
+            let ours: f64 = self.processes.iter().map(|(_, s)| s).sum();
+            text.push_str(&format!(
+                "; machine {} s busy of {} s, {} s of it outside these processes",
+                grouped(busy, 1),
+                grouped(total, 1),
+                grouped((busy - ours).max(0.0), 1)
+            ));
+        }
+        text
+    }
+
+    fn to_json(&self) -> Value {
+        // /proc counts in clock ticks (10 ms): the differences' float noise is cut off.
+        let ms = |seconds: f64| (seconds * 1000.0).round() / 1000.0;
+        json!({
+            "phase": self.label,
+            "what": self.what,
+            "wallSeconds": ms(self.wall_seconds),
+            "cpuSeconds": self
+                .processes
+                .iter()
+                .map(|(name, s)| (name.clone(), json!(ms(*s))))
+                .collect::<serde_json::Map<String, Value>>(),
+            "machine": self.machine.map(|(busy, total)| {
+                json!({"busySeconds": ms(busy), "totalSeconds": ms(total)})
+            }),
+        })
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1572,8 +1811,8 @@ async fn kafka_alone_create(admin: &KafkaAdmin, names: &[String], timeout: Durat
     }
 }
 
-/// The operator's burst rate over Kafka alone's, from their cells: a number when both are,
-/// "skipped" when either was.
+/// The operator's burst rate over a ceiling's (Kafka alone's, API alone's), from their cells: a
+/// number when both are, "skipped" when either was.
 fn ratio_cell(burst_rate: Option<&Cell>, alone_rate: Option<&Cell>) -> Cell {
     let skipped = |c: Option<&Cell>| c.is_some_and(|c| c.value.is_none() && c.text == SKIPPED);
     if skipped(burst_rate) || skipped(alone_rate) {
@@ -1585,6 +1824,246 @@ fn ratio_cell(burst_rate: Option<&Cell>, alone_rate: Option<&Cell>) -> Cell {
     ) {
         (Some(burst), Some(alone)) if alone > 0.0 => Cell::number(burst / alone, 2),
         _ => Cell::text("n/a (not all Ready or not all created)"),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// API alone: the API server's own rate
+
+/// The status the operator writes for a Ready Topic, cut to what makes it Ready: the generation
+/// observed (a new Topic's, 1) and a `Ready=True` condition for it. As a merge patch of the
+/// status subresource.
+fn ready_status_patch(name: &str) -> Value {
+    let status = TopicStatus {
+        observed_generation: Some(1),
+        conditions: vec![Condition::new(
+            "Ready",
+            ConditionStatus::True,
+            "TopicReady",
+            format!("topic '{name}' exists with 1 partitions and replication factor 1"),
+            Some(1),
+        )],
+        ..TopicStatus::default()
+    };
+    json!({"status": status})
+}
+
+/// Writes a Ready status of one Topic (see [`ready_status_patch`]), retrying what a busy API
+/// server may answer (429, 5xx, a broken connection), as [`create_topic`] does.
+async fn write_ready_status(client: &Client, namespace: &str, name: &str) -> Result<(), String> {
+    let api: Api<Topic> = Api::namespaced(client.clone(), namespace);
+    let patch = Patch::Merge(ready_status_patch(name));
+    let mut attempt = 0u32;
+    loop {
+        attempt += 1;
+        let retriable = match api
+            .patch_status(name, &PatchParams::default(), &patch)
+            .await
+        {
+            Ok(_) => return Ok(()),
+            Err(kube::Error::Api(status)) => {
+                (status.code == 429 || status.code >= 500, status.to_string())
+            }
+            Err(e) => (true, e.to_string()),
+        };
+        match retriable {
+            (true, _) if attempt < 5 => {
+                tokio::time::sleep(Duration::from_millis(200) * attempt).await;
+            }
+            (_, message) => {
+                return Err(format!(
+                    "writing the status of Topic {namespace}/{name}: {message}"
+                ));
+            }
+        }
+    }
+}
+
+/// What one request per Topic, `streams` at a time, came to.
+struct Writes {
+    expected: usize,
+    /// The Topics whose request succeeded.
+    written: Vec<(String, String)>,
+    failed: Vec<String>,
+    /// From the first request to the last one returned, or to giving up.
+    seconds: f64,
+}
+
+impl Writes {
+    fn complete(&self) -> bool {
+        self.written.len() >= self.expected
+    }
+
+    fn to_json(&self) -> Value {
+        json!({
+            "of": self.expected,
+            "written": self.written.len(),
+            "seconds": self.seconds,
+            "failed": {"count": self.failed.len(), "first": self.failed.first()},
+        })
+    }
+}
+
+/// Runs `request` for each Topic, `streams` at a time as a [`Burst`]'s creators do, until every
+/// one has returned or `deadline` has passed (the rest are then dropped).
+async fn write_all<F, Fut>(
+    label: &str,
+    topics: Vec<(String, String)>,
+    streams: usize,
+    deadline: Instant,
+    request: F,
+) -> Writes
+where
+    F: Fn(String, String) -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>>,
+{
+    let expected = topics.len();
+    let started = Instant::now();
+    let mut last_returned = started;
+    let mut last_progress = Instant::now();
+    let mut written = Vec::new();
+    let mut failed = Vec::new();
+    let mut results = std::pin::pin!(
+        futures::stream::iter(topics)
+            .map(|(ns, name)| {
+                let call = request(ns.clone(), name.clone());
+                async move { (ns, name, call.await) }
+            })
+            .buffer_unordered(streams)
+    );
+    let finished = loop {
+        let next = tokio::time::timeout_at(deadline.into(), results.next()).await;
+        match next {
+            Ok(Some((ns, name, result))) => {
+                last_returned = Instant::now();
+                match result {
+                    Ok(()) => written.push((ns, name)),
+                    Err(e) => failed.push(e),
+                }
+            }
+            Ok(None) => break true,
+            Err(_) => break false,
+        }
+        if last_progress.elapsed() >= PROGRESS_EVERY {
+            last_progress = Instant::now();
+            say(format!(
+                "{label}: {} of {} returned after {} s",
+                grouped((written.len() + failed.len()) as f64, 0),
+                grouped(expected as f64, 0),
+                started.elapsed().as_secs()
+            ));
+        }
+    };
+    if !finished {
+        say(format!(
+            "{label}: giving up after {} s with {} of {} returned",
+            started.elapsed().as_secs(),
+            grouped((written.len() + failed.len()) as f64, 0),
+            grouped(expected as f64, 0)
+        ));
+    }
+    if let Some(first) = failed.first() {
+        say(format!(
+            "{label}: {} failed; the first: {first}",
+            failed.len()
+        ));
+    }
+    Writes {
+        expected,
+        written,
+        failed,
+        seconds: if finished {
+            (last_returned - started).as_secs_f64()
+        } else {
+            started.elapsed().as_secs_f64()
+        },
+    }
+}
+
+/// What N creates, then N status writes, took on the API server with no operator running.
+struct ApiAlone {
+    creates: Writes,
+    statuses: Writes,
+}
+
+impl ApiAlone {
+    fn expected(&self) -> usize {
+        self.creates.expected
+    }
+
+    fn seconds(&self) -> f64 {
+        self.creates.seconds + self.statuses.seconds
+    }
+
+    fn complete(&self) -> bool {
+        self.creates.complete() && self.statuses.complete()
+    }
+
+    /// Topics created (and given a status) per second.
+    fn creates_rate(&self) -> f64 {
+        self.creates.written.len() as f64 / self.creates.seconds.max(1e-3)
+    }
+
+    fn rate(&self) -> f64 {
+        self.statuses.written.len() as f64 / self.seconds().max(1e-3)
+    }
+
+    fn creates_seconds_cell(&self) -> Cell {
+        if self.creates.complete() {
+            Cell::number(self.creates.seconds, 1)
+        } else {
+            Cell::text(format!(
+                "not reached: {} of {} created after {} s ({} failed)",
+                grouped(self.creates.written.len() as f64, 0),
+                grouped(self.expected() as f64, 0),
+                grouped(self.creates.seconds, 0),
+                grouped(self.creates.failed.len() as f64, 0)
+            ))
+        }
+    }
+
+    fn creates_rate_cell(&self) -> Cell {
+        if self.creates.complete() {
+            Cell::number(self.creates_rate(), 1)
+        } else {
+            Cell::text(format!(
+                "< {} (not all created)",
+                grouped(self.creates_rate(), 1)
+            ))
+        }
+    }
+
+    fn seconds_cell(&self) -> Cell {
+        if self.complete() {
+            Cell::number(self.seconds(), 1)
+        } else {
+            Cell::text(format!(
+                "not reached: {} of {} with a status after {} s ({} creates and {} status \
+                 writes failed)",
+                grouped(self.statuses.written.len() as f64, 0),
+                grouped(self.expected() as f64, 0),
+                grouped(self.seconds(), 0),
+                grouped(self.creates.failed.len() as f64, 0),
+                grouped(self.statuses.failed.len() as f64, 0)
+            ))
+        }
+    }
+
+    fn rate_cell(&self) -> Cell {
+        if self.complete() {
+            Cell::number(self.rate(), 1)
+        } else {
+            Cell::text(format!("< {} (not all written)", grouped(self.rate(), 1)))
+        }
+    }
+
+    fn to_json(&self) -> Value {
+        json!({
+            "topics": self.expected(),
+            "creates": self.creates.to_json(),
+            "statuses": self.statuses.to_json(),
+            "seconds": self.seconds(),
+        })
     }
 }
 
@@ -1607,6 +2086,7 @@ struct SizeRun<'a> {
     cells: BTreeMap<&'static str, Cell>,
     notes: Vec<String>,
     details: serde_json::Map<String, Value>,
+    cpu: Vec<CpuUse>,
 }
 
 impl<'a> SizeRun<'a> {
@@ -1637,7 +2117,42 @@ impl<'a> SizeRun<'a> {
             cells: BTreeMap::new(),
             notes: Vec::new(),
             details: serde_json::Map::new(),
+            cpu: Vec::new(),
         }
+    }
+
+    /// The processes whose CPU a phase records: the environment's, the operator (when given)
+    /// and the benchmark itself.
+    fn cpu_processes(&self, operator: Option<u32>) -> Vec<(String, u32)> {
+        let mut processes: Vec<(String, u32)> = self
+            .env
+            .component_pids()
+            .into_iter()
+            .map(|(name, pid)| (name.to_string(), pid))
+            .collect();
+        processes.extend(operator.map(|pid| ("operator".to_string(), pid)));
+        processes.push(("bench".to_string(), std::process::id()));
+        processes
+    }
+
+    /// Records the CPU used since `before`, and says it.
+    fn record_cpu(
+        &mut self,
+        key: &'static str,
+        label: &'static str,
+        what: String,
+        before: &CpuMark,
+    ) {
+        let after = CpuMark::take(
+            &before
+                .processes
+                .iter()
+                .map(|(name, pid, _)| (name.clone(), *pid))
+                .collect::<Vec<_>>(),
+        );
+        let used = CpuUse::between(key, label, what, before, &after);
+        say(format!("CPU during {}", used.text()));
+        self.cpu.push(used);
     }
 
     fn namespaces(&self) -> Vec<String> {
@@ -1682,7 +2197,14 @@ impl<'a> SizeRun<'a> {
         ));
         let admin = KafkaAdmin::connect(&self.env.bootstrap_servers)?;
         let timeout = Duration::from_secs(self.args.ready_timeout);
+        let cpu = CpuMark::take(&self.cpu_processes(None));
         let alone = kafka_alone_create(&admin, &names, timeout).await;
+        self.record_cpu(
+            "kafkaAlone",
+            "Kafka alone",
+            format!("{} topics", grouped(n as f64, 0)),
+            &cpu,
+        );
         say(format!(
             "Kafka alone: {} of {} in Metadata after {:.1} s ({:.1} topics/s; last CreateTopics \
              returned after {:.1} s, {} requests)",
@@ -1728,6 +2250,153 @@ impl<'a> SizeRun<'a> {
         Ok(())
     }
 
+    /// "API alone": N Topics created through the API server in a namespace of their own by
+    /// `--streams` creators, then a Ready status written for each by as many, both timed; with
+    /// no operator running. The Topics and the namespace are deleted again (not timed).
+    async fn api_alone(&mut self) -> Result<(), Error> {
+        let n = self.size;
+        let ns = format!("bench-api-alone-{}", self.index);
+        let streams = self.args.streams;
+        say(format!(
+            "API alone: {} Topics created in {ns} by {streams} creators, then a Ready status \
+             written for each, no operator running",
+            grouped(n as f64, 0)
+        ));
+        let namespaces: Api<Namespace> = Api::all(self.client.clone());
+        let namespace: Namespace = serde_json::from_value(json!({
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {"name": ns, "labels": {BENCH_LABEL: BENCH_LABEL_VALUE}},
+        }))?;
+        namespaces
+            .create(&PostParams::default(), &namespace)
+            .await
+            .map_err(|e| format!("creating namespace {ns}: {e}"))?;
+        let index = self.index;
+        let topics: Vec<(String, String)> = (0..n)
+            .map(|k| (ns.clone(), format!("a{index}-{k:06}")))
+            .collect();
+        let deadline = Instant::now() + Duration::from_secs(self.args.ready_timeout);
+        let client = self.client;
+        let cpu = CpuMark::take(&self.cpu_processes(None));
+        let creates = write_all(
+            "API alone: creates",
+            topics,
+            streams,
+            deadline,
+            |ns, name| async move { create_topic(client, &ns, &name).await },
+        )
+        .await;
+        let created = creates.written.clone();
+        let statuses = write_all(
+            "API alone: status writes",
+            created,
+            streams,
+            deadline,
+            |ns, name| async move { write_ready_status(client, &ns, &name).await },
+        )
+        .await;
+        self.record_cpu(
+            "apiAlone",
+            "API alone, create + status",
+            format!("{} Topics", grouped(n as f64, 0)),
+            &cpu,
+        );
+        let alone = ApiAlone { creates, statuses };
+        say(format!(
+            "API alone: {} of {} created in {:.1} s ({:.1} Topics/s), {} statuses written in \
+             {:.1} s more: {:.1} s in all ({:.1} Topics/s)",
+            grouped(alone.creates.written.len() as f64, 0),
+            grouped(n as f64, 0),
+            alone.creates.seconds,
+            alone.creates_rate(),
+            grouped(alone.statuses.written.len() as f64, 0),
+            alone.statuses.seconds,
+            alone.seconds(),
+            alone.rate()
+        ));
+        self.set("burstApiAloneCreatesSeconds", alone.creates_seconds_cell());
+        self.set("burstApiAloneCreatesRate", alone.creates_rate_cell());
+        self.set("burstApiAloneSeconds", alone.seconds_cell());
+        self.set("burstApiAloneRate", alone.rate_cell());
+        for (what, writes) in [
+            ("creates", &alone.creates),
+            ("status writes", &alone.statuses),
+        ] {
+            if let Some(first) = writes.failed.first() {
+                self.notes.push(format!(
+                    "API alone: {} of {} {what} failed; the first: {first}",
+                    writes.failed.len(),
+                    writes.expected
+                ));
+            }
+        }
+        let mut detail = alone.to_json();
+        detail["namespace"] = json!(ns);
+        detail["streams"] = json!(streams);
+        detail["cleanUpSeconds"] = json!(self.api_alone_clean_up(&ns).await);
+        self.detail("apiAlone", detail);
+        Ok(())
+    }
+
+    /// Deletes API alone's Topics and namespace and waits until both are gone (at most 120 s
+    /// each), so that the operator started next finds none of them; the seconds it took.
+    async fn api_alone_clean_up(&mut self, ns: &str) -> f64 {
+        let started = Instant::now();
+        let timeout = Duration::from_secs(120);
+        say(format!("API alone: deleting its Topics and namespace {ns}"));
+        let topics: Api<Topic> = Api::namespaced(self.client.clone(), ns);
+        if let Err(e) = topics
+            .delete_collection(&DeleteParams::default(), &ListParams::default())
+            .await
+        {
+            say(format!("deleting the Topics of {ns}: {e}"));
+        }
+        let mut left = None;
+        let waiting = Instant::now();
+        while waiting.elapsed() < timeout {
+            left = match topics.list(&ListParams::default().limit(1)).await {
+                Ok(list) => Some(list.items.len()),
+                Err(e) => {
+                    say(format!("listing the Topics of {ns}: {e}"));
+                    None
+                }
+            };
+            if left == Some(0) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        if left != Some(0) {
+            self.notes.push(format!(
+                "API alone: Topics were still in {ns} {} s after they were deleted (the \
+                 operator, started next, saw them)",
+                timeout.as_secs()
+            ));
+        }
+        let namespaces: Api<Namespace> = Api::all(self.client.clone());
+        if let Err(e) = namespaces.delete(ns, &DeleteParams::default()).await {
+            say(format!("deleting namespace {ns}: {e}"));
+        }
+        let waiting = Instant::now();
+        loop {
+            if matches!(namespaces.get_opt(ns).await, Ok(None)) {
+                break;
+            }
+            if waiting.elapsed() >= timeout {
+                self.notes.push(format!(
+                    "API alone: namespace {ns} was not gone {} s after it was deleted",
+                    timeout.as_secs()
+                ));
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        say(format!("API alone: cleaned up in {seconds:.1} s"));
+        seconds
+    }
+
     /// Topic `(namespace, name)`s of a burst, names unique on the broker (every namespace's
     /// cluster is the same broker, and two Topics claiming one Kafka topic conflict).
     fn burst_topics(
@@ -1759,6 +2428,12 @@ impl<'a> SizeRun<'a> {
             self.skip(KAFKA_ALONE_FIGURES);
         } else {
             self.kafka_alone().await?;
+        }
+        // Then the API server on its own, still before the operator starts.
+        if self.args.no_api_alone {
+            self.skip(API_ALONE_FIGURES);
+        } else {
+            self.api_alone().await?;
         }
         say(format!(
             "size {}: namespaces {} with a KafkaCluster each",
@@ -1802,6 +2477,11 @@ impl<'a> SizeRun<'a> {
             self.cells.get("burstKafkaAloneRate"),
         );
         self.set(RATIO_FIGURE, ratio);
+        let ratio = ratio_cell(
+            self.cells.get("burstRate"),
+            self.cells.get("burstApiAloneRate"),
+        );
+        self.set(API_RATIO_FIGURE, ratio);
         Ok(SizeReport {
             size: n,
             pending_size: self.pending_size,
@@ -1809,6 +2489,7 @@ impl<'a> SizeRun<'a> {
             cells: std::mem::take(&mut self.cells),
             notes: std::mem::take(&mut self.notes),
             details: std::mem::take(&mut self.details),
+            cpu: std::mem::take(&mut self.cpu),
         })
     }
 
@@ -1965,8 +2646,15 @@ impl<'a> SizeRun<'a> {
         let before = operator.counters().await;
         let namespaces = self.burst_namespaces.clone();
         let topics = self.burst_topics("b", &namespaces, n);
+        let cpu = CpuMark::take(&self.cpu_processes(Some(operator.pid())));
         let burst = Burst::start(self.client, topics, self.args.streams);
         let outcome = self.wait_burst(&burst, watch, operator, "burst").await?;
+        self.record_cpu(
+            "burst",
+            "burst",
+            format!("{} Topics", grouped(n as f64, 0)),
+            &cpu,
+        );
         let after = operator.counters().await;
         say(format!(
             "burst: {} of {} Ready in {:.1} s; last create returned after {}",
@@ -2529,6 +3217,7 @@ fn conditions(env: &Environment, args: &Args, operator: &Path, load_before: &str
         "refreshSeconds": args.refresh_seconds,
         "phases": args.phases.iter().map(|p| p.name()).collect::<Vec<_>>(),
         "kafkaAlone": !args.no_ceiling,
+        "apiAlone": !args.no_api_alone,
         "kafkaVersion": env.kafka_version,
         "topicSpec": {"partitions": 1, "replicationFactor": 1},
     })
@@ -2681,6 +3370,7 @@ apiserver_request_total{code="200",component="apiserver",dry_run="",group="coord
             cells: cells.iter().cloned().collect(),
             notes: Vec::new(),
             details: serde_json::Map::new(),
+            cpu: Vec::new(),
         }
     }
 
@@ -2758,15 +3448,17 @@ apiserver_request_total{code="200",component="apiserver",dry_run="",group="coord
             vec![Phase::Burst, Phase::Probes, Phase::Pending, Phase::Steady]
         );
         assert!(!all.no_ceiling);
-        let some =
-            parse(&["--phases", "burst,steady", "--no-ceiling"]).unwrap_or_else(|e| panic!("{e}"));
+        assert!(!all.no_api_alone);
+        let some = parse(&["--phases", "burst,steady", "--no-ceiling", "--no-api-alone"])
+            .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(some.phases, vec![Phase::Burst, Phase::Steady]);
         assert!(some.no_ceiling);
+        assert!(some.no_api_alone);
         assert!(parse(&["--phases", "burst,warmup"]).is_err());
     }
 
     #[test]
-    fn skipped_figures_are_rows_and_kafka_alone_follows_the_burst() {
+    fn skipped_figures_are_rows_and_the_ceilings_follow_the_burst() {
         let keys: Vec<&str> = ROWS.iter().map(|r| r.key).collect();
         for phase in [Phase::Burst, Phase::Probes, Phase::Pending, Phase::Steady] {
             for key in phase.figures() {
@@ -2778,13 +3470,15 @@ apiserver_request_total{code="200",component="apiserver",dry_run="",group="coord
             }
         }
         let burst_rate = keys.iter().position(|k| *k == "burstRate");
-        let after: Vec<&str> = burst_rate
-            .map(|i| keys[i + 1..i + 4].to_vec())
-            .unwrap_or_default();
         let mut expected = KAFKA_ALONE_FIGURES.to_vec();
         expected.push(RATIO_FIGURE);
+        expected.extend(API_ALONE_FIGURES);
+        expected.push(API_RATIO_FIGURE);
+        let after: Vec<&str> = burst_rate
+            .map(|i| keys[i + 1..i + 1 + expected.len()].to_vec())
+            .unwrap_or_default();
         assert_eq!(after, expected);
-        // Every figure is measured by exactly one phase, Kafka alone, or always.
+        // Every figure is measured by exactly one phase, a ceiling, or always.
         let mut owned: Vec<&str> = [Phase::Burst, Phase::Probes, Phase::Pending, Phase::Steady]
             .iter()
             .flat_map(|p| p.figures().iter().copied())
@@ -2843,6 +3537,111 @@ apiserver_request_total{code="200",component="apiserver",dry_run="",group="coord
         );
         assert_eq!(some.rate_cell().value, None);
         assert_eq!(some.to_json()["failed"]["count"], json!(10));
+    }
+
+    #[test]
+    fn api_alone_figures_are_numbers_only_when_all_were_written() {
+        let writes = |expected: usize, written: usize, failed: usize, seconds: f64| Writes {
+            expected,
+            written: (0..written)
+                .map(|k| ("bench-api-alone-0".to_string(), format!("a0-{k:06}")))
+                .collect(),
+            failed: (0..failed).map(|k| format!("refused {k}")).collect(),
+            seconds,
+        };
+        let all = ApiAlone {
+            creates: writes(1000, 1000, 0, 4.0),
+            statuses: writes(1000, 1000, 0, 6.0),
+        };
+        assert_eq!(all.creates_seconds_cell(), Cell::number(4.0, 1));
+        assert_eq!(all.creates_rate_cell(), Cell::number(250.0, 1));
+        assert_eq!(all.seconds_cell(), Cell::number(10.0, 1));
+        assert_eq!(all.rate_cell(), Cell::number(100.0, 1));
+        // The operator's burst at 50 Topics/s is half the API server's ceiling.
+        assert_eq!(
+            ratio_cell(Some(&Cell::number(50.0, 1)), Some(&all.rate_cell())),
+            Cell::number(0.5, 2)
+        );
+        let some = ApiAlone {
+            creates: writes(1000, 990, 10, 4.0),
+            statuses: writes(990, 990, 0, 6.0),
+        };
+        assert_eq!(some.creates_seconds_cell().value, None);
+        assert_eq!(
+            some.creates_seconds_cell().text,
+            "not reached: 990 of 1 000 created after 4 s (10 failed)"
+        );
+        assert_eq!(some.seconds_cell().value, None);
+        assert_eq!(some.rate_cell().text, "< 99.0 (not all written)");
+        assert_eq!(some.to_json()["creates"]["failed"]["count"], json!(10));
+    }
+
+    #[test]
+    fn the_status_written_by_api_alone_makes_a_new_topic_ready() {
+        let patch = ready_status_patch("a0-000001");
+        let topic: Topic = serde_json::from_value(json!({
+            "apiVersion": "exactly.dev/v1alpha1",
+            "kind": "Topic",
+            "metadata": {"name": "a0-000001", "namespace": "ns", "generation": 1},
+            "spec": {"clusterRef": {"name": "local"}, "partitions": 1},
+            "status": patch["status"],
+        }))
+        .unwrap_or_else(|e| panic!("topic: {e}"));
+        assert!(is_ready(&topic));
+        assert_eq!(patch["status"]["observedGeneration"], json!(1));
+        let ready = &patch["status"]["conditions"][0];
+        assert_eq!(ready["reason"], json!("TopicReady"));
+        assert_eq!(ready["observedGeneration"], json!(1));
+        assert!(ready["lastTransitionTime"].is_string(), "{ready}");
+    }
+
+    #[test]
+    fn cpu_by_process_is_the_difference_the_most_first() {
+        let stat = "cpu  100 10 50 800 20 5 5 10 0 0\ncpu0 50 5 25 400 10 2 3 5 0 0\n";
+        assert_eq!(machine_cpu_from_stat(stat, 100.0), Some((1.8, 10.0)));
+        assert_eq!(machine_cpu_from_stat("cpu  1 2 3\n", 100.0), None);
+        let mark = |at: Instant, apiserver: f64, bench: Option<f64>, machine: (f64, f64)| CpuMark {
+            at,
+            processes: vec![
+                ("kube-apiserver".into(), 10, Some(apiserver)),
+                ("etcd".into(), 11, Some(1.0)),
+                ("kafka-storage-format".into(), 12, None),
+                ("bench".into(), 13, bench),
+            ],
+            machine: Some(machine),
+        };
+        let start = Instant::now();
+        let before = mark(start, 2.0, Some(0.5), (100.0, 200.0));
+        let after = mark(
+            start + Duration::from_millis(5200),
+            6.5,
+            Some(1.5),
+            (106.0, 210.4),
+        );
+        let used = CpuUse::between("burst", "burst", "300 Topics".into(), &before, &after);
+        assert_eq!(
+            used.processes,
+            vec![
+                ("kube-apiserver".to_string(), 4.5),
+                ("bench".to_string(), 1.0),
+                ("etcd".to_string(), 0.0),
+            ]
+        );
+        assert_eq!(
+            used.text(),
+            "burst (300 Topics, 5.2 s wall): kube-apiserver 4.5 s, bench 1.0 s, the other 1 \
+             under 0.05 s; machine 6.0 s busy of 10.4 s, 0.5 s of it outside these processes"
+        );
+        assert_eq!(used.to_json()["cpuSeconds"]["kube-apiserver"], json!(4.5));
+        assert_eq!(used.to_json()["machine"]["busySeconds"], json!(6.0));
+
+        let mut report = report(300, &[]);
+        report.cpu.push(used);
+        let table = render_table(&ROWS[..1], &[report]);
+        assert!(
+            table.contains("\n- N = 300, burst (300 Topics, 5.2 s wall): kube-apiserver"),
+            "{table}"
+        );
     }
 
     #[test]
