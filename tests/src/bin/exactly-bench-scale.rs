@@ -132,6 +132,10 @@ struct Args {
     /// operator needs at least, which the burst rate is compared to).
     #[arg(long)]
     no_api_alone: bool,
+    /// How "API alone" writes each status: `apply` (server-side apply, forced, as the operator
+    /// writes its statuses) or `merge` (a JSON merge patch, the cheapest write of a status).
+    #[arg(long, value_enum, default_value_t = StatusWrite::Apply)]
+    api_alone_status: StatusWrite,
     /// The phases to run, comma-separated; the figures of the others print as "skipped".
     /// `burst`: the N Topics at once (without it the later phases run with no Topics steady);
     /// `probes`: single Topics while steady; `pending`: the second burst and the Topic timed
@@ -143,6 +147,13 @@ struct Args {
         default_value = "burst,probes,pending,steady"
     )]
     phases: Vec<Phase>,
+}
+
+/// How "API alone" writes a status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum StatusWrite {
+    Apply,
+    Merge,
 }
 
 /// A part of each size's run that `--phases` can leave out.
@@ -1850,16 +1861,32 @@ fn ready_status_patch(name: &str) -> Value {
 
 /// Writes a Ready status of one Topic (see [`ready_status_patch`]), retrying what a busy API
 /// server may answer (429, 5xx, a broken connection), as [`create_topic`] does.
-async fn write_ready_status(client: &Client, namespace: &str, name: &str) -> Result<(), String> {
+async fn write_ready_status(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    how: StatusWrite,
+) -> Result<(), String> {
     let api: Api<Topic> = Api::namespaced(client.clone(), namespace);
-    let patch = Patch::Merge(ready_status_patch(name));
+    let (patch, params) = match how {
+        StatusWrite::Merge => (
+            Patch::Merge(ready_status_patch(name)),
+            PatchParams::default(),
+        ),
+        StatusWrite::Apply => {
+            let mut body = ready_status_patch(name);
+            body["apiVersion"] = json!("exactly.dev/v1alpha1");
+            body["kind"] = json!("Topic");
+            (
+                Patch::Apply(body),
+                PatchParams::apply("exactly-operator").force(),
+            )
+        }
+    };
     let mut attempt = 0u32;
     loop {
         attempt += 1;
-        let retriable = match api
-            .patch_status(name, &PatchParams::default(), &patch)
-            .await
-        {
+        let retriable = match api.patch_status(name, &params, &patch).await {
             Ok(_) => return Ok(()),
             Err(kube::Error::Api(status)) => {
                 (status.code == 429 || status.code >= 500, status.to_string())
@@ -2257,6 +2284,7 @@ impl<'a> SizeRun<'a> {
         let n = self.size;
         let ns = format!("bench-api-alone-{}", self.index);
         let streams = self.args.streams;
+        let how = self.args.api_alone_status;
         say(format!(
             "API alone: {} Topics created in {ns} by {streams} creators, then a Ready status \
              written for each, no operator running",
@@ -2293,7 +2321,7 @@ impl<'a> SizeRun<'a> {
             created,
             streams,
             deadline,
-            |ns, name| async move { write_ready_status(client, &ns, &name).await },
+            |ns, name| async move { write_ready_status(client, &ns, &name, how).await },
         )
         .await;
         self.record_cpu(
