@@ -79,7 +79,7 @@ struct Args {
     /// d c b, ...); each mode's figures are those of its median round by rate, and every
     /// round's rate is printed (the machine's noise between runs is as large as the effects
     /// measured, so one copy each is no comparison).
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 5)]
     rounds: u32,
     /// Commit interval of (b), (c) and (d).
     #[arg(long, default_value_t = 100)]
