@@ -1522,6 +1522,16 @@ impl Burst {
     }
 }
 
+/// A rate as a number when everything it counts was done, else a lower bound saying what was
+/// not (`done`: "Ready", "created", "written").
+fn rate_cell(complete: bool, rate: f64, done: &str) -> Cell {
+    if complete {
+        Cell::number(rate, 1)
+    } else {
+        Cell::text(format!("< {} (not all {done})", grouped(rate, 1)))
+    }
+}
+
 /// Where a burst got to.
 struct Outcome {
     ready: usize,
@@ -1550,11 +1560,7 @@ impl Outcome {
     }
 
     fn rate_cell(&self) -> Cell {
-        if self.complete {
-            Cell::number(self.rate(), 1)
-        } else {
-            Cell::text(format!("< {} (not all Ready)", grouped(self.rate(), 1)))
-        }
+        rate_cell(self.complete, self.rate(), "Ready")
     }
 }
 
@@ -1695,11 +1701,7 @@ impl KafkaAlone {
     }
 
     fn rate_cell(&self) -> Cell {
-        if self.complete() {
-            Cell::number(self.rate(), 1)
-        } else {
-            Cell::text(format!("< {} (not all created)", grouped(self.rate(), 1)))
-        }
+        rate_cell(self.complete(), self.rate(), "created")
     }
 
     fn to_json(&self) -> Value {
@@ -2050,14 +2052,7 @@ impl ApiAlone {
     }
 
     fn creates_rate_cell(&self) -> Cell {
-        if self.creates.complete() {
-            Cell::number(self.creates_rate(), 1)
-        } else {
-            Cell::text(format!(
-                "< {} (not all created)",
-                grouped(self.creates_rate(), 1)
-            ))
-        }
+        rate_cell(self.creates.complete(), self.creates_rate(), "created")
     }
 
     fn seconds_cell(&self) -> Cell {
@@ -2077,11 +2072,7 @@ impl ApiAlone {
     }
 
     fn rate_cell(&self) -> Cell {
-        if self.complete() {
-            Cell::number(self.rate(), 1)
-        } else {
-            Cell::text(format!("< {} (not all written)", grouped(self.rate(), 1)))
-        }
+        rate_cell(self.complete(), self.rate(), "written")
     }
 
     fn to_json(&self) -> Value {
