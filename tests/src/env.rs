@@ -57,6 +57,9 @@ pub struct Options {
     /// in it) or `2g` (the scale benchmark's 20 000 partitions do not fit in 512 MiB: the
     /// broker spends its time collecting garbage).
     pub kafka_heap: String,
+    /// Serve kube-apiserver's `/debug/pprof` (for profiling a benchmark: `go tool pprof` with
+    /// the admin token). Default: off, unless `EXACTLY_PROFILING=1`.
+    pub profiling: bool,
 }
 
 impl Default for Options {
@@ -69,6 +72,7 @@ impl Default for Options {
             real_node: std::env::var_os("EXACTLY_REAL_NODE").is_none_or(|v| v != "0"),
             kubernetes: true,
             kafka_heap: "512m".to_string(),
+            profiling: std::env::var_os("EXACTLY_PROFILING").is_some_and(|v| v != "0"),
         }
     }
 }
@@ -223,6 +227,8 @@ pub struct Environment {
     kafka_image: Mutex<Option<String>>,
     /// [`Options::kafka_heap`].
     kafka_heap: String,
+    /// [`Options::profiling`].
+    profiling: bool,
 }
 
 fn log(message: impl AsRef<str>) {
@@ -301,6 +307,7 @@ impl Environment {
             operator_image: Mutex::new(None),
             kafka_image: Mutex::new(None),
             kafka_heap: options.kafka_heap.clone(),
+            profiling: options.profiling,
         };
         match env.bring_up(&options) {
             Ok(up) => {
@@ -622,7 +629,7 @@ impl Environment {
                 pki.service_account_key.display()
             ))
             .arg("--allow-privileged=true")
-            .arg("--profiling=false")
+            .arg(format!("--profiling={}", self.profiling))
             .arg("--v=1");
         match &self.node {
             Some(node) => {

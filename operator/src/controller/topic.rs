@@ -508,6 +508,46 @@ fn batches_of(ctx: &Context, cluster: &str, admin: &Arc<KafkaAdmin>) -> Arc<Topi
     }
 }
 
+/// Creates the topic of `request` in the cluster's next batched `CreateTopics`, recording what
+/// it did: created, or adopted when it existed already.
+async fn create(
+    batches: &TopicBatches,
+    request: &NewTopicRequest,
+    actions: &mut Vec<(&'static str, String)>,
+) -> Result<CreateOutcome, KafkaError> {
+    let outcome = batches.create(request).await?;
+    let name = &request.name;
+    match &outcome {
+        CreateOutcome::Created(_) => {
+            info!(topic = %name, partitions = request.partitions, "created topic");
+            actions.push((
+                "TopicCreated",
+                format!(
+                    "created Kafka topic '{name}' with {} partitions",
+                    request.partitions
+                ),
+            ));
+        }
+        CreateOutcome::AlreadyExists => {
+            info!(topic = %name, "topic already exists; adopting it");
+            actions.push((
+                "TopicAdopted",
+                format!("adopted the existing Kafka topic '{name}'"),
+            ));
+        }
+    }
+    Ok(outcome)
+}
+
+/// A failed admin call's outcome: refused by the brokers (stays until something changes), or
+/// worth retrying.
+fn failed(e: KafkaError) -> TopicOutcome {
+    match e {
+        KafkaError::Refused { .. } => TopicOutcome::Refused(e),
+        other => TopicOutcome::Retrying(other),
+    }
+}
+
 /// Brings the broker's topic in line with the spec, as far as Kafka allows.
 async fn converge(
     topic: &Topic,
@@ -516,80 +556,80 @@ async fn converge(
     actions: &mut Vec<(&'static str, String)>,
 ) -> TopicOutcome {
     let name = topic.kafka_topic_name();
-    let observed = match batches.describe(&name).await {
-        Ok(observed) => observed,
-        Err(e @ KafkaError::Refused { .. }) => return TopicOutcome::Refused(e),
-        Err(e) => return TopicOutcome::Retrying(e),
-    };
-    let result = match plan_topic_change(topic, observed.as_ref()) {
-        TopicChange::None => Ok(()),
-        TopicChange::Create(request) => match batches.create(&request).await {
-            Ok(CreateOutcome::Created) => {
-                info!(topic = %name, partitions = request.partitions, "created topic");
-                actions.push((
-                    "TopicCreated",
-                    format!(
-                        "created Kafka topic '{name}' with {} partitions",
-                        request.partitions
-                    ),
-                ));
-                Ok(())
-            }
-            Ok(CreateOutcome::AlreadyExists) => {
-                info!(topic = %name, "topic already exists; adopting it");
-                actions.push((
-                    "TopicAdopted",
-                    format!("adopted the existing Kafka topic '{name}'"),
-                ));
-                Ok(())
-            }
-            Err(e) => Err(e),
-        },
-        TopicChange::GrowPartitions { from, to } => {
-            let grown = admin.grow_partitions(&name, to).await;
-            if grown.is_ok() {
-                info!(topic = %name, from, to, "added partitions");
-                actions.push(("PartitionsAdded", format!("partitions {from} → {to}")));
-            }
-            grown
+    // A Topic never reconciled (no status yet) most likely names a topic that does not exist
+    // yet: create it straight away, one request where a describe would come first. One that
+    // exists already is adopted and goes the usual way (described, then changed as planned).
+    let mut created = None;
+    if topic.status.is_none()
+        && let TopicChange::Create(request) = plan_topic_change(topic, None)
+    {
+        match create(batches, &request, actions).await {
+            Ok(CreateOutcome::Created(config)) => created = Some(config),
+            Ok(CreateOutcome::AlreadyExists) => {}
+            Err(e) => return failed(e),
         }
-        TopicChange::PartitionDecrease { have, want } => {
-            if let Some(observed) = observed {
-                return TopicOutcome::NotSupported {
-                    observed,
-                    message: format!(
-                        "spec.partitions is {want} but the topic has {have}: Kafka cannot remove partitions. \
-                         Set spec.partitions to {have} or more; the topic was left unchanged"
-                    ),
-                };
-            }
-            Ok(())
-        }
-        TopicChange::ReplicationChange { have, want } => {
-            if let Some(observed) = observed {
-                return TopicOutcome::NotSupported {
-                    observed,
-                    message: format!(
-                        "spec.replicationFactor is {want} but the topic has {have}: changing the replication \
-                         of an existing topic is not supported. Set spec.replicationFactor to {have}"
-                    ),
-                };
-            }
-            Ok(())
-        }
-    };
-    if let Err(e) = result {
-        return match e {
-            KafkaError::Refused { .. } => TopicOutcome::Refused(e),
-            other => TopicOutcome::Retrying(other),
+    }
+    if created.is_none() {
+        let observed = match batches.describe(&name).await {
+            Ok(observed) => observed,
+            Err(e) => return failed(e),
         };
+        let result = match plan_topic_change(topic, observed.as_ref()) {
+            TopicChange::None => Ok(()),
+            TopicChange::Create(request) => match create(batches, &request, actions).await {
+                Ok(CreateOutcome::Created(config)) => {
+                    created = Some(config);
+                    Ok(())
+                }
+                Ok(CreateOutcome::AlreadyExists) => Ok(()),
+                Err(e) => Err(e),
+            },
+            TopicChange::GrowPartitions { from, to } => {
+                let grown = admin.grow_partitions(&name, to).await;
+                if grown.is_ok() {
+                    info!(topic = %name, from, to, "added partitions");
+                    actions.push(("PartitionsAdded", format!("partitions {from} → {to}")));
+                }
+                grown
+            }
+            TopicChange::PartitionDecrease { have, want } => {
+                if let Some(observed) = observed {
+                    return TopicOutcome::NotSupported {
+                        observed,
+                        message: format!(
+                            "spec.partitions is {want} but the topic has {have}: Kafka cannot remove partitions. \
+                             Set spec.partitions to {have} or more; the topic was left unchanged"
+                        ),
+                    };
+                }
+                Ok(())
+            }
+            TopicChange::ReplicationChange { have, want } => {
+                if let Some(observed) = observed {
+                    return TopicOutcome::NotSupported {
+                        observed,
+                        message: format!(
+                            "spec.replicationFactor is {want} but the topic has {have}: changing the replication \
+                             of an existing topic is not supported. Set spec.replicationFactor to {have}"
+                        ),
+                    };
+                }
+                Ok(())
+            }
+        };
+        if let Err(e) = result {
+            return failed(e);
+        }
     }
 
-    // Configuration: only what is set on the topic itself counts.
-    let on_topic = match batches.configs(&name).await {
-        Ok(config) => config,
-        Err(e @ KafkaError::Refused { .. }) => return TopicOutcome::Refused(e),
-        Err(e) => return TopicOutcome::Retrying(e),
+    // Configuration: only what is set on the topic itself counts. A create's answer lists it
+    // (CreateTopics v5+), which spares a DescribeConfigs.
+    let on_topic = match created.flatten() {
+        Some(config) => config,
+        None => match batches.configs(&name).await {
+            Ok(config) => config,
+            Err(e) => return failed(e),
+        },
     };
     let plan = plan_config(
         &topic.spec.config,
@@ -602,10 +642,7 @@ async fn converge(
             .alter_topic_config(&name, &plan.set, &plan.delete)
             .await
         {
-            return match e {
-                KafkaError::Refused { .. } => TopicOutcome::Refused(e),
-                other => TopicOutcome::Retrying(other),
-            };
+            return failed(e);
         }
         info!(topic = %name, set = ?plan.set.keys().collect::<Vec<_>>(), removed = ?plan.delete, "applied topic configuration");
         let mut changed: Vec<String> = plan.set.iter().map(|(k, v)| format!("{k}={v}")).collect();

@@ -157,11 +157,37 @@ pub struct NewTopicRequest {
 }
 
 /// What creating a topic did.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CreateOutcome {
-    Created,
+    /// Created, with the configuration set on the topic itself as `CreateTopics` answered it
+    /// (v5+, when the principal may describe the topic's configuration; broker defaults left
+    /// out), or `None` when the answer did not list it.
+    Created(Option<BTreeMap<String, String>>),
     /// It was there already (created by someone else, or by us a moment ago).
     AlreadyExists,
+}
+
+/// The configuration set on a topic itself, from its `CreateTopics` answer: `None` before v5
+/// (no configuration in the answer) and when the broker could not say
+/// (`topic_config_error_code`, e.g. the principal may create but not describe configs).
+fn created_config(
+    version: i16,
+    result: &kafka_protocol::messages::create_topics_response::CreatableTopicResult,
+) -> Option<BTreeMap<String, String>> {
+    if version < 5 || result.topic_config_error_code != 0 {
+        return None;
+    }
+    Some(
+        result
+            .configs
+            .as_ref()?
+            .iter()
+            .filter(|c| {
+                wire::ConfigSource::from_id(c.config_source) == wire::ConfigSource::DynamicTopic
+            })
+            .filter_map(|c| Some((c.name.to_string(), c.value.as_ref()?.to_string())))
+            .collect(),
+    )
 }
 
 /// Admin access to one Kafka cluster.
@@ -468,9 +494,10 @@ impl KafkaAdmin {
             })
             .collect();
         let request_timeout = i32::try_from(REQUEST_TIMEOUT.as_millis()).unwrap_or(i32::MAX);
-        let response = self
+        let (version, response) = self
             .wire
-            .send(
+            .send_versioned(
+                None,
                 None,
                 CreateTopicsRequest::default()
                     .with_topics(topics)
@@ -484,7 +511,7 @@ impl KafkaAdmin {
             .map(|t| {
                 let name = t.name.0.to_string();
                 let outcome = match t.error_code {
-                    0 => Ok(CreateOutcome::Created),
+                    0 => Ok(CreateOutcome::Created(created_config(version, &t))),
                     TOPIC_ALREADY_EXISTS => Ok(CreateOutcome::AlreadyExists),
                     code => Err(Self::refused(
                         OP,
@@ -975,6 +1002,37 @@ impl KafkaClients {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_create_answer_lists_only_what_is_set_on_the_topic_itself_and_only_from_v5() {
+        use kafka_protocol::messages::create_topics_response::{
+            CreatableTopicConfigs, CreatableTopicResult,
+        };
+        let entry = |name: &str, value: Option<&str>, source: i8| {
+            CreatableTopicConfigs::default()
+                .with_name(StrBytes::from_string(name.into()))
+                .with_value(value.map(|v| StrBytes::from_string(v.into())))
+                .with_config_source(source)
+        };
+        let answer = CreatableTopicResult::default().with_configs(Some(vec![
+            entry("retention.ms", Some("3600000"), 1),
+            entry("cleanup.policy", Some("delete"), 5),
+            entry("min.insync.replicas", Some("2"), 4),
+            entry("sasl.secret", None, 1),
+        ]));
+        assert_eq!(
+            created_config(7, &answer),
+            Some(BTreeMap::from([(
+                "retention.ms".to_string(),
+                "3600000".to_string()
+            )]))
+        );
+        assert_eq!(created_config(4, &answer), None, "no configs before v5");
+        let refused = answer.clone().with_topic_config_error_code(29);
+        assert_eq!(created_config(7, &refused), None, "not allowed to describe");
+        let unlisted = CreatableTopicResult::default().with_configs(None);
+        assert_eq!(created_config(7, &unlisted), None);
+    }
 
     fn partition(partition: i32, replicas: &[i32], isr: &[i32]) -> wire::PartitionMetadata {
         wire::PartitionMetadata {

@@ -297,7 +297,7 @@ pub enum ConfigSource {
 }
 
 impl ConfigSource {
-    fn from_id(id: i8) -> Self {
+    pub(crate) fn from_id(id: i8) -> Self {
         match id {
             1 => ConfigSource::DynamicTopic,
             2 => ConfigSource::DynamicBroker,

@@ -786,14 +786,24 @@ fn mib(kib: u64) -> f64 {
 // ---------------------------------------------------------------------------------------------
 // CPU by process during a burst
 
-/// The machine's (busy, total) CPU seconds so far, over all cores, from the first line of
-/// /proc/stat: busy is user + nice + system + irq + softirq + steal, total adds idle and iowait.
-fn machine_cpu_seconds() -> Option<(f64, f64)> {
+/// The machine's CPU seconds so far, over all cores, from the first line of /proc/stat.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct MachineCpu {
+    /// user + nice + system + irq + softirq + steal.
+    busy: f64,
+    /// busy + idle + iowait.
+    total: f64,
+    /// Time the hypervisor gave this VM's CPUs to someone else: counted busy, but no process
+    /// of the machine used it.
+    steal: f64,
+}
+
+fn machine_cpu_seconds() -> Option<MachineCpu> {
     let stat = std::fs::read_to_string("/proc/stat").ok()?;
     machine_cpu_from_stat(&stat, clock_ticks())
 }
 
-fn machine_cpu_from_stat(stat: &str, ticks_per_second: f64) -> Option<(f64, f64)> {
+fn machine_cpu_from_stat(stat: &str, ticks_per_second: f64) -> Option<MachineCpu> {
     let line = stat.lines().find(|l| l.starts_with("cpu "))?;
     let ticks: Vec<f64> = line
         .split_whitespace()
@@ -805,10 +815,11 @@ fn machine_cpu_from_stat(stat: &str, ticks_per_second: f64) -> Option<(f64, f64)
         return None;
     };
     let busy = user + nice + system + irq + softirq + steal;
-    Some((
-        busy / ticks_per_second,
-        (busy + idle + iowait) / ticks_per_second,
-    ))
+    Some(MachineCpu {
+        busy: busy / ticks_per_second,
+        total: (busy + idle + iowait) / ticks_per_second,
+        steal: steal / ticks_per_second,
+    })
 }
 
 /// The CPU seconds used so far by some processes and by the machine, at one moment.
@@ -816,7 +827,7 @@ struct CpuMark {
     at: Instant,
     /// (name, pid, CPU seconds; `None` when /proc could not be read).
     processes: Vec<(String, u32, Option<f64>)>,
-    machine: Option<(f64, f64)>,
+    machine: Option<MachineCpu>,
 }
 
 impl CpuMark {
@@ -844,8 +855,8 @@ struct CpuUse {
     wall_seconds: f64,
     /// (name, CPU seconds), the most first; a process not readable at both ends is left out.
     processes: Vec<(String, f64)>,
-    /// The machine's (busy, total) CPU seconds over the phase.
-    machine: Option<(f64, f64)>,
+    /// The machine's CPU seconds over the phase.
+    machine: Option<MachineCpu>,
 }
 
 /// Processes that used less than this in a phase are left out of the printed line.
@@ -873,9 +884,11 @@ impl CpuUse {
             .collect();
         processes.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
         let machine = match (before.machine, after.machine) {
-            (Some((busy0, total0)), Some((busy1, total1))) => {
-                Some((busy1 - busy0, total1 - total0))
-            }
+            (Some(a), Some(b)) => Some(MachineCpu {
+                busy: b.busy - a.busy,
+                total: b.total - a.total,
+                steal: b.steal - a.steal,
+            }),
             _ => None,
         };
         CpuUse {
@@ -913,13 +926,15 @@ impl CpuUse {
                 self.processes.len() - listed.len()
             ));
         }
-        if let Some((busy, total)) = self.machine {
+        if let Some(m) = self.machine {
             let ours: f64 = self.processes.iter().map(|(_, s)| s).sum();
             text.push_str(&format!(
-                "; machine {} s busy of {} s, {} s of it outside these processes",
-                grouped(busy, 1),
-                grouped(total, 1),
-                grouped((busy - ours).max(0.0), 1)
+                "; machine {} s busy of {} s, {} s of it outside these processes ({} s stolen \
+                 by the hypervisor)",
+                grouped(m.busy, 1),
+                grouped(m.total, 1),
+                grouped((m.busy - ours).max(0.0), 1),
+                grouped(m.steal, 1)
             ));
         }
         text
@@ -937,8 +952,12 @@ impl CpuUse {
                 .iter()
                 .map(|(name, s)| (name.clone(), json!(ms(*s))))
                 .collect::<serde_json::Map<String, Value>>(),
-            "machine": self.machine.map(|(busy, total)| {
-                json!({"busySeconds": ms(busy), "totalSeconds": ms(total)})
+            "machine": self.machine.map(|m| {
+                json!({
+                    "busySeconds": ms(m.busy),
+                    "totalSeconds": ms(m.total),
+                    "stealSeconds": ms(m.steal),
+                })
             }),
         })
     }
@@ -3617,25 +3636,33 @@ apiserver_request_total{code="200",component="apiserver",dry_run="",group="coord
     #[test]
     fn cpu_by_process_is_the_difference_the_most_first() {
         let stat = "cpu  100 10 50 800 20 5 5 10 0 0\ncpu0 50 5 25 400 10 2 3 5 0 0\n";
-        assert_eq!(machine_cpu_from_stat(stat, 100.0), Some((1.8, 10.0)));
+        assert_eq!(
+            machine_cpu_from_stat(stat, 100.0),
+            Some(MachineCpu {
+                busy: 1.8,
+                total: 10.0,
+                steal: 0.1
+            })
+        );
         assert_eq!(machine_cpu_from_stat("cpu  1 2 3\n", 100.0), None);
-        let mark = |at: Instant, apiserver: f64, bench: Option<f64>, machine: (f64, f64)| CpuMark {
-            at,
-            processes: vec![
-                ("kube-apiserver".into(), 10, Some(apiserver)),
-                ("etcd".into(), 11, Some(1.0)),
-                ("kafka-storage-format".into(), 12, None),
-                ("bench".into(), 13, bench),
-            ],
-            machine: Some(machine),
-        };
+        let mark =
+            |at: Instant, apiserver: f64, bench: Option<f64>, (busy, total, steal)| CpuMark {
+                at,
+                processes: vec![
+                    ("kube-apiserver".into(), 10, Some(apiserver)),
+                    ("etcd".into(), 11, Some(1.0)),
+                    ("kafka-storage-format".into(), 12, None),
+                    ("bench".into(), 13, bench),
+                ],
+                machine: Some(MachineCpu { busy, total, steal }),
+            };
         let start = Instant::now();
-        let before = mark(start, 2.0, Some(0.5), (100.0, 200.0));
+        let before = mark(start, 2.0, Some(0.5), (100.0, 200.0, 3.0));
         let after = mark(
             start + Duration::from_millis(5200),
             6.5,
             Some(1.5),
-            (106.0, 210.4),
+            (106.0, 210.4, 3.25),
         );
         let used = CpuUse::between("burst", "burst", "300 Topics".into(), &before, &after);
         assert_eq!(
@@ -3649,7 +3676,8 @@ apiserver_request_total{code="200",component="apiserver",dry_run="",group="coord
         assert_eq!(
             used.text(),
             "burst (300 Topics, 5.2 s wall): kube-apiserver 4.5 s, bench 1.0 s, the other 1 \
-             under 0.05 s; machine 6.0 s busy of 10.4 s, 0.5 s of it outside these processes"
+             under 0.05 s; machine 6.0 s busy of 10.4 s, 0.5 s of it outside these processes (0.2 s \
+             stolen by the hypervisor)"
         );
         assert_eq!(used.to_json()["cpuSeconds"]["kube-apiserver"], json!(4.5));
         assert_eq!(used.to_json()["machine"]["busySeconds"], json!(6.0));

@@ -778,7 +778,8 @@ async fn alter_topic_config_with_an_invalid_value_is_refused_as_invalid_config_a
 // ----- topics ----------------------------------------------------------------------------------
 
 #[tokio::test]
-async fn create_topic_creates_it_with_its_partitions_default_replication_and_config() {
+async fn create_topic_creates_it_with_its_partitions_default_replication_and_config_and_answers_the_config()
+ {
     let (env, ns) = setup("wire-create").await;
     let topic = ns.unique("orders");
     let outcome = admin(env)
@@ -790,7 +791,14 @@ async fn create_topic_creates_it_with_its_partitions_default_replication_and_con
         })
         .await
         .unwrap_or_else(|e| panic!("create {topic}: {e}"));
-    assert_eq!(outcome, CreateOutcome::Created);
+    assert_eq!(
+        outcome,
+        CreateOutcome::Created(Some(BTreeMap::from([(
+            "retention.ms".to_string(),
+            "3600000".to_string()
+        )]))),
+        "the answer lists the configuration set on the topic itself, broker defaults left out"
+    );
     eventually("rdkafka to see 3 partitions", TIMEOUT, || async {
         match broker_partitions(env, &topic) {
             Some(3) => Ok(()),
