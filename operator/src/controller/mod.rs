@@ -15,6 +15,7 @@ pub mod producer_config;
 pub mod provision;
 pub mod provisioned;
 pub mod resolve;
+pub mod secrets;
 pub mod topic;
 
 use std::future::Future;
@@ -78,6 +79,8 @@ pub struct Context {
     pub refresh_interval: Duration,
     /// The batched topic calls of each KafkaCluster (`namespace/name`).
     pub topic_batches: Mutex<HashMap<String, Arc<topic::TopicBatches>>>,
+    /// What the operator's own Secrets hold, from their watch (no GET to compare).
+    pub secrets: Arc<secrets::SecretLedger>,
 }
 
 /// Remembers each group's committed offsets between observations, to tell when it last
@@ -569,6 +572,7 @@ async fn run_in(
         worker_image: options.worker_image.clone(),
         refresh_interval: options.refresh_interval,
         topic_batches: Mutex::default(),
+        secrets: Arc::default(),
     });
 
     let clusters = clusters
@@ -643,10 +647,13 @@ async fn run_in(
             })
     };
     let producers = producers
-        .owns(
+        // Only the operator's own Secrets (its label), recorded on the way for the reconciles
+        // to compare against.
+        .owns_stream(secrets::watch(
             api::<k8s_openapi::api::core::v1::Secret>(&client, namespace),
             watch.clone(),
-        )
+            ctx.secrets.clone(),
+        ))
         .watches_stream(
             watch_cluster_changes(&client, namespace, &watch),
             on_cluster(ctx.producers.clone(), |p: &Producer| {

@@ -349,7 +349,10 @@ async fn apply_secret(
             namespace: Some(namespace.to_string()),
             owner_references: Some(vec![owner]),
             labels: Some(BTreeMap::from([
-                ("app.kubernetes.io/managed-by".into(), "exactly".into()),
+                (
+                    super::secrets::MANAGED_BY.0.into(),
+                    super::secrets::MANAGED_BY.1.into(),
+                ),
                 ("exactly.dev/producer".into(), producer.name_any()),
             ])),
             ..ObjectMeta::default()
@@ -364,10 +367,18 @@ async fn apply_secret(
         ..Secret::default()
     };
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
-    // Skip the write when the Secret already holds exactly this (quiet: no needless writes).
-    if let Some(existing) = api.get_opt(name).await?
-        && existing.data == secret.data
-    {
+    // Skip the write when the Secret already holds exactly this (quiet: no needless writes),
+    // as its watch last showed it; read it only when the watch has not delivered it yet.
+    let wanted = super::secrets::digest(secret.data.as_ref());
+    let holds = match ctx.secrets.holds(namespace, name, wanted) {
+        Some(holds) => holds,
+        None => api
+            .get_opt(name)
+            .await?
+            .is_some_and(|existing| existing.data == secret.data),
+    };
+    if holds {
+        ctx.secrets.record(namespace, name, wanted);
         return Ok(());
     }
     api.patch(
@@ -376,6 +387,7 @@ async fn apply_secret(
         &Patch::Apply(&secret),
     )
     .await?;
+    ctx.secrets.record(namespace, name, wanted);
     info!(
         secret = name,
         namespace, "rendered producer client configuration"

@@ -142,6 +142,54 @@ async fn the_client_secret_holds_exactly_the_expected_properties() {
 }
 
 #[tokio::test]
+async fn a_client_secret_edited_or_deleted_by_hand_is_written_again() {
+    let (ns, client, _, _) = setup("producer-secret-restore", serde_json::json!({})).await;
+    let expected = instance_properties(&client, &ns, 0).await;
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns.name);
+    let restored = |what: &'static str| {
+        let secrets = secrets.clone();
+        let expected = expected.clone();
+        eventually(what, TIMEOUT, move || {
+            let secrets = secrets.clone();
+            let expected = expected.clone();
+            async move {
+                let secret = secrets
+                    .get_opt("writer-client")
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .ok_or("no Secret")?;
+                let props = secret
+                    .data
+                    .unwrap_or_default()
+                    .get("instance-0.properties")
+                    .map(|f| parse_properties(&String::from_utf8_lossy(&f.0)))
+                    .ok_or("no instance-0.properties")?;
+                if props == expected {
+                    Ok(())
+                } else {
+                    Err(format!("{props:?}"))
+                }
+            }
+        })
+    };
+
+    let edit = serde_json::json!({"data": {
+        "instance-0.properties": k8s_openapi::ByteString(b"acks=1\n".to_vec()),
+    }});
+    secrets
+        .patch("writer-client", &PatchParams::default(), &Patch::Merge(edit))
+        .await
+        .unwrap_or_else(|e| panic!("edit the Secret: {e}"));
+    restored("the edited Secret to be written again").await;
+
+    secrets
+        .delete("writer-client", &Default::default())
+        .await
+        .unwrap_or_else(|e| panic!("delete the Secret: {e}"));
+    restored("the deleted Secret to be written again").await;
+}
+
+#[tokio::test]
 async fn a_weakening_override_is_rejected_naming_the_key() {
     let (ns, client, _, _) = setup(
         "producer-weak",
