@@ -33,17 +33,32 @@
 //!    kube-apiserver's own `apiserver_request_total` (write verbs on `exactly.dev`, and on
 //!    Events), the operator's CPU, its Topic reconciles and Kafka admin requests, per refresh.
 //!    The benchmark itself does not write during the window (its watch only reads).
+//! 7. **ConsumerGroups and Producers** (what the issue's "10 000 Producers and ConsumerGroups"
+//!    cost), on the same operator, with the Topics of the phases before still steady: for each
+//!    kind in turn, in fresh namespaces (`--namespaces` of them, each with its KafkaCluster
+//!    and one Topic, Ready, that every object of the kind names in `spec.topics`), N objects
+//!    (minimal specs: a ConsumerGroup's `groupId` is its name; a Producer's unique
+//!    `transactionalIdPrefix`, and its Secret `<name>-client`) created by `--streams`
+//!    creators, timed from the first create to the last one seen Ready by a watch; the CPU by
+//!    process during it; once the operator is idle for the kind (no reconcile of it for 3 s),
+//!    its RSS against the RSS just before the kind's burst; then a steady window as in 6: the
+//!    API requests per refresh, writes and reads (GET, LIST), of every client on every
+//!    resource except the environment's heartbeats ([`HEARTBEATS`]), and the operator's CPU,
+//!    reconciles of the kind and Kafka admin requests per refresh (the Topics' refresh is in
+//!    the CPU and the Kafka requests too: 6 has them alone). The objects and their namespaces
+//!    are deleted (until gone) before the next kind, so each kind's figures are its own.
 //!
 //! After all sizes, each figure's growth from the smallest to the largest size is printed:
 //! (figure at largest / at smallest) / (size ratio), for the total behind the figure, so 1.0 is
 //! linear, more is worse than linear, and 1/size-ratio means it does not grow at all.
 //!
-//! `--phases` picks which of `burst` (1, 2), `probes` (3), `pending` (4) and `steady` (6) run;
-//! the figures of a phase not run print as "skipped".
+//! `--phases` picks which of `burst` (1, 2), `probes` (3), `pending` (4), `steady` (6) and
+//! `others` (7) run; the figures of a phase not run print as "skipped".
 //!
-//! During Kafka alone, API alone and the burst, the CPU seconds (utime + stime) of each process
-//! (the environment's, the operator's, the benchmark's own) and the machine's busy time are
-//! recorded, and printed under the table: where a burst's time goes.
+//! During Kafka alone, API alone and the bursts (of Topics, ConsumerGroups, Producers), the CPU
+//! seconds (utime + stime) of each process (the environment's, the operator's, the benchmark's
+//! own) and the machine's busy time are recorded, and printed under the table: where a burst's
+//! time goes.
 //!
 //! It measures and prints one markdown table (stdout), with progress on stderr; it asserts
 //! nothing about speed and exits non-zero only when it cannot run. The figures also go, with the
@@ -57,7 +72,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use clap::{Parser, ValueEnum};
-use exactly::api::{Condition, ConditionStatus, KafkaCluster, Topic, TopicStatus};
+use exactly::api::{
+    Condition, ConditionStatus, ConsumerGroup, KafkaCluster, Producer, Topic, TopicStatus,
+};
 use exactly::kafka::{CREATE_CHUNK, KafkaAdmin, NewTopicRequest};
 use exactly_testenv::process::Component;
 use exactly_testenv::procfs::{clock_ticks, loadavg, process_cpu_seconds, process_memory_kib};
@@ -74,10 +91,12 @@ use tokio::sync::Notify;
 #[command(
     about = "Benchmark the operator with many Topics: burst to Ready, a single change while \
              steady and while pending, RSS, and the steady state's API writes, CPU and Kafka \
-             requests (issue #10)"
+             requests; then as many ConsumerGroups, and Producers: burst, RSS, steady state \
+             (issue #10)"
 )]
 struct Args {
     /// Topic counts to measure, comma-separated; each gets a fresh operator and namespaces.
+    /// The `others` phase creates as many ConsumerGroups, then as many Producers.
     #[arg(long, value_delimiter = ',', default_value = "1000,10000")]
     sizes: Vec<usize>,
     /// Concurrent creators of a burst (the issue's figures came from `kubectl create` in 6
@@ -139,12 +158,13 @@ struct Args {
     /// The phases to run, comma-separated; the figures of the others print as "skipped".
     /// `burst`: the N Topics at once (without it the later phases run with no Topics steady);
     /// `probes`: single Topics while steady; `pending`: the second burst and the Topic timed
-    /// during it; `steady`: the steady-state window.
+    /// during it; `steady`: the steady-state window; `others`: N ConsumerGroups, then N
+    /// Producers (burst, RSS, steady state).
     #[arg(
         long,
         value_enum,
         value_delimiter = ',',
-        default_value = "burst,probes,pending,steady"
+        default_value = "burst,probes,pending,steady,others"
     )]
     phases: Vec<Phase>,
 }
@@ -163,6 +183,7 @@ enum Phase {
     Probes,
     Pending,
     Steady,
+    Others,
 }
 
 impl Phase {
@@ -172,6 +193,7 @@ impl Phase {
             Phase::Probes => "probes",
             Phase::Pending => "pending",
             Phase::Steady => "steady",
+            Phase::Others => "others",
         }
     }
 
@@ -198,9 +220,132 @@ impl Phase {
                 "reconcilesPerRefresh",
                 "kafkaRequestsPerRefresh",
             ],
+            Phase::Others => OTHER_FIGURES,
         }
     }
 }
+
+/// The keys of one kind's figures in the `others` phase.
+struct OtherFigures {
+    burst_seconds: &'static str,
+    burst_rate: &'static str,
+    rss_mib: &'static str,
+    rss_kib_per_object: &'static str,
+    writes_per_refresh: &'static str,
+    reads_per_refresh: &'static str,
+    cpu_seconds_per_refresh: &'static str,
+    reconciles_per_refresh: &'static str,
+    kafka_requests_per_refresh: &'static str,
+}
+
+impl OtherFigures {
+    #[cfg(test)]
+    fn all(&self) -> [&'static str; 9] {
+        [
+            self.burst_seconds,
+            self.burst_rate,
+            self.rss_mib,
+            self.rss_kib_per_object,
+            self.writes_per_refresh,
+            self.reads_per_refresh,
+            self.cpu_seconds_per_refresh,
+            self.reconciles_per_refresh,
+            self.kafka_requests_per_refresh,
+        ]
+    }
+}
+
+/// A kind the `others` phase measures after the Topics.
+struct OtherKind {
+    /// `ConsumerGroups`, as printed.
+    plural: &'static str,
+    /// Its objects' names start with it (`cg0-0-000001`), and its Topics'.
+    short: &'static str,
+    /// Its namespaces are `bench-<size index>-<key>-<j>`; its details in the JSON start with it.
+    key: &'static str,
+    /// Its key and label in the CPU block.
+    cpu_key: &'static str,
+    cpu_label: &'static str,
+    /// The spec of the object `name` naming the Topic `topic`.
+    spec: fn(name: &str, topic: &str) -> Value,
+    figures: OtherFigures,
+}
+
+/// A minimal ConsumerGroup: its `groupId` defaults to its name, unique on the broker.
+fn group_spec(_name: &str, topic: &str) -> Value {
+    json!({"clusterRef": {"name": CLUSTER}, "topics": [{"name": topic}]})
+}
+
+/// A minimal Producer: its `transactionalIdPrefix`, unique on the broker, is its name.
+fn producer_spec(name: &str, topic: &str) -> Value {
+    json!({
+        "clusterRef": {"name": CLUSTER},
+        "transactionalIdPrefix": name,
+        "topics": [{"name": topic}],
+    })
+}
+
+const GROUPS: OtherKind = OtherKind {
+    plural: "ConsumerGroups",
+    short: "cg",
+    key: "groups",
+    cpu_key: "groupsBurst",
+    cpu_label: "ConsumerGroups burst",
+    spec: group_spec,
+    figures: OtherFigures {
+        burst_seconds: "groupsBurstSeconds",
+        burst_rate: "groupsBurstRate",
+        rss_mib: "groupsRssMib",
+        rss_kib_per_object: "groupsRssKibPerGroup",
+        writes_per_refresh: "groupsApiWritesPerRefresh",
+        reads_per_refresh: "groupsApiReadsPerRefresh",
+        cpu_seconds_per_refresh: "groupsCpuSecondsPerRefresh",
+        reconciles_per_refresh: "groupsReconcilesPerRefresh",
+        kafka_requests_per_refresh: "groupsKafkaRequestsPerRefresh",
+    },
+};
+
+const PRODUCERS: OtherKind = OtherKind {
+    plural: "Producers",
+    short: "pr",
+    key: "producers",
+    cpu_key: "producersBurst",
+    cpu_label: "Producers burst",
+    spec: producer_spec,
+    figures: OtherFigures {
+        burst_seconds: "producersBurstSeconds",
+        burst_rate: "producersBurstRate",
+        rss_mib: "producersRssMib",
+        rss_kib_per_object: "producersRssKibPerProducer",
+        writes_per_refresh: "producersApiWritesPerRefresh",
+        reads_per_refresh: "producersApiReadsPerRefresh",
+        cpu_seconds_per_refresh: "producersCpuSecondsPerRefresh",
+        reconciles_per_refresh: "producersReconcilesPerRefresh",
+        kafka_requests_per_refresh: "producersKafkaRequestsPerRefresh",
+    },
+};
+
+/// The figures of the `others` phase: [`GROUPS`]'s, then [`PRODUCERS`]'s.
+const OTHER_FIGURES: &[&str] = &[
+    "groupsBurstSeconds",
+    "groupsBurstRate",
+    "groupsRssMib",
+    "groupsRssKibPerGroup",
+    "groupsApiWritesPerRefresh",
+    "groupsApiReadsPerRefresh",
+    "groupsCpuSecondsPerRefresh",
+    "groupsReconcilesPerRefresh",
+    "groupsKafkaRequestsPerRefresh",
+    "producersBurstSeconds",
+    "producersBurstRate",
+    "producersRssMib",
+    "producersRssKibPerProducer",
+    "producersApiWritesPerRefresh",
+    "producersApiReadsPerRefresh",
+    "producersCpuSecondsPerRefresh",
+    "producersReconcilesPerRefresh",
+    "producersKafkaRequestsPerRefresh",
+];
 
 /// The figures of "Kafka alone" (`--no-ceiling` skips them).
 const KAFKA_ALONE_FIGURES: &[&str] = &["burstKafkaAloneSeconds", "burstKafkaAloneRate"];
@@ -372,7 +517,8 @@ async fn bench(
 enum Growth {
     /// A total (seconds, MiB, requests): (large / small) / size ratio.
     Total,
-    /// A figure per Topic: the total behind it grows by large / small over the size ratio.
+    /// A figure per Topic (or per object of another kind): the total behind it grows by
+    /// large / small over the size ratio.
     PerTopic,
     /// A rate (Topics per second): the time behind it grows by small / large over the ratio.
     Rate,
@@ -555,6 +701,116 @@ const ROWS: &[Row] = &[
         key: "kafkaRequestsPerRefresh",
         label: "Steady: Kafka admin requests per refresh",
         goal: "O(clusters), not growing with N",
+        growth: Growth::Total,
+    },
+    Row {
+        key: "groupsBurstSeconds",
+        label: "ConsumerGroups: N created at once → all Ready (s)",
+        goal: "",
+        growth: Growth::Total,
+    },
+    Row {
+        key: "groupsBurstRate",
+        label: "ConsumerGroups burst rate (ConsumerGroups Ready/s)",
+        goal: "",
+        growth: Growth::Rate,
+    },
+    Row {
+        key: "groupsRssMib",
+        label: "Operator RSS, N ConsumerGroups Ready (MiB)",
+        goal: "",
+        growth: Growth::Total,
+    },
+    Row {
+        key: "groupsRssKibPerGroup",
+        label: "RSS per ConsumerGroup ((N ConsumerGroups Ready − before their burst) / N, KiB)",
+        goal: "",
+        growth: Growth::PerTopic,
+    },
+    Row {
+        key: "groupsApiWritesPerRefresh",
+        label: "Steady, N ConsumerGroups: API writes per refresh (every client and resource but \
+                heartbeats)",
+        goal: "0",
+        growth: Growth::Total,
+    },
+    Row {
+        key: "groupsApiReadsPerRefresh",
+        label: "Steady, N ConsumerGroups: API reads (GET, LIST) per refresh (likewise)",
+        goal: "",
+        growth: Growth::Total,
+    },
+    Row {
+        key: "groupsCpuSecondsPerRefresh",
+        label: "Steady, N ConsumerGroups: operator CPU per refresh (s, the Topics' included)",
+        goal: "",
+        growth: Growth::Total,
+    },
+    Row {
+        key: "groupsReconcilesPerRefresh",
+        label: "Steady, N ConsumerGroups: ConsumerGroup reconciles per refresh",
+        goal: "",
+        growth: Growth::Total,
+    },
+    Row {
+        key: "groupsKafkaRequestsPerRefresh",
+        label: "Steady, N ConsumerGroups: Kafka admin requests per refresh (the Topics' included)",
+        goal: "",
+        growth: Growth::Total,
+    },
+    Row {
+        key: "producersBurstSeconds",
+        label: "Producers: N created at once → all Ready (s)",
+        goal: "",
+        growth: Growth::Total,
+    },
+    Row {
+        key: "producersBurstRate",
+        label: "Producers burst rate (Producers Ready/s)",
+        goal: "",
+        growth: Growth::Rate,
+    },
+    Row {
+        key: "producersRssMib",
+        label: "Operator RSS, N Producers Ready (MiB)",
+        goal: "",
+        growth: Growth::Total,
+    },
+    Row {
+        key: "producersRssKibPerProducer",
+        label: "RSS per Producer ((N Producers Ready − before their burst) / N, KiB)",
+        goal: "",
+        growth: Growth::PerTopic,
+    },
+    Row {
+        key: "producersApiWritesPerRefresh",
+        label: "Steady, N Producers: API writes per refresh (every client and resource but \
+                heartbeats)",
+        goal: "0",
+        growth: Growth::Total,
+    },
+    Row {
+        key: "producersApiReadsPerRefresh",
+        label: "Steady, N Producers: API reads (GET, LIST) per refresh (likewise)",
+        goal: "",
+        growth: Growth::Total,
+    },
+    Row {
+        key: "producersCpuSecondsPerRefresh",
+        label: "Steady, N Producers: operator CPU per refresh (s, the Topics' included)",
+        goal: "",
+        growth: Growth::Total,
+    },
+    Row {
+        key: "producersReconcilesPerRefresh",
+        label: "Steady, N Producers: Producer reconciles per refresh",
+        goal: "",
+        growth: Growth::Total,
+    },
+    Row {
+        key: "producersKafkaRequestsPerRefresh",
+        label: "Steady, N Producers: Kafka admin requests per refresh (the Topics' included)",
+        goal: "",
         growth: Growth::Total,
     },
 ];
@@ -1038,8 +1294,8 @@ fn parse_exposition(text: &str) -> Vec<Sample> {
 /// The operator's counters the benchmark reads.
 #[derive(Clone, Debug, Default, PartialEq)]
 struct Counters {
-    /// `exactly_reconciles_total{kind="Topic"}`, over every result.
-    topic_reconciles: f64,
+    /// `exactly_reconciles_total` by `kind` (`Topic`, `ConsumerGroup`, ...), over every result.
+    reconciles: BTreeMap<String, f64>,
     /// `exactly_kafka_admin_requests_total` by `api`; `None` when the operator does not export it.
     kafka: Option<BTreeMap<String, f64>>,
 }
@@ -1055,12 +1311,15 @@ impl Counters {
                 || l.starts_with("# TYPE exactly_kafka_admin_requests_total ")
         });
         let mut counters = Counters {
-            topic_reconciles: 0.0,
+            reconciles: BTreeMap::new(),
             kafka: kafka_declared.then(BTreeMap::new),
         };
         for sample in parse_exposition(text) {
-            if sample.name == RECONCILES && sample.label("kind") == "Topic" {
-                counters.topic_reconciles += sample.value;
+            if sample.name == RECONCILES {
+                *counters
+                    .reconciles
+                    .entry(sample.label("kind").to_string())
+                    .or_default() += sample.value;
             } else if sample.name == KAFKA_REQUESTS {
                 *counters
                     .kafka
@@ -1074,17 +1333,23 @@ impl Counters {
 
     /// What was counted between `earlier` and `self`.
     fn since(&self, earlier: &Counters) -> Counters {
-        let kafka = self.kafka.as_ref().map(|now| {
-            let before = earlier.kafka.clone().unwrap_or_default();
-            now.iter()
-                .map(|(api, n)| (api.clone(), n - before.get(api).copied().unwrap_or(0.0)))
-                .filter(|(_, n)| *n != 0.0)
-                .collect()
-        });
+        let kafka = self
+            .kafka
+            .as_ref()
+            .map(|now| difference(now, &earlier.kafka.clone().unwrap_or_default()));
         Counters {
-            topic_reconciles: self.topic_reconciles - earlier.topic_reconciles,
+            reconciles: difference(&self.reconciles, &earlier.reconciles),
             kafka,
         }
+    }
+
+    /// Reconciles of `kind` (`Topic`, `ConsumerGroup`, `Producer`), over every result.
+    fn reconciles_of(&self, kind: &str) -> f64 {
+        self.reconciles.get(kind).copied().unwrap_or(0.0)
+    }
+
+    fn topic_reconciles(&self) -> f64 {
+        self.reconciles_of("Topic")
     }
 
     fn kafka_api(&self, api: &str) -> Option<f64> {
@@ -1098,19 +1363,41 @@ impl Counters {
     }
 
     fn to_json(&self) -> Value {
-        json!({"topicReconciles": self.topic_reconciles, "kafkaRequests": self.kafka})
+        json!({
+            "topicReconciles": self.topic_reconciles(),
+            "reconciles": self.reconciles,
+            "kafkaRequests": self.kafka,
+        })
     }
 }
 
-/// Writes kube-apiserver counted (`apiserver_request_total`, every client).
+/// `now - before` key by key (a key missing from `before` counts from 0), without the zeros.
+fn difference(
+    now: &BTreeMap<String, f64>,
+    before: &BTreeMap<String, f64>,
+) -> BTreeMap<String, f64> {
+    now.iter()
+        .map(|(k, n)| (k.clone(), n - before.get(k).copied().unwrap_or(0.0)))
+        .filter(|(_, n)| *n != 0.0)
+        .collect()
+}
+
+/// Requests kube-apiserver counted (`apiserver_request_total`, every client).
 #[derive(Clone, Debug, Default, PartialEq)]
-struct ApiWrites {
+struct ApiRequests {
     /// Write verbs on group `exactly.dev`.
     exactly: f64,
     /// Write verbs on `events` (core and `events.k8s.io`).
     events: f64,
     /// Both, by `VERB group/resource[/subresource]`.
     by_request: BTreeMap<String, f64>,
+    /// Write verbs on every resource of every group, but the environment's [`HEARTBEATS`].
+    writes: f64,
+    /// Reads ([`READ_VERBS`]) of every resource of every group, but the [`HEARTBEATS`].
+    reads: f64,
+    /// Every write and read of a resource, the heartbeats' too, by
+    /// `VERB group/resource[/subresource]`.
+    all: BTreeMap<String, f64>,
 }
 
 const WRITE_VERBS: &[&str] = &[
@@ -1121,67 +1408,79 @@ const WRITE_VERBS: &[&str] = &[
     "DELETE",
     "DELETECOLLECTION",
 ];
+/// A GET of one object, a LIST of many; WATCH, long-running, is not counted (the benchmark's
+/// own watches would be).
+const READ_VERBS: &[&str] = &["GET", "LIST"];
+/// The `group/resource`s the environment keeps writing and reading whatever the operator does:
+/// leases (kube-apiserver's identity lease, kwok's node leases) and nodes (kwok's fake nodes'
+/// status). Left out of [`ApiRequests::writes`] and [`ApiRequests::reads`].
+const HEARTBEATS: &[&str] = &["coordination.k8s.io/leases", "core/nodes"];
 
-impl ApiWrites {
-    fn from_exposition(text: &str) -> ApiWrites {
-        let mut writes = ApiWrites::default();
+impl ApiRequests {
+    fn from_exposition(text: &str) -> ApiRequests {
+        let mut requests = ApiRequests::default();
         for sample in parse_exposition(text) {
+            let verb = sample.label("verb");
+            let write = WRITE_VERBS.contains(&verb);
+            let resource = sample.label("resource");
+            // No resource: a non-resource URL (`/metrics`, `/healthz`, discovery).
             if sample.name != "apiserver_request_total"
-                || !WRITE_VERBS.contains(&sample.label("verb"))
+                || resource.is_empty()
+                || !(write || READ_VERBS.contains(&verb))
             {
                 continue;
             }
-            let group = sample.label("group");
-            let resource = sample.label("resource");
+            let group = match sample.label("group") {
+                "" => "core",
+                group => group,
+            };
+            let subresource = match sample.label("subresource") {
+                "" => String::new(),
+                s => format!("/{s}"),
+            };
+            let request = format!("{verb} {group}/{resource}{subresource}");
+            *requests.all.entry(request.clone()).or_default() += sample.value;
+            if !HEARTBEATS.contains(&format!("{group}/{resource}").as_str()) {
+                if write {
+                    requests.writes += sample.value;
+                } else {
+                    requests.reads += sample.value;
+                }
+            }
+            if !write {
+                continue;
+            }
             let ours = group == "exactly.dev";
             let events = resource == "events";
             if !ours && !events {
                 continue;
             }
             if ours {
-                writes.exactly += sample.value;
+                requests.exactly += sample.value;
             } else {
-                writes.events += sample.value;
+                requests.events += sample.value;
             }
-            let subresource = match sample.label("subresource") {
-                "" => String::new(),
-                s => format!("/{s}"),
-            };
-            let group = if group.is_empty() { "core" } else { group };
-            *writes
-                .by_request
-                .entry(format!(
-                    "{} {group}/{resource}{subresource}",
-                    sample.label("verb")
-                ))
-                .or_default() += sample.value;
+            *requests.by_request.entry(request).or_default() += sample.value;
         }
-        writes
+        requests
     }
 
-    fn since(&self, earlier: &ApiWrites) -> ApiWrites {
-        ApiWrites {
+    fn since(&self, earlier: &ApiRequests) -> ApiRequests {
+        ApiRequests {
             exactly: self.exactly - earlier.exactly,
             events: self.events - earlier.events,
-            by_request: self
-                .by_request
-                .iter()
-                .map(|(k, n)| {
-                    (
-                        k.clone(),
-                        n - earlier.by_request.get(k).copied().unwrap_or(0.0),
-                    )
-                })
-                .filter(|(_, n)| *n != 0.0)
-                .collect(),
+            by_request: difference(&self.by_request, &earlier.by_request),
+            writes: self.writes - earlier.writes,
+            reads: self.reads - earlier.reads,
+            all: difference(&self.all, &earlier.all),
         }
     }
 }
 
-async fn apiserver_writes(client: &Client) -> Result<ApiWrites, Error> {
+async fn apiserver_requests(client: &Client) -> Result<ApiRequests, Error> {
     let request = http::Request::get("/metrics").body(Vec::new())?;
     let text = client.request_text(request).await?;
-    Ok(ApiWrites::from_exposition(&text))
+    Ok(ApiRequests::from_exposition(&text))
 }
 
 /// `GET path` over plain HTTP/1.0 (the operator's endpoint answers and closes); the body.
@@ -1333,20 +1632,48 @@ impl Operator {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Watching Topics become Ready
+// Watching Topics (and ConsumerGroups, Producers) become Ready
+
+/// A kind the benchmark creates, labelled, and watches until Ready.
+trait Benched:
+    kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+    + Clone
+    + std::fmt::Debug
+    + serde::de::DeserializeOwned
+    + serde::Serialize
+    + Send
+    + Sync
+    + 'static
+{
+    /// The conditions of its status, and the generation the status says it observed.
+    fn ready_status(&self) -> Option<(&[Condition], Option<i64>)>;
+}
+
+macro_rules! benched {
+    ($($kind:ty),*) => {$(
+        impl Benched for $kind {
+            fn ready_status(&self) -> Option<(&[Condition], Option<i64>)> {
+                self.status
+                    .as_ref()
+                    .map(|s| (s.conditions.as_slice(), s.observed_generation))
+            }
+        }
+    )*};
+}
+benched!(Topic, ConsumerGroup, Producer);
 
 /// Ready for the spec as it is now: `Ready=True` computed for the object's generation.
-fn is_ready(topic: &Topic) -> bool {
-    let Some(generation) = topic.metadata.generation else {
+fn is_ready<K: Benched>(object: &K) -> bool {
+    let Some(generation) = object.meta().generation else {
         return false;
     };
-    let Some(status) = &topic.status else {
+    let Some((conditions, observed)) = object.ready_status() else {
         return false;
     };
-    status.conditions.iter().any(|c| {
+    conditions.iter().any(|c| {
         c.type_ == "Ready"
             && c.status == ConditionStatus::True
-            && c.observed_generation.or(status.observed_generation) == Some(generation)
+            && c.observed_generation.or(observed) == Some(generation)
     })
 }
 
@@ -1356,13 +1683,14 @@ fn key(namespace: &str, name: &str) -> String {
 
 #[derive(Default)]
 struct Tracker {
-    /// When each Topic was first seen Ready, by `namespace/name`.
+    /// When each object was first seen Ready, by `namespace/name`.
     ready: HashMap<String, Instant>,
     errors: u64,
     last_error: Option<String>,
 }
 
-/// One watch of every benchmark Topic (by label), recording when each is first seen Ready.
+/// One watch of every benchmark object of one kind (by label), recording when each is first
+/// seen Ready.
 struct Watch {
     tracker: Arc<Mutex<Tracker>>,
     notify: Arc<Notify>,
@@ -1370,10 +1698,10 @@ struct Watch {
 }
 
 impl Watch {
-    fn start(client: &Client) -> Watch {
+    fn start<K: Benched>(client: &Client) -> Watch {
         let tracker = Arc::new(Mutex::new(Tracker::default()));
         let notify = Arc::new(Notify::new());
-        let api: Api<Topic> = Api::all(client.clone());
+        let api: Api<K> = Api::all(client.clone());
         let config = watcher::Config::default()
             .labels(&format!("{BENCH_LABEL}={BENCH_LABEL_VALUE}"))
             .page_size(500);
@@ -1383,9 +1711,10 @@ impl Watch {
             while let Some(event) = events.next().await {
                 let now = Instant::now();
                 match event {
-                    Ok(watcher::Event::Apply(topic) | watcher::Event::InitApply(topic)) => {
-                        if is_ready(&topic) {
-                            let k = key(&topic.namespace().unwrap_or_default(), &topic.name_any());
+                    Ok(watcher::Event::Apply(object) | watcher::Event::InitApply(object)) => {
+                        if is_ready(&object) {
+                            let k =
+                                key(&object.namespace().unwrap_or_default(), &object.name_any());
                             let new = !lock(&t).ready.contains_key(&k);
                             if new {
                                 lock(&t).ready.insert(k, now);
@@ -1436,26 +1765,43 @@ impl Drop for Watch {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Creating Topics
+// Creating Topics (and ConsumerGroups, Producers)
 
-fn topic_manifest(name: &str) -> Result<Topic, Error> {
+/// The object `name` of kind `K` with `spec`, labelled as the benchmark's.
+fn manifest<K: Benched>(name: &str, spec: Value) -> Result<K, Error> {
     Ok(serde_json::from_value(json!({
-        "apiVersion": "exactly.dev/v1alpha1",
-        "kind": "Topic",
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
         "metadata": {"name": name, "labels": {BENCH_LABEL: BENCH_LABEL_VALUE}},
-        "spec": {"clusterRef": {"name": CLUSTER}, "partitions": 1, "replicationFactor": 1},
+        "spec": spec,
     }))?)
 }
 
-/// Creates one Topic, retrying what a busy API server may answer (429, 5xx, a broken
-/// connection); an AlreadyExists after a retry means the earlier attempt got through.
+fn topic_manifest(name: &str) -> Result<Topic, Error> {
+    manifest(
+        name,
+        json!({"clusterRef": {"name": CLUSTER}, "partitions": 1, "replicationFactor": 1}),
+    )
+}
+
+/// Creates one Topic, as [`create_object`] does.
 async fn create_topic(client: &Client, namespace: &str, name: &str) -> Result<(), String> {
-    let api: Api<Topic> = Api::namespaced(client.clone(), namespace);
     let topic = topic_manifest(name).map_err(|e| e.to_string())?;
+    create_object(client, namespace, &topic).await
+}
+
+/// Creates one object, retrying what a busy API server may answer (429, 5xx, a broken
+/// connection); an AlreadyExists after a retry means the earlier attempt got through.
+async fn create_object<K: Benched>(
+    client: &Client,
+    namespace: &str,
+    object: &K,
+) -> Result<(), String> {
+    let api: Api<K> = Api::namespaced(client.clone(), namespace);
     let mut attempt = 0u32;
     loop {
         attempt += 1;
-        let retriable = match api.create(&PostParams::default(), &topic).await {
+        let retriable = match api.create(&PostParams::default(), object).await {
             Ok(_) => return Ok(()),
             Err(kube::Error::Api(status)) if status.is_already_exists() && attempt > 1 => {
                 return Ok(());
@@ -1469,7 +1815,13 @@ async fn create_topic(client: &Client, namespace: &str, name: &str) -> Result<()
             (true, _) if attempt < 5 => {
                 tokio::time::sleep(Duration::from_millis(200) * attempt).await;
             }
-            (_, message) => return Err(format!("creating Topic {namespace}/{name}: {message}")),
+            (_, message) => {
+                return Err(format!(
+                    "creating {} {namespace}/{}: {message}",
+                    K::kind(&()),
+                    object.name_any()
+                ));
+            }
         }
     }
 }
@@ -1484,24 +1836,30 @@ struct Burst {
 }
 
 impl Burst {
+    /// Creates the Topics `(namespace, name)`.
     fn start(client: &Client, topics: Vec<(String, String)>, streams: usize) -> Burst {
-        let keys = topics.iter().map(|(ns, name)| key(ns, name)).collect();
+        let client = client.clone();
+        Burst::start_with(topics, streams, move |ns, name| {
+            let client = client.clone();
+            async move { create_topic(&client, &ns, &name).await }
+        })
+    }
+
+    /// Runs `create(namespace, name)` for each object.
+    fn start_with<F, Fut>(objects: Vec<(String, String)>, streams: usize, create: F) -> Burst
+    where
+        F: Fn(String, String) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = Result<(), String>> + Send + 'static,
+    {
+        let keys = objects.iter().map(|(ns, name)| key(ns, name)).collect();
         let returned = Arc::new(AtomicUsize::new(0));
         let last_returned = Arc::new(Mutex::new(None));
         let failed = Arc::new(Mutex::new(Vec::new()));
-        let (client, r, l, f) = (
-            client.clone(),
-            returned.clone(),
-            last_returned.clone(),
-            failed.clone(),
-        );
+        let (r, l, f) = (returned.clone(), last_returned.clone(), failed.clone());
         let started = Instant::now();
         tokio::spawn(async move {
-            futures::stream::iter(topics)
-                .map(|(ns, name)| {
-                    let client = client.clone();
-                    async move { create_topic(&client, &ns, &name).await }
-                })
+            futures::stream::iter(objects)
+                .map(move |(ns, name)| create(ns, name))
                 .buffer_unordered(streams)
                 .for_each(|result| {
                     if let Err(e) = result {
@@ -1581,6 +1939,19 @@ impl Outcome {
     fn rate_cell(&self) -> Cell {
         rate_cell(self.complete, self.rate(), "Ready")
     }
+}
+
+/// What a steady-state window counted.
+struct SteadyWindow {
+    seconds: f64,
+    /// Refresh intervals in it.
+    refreshes: f64,
+    /// kube-apiserver's requests during it (`None`: its /metrics could not be read).
+    api: Option<ApiRequests>,
+    /// The operator's CPU seconds during it.
+    cpu_seconds: Option<f64>,
+    /// The operator's counters during it.
+    work: Option<Counters>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -2118,6 +2489,8 @@ struct SizeRun<'a> {
     pending_namespaces: Vec<String>,
     probe_namespace: String,
     pending_probe_namespace: String,
+    /// The `others` phase's namespaces made so far (each deleted at the end of its kind).
+    other_namespaces: Vec<String>,
     /// Kafka topics made by this size, deleted before the next one.
     kafka_topics: Vec<String>,
     cells: BTreeMap<&'static str, Cell>,
@@ -2150,6 +2523,7 @@ impl<'a> SizeRun<'a> {
             pending_namespaces: spread("pending"),
             probe_namespace: format!("bench-probe-{index}"),
             pending_probe_namespace: format!("bench-probe-pending-{index}"),
+            other_namespaces: Vec::new(),
             kafka_topics: Vec::new(),
             cells: BTreeMap::new(),
             notes: Vec::new(),
@@ -2372,31 +2746,48 @@ impl<'a> SizeRun<'a> {
         let mut detail = alone.to_json();
         detail["namespace"] = json!(ns);
         detail["streams"] = json!(streams);
-        detail["cleanUpSeconds"] = json!(self.api_alone_clean_up(&ns).await);
+        // So that the operator started next finds none of them.
+        let clean_up = self
+            .delete_namespace_with::<Topic>(
+                "API alone",
+                &ns,
+                Duration::from_secs(120),
+                "the operator, started next, saw them",
+            )
+            .await;
+        detail["cleanUpSeconds"] = json!(clean_up);
         self.detail("apiAlone", detail);
         Ok(())
     }
 
-    /// Deletes API alone's Topics and namespace and waits until both are gone (at most 120 s
-    /// each), so that the operator started next finds none of them; the seconds it took.
-    async fn api_alone_clean_up(&mut self, ns: &str) -> f64 {
+    /// Deletes every `K` of namespace `ns` and waits until a list shows none, then deletes the
+    /// namespace and waits until it is gone, at most `timeout` each; a note says what was not
+    /// done in time (`label` says whose they were, `after` what a leftover would disturb). The
+    /// seconds it took.
+    async fn delete_namespace_with<K: Benched>(
+        &mut self,
+        label: &str,
+        ns: &str,
+        timeout: Duration,
+        after: &str,
+    ) -> f64 {
         let started = Instant::now();
-        let timeout = Duration::from_secs(120);
-        say(format!("API alone: deleting its Topics and namespace {ns}"));
-        let topics: Api<Topic> = Api::namespaced(self.client.clone(), ns);
-        if let Err(e) = topics
+        let kind = K::kind(&());
+        say(format!("{label}: deleting its {kind}s and namespace {ns}"));
+        let objects: Api<K> = Api::namespaced(self.client.clone(), ns);
+        if let Err(e) = objects
             .delete_collection(&DeleteParams::default(), &ListParams::default())
             .await
         {
-            say(format!("deleting the Topics of {ns}: {e}"));
+            say(format!("deleting the {kind}s of {ns}: {e}"));
         }
         let mut left = None;
         let waiting = Instant::now();
         while waiting.elapsed() < timeout {
-            left = match topics.list(&ListParams::default().limit(1)).await {
+            left = match objects.list(&ListParams::default().limit(1)).await {
                 Ok(list) => Some(list.items.len()),
                 Err(e) => {
-                    say(format!("listing the Topics of {ns}: {e}"));
+                    say(format!("listing the {kind}s of {ns}: {e}"));
                     None
                 }
             };
@@ -2407,8 +2798,7 @@ impl<'a> SizeRun<'a> {
         }
         if left != Some(0) {
             self.notes.push(format!(
-                "API alone: Topics were still in {ns} {} s after they were deleted (the \
-                 operator, started next, saw them)",
+                "{label}: {kind}s were still in {ns} {} s after they were deleted ({after})",
                 timeout.as_secs()
             ));
         }
@@ -2423,7 +2813,7 @@ impl<'a> SizeRun<'a> {
             }
             if waiting.elapsed() >= timeout {
                 self.notes.push(format!(
-                    "API alone: namespace {ns} was not gone {} s after it was deleted",
+                    "{label}: namespace {ns} was not gone {} s after it was deleted ({after})",
                     timeout.as_secs()
                 ));
                 break;
@@ -2431,7 +2821,7 @@ impl<'a> SizeRun<'a> {
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
         let seconds = started.elapsed().as_secs_f64();
-        say(format!("API alone: cleaned up in {seconds:.1} s"));
+        say(format!("{label}: cleaned up in {seconds:.1} s"));
         seconds
     }
 
@@ -2479,7 +2869,7 @@ impl<'a> SizeRun<'a> {
             self.namespaces().join(", ")
         ));
         self.create_namespaces().await?;
-        let watch = Watch::start(self.client);
+        let watch = Watch::start::<Topic>(self.client);
         let log = work_dir.join(format!("operator-{}-{n}.log", self.index));
         let mut operator = Operator::start(
             operator_binary,
@@ -2532,40 +2922,51 @@ impl<'a> SizeRun<'a> {
     }
 
     async fn create_namespaces(&self) -> Result<(), Error> {
-        let namespaces: Api<Namespace> = Api::all(self.client.clone());
         for ns in self.namespaces() {
-            let namespace: Namespace = serde_json::from_value(json!({
-                "apiVersion": "v1",
-                "kind": "Namespace",
-                "metadata": {"name": ns, "labels": {BENCH_LABEL: BENCH_LABEL_VALUE}},
-            }))?;
-            namespaces
-                .create(&PostParams::default(), &namespace)
-                .await
-                .map_err(|e| format!("creating namespace {ns}: {e}"))?;
-            let cluster: KafkaCluster = serde_json::from_value(json!({
-                "apiVersion": "exactly.dev/v1alpha1",
-                "kind": "KafkaCluster",
-                "metadata": {"name": CLUSTER, "labels": {BENCH_LABEL: BENCH_LABEL_VALUE}},
-                "spec": {"external": {"bootstrapServers": self.env.bootstrap_servers}},
-            }))?;
-            Api::<KafkaCluster>::namespaced(self.client.clone(), &ns)
-                .create(&PostParams::default(), &cluster)
-                .await
-                .map_err(|e| format!("creating KafkaCluster {ns}/{CLUSTER}: {e}"))?;
+            self.create_namespace_with_cluster(&ns).await?;
         }
         Ok(())
     }
 
-    async fn wait_clusters_ready(&self, operator: &mut Operator) -> Result<(), Error> {
+    /// The namespace `ns`, with the KafkaCluster [`CLUSTER`] on the broker.
+    async fn create_namespace_with_cluster(&self, ns: &str) -> Result<(), Error> {
+        let namespaces: Api<Namespace> = Api::all(self.client.clone());
+        let namespace: Namespace = serde_json::from_value(json!({
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {"name": ns, "labels": {BENCH_LABEL: BENCH_LABEL_VALUE}},
+        }))?;
+        namespaces
+            .create(&PostParams::default(), &namespace)
+            .await
+            .map_err(|e| format!("creating namespace {ns}: {e}"))?;
+        let cluster: KafkaCluster = serde_json::from_value(json!({
+            "apiVersion": "exactly.dev/v1alpha1",
+            "kind": "KafkaCluster",
+            "metadata": {"name": CLUSTER, "labels": {BENCH_LABEL: BENCH_LABEL_VALUE}},
+            "spec": {"external": {"bootstrapServers": self.env.bootstrap_servers}},
+        }))?;
+        Api::<KafkaCluster>::namespaced(self.client.clone(), ns)
+            .create(&PostParams::default(), &cluster)
+            .await
+            .map_err(|e| format!("creating KafkaCluster {ns}/{CLUSTER}: {e}"))?;
+        Ok(())
+    }
+
+    /// Waits until the KafkaCluster of each of `namespaces` is Ready, at most 120 s.
+    async fn wait_clusters_ready(
+        &self,
+        operator: &mut Operator,
+        namespaces: &[String],
+    ) -> Result<(), Error> {
         let started = Instant::now();
         let timeout = Duration::from_secs(120);
         let mut last_progress = Instant::now();
         loop {
             operator.check_alive()?;
             let mut not_ready = Vec::new();
-            for ns in self.namespaces() {
-                let api: Api<KafkaCluster> = Api::namespaced(self.client.clone(), &ns);
+            for ns in namespaces {
+                let api: Api<KafkaCluster> = Api::namespaced(self.client.clone(), ns);
                 let ready = api.get_opt(CLUSTER).await?.is_some_and(|c| {
                     c.status.is_some_and(|s| {
                         s.conditions
@@ -2574,7 +2975,7 @@ impl<'a> SizeRun<'a> {
                     })
                 });
                 if !ready {
-                    not_ready.push(ns);
+                    not_ready.push(ns.as_str());
                 }
             }
             if not_ready.is_empty() {
@@ -2605,7 +3006,8 @@ impl<'a> SizeRun<'a> {
     async fn phases(&mut self, operator: &mut Operator, watch: &Watch) -> Result<(), Error> {
         let n = self.size;
         operator.wait_serving(Duration::from_secs(60)).await?;
-        self.wait_clusters_ready(operator).await?;
+        self.wait_clusters_ready(operator, &self.namespaces())
+            .await?;
         tokio::time::sleep(IDLE_BEFORE_BASELINE).await;
         let idle_kib = operator
             .memory_kib()
@@ -2638,7 +3040,7 @@ impl<'a> SizeRun<'a> {
             } else {
                 "after the burst"
             };
-            self.wait_idle(operator, when).await?;
+            self.wait_idle(operator, "Topic", when).await?;
         }
         let probes = if self.runs(Phase::Probes) {
             self.probes(operator, watch).await?
@@ -2671,11 +3073,214 @@ impl<'a> SizeRun<'a> {
 
         // 6: the steady state.
         if self.runs(Phase::Steady) {
-            self.steady(operator).await
+            self.steady(operator).await?;
         } else {
             self.skip(Phase::Steady.figures());
+        }
+
+        // 7: as many ConsumerGroups, then Producers.
+        if self.runs(Phase::Others) {
+            self.other_kind::<ConsumerGroup>(operator, watch, &GROUPS)
+                .await?;
+            self.other_kind::<Producer>(operator, watch, &PRODUCERS)
+                .await
+        } else {
+            self.skip(Phase::Others.figures());
             Ok(())
         }
+    }
+
+    /// 7, one kind: in fresh namespaces, each with its KafkaCluster and a Ready Topic (from
+    /// `topics`, the Topic watch), N objects of the kind at once timed to all Ready; the RSS
+    /// with them; the steady state; then they and their namespaces are deleted.
+    async fn other_kind<K: Benched>(
+        &mut self,
+        operator: &mut Operator,
+        topics: &Watch,
+        kind: &'static OtherKind,
+    ) -> Result<(), Error> {
+        let n = self.size;
+        let index = self.index;
+        let plural = kind.plural;
+        let kind_name = K::kind(&());
+        let figures = &kind.figures;
+        let namespaces: Vec<String> = (0..self.args.namespaces)
+            .map(|j| format!("bench-{index}-{}-{j}", kind.key))
+            .collect();
+        say(format!(
+            "{plural}: namespaces {} with a KafkaCluster and a Topic each",
+            namespaces.join(", ")
+        ));
+        for ns in &namespaces {
+            self.other_namespaces.push(ns.clone());
+            self.create_namespace_with_cluster(ns).await?;
+        }
+        self.wait_clusters_ready(operator, &namespaces).await?;
+        // The Topic the objects of a namespace name, Ready first: a ConsumerGroup whose topic
+        // Kafka does not have yet is not Ready.
+        let mut topic_of = HashMap::new();
+        for (j, ns) in namespaces.iter().enumerate() {
+            let name = format!("{}{index}-{j}-topic", kind.short);
+            self.kafka_topics.push(name.clone());
+            let timeout = Duration::from_secs(self.args.ready_timeout);
+            let ready = self
+                .probe(topics, operator, ns, &name, timeout, None)
+                .await?;
+            if ready.is_none() {
+                return Err(
+                    format!("Topic {ns}/{name}, which the {plural} name, not Ready").into(),
+                );
+            }
+            topic_of.insert(ns.clone(), name);
+        }
+        let rss_before = operator.memory_kib().map(|(rss, _)| rss);
+
+        let watch = Watch::start::<K>(self.client);
+        let objects: Vec<(String, String)> = (0..n)
+            .map(|k| {
+                let j = k % namespaces.len();
+                (
+                    namespaces[j].clone(),
+                    format!("{}{index}-{j}-{k:06}", kind.short),
+                )
+            })
+            .collect();
+        let counters_before = operator.counters().await;
+        let cpu = CpuMark::take(&self.cpu_processes(Some(operator.pid())));
+        let burst = {
+            let client = self.client.clone();
+            let spec = kind.spec;
+            Burst::start_with(objects, self.args.streams, move |ns, name| {
+                let client = client.clone();
+                let topic = topic_of.get(&ns).cloned().unwrap_or_default();
+                async move {
+                    let object: K =
+                        manifest(&name, spec(&name, &topic)).map_err(|e| e.to_string())?;
+                    create_object(&client, &ns, &object).await
+                }
+            })
+        };
+        let label = format!("{plural} burst");
+        let outcome = self.wait_burst(&burst, &watch, operator, &label).await?;
+        self.record_cpu(
+            kind.cpu_key,
+            kind.cpu_label,
+            format!("{} {plural}", grouped(n as f64, 0)),
+            &cpu,
+        );
+        let counters_after = operator.counters().await;
+        drop(watch);
+        say(format!(
+            "{label}: {} of {} Ready in {:.1} s; last create returned after {}",
+            grouped(outcome.ready as f64, 0),
+            grouped(n as f64, 0),
+            outcome.seconds,
+            burst
+                .creates_seconds()
+                .map(|s| format!("{s:.1} s"))
+                .unwrap_or_else(|| "(creates not all returned)".into())
+        ));
+        self.set(figures.burst_seconds, outcome.seconds_cell());
+        self.set(figures.burst_rate, outcome.rate_cell());
+        self.record_failures(&format!("{}CreateFailures", kind.key), &burst);
+        if let Some((before, after)) = counters_before.zip(counters_after) {
+            let work = after.since(&before);
+            say(format!(
+                "{label} work: {} {} reconciles, Kafka requests {}",
+                grouped(work.reconciles_of(&kind_name), 0),
+                kind_name,
+                kafka_text(&work)
+            ));
+            self.detail(&format!("{}BurstWork", kind.key), work.to_json());
+        }
+
+        self.wait_idle(operator, &kind_name, &format!("after the {label}"))
+            .await?;
+        let rss = operator.memory_kib().map(|(rss, _)| rss);
+        if let Some(rss) = rss {
+            self.set(figures.rss_mib, Cell::number(mib(rss), 1));
+            say(format!(
+                "operator RSS with {} {plural} Ready: {:.1} MiB (before them: {})",
+                grouped(n as f64, 0),
+                mib(rss),
+                rss_before
+                    .map(|kib| format!("{:.1} MiB", mib(kib)))
+                    .unwrap_or_else(|| "n/a".into())
+            ));
+        }
+        if let Some((before, after)) = rss_before.zip(rss) {
+            self.set(
+                figures.rss_kib_per_object,
+                Cell::number((after as f64 - before as f64) / n as f64, 2),
+            );
+        }
+
+        let window = self
+            .steady_window(operator, &format!("{} {plural}", grouped(n as f64, 0)))
+            .await?;
+        let per_refresh = |v: f64| v / window.refreshes;
+        if let Some(api) = &window.api {
+            self.set(
+                figures.writes_per_refresh,
+                Cell::number(per_refresh(api.writes), 1),
+            );
+            self.set(
+                figures.reads_per_refresh,
+                Cell::number(per_refresh(api.reads), 1),
+            );
+            self.detail(&format!("{}SteadyRequests", kind.key), json!(api.all));
+        }
+        if let Some(cpu) = window.cpu_seconds {
+            self.set(
+                figures.cpu_seconds_per_refresh,
+                Cell::number(per_refresh(cpu), 2),
+            );
+        }
+        if let Some(work) = &window.work {
+            let reconciles = work.reconciles_of(&kind_name);
+            self.set(
+                figures.reconciles_per_refresh,
+                Cell::number(per_refresh(reconciles), 0),
+            );
+            self.set(
+                figures.kafka_requests_per_refresh,
+                work.kafka_total()
+                    .map(|v| Cell::number(per_refresh(v), 1))
+                    .unwrap_or_else(|| Cell::text("n/a")),
+            );
+            say(format!(
+                "steady window with {plural} ({:.0} s): API writes {}, reads {}; {} {} \
+                 reconciles, Kafka requests {}",
+                window.seconds,
+                window
+                    .api
+                    .as_ref()
+                    .map_or("n/a".into(), |a| grouped(a.writes, 0)),
+                window
+                    .api
+                    .as_ref()
+                    .map_or("n/a".into(), |a| grouped(a.reads, 0)),
+                grouped(reconciles, 0),
+                kind_name,
+                kafka_text(work)
+            ));
+            self.detail(&format!("{}SteadyWork", kind.key), work.to_json());
+        }
+        self.detail(
+            &format!("{}SteadyWindowSeconds", kind.key),
+            json!(window.seconds),
+        );
+
+        // So that the next kind's figures are its own.
+        let timeout = Duration::from_secs(self.args.ready_timeout);
+        let mut clean_up = 0.0;
+        for ns in &namespaces {
+            clean_up += self
+                .delete_namespace_with::<K>(plural, ns, timeout, "the next figures include them")
+                .await;
+        }
+        self.detail(&format!("{}CleanUpSeconds", kind.key), json!(clean_up));
+        Ok(())
     }
 
     /// 1 and 2: the N Topics at once, timed to all Ready, and the operator's work for them.
@@ -2715,7 +3320,7 @@ impl<'a> SizeRun<'a> {
             let per_topic = |v: f64| v / n as f64;
             self.set(
                 "reconcilesPerTopic",
-                Cell::number(per_topic(work.topic_reconciles), 2),
+                Cell::number(per_topic(work.topic_reconciles()), 2),
             );
             self.set(
                 "createTopicsPerTopic",
@@ -2731,7 +3336,7 @@ impl<'a> SizeRun<'a> {
             );
             say(format!(
                 "burst work: {} Topic reconciles, Kafka requests {}",
-                grouped(work.topic_reconciles, 0),
+                grouped(work.topic_reconciles(), 0),
                 kafka_text(&work)
             ));
             self.detail("burstWork", work.to_json());
@@ -2835,7 +3440,8 @@ impl<'a> SizeRun<'a> {
         if let (Some(before), Some(after)) = (&before, &operator.counters().await) {
             self.detail("pendingWork", after.since(before).to_json());
         }
-        self.wait_idle(operator, "after the second burst").await?;
+        self.wait_idle(operator, "Topic", "after the second burst")
+            .await?;
         let both_kib = operator.memory_kib().map(|(rss, _)| rss).unwrap_or(0);
         self.set("rssBothMib", Cell::number(mib(both_kib), 1));
         say(format!(
@@ -2971,9 +3577,14 @@ impl<'a> SizeRun<'a> {
         }
     }
 
-    /// Waits until the operator has run no Topic reconcile for 3 s, up to `--idle-timeout`;
-    /// says (and records) when it never was.
-    async fn wait_idle(&mut self, operator: &mut Operator, when: &str) -> Result<(), Error> {
+    /// Waits until the operator has run no reconcile of `kind` (`Topic`, `ConsumerGroup`, ...)
+    /// for 3 s, up to `--idle-timeout`; says (and records) when it never was.
+    async fn wait_idle(
+        &mut self,
+        operator: &mut Operator,
+        kind: &str,
+        when: &str,
+    ) -> Result<(), Error> {
         let started = Instant::now();
         let timeout = Duration::from_secs(self.args.idle_timeout);
         let mut last: Option<f64> = None;
@@ -2981,7 +3592,7 @@ impl<'a> SizeRun<'a> {
         let mut last_progress = Instant::now();
         while started.elapsed() < timeout {
             operator.check_alive()?;
-            let now = operator.counters().await.map(|c| c.topic_reconciles);
+            let now = operator.counters().await.map(|c| c.reconciles_of(kind));
             if now.is_some() && now == last {
                 quiet += 1;
                 if quiet >= 3 {
@@ -3002,7 +3613,7 @@ impl<'a> SizeRun<'a> {
             if last_progress.elapsed() >= PROGRESS_EVERY {
                 last_progress = Instant::now();
                 say(format!(
-                    "waiting for the operator to be idle {when}: {} Topic reconciles so far",
+                    "waiting for the operator to be idle {when}: {} {kind} reconciles so far",
                     now.map(|n| grouped(n, 0)).unwrap_or_else(|| "?".into())
                 ));
             }
@@ -3014,23 +3625,29 @@ impl<'a> SizeRun<'a> {
         ));
         self.detail(&format!("idle {when}"), Value::Null);
         self.notes.push(format!(
-            "the operator never went 3 s without a Topic reconcile in the {} s it was given {when} \
-             (what follows ran while it was busy)",
+            "the operator never went 3 s without a {kind} reconcile in the {} s it was given \
+             {when} (what follows ran while it was busy)",
             timeout.as_secs()
         ));
         Ok(())
     }
 
-    /// One refresh interval of quiet, then the `--steady-seconds` window.
-    async fn steady(&mut self, operator: &mut Operator) -> Result<(), Error> {
+    /// One refresh interval of quiet, then the `--steady-seconds` window, of which
+    /// kube-apiserver's requests, the operator's CPU and its counters are taken. `what` says
+    /// what is steady, for the progress lines.
+    async fn steady_window(
+        &self,
+        operator: &mut Operator,
+        what: &str,
+    ) -> Result<SteadyWindow, Error> {
         let refresh = Duration::from_secs(self.args.refresh_seconds);
         say(format!(
-            "steady state: waiting one refresh interval ({} s) before the {} s window",
+            "steady state, {what}: waiting one refresh interval ({} s) before the {} s window",
             refresh.as_secs(),
             self.args.steady_seconds
         ));
         self.sleep_alive(operator, refresh, "settling").await?;
-        let writes_before = apiserver_writes(self.client).await;
+        let api_before = apiserver_requests(self.client).await;
         let cpu_before = operator.cpu_seconds();
         let counters_before = operator.counters().await;
         let window_started = Instant::now();
@@ -3040,61 +3657,76 @@ impl<'a> SizeRun<'a> {
             "steady window",
         )
         .await?;
-        let writes_after = apiserver_writes(self.client).await;
+        let api_after = apiserver_requests(self.client).await;
         let cpu_after = operator.cpu_seconds();
         let counters_after = operator.counters().await;
-        let window = window_started.elapsed().as_secs_f64();
-        let refreshes = window / refresh.as_secs_f64();
+        let seconds = window_started.elapsed().as_secs_f64();
+        let api = match (api_before, api_after) {
+            (Ok(before), Ok(after)) => Some(after.since(&before)),
+            (Err(e), _) | (_, Err(e)) => {
+                say(format!("kube-apiserver's /metrics: {e}"));
+                None
+            }
+        };
+        Ok(SteadyWindow {
+            seconds,
+            refreshes: seconds / refresh.as_secs_f64(),
+            api,
+            cpu_seconds: cpu_before
+                .zip(cpu_after)
+                .map(|(before, after)| after - before),
+            work: counters_before
+                .zip(counters_after)
+                .map(|(before, after)| after.since(&before)),
+        })
+    }
 
-        let per_minute = |v: f64| v * 60.0 / window;
-        let writes = match (writes_before, writes_after) {
-            (Ok(before), Ok(after)) => {
-                let writes = after.since(&before);
+    /// 6: the steady state with the Topics.
+    async fn steady(&mut self, operator: &mut Operator) -> Result<(), Error> {
+        let window = self.steady_window(operator, "Topics").await?;
+        let per_minute = |v: f64| v * 60.0 / window.seconds;
+        let per_refresh = |v: f64| v / window.refreshes;
+        let writes = match &window.api {
+            Some(api) => {
                 self.set(
                     "apiWritesPerMinute",
-                    Cell::number(per_minute(writes.exactly), 1),
+                    Cell::number(per_minute(api.exactly), 1),
                 );
                 self.set(
                     "eventWritesPerMinute",
-                    Cell::number(per_minute(writes.events), 1),
+                    Cell::number(per_minute(api.events), 1),
                 );
-                self.detail("steadyWrites", json!(writes.by_request));
+                self.detail("steadyWrites", json!(api.by_request));
                 format!(
                     "{} exactly.dev writes, {} Event writes",
-                    writes.exactly, writes.events
+                    api.exactly, api.events
                 )
             }
-            (Err(e), _) | (_, Err(e)) => {
-                say(format!("kube-apiserver's /metrics: {e}"));
-                "API writes n/a".to_string()
-            }
+            None => "API writes n/a".to_string(),
         };
-        if let (Some(before), Some(after)) = (cpu_before, cpu_after) {
-            self.set(
-                "cpuSecondsPerRefresh",
-                Cell::number((after - before) / refreshes, 2),
-            );
+        if let Some(cpu) = window.cpu_seconds {
+            self.set("cpuSecondsPerRefresh", Cell::number(per_refresh(cpu), 2));
         }
-        if let (Some(before), Some(after)) = (&counters_before, &counters_after) {
-            let work = after.since(before);
+        if let Some(work) = &window.work {
             self.set(
                 "reconcilesPerRefresh",
-                Cell::number(work.topic_reconciles / refreshes, 0),
+                Cell::number(per_refresh(work.topic_reconciles()), 0),
             );
             self.set(
                 "kafkaRequestsPerRefresh",
                 work.kafka_total()
-                    .map(|v| Cell::number(v / refreshes, 1))
+                    .map(|v| Cell::number(per_refresh(v), 1))
                     .unwrap_or_else(|| Cell::text("n/a")),
             );
             say(format!(
-                "steady window ({window:.0} s): {writes}, {} Topic reconciles, Kafka requests {}",
-                work.topic_reconciles,
-                kafka_text(&work)
+                "steady window ({:.0} s): {writes}, {} Topic reconciles, Kafka requests {}",
+                window.seconds,
+                work.topic_reconciles(),
+                kafka_text(work)
             ));
             self.detail("steadyWork", work.to_json());
         }
-        self.detail("steadyWindowSeconds", json!(window));
+        self.detail("steadyWindowSeconds", json!(window.seconds));
         Ok(())
     }
 
@@ -3136,10 +3768,15 @@ impl<'a> SizeRun<'a> {
                 say(format!("deleting the Topics of {ns}: {e}"));
             }
         }
+        // The `others` phase deleted its namespaces already, unless they took too long.
+        let mut all = self.namespaces();
+        all.extend(self.other_namespaces.iter().cloned());
         let namespaces: Api<Namespace> = Api::all(self.client.clone());
-        for ns in self.namespaces() {
-            if let Err(e) = namespaces.delete(&ns, &DeleteParams::default()).await {
-                say(format!("deleting namespace {ns}: {e}"));
+        for ns in &all {
+            match namespaces.delete(ns, &DeleteParams::default()).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(e)) if e.code == 404 => {}
+                Err(e) => say(format!("deleting namespace {ns}: {e}")),
             }
         }
         if let Err(e) = delete_kafka_topics(&self.env.bootstrap_servers, &self.kafka_topics).await {
@@ -3148,8 +3785,8 @@ impl<'a> SizeRun<'a> {
         let started = Instant::now();
         while started.elapsed() < Duration::from_secs(120) {
             let mut left = 0;
-            for ns in self.namespaces() {
-                if matches!(namespaces.get_opt(&ns).await, Ok(Some(_))) {
+            for ns in &all {
+                if matches!(namespaces.get_opt(ns).await, Ok(Some(_))) {
                     left += 1;
                 }
             }
@@ -3258,6 +3895,10 @@ fn conditions(env: &Environment, args: &Args, operator: &Path, load_before: &str
         "apiAlone": !args.no_api_alone,
         "kafkaVersion": env.kafka_version,
         "topicSpec": {"partitions": 1, "replicationFactor": 1},
+        // The `others` phase's objects, with placeholders for the name and the Topic named.
+        "consumerGroupSpec": group_spec("<name>", "<topic>"),
+        "producerSpec": producer_spec("<name>", "<topic>"),
+        "heartbeatsNotCounted": HEARTBEATS,
     })
 }
 
@@ -3322,7 +3963,7 @@ exactly_kafka_admin_requests_total{api=\"Metadata\"} 50
 # EOF
 ";
         let c = Counters::from_exposition(text);
-        assert_eq!(c.topic_reconciles, 3197.0);
+        assert_eq!(c.topic_reconciles(), 3197.0);
         assert_eq!(c.kafka_api("CreateTopics"), Some(1000.0));
         assert_eq!(c.kafka_total(), Some(1050.0));
         let earlier = Counters::from_exposition(
@@ -3330,7 +3971,7 @@ exactly_kafka_admin_requests_total{api=\"Metadata\"} 50
              exactly_kafka_admin_requests_total{api=\"Metadata\"} 40\n",
         );
         let d = c.since(&earlier);
-        assert_eq!(d.topic_reconciles, 3097.0);
+        assert_eq!(d.topic_reconciles(), 3097.0);
         assert_eq!(d.kafka_api("CreateTopics"), Some(1000.0));
         assert_eq!(d.kafka_api("Metadata"), Some(10.0));
         assert_eq!(d.kafka_api("DescribeConfigs"), Some(0.0));
@@ -3345,6 +3986,30 @@ exactly_kafka_admin_requests_total{api=\"Metadata\"} 50
     }
 
     #[test]
+    fn operator_reconciles_are_counted_by_kind() {
+        let text = "\
+exactly_reconciles_total{kind=\"Topic\",result=\"ok\"} 10
+exactly_reconciles_total{kind=\"ConsumerGroup\",result=\"ok\"} 200
+exactly_reconciles_total{kind=\"ConsumerGroup\",result=\"KafkaUnreachable\"} 3
+exactly_reconciles_total{kind=\"Producer\",result=\"ok\"} 50
+";
+        let c = Counters::from_exposition(text);
+        assert_eq!(c.reconciles_of("ConsumerGroup"), 203.0);
+        assert_eq!(c.reconciles_of("Producer"), 50.0);
+        assert_eq!(c.topic_reconciles(), 10.0);
+        assert_eq!(c.reconciles_of("Pipeline"), 0.0);
+        let earlier = Counters::from_exposition(
+            "exactly_reconciles_total{kind=\"ConsumerGroup\",result=\"ok\"} 3\n\
+             exactly_reconciles_total{kind=\"Topic\",result=\"ok\"} 10\n",
+        );
+        let d = c.since(&earlier);
+        assert_eq!(d.reconciles_of("ConsumerGroup"), 200.0);
+        assert_eq!(d.reconciles_of("Producer"), 50.0);
+        assert_eq!(d.topic_reconciles(), 0.0);
+        assert_eq!(d.to_json()["reconciles"]["Producer"], json!(50.0));
+    }
+
+    #[test]
     fn apiserver_writes_count_exactly_and_event_writes_only() {
         let text = r#"
 apiserver_request_total{code="200",component="apiserver",dry_run="",group="exactly.dev",resource="topics",scope="resource",subresource="status",verb="PATCH",version="v1alpha1"} 7
@@ -3355,7 +4020,7 @@ apiserver_request_total{code="201",component="apiserver",dry_run="",group="event
 apiserver_request_total{code="200",component="apiserver",dry_run="",group="",resource="events",scope="resource",subresource="",verb="PATCH",version="v1"} 2
 apiserver_request_total{code="200",component="apiserver",dry_run="",group="coordination.k8s.io",resource="leases",scope="resource",subresource="",verb="PUT",version="v1"} 90
 "#;
-        let w = ApiWrites::from_exposition(text);
+        let w = ApiRequests::from_exposition(text);
         assert_eq!(w.exactly, 1007.0);
         assert_eq!(w.events, 6.0);
         assert_eq!(
@@ -3364,11 +4029,49 @@ apiserver_request_total{code="200",component="apiserver",dry_run="",group="coord
         );
         assert_eq!(w.by_request.get("PATCH core/events"), Some(&2.0));
         assert_eq!(w.by_request.len(), 4);
-        let d = w.since(&ApiWrites::from_exposition(
+        let d = w.since(&ApiRequests::from_exposition(
             r#"apiserver_request_total{group="exactly.dev",resource="topics",subresource="",verb="POST"} 1000"#,
         ));
         assert_eq!(d.exactly, 7.0);
         assert!(!d.by_request.contains_key("POST exactly.dev/topics"));
+    }
+
+    #[test]
+    fn apiserver_reads_and_writes_count_every_resource_but_heartbeats_and_urls() {
+        let text = r#"
+apiserver_request_total{code="200",group="",resource="secrets",subresource="",verb="GET",version="v1"} 200
+apiserver_request_total{code="404",group="",resource="secrets",subresource="",verb="GET",version="v1"} 3
+apiserver_request_total{code="200",group="",resource="secrets",subresource="",verb="APPLY",version="v1"} 5
+apiserver_request_total{code="200",group="exactly.dev",resource="producers",subresource="status",verb="APPLY",version="v1alpha1"} 2
+apiserver_request_total{code="200",group="exactly.dev",resource="kafkaclusters",subresource="",verb="LIST",version="v1alpha1"} 4
+apiserver_request_total{code="200",group="exactly.dev",resource="producers",subresource="",verb="WATCH",version="v1alpha1"} 9
+apiserver_request_total{code="201",group="",resource="events",subresource="",verb="POST",version="v1"} 1
+apiserver_request_total{code="200",group="coordination.k8s.io",resource="leases",subresource="",verb="PUT",version="v1"} 90
+apiserver_request_total{code="200",group="coordination.k8s.io",resource="leases",subresource="",verb="GET",version="v1"} 90
+apiserver_request_total{code="200",group="",resource="nodes",subresource="status",verb="PATCH",version="v1"} 30
+apiserver_request_total{code="200",group="",resource="",subresource="",verb="GET",version=""} 17
+"#;
+        let r = ApiRequests::from_exposition(text);
+        // Secrets, the Producer's status and the Event; not the leases, nodes, or the WATCH.
+        assert_eq!(r.writes, 8.0);
+        // The Secret GETs (found or not) and the LIST; not the lease GETs or `/metrics`.
+        assert_eq!(r.reads, 207.0);
+        assert_eq!(r.exactly, 2.0);
+        assert_eq!(r.events, 1.0);
+        assert_eq!(r.all.get("GET core/secrets"), Some(&203.0));
+        assert_eq!(r.all.get("PUT coordination.k8s.io/leases"), Some(&90.0));
+        assert_eq!(r.all.get("PATCH core/nodes/status"), Some(&30.0));
+        assert!(!r.all.keys().any(|k| k.starts_with("WATCH")));
+        assert!(!r.all.contains_key("GET core/"));
+        let earlier = ApiRequests::from_exposition(
+            r#"apiserver_request_total{group="",resource="secrets",subresource="",verb="GET"} 3
+apiserver_request_total{group="coordination.k8s.io",resource="leases",subresource="",verb="PUT"} 80"#,
+        );
+        let d = r.since(&earlier);
+        assert_eq!(d.reads, 204.0);
+        assert_eq!(d.writes, 8.0);
+        assert_eq!(d.all.get("GET core/secrets"), Some(&200.0));
+        assert_eq!(d.all.get("PUT coordination.k8s.io/leases"), Some(&10.0));
     }
 
     #[test]
@@ -3483,8 +4186,15 @@ apiserver_request_total{code="200",component="apiserver",dry_run="",group="coord
         let all = parse(&[]).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(
             all.phases,
-            vec![Phase::Burst, Phase::Probes, Phase::Pending, Phase::Steady]
+            vec![
+                Phase::Burst,
+                Phase::Probes,
+                Phase::Pending,
+                Phase::Steady,
+                Phase::Others
+            ]
         );
+        assert_eq!(all.phases, Phase::value_variants());
         assert!(!all.no_ceiling);
         assert!(!all.no_api_alone);
         let some = parse(&["--phases", "burst,steady", "--no-ceiling", "--no-api-alone"])
@@ -3493,12 +4203,14 @@ apiserver_request_total{code="200",component="apiserver",dry_run="",group="coord
         assert!(some.no_ceiling);
         assert!(some.no_api_alone);
         assert!(parse(&["--phases", "burst,warmup"]).is_err());
+        let others = parse(&["--phases", "burst,others"]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(others.phases, vec![Phase::Burst, Phase::Others]);
     }
 
     #[test]
     fn skipped_figures_are_rows_and_the_ceilings_follow_the_burst() {
         let keys: Vec<&str> = ROWS.iter().map(|r| r.key).collect();
-        for phase in [Phase::Burst, Phase::Probes, Phase::Pending, Phase::Steady] {
+        for phase in Phase::value_variants() {
             for key in phase.figures() {
                 assert!(
                     keys.contains(key),
@@ -3517,7 +4229,7 @@ apiserver_request_total{code="200",component="apiserver",dry_run="",group="coord
             .unwrap_or_default();
         assert_eq!(after, expected);
         // Every figure is measured by exactly one phase, a ceiling, or always.
-        let mut owned: Vec<&str> = [Phase::Burst, Phase::Probes, Phase::Pending, Phase::Steady]
+        let mut owned: Vec<&str> = Phase::value_variants()
             .iter()
             .flat_map(|p| p.figures().iter().copied())
             .chain(expected.iter().copied())
@@ -3526,6 +4238,65 @@ apiserver_request_total{code="200",component="apiserver",dry_run="",group="coord
         let before = owned.len();
         owned.dedup();
         assert_eq!(owned.len(), before);
+    }
+
+    #[test]
+    fn the_other_kinds_figures_are_the_others_phase_and_rows_of_their_kind() {
+        let mut both = GROUPS.figures.all().to_vec();
+        both.extend(PRODUCERS.figures.all());
+        assert_eq!(Phase::Others.figures(), both.as_slice());
+        for (kind, prefix) in [(&GROUPS, "groups"), (&PRODUCERS, "producers")] {
+            for key in kind.figures.all() {
+                assert!(key.starts_with(prefix), "{key}");
+                let row = ROWS.iter().find(|r| r.key == key);
+                assert!(
+                    row.is_some_and(|r| r.label.contains(kind.plural)),
+                    "{key}: no row naming {}",
+                    kind.plural
+                );
+            }
+            assert!(kind.cpu_key.starts_with(prefix));
+        }
+        let goal = |key: &str| ROWS.iter().find(|r| r.key == key).map(|r| r.goal);
+        assert_eq!(goal(GROUPS.figures.writes_per_refresh), Some("0"));
+        assert_eq!(goal(PRODUCERS.figures.writes_per_refresh), Some("0"));
+    }
+
+    #[test]
+    fn the_other_kinds_manifests_are_valid_and_ready_reads_their_status() {
+        let group: ConsumerGroup = manifest("cg0-0-000001", group_spec("cg0-0-000001", "t"))
+            .unwrap_or_else(|e| panic!("group: {e}"));
+        assert_eq!(group.spec.group_id, None);
+        assert_eq!(group.spec.topics[0].name, "t");
+        assert_eq!(
+            group.labels().get(BENCH_LABEL).map(String::as_str),
+            Some("scale")
+        );
+        let producer: Producer = manifest("pr0-0-000001", producer_spec("pr0-0-000001", "t"))
+            .unwrap_or_else(|e| panic!("producer: {e}"));
+        assert_eq!(producer.spec.transactional_id_prefix, "pr0-0-000001");
+        assert_eq!(producer.spec.cluster_ref.name, CLUSTER);
+
+        let ready = json!({"observedGeneration": 1, "conditions": [{"type": "Ready",
+            "status": "True", "observedGeneration": 1, "reason": "GroupObserved",
+            "message": "", "lastTransitionTime": "2026-01-01T00:00:00Z"}]});
+        let with = |mut object: Value, generation: i64, status: &Value| {
+            object["metadata"]["generation"] = json!(generation);
+            object["status"] = status.clone();
+            object
+        };
+        let group_json = serde_json::to_value(&group).unwrap_or_else(|e| panic!("{e}"));
+        let observed: ConsumerGroup = serde_json::from_value(with(group_json.clone(), 1, &ready))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(is_ready(&observed));
+        let changed: ConsumerGroup =
+            serde_json::from_value(with(group_json, 2, &ready)).unwrap_or_else(|e| panic!("{e}"));
+        assert!(!is_ready(&changed));
+        assert!(!is_ready(&group));
+        let producer_json = serde_json::to_value(&producer).unwrap_or_else(|e| panic!("{e}"));
+        let observed: Producer = serde_json::from_value(with(producer_json, 1, &ready))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(is_ready(&observed));
     }
 
     #[test]

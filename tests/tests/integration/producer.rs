@@ -177,7 +177,11 @@ async fn a_client_secret_edited_or_deleted_by_hand_is_written_again() {
         "instance-0.properties": k8s_openapi::ByteString(b"acks=1\n".to_vec()),
     }});
     secrets
-        .patch("writer-client", &PatchParams::default(), &Patch::Merge(edit))
+        .patch(
+            "writer-client",
+            &PatchParams::default(),
+            &Patch::Merge(edit),
+        )
         .await
         .unwrap_or_else(|e| panic!("edit the Secret: {e}"));
     restored("the edited Secret to be written again").await;
