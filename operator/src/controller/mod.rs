@@ -7,6 +7,7 @@ pub mod eos;
 pub mod events;
 pub mod fair;
 pub mod group;
+pub mod index;
 pub mod lag;
 pub mod observe;
 pub mod pipeline;
@@ -57,6 +58,8 @@ pub struct Context {
     pub topics: Store<Topic>,
     /// Every watched Producer (prefix conflicts, what to observe).
     pub producers: Store<Producer>,
+    /// The watched Producers by transactional id prefix (prefix conflicts).
+    pub producer_prefixes: Arc<index::Index<Producer>>,
     /// Every watched ConsumerGroup (what to observe).
     pub groups: Store<ConsumerGroup>,
     /// Every watched Pipeline (what to observe: its workers' transactional ids).
@@ -463,12 +466,65 @@ fn trim<K: kube::Resource>(object: &mut K) {
 /// What a Topic's reconcile acts on: its spec (through its generation), its finalizers and its
 /// deletion. A change to anything else (its status above all) wakes no reconcile.
 fn wake_hash(topic: &Topic) -> u64 {
+    acted_on(topic.meta(), None)
+}
+
+/// The hash of what a reconcile acts on in an object's metadata: its generation (the spec), its
+/// finalizers, its deletion, and the value of `annotation` when it acts on one. Its own status
+/// writes change none of these, so they wake nothing.
+fn acted_on(meta: &kube::api::ObjectMeta, annotation: Option<&str>) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    topic.meta().generation.hash(&mut hasher);
-    topic.meta().finalizers.hash(&mut hasher);
-    topic.meta().deletion_timestamp.is_some().hash(&mut hasher);
+    meta.generation.hash(&mut hasher);
+    meta.finalizers.hash(&mut hasher);
+    meta.deletion_timestamp.is_some().hash(&mut hasher);
+    if let Some(annotation) = annotation {
+        meta.annotations
+            .as_ref()
+            .and_then(|a| a.get(annotation))
+            .hash(&mut hasher);
+    }
     hasher.finish()
+}
+
+/// The objects of `api` whose [`acted_on`] hash changed, for a controller, and the cache of all
+/// of them (managed fields trimmed); `on_event` sees every watch event before the cache does.
+fn changes_of<K>(
+    api: Api<K>,
+    watch: watcher::Config,
+    annotation: Option<&'static str>,
+    on_event: impl Fn(&watcher::Event<K>) + Send + 'static,
+) -> (
+    Store<K>,
+    impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static,
+)
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let (store, writer) = kube::runtime::reflector::store::<K>();
+    let changes = kube::runtime::reflector(
+        writer,
+        watcher(api, watch)
+            .default_backoff()
+            .modify(trim)
+            .inspect(move |event| {
+                if let Ok(event) = event {
+                    on_event(event);
+                }
+            }),
+    )
+    .applied_objects()
+    .predicate_filter(
+        move |o: &K| Some(acted_on(o.meta(), annotation)),
+        kube::runtime::PredicateConfig::default(),
+    );
+    (store, changes)
 }
 
 fn error_policy<K: ResourceExt>(object: Arc<K>, error: &Error, _ctx: Arc<Context>) -> Action {
@@ -549,10 +605,29 @@ async fn run_in(
     )
     .with_config(config.clone().concurrency(options.topic_concurrency))
     .reconcile_on(fair_rx);
-    let producers = Controller::new(api::<Producer>(&client, namespace), watch.clone())
-        .with_config(config.clone());
-    let groups = Controller::new(api::<ConsumerGroup>(&client, namespace), watch.clone())
-        .with_config(config.clone());
+    // Producers and ConsumerGroups too wake only on what their reconcile acts on (and are
+    // requeued every refresh interval): a status write of theirs is no change.
+    let producer_prefixes: Arc<index::Index<Producer>> = Arc::new(index::Index::new(|p| {
+        p.spec.transactional_id_prefix.clone()
+    }));
+    let (producer_store, producer_changes) = changes_of(
+        api::<Producer>(&client, namespace),
+        watch.clone(),
+        Some(producer::ABORT_ANNOTATION),
+        {
+            let index = producer_prefixes.clone();
+            move |event| index.observe(event)
+        },
+    );
+    let producers =
+        Controller::for_stream(producer_changes, producer_store).with_config(config.clone());
+    let (group_store, group_changes) = changes_of(
+        api::<ConsumerGroup>(&client, namespace),
+        watch.clone(),
+        None,
+        |_| {},
+    );
+    let groups = Controller::for_stream(group_changes, group_store).with_config(config.clone());
     let pipelines =
         Controller::new(api::<Pipeline>(&client, namespace), watch.clone()).with_config(config);
     let ctx = Arc::new(Context {
@@ -561,6 +636,7 @@ async fn run_in(
         clusters: clusters.store(),
         topics: topics.store(),
         producers: producers.store(),
+        producer_prefixes,
         groups: groups.store(),
         pipelines: pipelines.store(),
         observer: Observer::new(options.refresh_interval),

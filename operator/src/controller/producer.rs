@@ -308,9 +308,14 @@ fn prefix_owner(producer: &Producer, ctx: &Context) -> Option<String> {
         )
     };
     let mine = age(producer);
-    ctx.producers
-        .state()
-        .iter()
+    // Only the Producers with this prefix (an index), not every cached one.
+    ctx.producer_prefixes
+        .get(&producer.spec.transactional_id_prefix)
+        .into_iter()
+        .filter_map(|(namespace, name)| {
+            ctx.producers
+                .get(&kube::runtime::reflector::ObjectRef::new(&name).within(&namespace))
+        })
         .filter(|p| {
             p.spec.transactional_id_prefix == producer.spec.transactional_id_prefix
                 && resolve::qualified(p.as_ref()) != mine.1
@@ -320,7 +325,7 @@ fn prefix_owner(producer: &Producer, ctx: &Context) -> Option<String> {
                     &p.spec.cluster_ref.name,
                 ) == me_key
         })
-        .map(|p| age(p))
+        .map(|p| age(&p))
         .filter(|other| *other < mine)
         .min()
         .map(|(_, name)| name)
