@@ -499,6 +499,10 @@ pub async fn reconcile(group: Arc<ConsumerGroup>, ctx: Arc<Context>) -> Result<A
         Ok(snapshot) => snapshot,
         Err(e) => return unreachable(&group, &ctx, &e).await,
     };
+    // A topic of its own the brokers would not answer for: this group waits, no other does.
+    if let Some(e) = snapshot.unanswered_of(&topics) {
+        return unreachable(&group, &ctx, &e).await;
+    }
     let topic_list: Vec<String> = topics.to_vec();
     let observed = observation(&snapshot, &group_id, &topic_list, group.spec.isolation);
 

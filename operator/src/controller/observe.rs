@@ -103,6 +103,22 @@ pub struct Snapshot {
     pub topics: BTreeMap<String, TopicDescription>,
     /// Configuration set on each topic of `topic_configs` (broker defaults left out).
     pub topic_configs: BTreeMap<String, BTreeMap<String, String>>,
+    /// Topics whose partitions the brokers would not answer for (offsets or producers), with
+    /// the error: only the resources reading them wait; the rest of the snapshot holds.
+    pub unanswered: BTreeMap<String, KafkaError>,
+}
+
+impl Snapshot {
+    /// The first of `topics` the brokers would not answer for, with the error.
+    pub fn unanswered_of<'a>(
+        &self,
+        topics: impl IntoIterator<Item = &'a String>,
+    ) -> Option<KafkaError> {
+        topics
+            .into_iter()
+            .find_map(|t| self.unanswered.get(t))
+            .cloned()
+    }
 }
 
 /// Takes a snapshot: a fixed set of batched requests, whatever the number of resources.
@@ -141,7 +157,9 @@ pub async fn observe(admin: &KafkaAdmin, interest: &Interest) -> Result<Snapshot
             .filter(|(topic, _)| interest.topics.contains(*topic))
             .flat_map(|(topic, ps)| ps.iter().map(move |p| (topic.clone(), *p)))
             .collect();
-        snapshot.offsets = admin.partition_offsets(&all).await?;
+        let (offsets, unanswered) = admin.partition_offsets_by_topic(&all).await;
+        snapshot.offsets = offsets;
+        snapshot.unanswered.extend(unanswered);
         let producer_partitions: Vec<Partition> = snapshot
             .partitions
             .iter()
@@ -149,7 +167,9 @@ pub async fn observe(admin: &KafkaAdmin, interest: &Interest) -> Result<Snapshot
             .flat_map(|(topic, ps)| ps.iter().map(move |p| (topic.clone(), *p)))
             .collect();
         if !producer_partitions.is_empty() {
-            snapshot.producers = admin.producers(&producer_partitions).await?;
+            let (producers, unanswered) = admin.producers_by_topic(&producer_partitions).await;
+            snapshot.producers = producers;
+            snapshot.unanswered.extend(unanswered);
         }
     }
     if !interest.groups.is_empty() {

@@ -620,7 +620,12 @@ pub async fn reconcile(producer: Arc<Producer>, ctx: Arc<Context>) -> Result<Act
                     })
                     .await
                 {
-                    Ok(snapshot) => observed(&ids, &snapshot),
+                    // A topic of its own the brokers would not answer for: this Producer
+                    // waits, no other does.
+                    Ok(snapshot) => match snapshot.unanswered_of(&topics) {
+                        Some(e) => ProducerOutcome::Retrying(e),
+                        None => observed(&ids, &snapshot),
+                    },
                     Err(e) => ProducerOutcome::Retrying(e),
                 }
             }

@@ -190,6 +190,47 @@ fn created_config(
     )
 }
 
+/// Calls `call` for all of `partitions` at once; when that fails and they span more than one
+/// topic, once per topic: the answers of the topics that succeeded, and the error of each that
+/// failed.
+async fn per_topic<V, F, Fut>(
+    partitions: &[PartitionKey],
+    call: F,
+) -> (BTreeMap<PartitionKey, V>, BTreeMap<String, KafkaError>)
+where
+    F: Fn(Vec<PartitionKey>) -> Fut,
+    Fut: std::future::Future<Output = Result<BTreeMap<PartitionKey, V>, KafkaError>>,
+{
+    let whole = match call(partitions.to_vec()).await {
+        Ok(answers) => return (answers, BTreeMap::new()),
+        Err(e) => e,
+    };
+    let mut by_topic: BTreeMap<&str, Vec<PartitionKey>> = BTreeMap::new();
+    for p in partitions {
+        by_topic.entry(p.0.as_str()).or_default().push(p.clone());
+    }
+    if by_topic.len() <= 1 {
+        return (
+            BTreeMap::new(),
+            by_topic
+                .into_keys()
+                .map(|t| (t.to_string(), whole.clone()))
+                .collect(),
+        );
+    }
+    let mut answers = BTreeMap::new();
+    let mut failed = BTreeMap::new();
+    for (topic, some) in by_topic {
+        match call(some).await {
+            Ok(found) => answers.extend(found),
+            Err(e) => {
+                failed.insert(topic.to_string(), e);
+            }
+        }
+    }
+    (answers, failed)
+}
+
 /// Admin access to one Kafka cluster.
 pub struct KafkaAdmin {
     bootstrap: String,
@@ -703,6 +744,39 @@ impl KafkaAdmin {
             .collect())
     }
 
+    /// Like [`KafkaAdmin::partition_offsets`], but one topic the brokers cannot answer for (a
+    /// partition `NOT_LEADER_OR_FOLLOWER` while a broker still applies a new topic) does not
+    /// fail the others: when the whole request fails, each topic is asked on its own, and those
+    /// that fail come back with their error instead of offsets.
+    pub async fn partition_offsets_by_topic(
+        &self,
+        partitions: &[PartitionKey],
+    ) -> (
+        BTreeMap<PartitionKey, PartitionOffsets>,
+        BTreeMap<String, KafkaError>,
+    ) {
+        per_topic(partitions, |some| async move {
+            self.partition_offsets(&some).await
+        })
+        .await
+    }
+
+    /// Like [`KafkaAdmin::producers`], one topic's failure kept to that topic (see
+    /// [`KafkaAdmin::partition_offsets_by_topic`]).
+    pub async fn producers_by_topic(
+        &self,
+        partitions: &[PartitionKey],
+    ) -> (
+        BTreeMap<PartitionKey, Vec<ProducerState>>,
+        BTreeMap<String, KafkaError>,
+    ) {
+        per_topic(
+            partitions,
+            |some| async move { self.producers(&some).await },
+        )
+        .await
+    }
+
     /// The first offset at or after `at_ms` on each partition (-1 where there is none).
     pub async fn offsets_for_time(
         &self,
@@ -1002,6 +1076,34 @@ impl KafkaClients {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn one_topic_the_brokers_do_not_answer_for_fails_alone() {
+        let parts = |topics: &[&str]| -> Vec<PartitionKey> {
+            topics.iter().map(|t| (t.to_string(), 0)).collect()
+        };
+        let answer = |some: Vec<PartitionKey>| async move {
+            if some.iter().any(|(t, _)| t == "new") {
+                Err(KafkaError::Interrupted("NOT_LEADER_OR_FOLLOWER".into()))
+            } else {
+                Ok(some.into_iter().map(|p| (p, 1)).collect::<BTreeMap<_, _>>())
+            }
+        };
+        let (found, failed) = per_topic(&parts(&["orders", "new", "payments"]), answer).await;
+        assert_eq!(
+            found.keys().map(|(t, _)| t.as_str()).collect::<Vec<_>>(),
+            ["orders", "payments"]
+        );
+        assert_eq!(failed.keys().collect::<Vec<_>>(), ["new"]);
+
+        let (found, failed) = per_topic(&parts(&["orders", "payments"]), answer).await;
+        assert_eq!(found.len(), 2);
+        assert!(failed.is_empty());
+
+        let (found, failed) = per_topic(&parts(&["new"]), answer).await;
+        assert!(found.is_empty());
+        assert_eq!(failed.keys().collect::<Vec<_>>(), ["new"]);
+    }
 
     #[test]
     fn a_create_answer_lists_only_what_is_set_on_the_topic_itself_and_only_from_v5() {
