@@ -209,7 +209,9 @@ where
     for p in partitions {
         by_topic.entry(p.0.as_str()).or_default().push(p.clone());
     }
-    if by_topic.len() <= 1 {
+    // Only a refusal (the brokers answered, with an error for some partition) can be one
+    // topic's; unreachable brokers fail every topic alike, without asking each.
+    if by_topic.len() <= 1 || !matches!(whole, KafkaError::Refused { .. }) {
         return (
             BTreeMap::new(),
             by_topic
@@ -1084,7 +1086,11 @@ mod tests {
         };
         let answer = |some: Vec<PartitionKey>| async move {
             if some.iter().any(|(t, _)| t == "new") {
-                Err(KafkaError::Interrupted("NOT_LEADER_OR_FOLLOWER".into()))
+                Err(KafkaError::Refused {
+                    operation: "list offsets of",
+                    resource: "new".into(),
+                    code: "NOT_LEADER_OR_FOLLOWER".into(),
+                })
             } else {
                 Ok(some.into_iter().map(|p| (p, 1)).collect::<BTreeMap<_, _>>())
             }

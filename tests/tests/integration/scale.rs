@@ -36,12 +36,19 @@ async fn observing_twenty_topics_groups_and_producers_costs_the_same_requests_as
         let topic = ns.unique(&format!("t{i}"));
         create_kafka_topic(env, &topic, 2, &[]).await;
         let group = ns.unique(&format!("g{i}"));
-        w.commit_offsets(
-            &group,
-            &BTreeMap::from([(TopicPartition::new(topic.clone(), 0), 0)]),
+        // A broker applies a new topic a moment after it is created: until then a commit to it
+        // is UNKNOWN_TOPIC_OR_PARTITION.
+        let offsets = BTreeMap::from([(TopicPartition::new(topic.clone(), 0), 0)]);
+        eventually(
+            "a commit to the new topic",
+            Duration::from_secs(30),
+            || async {
+                w.commit_offsets(&group, &offsets)
+                    .await
+                    .map_err(|e| e.to_string())
+            },
         )
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .await;
         topics.push(topic);
         groups.push(group);
     }
