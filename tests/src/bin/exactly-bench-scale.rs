@@ -2674,16 +2674,7 @@ impl<'a> SizeRun<'a> {
              written for each, no operator running",
             grouped(n as f64, 0)
         ));
-        let namespaces: Api<Namespace> = Api::all(self.client.clone());
-        let namespace: Namespace = serde_json::from_value(json!({
-            "apiVersion": "v1",
-            "kind": "Namespace",
-            "metadata": {"name": ns, "labels": {BENCH_LABEL: BENCH_LABEL_VALUE}},
-        }))?;
-        namespaces
-            .create(&PostParams::default(), &namespace)
-            .await
-            .map_err(|e| format!("creating namespace {ns}: {e}"))?;
+        create_bench_namespace(self.client, &ns).await?;
         let index = self.index;
         let topics: Vec<(String, String)> = (0..n)
             .map(|k| (ns.clone(), format!("a{index}-{k:06}")))
@@ -2930,16 +2921,7 @@ impl<'a> SizeRun<'a> {
 
     /// The namespace `ns`, with the KafkaCluster [`CLUSTER`] on the broker.
     async fn create_namespace_with_cluster(&self, ns: &str) -> Result<(), Error> {
-        let namespaces: Api<Namespace> = Api::all(self.client.clone());
-        let namespace: Namespace = serde_json::from_value(json!({
-            "apiVersion": "v1",
-            "kind": "Namespace",
-            "metadata": {"name": ns, "labels": {BENCH_LABEL: BENCH_LABEL_VALUE}},
-        }))?;
-        namespaces
-            .create(&PostParams::default(), &namespace)
-            .await
-            .map_err(|e| format!("creating namespace {ns}: {e}"))?;
+        create_bench_namespace(self.client, ns).await?;
         let cluster: KafkaCluster = serde_json::from_value(json!({
             "apiVersion": "exactly.dev/v1alpha1",
             "kind": "KafkaCluster",
@@ -3900,6 +3882,21 @@ fn conditions(env: &Environment, args: &Args, operator: &Path, load_before: &str
         "producerSpec": producer_spec("<name>", "<topic>"),
         "heartbeatsNotCounted": HEARTBEATS,
     })
+}
+
+/// Creates the namespace `ns`, labelled as the benchmark's.
+async fn create_bench_namespace(client: &Client, ns: &str) -> Result<(), Error> {
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let namespace: Namespace = serde_json::from_value(json!({
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {"name": ns, "labels": {BENCH_LABEL: BENCH_LABEL_VALUE}},
+    }))?;
+    namespaces
+        .create(&PostParams::default(), &namespace)
+        .await
+        .map_err(|e| format!("creating namespace {ns}: {e}"))?;
+    Ok(())
 }
 
 #[cfg(test)]
