@@ -9,6 +9,7 @@
 #   tools/install.sh k8s kafka  install only the named components
 #   tools/install.sh --print-dir
 #   tools/install.sh --print-image-base   the unpacked Debian base of the operator image
+#   tools/install.sh --print-gitops       the GitOps checker (tools/gitops) built from this tree
 #
 # Cache: $EXACTLY_TOOLS_DIR (default ~/.cache/exactly), one directory per component and version,
 # e.g. ~/.cache/exactly/k8s-v1.37.2/bin/kube-apiserver. A directory only appears once complete
@@ -274,6 +275,19 @@ build_helm() {
   "$out/bin/helm" version >&2
 }
 
+# The GitOps checker (tools/gitops): kstatus and Argo CD's Lua runtime, pinned by its go.mod and
+# go.sum (the versions in versions.env must be those), cached by a digest of its sources.
+build_gitops() {
+  local out=$1 mod="$here/gitops/go.mod"
+  grep -q "sigs.k8s.io/cli-utils v$CLI_UTILS_VERSION\$" "$mod" || die "$mod does not pin sigs.k8s.io/cli-utils v$CLI_UTILS_VERSION (tools/versions.env)"
+  grep -q "github.com/yuin/gopher-lua v$GOPHER_LUA_VERSION\$" "$mod" || die "$mod does not pin github.com/yuin/gopher-lua v$GOPHER_LUA_VERSION (tools/versions.env)"
+  cd "$here/gitops"
+  run_logged "go build exactly-gitops" "$out/build.log" go build -v -mod=readonly -ldflags "-s -w" -o "$out/bin/exactly-gitops" .
+}
+gitops_dir() {
+  echo "$TOOLS_DIR/gitops-$({ cat "$here"/gitops/go.mod "$here"/gitops/go.sum "$here"/gitops/*.go; declare -f build_gitops; } | sha256sum | cut -c1-12)"
+}
+
 build_kafka() {
   local out=$1
   mkdir -p "$out/libs"
@@ -288,7 +302,7 @@ build_kafka() {
 
 check_prerequisites() {
   local want=$1
-  case " $want " in *" k8s "*|*" etcd "*|*" kwok "*|*" helm "*|*" node "*)
+  case " $want " in *" k8s "*|*" etcd "*|*" kwok "*|*" helm "*|*" node "*|*" gitops "*)
     need go "install Go 1.26 or newer (https://go.dev/doc/install)"
     need python3 "used to read the Kubernetes release's go.mod"
     local gov
@@ -308,10 +322,11 @@ check_prerequisites() {
 
 main() {
   if [ "${1:-}" = "--print-dir" ]; then echo "$TOOLS_DIR"; exit 0; fi
+  if [ "${1:-}" = "--print-gitops" ]; then echo "$(gitops_dir)/bin/exactly-gitops"; exit 0; fi
   if [ "${1:-}" = "--print-image-base" ]; then
     echo "$TOOLS_DIR/image-debs-$(key_of "$DEBIAN_IMAGE_PACKAGES")/root"; exit 0
   fi
-  local want="${*:-k8s etcd kwok helm kafka node image-base kafka-image}"
+  local want="${*:-k8s etcd kwok helm kafka node image-base kafka-image gitops}"
   check_prerequisites "$want"
   mkdir -p "$TOOLS_DIR"
   local start=$SECONDS
@@ -333,10 +348,11 @@ main() {
       kafka-image)
         install_component "kafka image" "$TOOLS_DIR/kafka-image-$(kafka_image_key)" build_kafka_image
         ;;
+      gitops) install_component "exactly-gitops (kstatus v$CLI_UTILS_VERSION, gopher-lua v$GOPHER_LUA_VERSION)" "$(gitops_dir)" build_gitops ;;
       image-base)
         install_component "image base (Debian)" "$TOOLS_DIR/image-debs-$(key_of "$DEBIAN_IMAGE_PACKAGES")" build_image_debs
         ;;
-      *) die "unknown component '$c' (k8s, etcd, kwok, helm, kafka, node, image-base, kafka-image)" ;;
+      *) die "unknown component '$c' (k8s, etcd, kwok, helm, kafka, node, image-base, kafka-image, gitops)" ;;
     esac
   done
   log "all present in $TOOLS_DIR ($((SECONDS - start))s)"
