@@ -11,11 +11,17 @@
 //! request, Kafka used ~72 CPU-s against ~44 for the same topics 500 to a request, and its
 //! profile (JFR, during `make bench-scale`) showed much of it re-reading its offset checkpoint
 //! files (a line per partition it has) as each new set of partitions was created.
+//!
+//! So the linger adapts ([`Linger`]): a key that comes while the batcher is busy (a call ended
+//! moments ago) waits longer for company than one that comes to an idle batcher, so a burst is
+//! sent in fewer, larger requests while a lone change still goes out after the short linger.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use tokio::time::Instant;
 
 use tokio::sync::oneshot;
 
@@ -23,11 +29,34 @@ use tokio::sync::oneshot;
 pub type BatchCall<K, V> =
     Arc<dyn Fn(Vec<K>) -> Pin<Box<dyn Future<Output = Vec<V>> + Send>> + Send + Sync>;
 
+/// How long the first key of a batch waits for others.
+#[derive(Clone, Copy, Debug)]
+pub struct Linger {
+    /// When the batcher has been idle for at least `busy_for`.
+    pub idle: Duration,
+    /// When a call of this batcher ended less than `busy_for` ago: a burst is on.
+    pub busy: Duration,
+    pub busy_for: Duration,
+}
+
+impl Linger {
+    /// The same wait, busy or not.
+    pub fn fixed(linger: Duration) -> Self {
+        Linger {
+            idle: linger,
+            busy: linger,
+            busy_for: Duration::ZERO,
+        }
+    }
+}
+
 /// Collects keys from concurrent callers and answers them with one call per batch.
 pub struct Batcher<K, V> {
-    linger: Duration,
+    linger: Linger,
     max: usize,
     pending: Mutex<Vec<(K, oneshot::Sender<V>)>>,
+    /// When the last call came back.
+    last_call: Mutex<Option<Instant>>,
     /// Held while a call is out.
     turn: tokio::sync::Mutex<()>,
     call: BatchCall<K, V>,
@@ -36,11 +65,12 @@ pub struct Batcher<K, V> {
 impl<K: Send + 'static, V: Send + 'static> Batcher<K, V> {
     /// A batcher that waits `linger` after the first key of a batch, sends at most `max` keys
     /// in one call, and makes its calls with `call`.
-    pub fn new(linger: Duration, max: usize, call: BatchCall<K, V>) -> Arc<Self> {
+    pub fn new(linger: Linger, max: usize, call: BatchCall<K, V>) -> Arc<Self> {
         Arc::new(Batcher {
             linger,
             max: max.max(1),
             pending: Mutex::new(Vec::new()),
+            last_call: Mutex::new(None),
             turn: tokio::sync::Mutex::new(()),
             call,
         })
@@ -58,13 +88,23 @@ impl<K: Send + 'static, V: Send + 'static> Batcher<K, V> {
         if full {
             tokio::spawn(self.clone().flush());
         } else if first {
+            let linger = self.linger_now();
             let this = self.clone();
             tokio::spawn(async move {
-                tokio::time::sleep(this.linger).await;
+                tokio::time::sleep(linger).await;
                 this.flush().await;
             });
         }
         rx.await.ok()
+    }
+
+    /// The linger for a batch that starts now.
+    fn linger_now(&self) -> Duration {
+        let last = *self.last_call.lock().unwrap_or_else(|p| p.into_inner());
+        match last {
+            Some(at) if at.elapsed() < self.linger.busy_for => self.linger.busy,
+            _ => self.linger.idle,
+        }
     }
 
     /// Sends every pending key in batches of at most `max`, once no other call is out; keys
@@ -82,6 +122,7 @@ impl<K: Send + 'static, V: Send + 'static> Batcher<K, V> {
             }
             let (keys, senders): (Vec<K>, Vec<oneshot::Sender<V>>) = batch.into_iter().unzip();
             let results = (self.call)(keys).await;
+            *self.last_call.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
             // A caller that gave up (its reconcile was cancelled) no longer listens.
             for (sender, result) in senders.into_iter().zip(results) {
                 let _ = sender.send(result);
@@ -111,7 +152,7 @@ mod tests {
         let calls = Arc::new(AtomicUsize::new(0));
         let sizes = Arc::default();
         let batcher = Batcher::new(
-            Duration::from_millis(20),
+            Linger::fixed(Duration::from_millis(20)),
             100,
             doubling(calls.clone(), sizes),
         );
@@ -129,7 +170,7 @@ mod tests {
         let calls = Arc::new(AtomicUsize::new(0));
         let sizes = Arc::new(Mutex::new(Vec::new()));
         let batcher = Batcher::new(
-            Duration::from_millis(20),
+            Linger::fixed(Duration::from_millis(20)),
             16,
             doubling(calls.clone(), sizes.clone()),
         );
@@ -166,7 +207,7 @@ mod tests {
                 })
             })
         };
-        let batcher = Batcher::new(Duration::from_millis(1), 100, call);
+        let batcher = Batcher::new(Linger::fixed(Duration::from_millis(1)), 100, call);
         let first = tokio::spawn({
             let b = batcher.clone();
             async move { b.call(0).await }
@@ -194,12 +235,36 @@ mod tests {
     async fn a_caller_after_a_batch_went_out_starts_the_next_one() {
         let calls = Arc::new(AtomicUsize::new(0));
         let batcher = Batcher::new(
-            Duration::from_millis(5),
+            Linger::fixed(Duration::from_millis(5)),
             100,
             doubling(calls.clone(), Arc::default()),
         );
         assert_eq!(batcher.call(1).await, Some(2));
         assert_eq!(batcher.call(2).await, Some(4));
         assert_eq!(calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_key_that_comes_just_after_a_call_waits_the_busy_linger_and_one_after_a_pause_the_idle_one()
+     {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let linger = Linger {
+            idle: Duration::from_millis(10),
+            busy: Duration::from_millis(200),
+            busy_for: Duration::from_secs(1),
+        };
+        let batcher = Batcher::new(linger, 100, doubling(calls.clone(), Arc::default()));
+        let start = tokio::time::Instant::now();
+        assert_eq!(batcher.call(1).await, Some(2));
+        assert_eq!(start.elapsed(), Duration::from_millis(10));
+        // Straight after a call: a burst may be on, so the batch waits the longer linger.
+        let start = tokio::time::Instant::now();
+        assert_eq!(batcher.call(2).await, Some(4));
+        assert_eq!(start.elapsed(), Duration::from_millis(200));
+        // After a pause longer than `busy_for`: the short one again.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let start = tokio::time::Instant::now();
+        assert_eq!(batcher.call(3).await, Some(6));
+        assert_eq!(start.elapsed(), Duration::from_millis(10));
     }
 }

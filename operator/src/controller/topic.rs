@@ -18,7 +18,7 @@ use kube::{Resource, ResourceExt};
 use tracing::{debug, info, warn};
 
 use super::Context;
-use super::batch::Batcher;
+use super::batch::{Batcher, Linger};
 use crate::api::conditions::{self, types};
 use crate::api::{
     Condition, ConditionStatus, ConfigDrift, DeletionPolicy, DriftPolicy, KafkaCluster, Topic,
@@ -393,9 +393,16 @@ async fn find_cluster(
     }
 }
 
-/// How long a batch of topic calls waits for more callers after its first: long enough for a
-/// burst of reconciles to meet, short against a single Topic's way to Ready.
-const BATCH_LINGER: Duration = Duration::from_millis(20);
+/// How long a batch of topic calls waits for more callers after its first: to an idle batcher,
+/// long enough for reconciles started together to meet and short against a single Topic's way
+/// to Ready; during a burst (a call ended within the last second), long enough that a request
+/// carries tens of topics rather than a handful, which is what costs the broker (see
+/// [`super::batch`]).
+const BATCH_LINGER: Linger = Linger {
+    idle: Duration::from_millis(20),
+    busy: Duration::from_millis(250),
+    busy_for: Duration::from_secs(1),
+};
 
 /// The batched topic calls of one cluster ([`Batcher`]): Topics reconciled at the same moment
 /// share one `Metadata`, one `CreateTopics` and one `DescribeConfigs` request.
