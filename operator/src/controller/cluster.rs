@@ -142,7 +142,9 @@ pub async fn reconcile(cluster: Arc<KafkaCluster>, ctx: Arc<Context>) -> Result<
             }
         }
     }
-    let labels = crate::metrics::labels(&namespace, &name);
+    let labels = ctx
+        .metrics
+        .series_of(crate::metrics::kinds::CLUSTER, &namespace, &name);
     if let Ok(c) = &described {
         ctx.metrics
             .cluster_brokers

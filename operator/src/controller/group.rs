@@ -531,7 +531,9 @@ pub async fn reconcile(group: Arc<ConsumerGroup>, ctx: Arc<Context>) -> Result<A
         status.last_offset_reset = Some(outcome);
     }
 
-    let labels = crate::metrics::labels(&namespace, &name);
+    let labels = ctx
+        .metrics
+        .series_of(crate::metrics::kinds::CONSUMER_GROUP, &namespace, &name);
     ctx.metrics
         .group_lag
         .get_or_create(&labels)
@@ -540,17 +542,15 @@ pub async fn reconcile(group: Arc<ConsumerGroup>, ctx: Arc<Context>) -> Result<A
         .group_members
         .get_or_create(&labels)
         .set(i64::try_from(observed.members.len()).unwrap_or(i64::MAX));
-    for p in &observed.lag.all {
-        ctx.metrics
-            .group_partition_lag
-            .get_or_create(&crate::metrics::PartitionLabels {
-                namespace: namespace.clone(),
-                name: name.clone(),
-                topic: p.topic.clone(),
-                partition: p.partition.to_string(),
-            })
-            .set(p.lag);
-    }
+    ctx.metrics.set_group_partition_lags(
+        &namespace,
+        &name,
+        observed
+            .lag
+            .all
+            .iter()
+            .map(|p| (p.topic.clone(), p.partition, p.lag)),
+    );
 
     super::write_status(&ctx, group.as_ref(), &status).await?;
     Ok(Action::requeue(refresh))

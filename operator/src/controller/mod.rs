@@ -39,7 +39,7 @@ use kube::runtime::events::{Event, EventType, Reporter};
 use crate::Error;
 use crate::api::{Condition, ConsumerGroup, KafkaCluster, Pipeline, Producer, Topic};
 use crate::kafka::KafkaClients;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, kinds};
 use observe::Observer;
 
 /// Retry interval while a dependency is missing or the brokers do not answer.
@@ -527,6 +527,75 @@ where
     (store, changes)
 }
 
+/// The cache of every object of `api` and their changes, as `Controller::new` builds them,
+/// with `on_event` seeing every watch event first.
+fn all_of<K>(
+    api: Api<K>,
+    watch: watcher::Config,
+    on_event: impl Fn(&watcher::Event<K>) + Send + 'static,
+) -> (
+    Store<K>,
+    impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static,
+)
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let (store, writer) = kube::runtime::reflector::store::<K>();
+    let changes = kube::runtime::reflector(
+        writer,
+        watcher(api, watch).inspect(move |event| {
+            if let Ok(event) = event {
+                on_event(event);
+            }
+        }),
+    )
+    .applied_objects();
+    (store, changes)
+}
+
+/// A watch's event hook that removes the metric series of each deleted resource of `kind`:
+/// when the watch sees the deletion, and after a relist for those no longer listed (deleted
+/// while the watch was down).
+fn forget_deleted<K: kube::Resource>(
+    kind: &'static str,
+    namespace: Option<&str>,
+    metrics: Arc<Metrics>,
+) -> impl Fn(&watcher::Event<K>) + Send + 'static {
+    let namespace = namespace.map(str::to_string);
+    let listed = Mutex::new(std::collections::BTreeSet::new());
+    let key = |object: &K| {
+        let meta = object.meta();
+        (
+            meta.namespace.clone().unwrap_or_default(),
+            meta.name.clone().unwrap_or_default(),
+        )
+    };
+    move |event| {
+        let mut listed = listed.lock().unwrap_or_else(|p| p.into_inner());
+        match event {
+            watcher::Event::Delete(object) => {
+                let (ns, name) = key(object);
+                metrics.forget(kind, &ns, &name);
+            }
+            watcher::Event::Init => listed.clear(),
+            watcher::Event::InitApply(object) => {
+                listed.insert(key(object));
+            }
+            watcher::Event::InitDone => {
+                metrics.retain(kind, namespace.as_deref(), &listed);
+                listed.clear();
+            }
+            watcher::Event::Apply(_) => {}
+        }
+    }
+}
+
 fn error_policy<K: ResourceExt>(object: Arc<K>, error: &Error, _ctx: Arc<Context>) -> Action {
     warn!(name = %object.name_any(), namespace = object.namespace().unwrap_or_default(), reason = error.reason(), %error, "reconcile failed");
     Action::requeue(std::time::Duration::from_secs(10))
@@ -575,8 +644,14 @@ async fn run_in(
     // Both controllers stop on the same signal.
     let shutdown = futures::future::FutureExt::shared(Box::pin(shutdown));
 
-    let clusters = Controller::new(api::<KafkaCluster>(&client, namespace), watch.clone())
-        .with_config(config.clone());
+    // Each kind with metric series of its own removes them when one of its resources goes.
+    let (cluster_store, cluster_changes) = all_of(
+        api::<KafkaCluster>(&client, namespace),
+        watch.clone(),
+        forget_deleted(kinds::CLUSTER, namespace, options.metrics.clone()),
+    );
+    let clusters =
+        Controller::for_stream(cluster_changes, cluster_store).with_config(config.clone());
     // Topics wake their reconcile only when what it acts on changes (spec, finalizers,
     // deletion), never on their own status writes; the cache still sees every version. The
     // periodic refresh ([`topic::refresh`]) recomputes their status from one observation per
@@ -616,7 +691,11 @@ async fn run_in(
         Some(producer::ABORT_ANNOTATION),
         {
             let index = producer_prefixes.clone();
-            move |event| index.observe(event)
+            let forget = forget_deleted(kinds::PRODUCER, namespace, options.metrics.clone());
+            move |event| {
+                index.observe(event);
+                forget(event);
+            }
         },
     );
     let producers =
@@ -625,11 +704,15 @@ async fn run_in(
         api::<ConsumerGroup>(&client, namespace),
         watch.clone(),
         None,
-        |_| {},
+        forget_deleted(kinds::CONSUMER_GROUP, namespace, options.metrics.clone()),
     );
     let groups = Controller::for_stream(group_changes, group_store).with_config(config.clone());
-    let pipelines =
-        Controller::new(api::<Pipeline>(&client, namespace), watch.clone()).with_config(config);
+    let (pipeline_store, pipeline_changes) = all_of(
+        api::<Pipeline>(&client, namespace),
+        watch.clone(),
+        forget_deleted(kinds::PIPELINE, namespace, options.metrics.clone()),
+    );
+    let pipelines = Controller::for_stream(pipeline_changes, pipeline_store).with_config(config);
     let ctx = Arc::new(Context {
         client: client.clone(),
         kafka: KafkaClients::counting(options.metrics.kafka_request_counter()),

@@ -958,7 +958,8 @@ fn export_metrics(
     status: &PipelineStatus,
     workers: Option<&StatefulSet>,
 ) {
-    let labels = crate::metrics::labels(
+    let labels = ctx.metrics.series_of(
+        crate::metrics::kinds::PIPELINE,
         &pipeline.namespace().unwrap_or_default(),
         &pipeline.name_any(),
     );

@@ -638,7 +638,9 @@ pub async fn reconcile(producer: Arc<Producer>, ctx: Arc<Context>) -> Result<Act
     if rendered_instances.is_some() {
         status.instances = rendered_instances;
     }
-    let labels = crate::metrics::labels(&namespace, &name);
+    let labels = ctx
+        .metrics
+        .series_of(crate::metrics::kinds::PRODUCER, &namespace, &name);
     if let ProducerOutcome::Rendered {
         transactions,
         hanging,
