@@ -75,11 +75,15 @@ enum LogFormat {
 }
 
 fn parse_interval(text: &str) -> Result<std::time::Duration, String> {
-    exactly::controller::producer_config::parse_duration_ms(text)
-        .and_then(|ms| u64::try_from(ms).ok())
-        .filter(|ms| *ms >= 1000)
-        .map(std::time::Duration::from_millis)
-        .ok_or_else(|| format!("'{text}' is not a duration of at least 1s (e.g. 30s, 2m)"))
+    exactly::api::duration::parse(text)
+        .map_err(|e| format!("'{text}' is not a duration: {e} (e.g. 30s, 2m, 1m30s)"))
+        .and_then(|d| {
+            if d >= std::time::Duration::from_secs(1) {
+                Ok(d)
+            } else {
+                Err(format!("'{text}' is shorter than 1s"))
+            }
+        })
 }
 
 fn init_logging(format: LogFormat) {

@@ -5,7 +5,16 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::duration::{self, DurationField};
 use super::{ClusterRef, Condition, TopicRef};
+
+/// `spec.lagObjective.maxCommitAge`: compared with the time since the group's last commit.
+pub const MAX_COMMIT_AGE: DurationField = DurationField {
+    path: "spec.lagObjective.maxCommitAge",
+    min: std::time::Duration::ZERO,
+    max: duration::MAX,
+    why: "that is the longest duration Kubernetes can hold",
+};
 
 // clippy takes the repeated `type_ = ...` of separate printcolumn(...) lists for duplicates.
 #[allow(clippy::duplicated_attributes)]
@@ -93,9 +102,11 @@ pub struct LagObjective {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0))]
     pub max_lag: Option<i64>,
-    /// Longest the group may go without committing while it has lag, e.g. `5m`, `90s`.
+    /// Longest the group may go without committing while it has lag, as a Kubernetes duration:
+    /// `90s`, `5m`, `1h30m`, `1.5h`, `500ms` (units h, m, s, ms, us, ns).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^[0-9]{1,9}(ms|s|m|h)$"))]
+    #[schemars(length(max = 64))]
+    #[x_kube(validation = MAX_COMMIT_AGE.syntax_rule(), validation = MAX_COMMIT_AGE.range_rule())]
     pub max_commit_age: Option<String>,
 }
 

@@ -3,6 +3,7 @@
 
 pub mod cluster;
 pub mod conditions;
+pub mod duration;
 pub mod group;
 pub mod pipeline;
 pub mod producer;

@@ -8,12 +8,44 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::duration::{self, DurationField};
 use super::{ClusterRef, Condition, TopicRef};
 
 /// The commit interval when the spec names none.
 pub const DEFAULT_COMMIT_INTERVAL: &str = "100ms";
 /// The transaction timeout when the spec names none (Kafka's producer default).
 pub const DEFAULT_TRANSACTION_TIMEOUT: &str = "60s";
+
+/// `spec.commitInterval`: the worker's commit interval, in 32-bit milliseconds. At most a tenth
+/// of `transactionTimeout` (a rule on the spec).
+pub const COMMIT_INTERVAL: DurationField = DurationField {
+    path: "spec.commitInterval",
+    min: std::time::Duration::from_millis(1),
+    max: duration::MAX_KAFKA_MILLIS,
+    why: "the worker counts it in 32-bit milliseconds",
+};
+
+/// `spec.transactionTimeout`: the workers' `transaction.timeout.ms`, a 32-bit count of
+/// milliseconds; the brokers' `transaction.max.timeout.ms` is checked at reconcile.
+pub const TRANSACTION_TIMEOUT: DurationField = DurationField {
+    path: "spec.transactionTimeout",
+    min: std::time::Duration::from_millis(1),
+    max: duration::MAX_KAFKA_MILLIS,
+    why: "Kafka's transaction.timeout.ms is a 32-bit count of milliseconds",
+};
+
+/// The spec's rule that `commitInterval` is at most a tenth of `transactionTimeout`, with their
+/// defaults. Checked only when both are durations: a mistyped one gets its own field's message.
+fn commit_interval_within_timeout() -> kube::core::Rule {
+    let pattern = duration::PATTERN;
+    kube::core::Rule::new(format!(
+        "(has(self.commitInterval) && !self.commitInterval.matches('{pattern}')) || \
+         (has(self.transactionTimeout) && !self.transactionTimeout.matches('{pattern}')) || \
+         duration(has(self.commitInterval) ? self.commitInterval : '{DEFAULT_COMMIT_INTERVAL}').getMilliseconds() * 10 \
+         <= duration(has(self.transactionTimeout) ? self.transactionTimeout : '{DEFAULT_TRANSACTION_TIMEOUT}').getMilliseconds()"
+    ))
+    .message("commitInterval must be at most a tenth of transactionTimeout: a transaction that commits close to its timeout is aborted by the coordinator")
+}
 
 // clippy takes the repeated `type_ = ...` of separate printcolumn(...) lists for duplicates.
 #[allow(clippy::duplicated_attributes)]
@@ -51,7 +83,7 @@ pub const DEFAULT_TRANSACTION_TIMEOUT: &str = "60s";
 #[x_kube(validation = Rule::new("!has(self.output.topicRef) || !self.input.topics.exists(t, t.name == self.output.topicRef.name)").message("output.topicRef must not be one of input.topics: a pipeline reading its own output loops forever"))]
 #[x_kube(validation = Rule::new("!has(self.output.route) || !self.input.topics.exists(t, self.output.route.rules.exists(r, r.topicRef.name == t.name) || (has(self.output.route.defaultTopicRef) && self.output.route.defaultTopicRef.name == t.name))").message("no output route may lead to one of input.topics: a pipeline reading its own output loops forever"))]
 #[x_kube(validation = Rule::new("!has(self.errorPolicy) || !has(self.errorPolicy.deadLetterTopicRef) || !self.input.topics.exists(t, t.name == self.errorPolicy.deadLetterTopicRef.name)").message("errorPolicy.deadLetterTopicRef must not be one of input.topics"))]
-#[x_kube(validation = Rule::new("duration(has(self.commitInterval) ? self.commitInterval : '100ms').getMilliseconds() * 10 <= duration(has(self.transactionTimeout) ? self.transactionTimeout : '60s').getMilliseconds()").message("commitInterval must be at most a tenth of transactionTimeout: a transaction that commits close to its timeout is aborted by the coordinator"))]
+#[x_kube(validation = commit_interval_within_timeout())]
 #[x_kube(validation = Rule::new("!has(self.transactionalIdPrefix) || !has(oldSelf.transactionalIdPrefix) || self.transactionalIdPrefix == oldSelf.transactionalIdPrefix").message("transactionalIdPrefix is immutable: a new prefix would leave the old ids' transactions open and stop fencing zombies"))]
 #[serde(rename_all = "camelCase")]
 pub struct PipelineSpec {
@@ -75,18 +107,21 @@ pub struct PipelineSpec {
     pub replicas: i32,
 
     /// How often a worker commits its transaction (outputs and input offsets together), as a
-    /// Kubernetes duration: `100ms`, `1s`, `1m30s`. Shorter means fresher output for
-    /// `read_committed` readers and more commits. Defaults to `100ms`; at most a tenth of
-    /// `transactionTimeout`.
+    /// Kubernetes duration: `100ms`, `1s`, `1m30s`, `1.5s` (units h, m, s, ms, us, ns).
+    /// Shorter means fresher output for `read_committed` readers and more commits. Defaults to
+    /// `100ms`; at least 1ms and at most a tenth of `transactionTimeout`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h))+$"), length(max = 32))]
+    #[schemars(length(max = 64))]
+    #[x_kube(validation = COMMIT_INTERVAL.syntax_rule(), validation = COMMIT_INTERVAL.range_rule())]
     pub commit_interval: Option<String>,
 
     /// How long a worker's transaction may stay open before the coordinator aborts it, as a
-    /// Kubernetes duration (`60s`, `5m`). Must not exceed the brokers'
-    /// `transaction.max.timeout.ms`. Defaults to `60s`.
+    /// Kubernetes duration: `60s`, `5m`, `2h`, `1h30m` (units h, m, s, ms, us, ns). At least
+    /// 1ms; must not exceed the brokers' `transaction.max.timeout.ms` (15m by default).
+    /// Defaults to `60s`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h))+$"), length(max = 32))]
+    #[schemars(length(max = 64))]
+    #[x_kube(validation = TRANSACTION_TIMEOUT.syntax_rule(), validation = TRANSACTION_TIMEOUT.range_rule())]
     pub transaction_timeout: Option<String>,
 
     /// What a worker does with a record the transform cannot handle (not JSON, a filter error,

@@ -7,7 +7,17 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::duration::{self, DurationField};
 use super::{ClusterRef, Condition, TopicRef};
+
+/// `spec.transactionTimeout`: sent to Kafka as `transaction.timeout.ms`, a 32-bit count of
+/// milliseconds; the brokers' own `transaction.max.timeout.ms` is checked when it is rendered.
+pub const TRANSACTION_TIMEOUT: DurationField = DurationField {
+    path: "spec.transactionTimeout",
+    min: std::time::Duration::from_millis(1),
+    max: duration::MAX_KAFKA_MILLIS,
+    why: "Kafka's transaction.timeout.ms is a 32-bit count of milliseconds",
+};
 
 // clippy takes the repeated `type_ = ...` of separate printcolumn(...) lists for duplicates.
 #[allow(clippy::duplicated_attributes)]
@@ -91,10 +101,13 @@ pub struct ProducerSpec {
     #[serde(default)]
     pub guarantee: Guarantee,
 
-    /// How long a transaction may stay open before the coordinator aborts it, e.g. `60s`, `5m`,
-    /// `90000ms`. Must not exceed the broker's `transaction.max.timeout.ms`. Defaults to `60s`.
+    /// How long a transaction may stay open before the coordinator aborts it, as a Kubernetes
+    /// duration: `60s`, `5m`, `2h`, `1h30m`, `1.5h`, `90000ms` (units h, m, s, ms, us, ns).
+    /// At least 1ms; must not exceed the brokers' `transaction.max.timeout.ms` (15m by default).
+    /// Defaults to `60s`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^[0-9]{1,9}(ms|s|m)$"))]
+    #[schemars(length(max = 64))]
+    #[x_kube(validation = TRANSACTION_TIMEOUT.syntax_rule(), validation = TRANSACTION_TIMEOUT.range_rule())]
     pub transaction_timeout: Option<String>,
 
     /// Extra producer properties (librdkafka / Java client names), e.g. `linger.ms: "5"`,

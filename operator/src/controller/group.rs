@@ -17,9 +17,9 @@ use tracing::{info, warn};
 
 use super::lag::{self, GroupLag, PartitionOffsets};
 use super::observe::{Interest, Partition, Snapshot};
-use super::producer_config::parse_duration_ms;
 use super::{Context, resolve};
 use crate::api::conditions::{self, types};
+use crate::api::group::MAX_COMMIT_AGE;
 use crate::api::{
     Condition, ConditionStatus, ConsumerGroup, ConsumerGroupStatus, GroupMember,
     OffsetResetOutcome, ResetTarget,
@@ -115,10 +115,10 @@ pub fn objective_met(
     if let Some(max_age) = objective
         .max_commit_age
         .as_deref()
-        .and_then(parse_duration_ms)
+        .and_then(|text| MAX_COMMIT_AGE.parse(text).ok())
         && total_lag > 0
         && let Some(since) = since_last_commit
-        && since.as_millis() > u128::try_from(max_age).unwrap_or(u128::MAX)
+        && since > max_age
     {
         broken.push(format!(
             "no commit for {}s while lagging, above maxCommitAge {}",

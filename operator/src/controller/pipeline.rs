@@ -30,12 +30,12 @@ use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
 
 use super::children::Children;
-use super::producer_config::parse_duration_ms;
 use super::{Context, resolve};
 use crate::api::conditions::{self, types};
+use crate::api::duration::DurationField;
 use crate::api::pipeline::{
-    DEFAULT_COMMIT_INTERVAL, DEFAULT_TRANSACTION_TIMEOUT, ErrorAction, JqOutput, RouteBy,
-    StartFrom, TransformType,
+    COMMIT_INTERVAL, DEFAULT_COMMIT_INTERVAL, DEFAULT_TRANSACTION_TIMEOUT, ErrorAction, JqOutput,
+    RouteBy, StartFrom, TRANSACTION_TIMEOUT, TransformType,
 };
 use crate::api::{
     Condition, ConditionStatus, ConsumerGroup, ConsumerGroupSpec, Guarantee, Isolation,
@@ -175,23 +175,20 @@ pub fn topic_link(reference: &TopicRef, topic: Option<&Topic>) -> TopicLink {
 
 /// Parses the spec's durations, with their defaults, in milliseconds.
 fn durations(spec: &PipelineSpec) -> std::result::Result<(u32, u32), String> {
-    let parse = |field: &str, value: Option<&str>, default: &str| {
-        let text = value.unwrap_or(default);
-        parse_duration_ms(text)
-            .filter(|ms| *ms > 0)
-            .and_then(|ms| u32::try_from(ms).ok())
-            .ok_or_else(|| {
-                format!("spec.{field} '{text}' is not a duration such as 100ms, 5s, 1m30s")
-            })
+    // Both fields' bounds are at most i32::MAX milliseconds, so the u32s always fit.
+    let parse = |field: &DurationField, value: Option<&str>, default: &str| {
+        field
+            .parse_millis(value.unwrap_or(default))
+            .map(|ms| u32::try_from(ms).unwrap_or(u32::MAX))
     };
     Ok((
         parse(
-            "commitInterval",
+            &COMMIT_INTERVAL,
             spec.commit_interval.as_deref(),
             DEFAULT_COMMIT_INTERVAL,
         )?,
         parse(
-            "transactionTimeout",
+            &TRANSACTION_TIMEOUT,
             spec.transaction_timeout.as_deref(),
             DEFAULT_TRANSACTION_TIMEOUT,
         )?,

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::api::producer::TRANSACTION_TIMEOUT;
 use crate::api::{Guarantee, ProducerSpec};
 
 /// Kafka's own producer default (`transaction.timeout.ms`), used when the spec names none.
@@ -19,49 +20,17 @@ pub struct ConfigViolation {
     pub message: String,
 }
 
-/// Parses a Kubernetes-style duration (`60s`, `5m`, `90000ms`, `1h30m`, `1s500ms`: whole
-/// numbers, each followed by `h`, `m`, `s` or `ms`) into milliseconds.
-pub fn parse_duration_ms(text: &str) -> Option<i64> {
-    let mut rest = text;
-    let mut total: i64 = 0;
-    if rest.is_empty() {
-        return None;
-    }
-    while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit())?;
-        if digits == 0 {
-            return None;
-        }
-        let n: i64 = rest[..digits].parse().ok()?;
-        rest = &rest[digits..];
-        let (factor, len) = if rest.starts_with("ms") {
-            (1, 2)
-        } else if rest.starts_with('h') {
-            (3_600_000, 1)
-        } else if rest.starts_with('m') {
-            (60_000, 1)
-        } else if rest.starts_with('s') {
-            (1_000, 1)
-        } else {
-            return None;
-        };
-        rest = &rest[len..];
-        total = total.checked_add(n.checked_mul(factor)?)?;
-    }
-    Some(total)
-}
-
 /// The `transaction.timeout.ms` the spec asks for.
 pub fn transaction_timeout_ms(spec: &ProducerSpec) -> Result<i64, ConfigViolation> {
     match &spec.transaction_timeout {
         None => Ok(DEFAULT_TRANSACTION_TIMEOUT_MS),
-        Some(text) => parse_duration_ms(text)
-            .filter(|ms| *ms > 0)
-            .ok_or_else(|| ConfigViolation {
-                key: "spec.transactionTimeout".into(),
-                message: format!(
-                    "transactionTimeout '{text}' is not a duration: write e.g. 60s, 5m or 90000ms"
-                ),
+        Some(text) => TRANSACTION_TIMEOUT
+            .parse_millis(text)
+            // At most i32::MAX milliseconds (TRANSACTION_TIMEOUT's bound), so it always fits.
+            .map(|ms| i64::try_from(ms).unwrap_or(i64::MAX))
+            .map_err(|message| ConfigViolation {
+                key: TRANSACTION_TIMEOUT.path.into(),
+                message,
             }),
     }
 }
@@ -297,21 +266,26 @@ mod tests {
     }
 
     #[test]
-    fn durations_parse_in_ms_s_and_m() {
-        assert_eq!(parse_duration_ms("90000ms"), Some(90_000));
-        assert_eq!(parse_duration_ms("60s"), Some(60_000));
-        assert_eq!(parse_duration_ms("5m"), Some(300_000));
-        assert_eq!(parse_duration_ms("5"), None);
-        assert_eq!(parse_duration_ms("s"), None);
+    fn transaction_timeout_takes_any_kubernetes_duration() {
+        let mut s = spec();
+        for (text, ms) in [("2h", 7_200_000), ("1h30m", 5_400_000), ("1.5s", 1_500)] {
+            s.transaction_timeout = Some(text.into());
+            assert_eq!(transaction_timeout_ms(&s), Ok(ms), "{text}");
+        }
     }
 
     #[test]
-    fn durations_combine_units_as_kubernetes_writes_them() {
-        assert_eq!(parse_duration_ms("1h30m"), Some(5_400_000));
-        assert_eq!(parse_duration_ms("1s500ms"), Some(1_500));
-        assert_eq!(parse_duration_ms("2h"), Some(7_200_000));
-        assert_eq!(parse_duration_ms(""), None);
-        assert_eq!(parse_duration_ms("1h30"), None);
-        assert_eq!(parse_duration_ms("1.5s"), None);
+    fn a_transaction_timeout_that_is_no_duration_is_refused_naming_the_field() {
+        let mut s = spec();
+        s.transaction_timeout = Some("1d".into());
+        let violation = transaction_timeout_ms(&s).err();
+        assert_eq!(
+            violation.as_ref().map(|v| v.key.as_str()),
+            Some("spec.transactionTimeout")
+        );
+        assert!(
+            violation.is_some_and(|v| v.message.contains("'d' is not a unit")),
+            "the message says what is wrong"
+        );
     }
 }
