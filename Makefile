@@ -78,6 +78,7 @@ chart: tools ## lint the Helm chart and render it with its main value sets (the 
 	$(HELM) template exactly $(CHART) --namespace exactly-system >/dev/null
 	$(HELM) template exactly $(CHART) --namespace exactly-system --set 'watchNamespaces={team-a,team-b}' >/dev/null
 	$(HELM) template exactly $(CHART) --namespace exactly-system --set metrics.serviceMonitor.enabled=true --set networkPolicy.enabled=true --set networkPolicy.egress.allowAll=false >/dev/null
+	$(HELM) template exactly $(CHART) --namespace exactly-system --set grafana.dashboard.enabled=true >/dev/null
 
 # The Pipeline worker's benchmark: measures and prints, asserts nothing. Options of the driver
 # go in BENCH_ARGS (e.g. BENCH_ARGS='--records 200000 --workers 2'; `--help` lists them).
