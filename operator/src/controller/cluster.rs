@@ -142,10 +142,12 @@ pub async fn reconcile(cluster: Arc<KafkaCluster>, ctx: Arc<Context>) -> Result<
             }
         }
     }
-    let labels = ctx
-        .metrics
-        .series_of(crate::metrics::kinds::CLUSTER, &namespace, &name);
-    if let Ok(c) = &described {
+    if let Ok(c) = &described
+        && super::still_watched(&ctx.clusters, cluster.as_ref())
+    {
+        let labels = ctx
+            .metrics
+            .series_of(crate::metrics::kinds::CLUSTER, &namespace, &name);
         ctx.metrics
             .cluster_brokers
             .get_or_create(&labels)

@@ -531,26 +531,28 @@ pub async fn reconcile(group: Arc<ConsumerGroup>, ctx: Arc<Context>) -> Result<A
         status.last_offset_reset = Some(outcome);
     }
 
-    let labels = ctx
-        .metrics
-        .series_of(crate::metrics::kinds::CONSUMER_GROUP, &namespace, &name);
-    ctx.metrics
-        .group_lag
-        .get_or_create(&labels)
-        .set(observed.lag.total);
-    ctx.metrics
-        .group_members
-        .get_or_create(&labels)
-        .set(i64::try_from(observed.members.len()).unwrap_or(i64::MAX));
-    ctx.metrics.set_group_partition_lags(
-        &namespace,
-        &name,
-        observed
-            .lag
-            .all
-            .iter()
-            .map(|p| (p.topic.clone(), p.partition, p.lag)),
-    );
+    if super::still_watched(&ctx.groups, group.as_ref()) {
+        let labels =
+            ctx.metrics
+                .series_of(crate::metrics::kinds::CONSUMER_GROUP, &namespace, &name);
+        ctx.metrics
+            .group_lag
+            .get_or_create(&labels)
+            .set(observed.lag.total);
+        ctx.metrics
+            .group_members
+            .get_or_create(&labels)
+            .set(i64::try_from(observed.members.len()).unwrap_or(i64::MAX));
+        ctx.metrics.set_group_partition_lags(
+            &namespace,
+            &name,
+            observed
+                .lag
+                .all
+                .iter()
+                .map(|p| (p.topic.clone(), p.partition, p.lag)),
+        );
+    }
 
     super::write_status(&ctx, group.as_ref(), &status).await?;
     Ok(Action::requeue(refresh))

@@ -559,6 +559,15 @@ where
     (store, changes)
 }
 
+/// Whether `object` is still in its watch's cache. A reconcile that was under way when its
+/// object was deleted exports no series for it: the watch has removed them already.
+pub fn still_watched<K>(store: &Store<K>, object: &K) -> bool
+where
+    K: kube::Resource<DynamicType = ()> + Clone + 'static,
+{
+    store.get(&ObjectRef::from_obj(object)).is_some()
+}
+
 /// A watch's event hook that removes the metric series of each deleted resource of `kind`:
 /// when the watch sees the deletion, and after a relist for those no longer listed (deleted
 /// while the watch was down).

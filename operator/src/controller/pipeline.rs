@@ -955,6 +955,9 @@ fn export_metrics(
     status: &PipelineStatus,
     workers: Option<&StatefulSet>,
 ) {
+    if !super::still_watched(&ctx.pipelines, pipeline) {
+        return;
+    }
     let labels = ctx.metrics.series_of(
         crate::metrics::kinds::PIPELINE,
         &pipeline.namespace().unwrap_or_default(),

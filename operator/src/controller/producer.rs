@@ -638,14 +638,15 @@ pub async fn reconcile(producer: Arc<Producer>, ctx: Arc<Context>) -> Result<Act
     if rendered_instances.is_some() {
         status.instances = rendered_instances;
     }
-    let labels = ctx
-        .metrics
-        .series_of(crate::metrics::kinds::PRODUCER, &namespace, &name);
     if let ProducerOutcome::Rendered {
         transactions,
         hanging,
     } = &outcome
+        && super::still_watched(&ctx.producers, producer.as_ref())
     {
+        let labels = ctx
+            .metrics
+            .series_of(crate::metrics::kinds::PRODUCER, &namespace, &name);
         let open = transactions.iter().filter(|t| is_open(&t.state)).count();
         ctx.metrics
             .producer_open_transactions

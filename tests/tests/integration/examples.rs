@@ -119,6 +119,92 @@ async fn the_provisioned_production_cluster_example_becomes_ready_as_pasted() {
     apply_example("provisioned-production.yaml", 1).await;
 }
 
+/// Runs the environment's kubectl on `file` in `ns`; returns whether it succeeded, and what it
+/// printed.
+fn kubectl(ns: &str, args: &[&str], file: &str) -> (std::process::ExitStatus, String) {
+    let env = shared();
+    let output = std::process::Command::new(&env.tools.kubectl)
+        .arg("--kubeconfig")
+        .arg(&env.kubeconfig)
+        .args(["--namespace", ns])
+        .args(args)
+        .args(["-f", file])
+        .output()
+        .unwrap_or_else(|e| panic!("kubectl {args:?}: {e}"));
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status, printed)
+}
+
+/// The resourceVersion of each object of `file` in `ns`, by kind and name.
+fn resource_versions(ns: &str, file: &str) -> Vec<(String, String, String)> {
+    let (status, printed) = kubectl(ns, &["get", "-o", "json"], file);
+    assert!(status.success(), "kubectl get: {printed}");
+    let got: serde_json::Value =
+        serde_json::from_str(&printed).unwrap_or_else(|e| panic!("{e}: {printed}"));
+    // One object is printed as itself, several as a List.
+    let items = match got["items"].as_array() {
+        Some(items) => items.clone(),
+        None => vec![got],
+    };
+    items
+        .iter()
+        .map(|o| {
+            let field = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
+            (
+                field(&o["kind"]),
+                field(&o["metadata"]["name"]),
+                field(&o["metadata"]["resourceVersion"]),
+            )
+        })
+        .collect()
+}
+
+/// GitOps tools apply the same manifests again and again: once a person's `kubectl apply` (client
+/// side) has been taken over by server-side apply, applying again must write nothing (no new
+/// resourceVersion, no event for a watcher) and `kubectl diff` must show nothing. No operator
+/// runs in these namespaces, so only the applies write.
+#[tokio::test]
+async fn applying_every_example_again_server_side_changes_nothing() {
+    let env = shared();
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples");
+    let mut files: Vec<String> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{dir}: {e}"))
+        .filter_map(|e| e.ok())
+        .map(|e| e.path().to_string_lossy().into_owned())
+        .filter(|p| p.ends_with(".yaml"))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "no examples in {dir}");
+    for file in &files {
+        let ns = env.namespace("examples-apply").await;
+        for args in [&["apply"][..], &["apply", "--server-side"][..]] {
+            let (status, printed) = kubectl(&ns.name, args, file);
+            assert!(status.success(), "kubectl {args:?} {file}: {printed}");
+        }
+        let before = resource_versions(&ns.name, file);
+        assert!(!before.is_empty(), "{file} created nothing");
+        let (status, printed) = kubectl(&ns.name, &["apply", "--server-side"], file);
+        assert!(
+            status.success(),
+            "the second server-side apply of {file}: {printed}"
+        );
+        assert_eq!(
+            resource_versions(&ns.name, file),
+            before,
+            "the second server-side apply of {file} wrote: {printed}"
+        );
+        let (status, printed) = kubectl(&ns.name, &["diff", "--server-side"], file);
+        assert!(
+            status.success() && printed.trim().is_empty(),
+            "kubectl diff --server-side {file} ({status}): {printed}"
+        );
+    }
+}
+
 #[test]
 fn every_example_file_has_a_test() {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples");
