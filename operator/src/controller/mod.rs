@@ -19,6 +19,9 @@ pub mod resolve;
 pub mod secrets;
 pub mod topic;
 
+#[cfg(test)]
+mod properties;
+
 use std::future::Future;
 use std::sync::Arc;
 
