@@ -33,7 +33,8 @@ pub struct GroupLag {
 
 /// The lag of one partition: what a consumer of this isolation can read beyond the committed
 /// offset (or beyond the log start when nothing is committed, as `auto.offset.reset=earliest`
-/// would read). Never negative.
+/// would read). Never negative, and saturating: offsets are the brokers' to report, and one
+/// reported as -1 (unknown) beside one near `i64::MAX` must not overflow.
 pub fn partition_lag(
     offsets: &PartitionOffsets,
     committed: Option<i64>,
@@ -46,7 +47,7 @@ pub fn partition_lag(
     let position = committed
         .unwrap_or(offsets.log_start)
         .max(offsets.log_start);
-    (end - position).max(0)
+    end.saturating_sub(position).max(0)
 }
 
 /// Lag over every partition in `offsets` (keyed by topic and partition), bounded to `top`
@@ -71,7 +72,9 @@ pub fn group_lag(
             }
         })
         .collect();
-    let total = all.iter().map(|p| p.lag).sum();
+    let total = all
+        .iter()
+        .fold(0i64, |total, p| total.saturating_add(p.lag));
     all.sort_by(|a, b| {
         b.lag
             .cmp(&a.lag)
