@@ -108,11 +108,19 @@ pub fn upsert(conditions: &mut Vec<Condition>, mut desired: Condition) -> bool {
 }
 
 /// Merges the desired conditions into the previous ones, so unchanged conditions keep their
-/// transition times. Conditions not in `desired` are kept as they were.
+/// transition times. Conditions not in `desired` are kept as they were. When `desired` holds a
+/// type twice the last one counts, and the earlier one does not move the transition time (a
+/// flip there and back within one merge is no transition).
 pub fn merge(previous: &[Condition], desired: Vec<Condition>) -> Vec<Condition> {
     let mut merged = previous.to_vec();
-    for condition in desired {
-        upsert(&mut merged, condition);
+    for (i, condition) in desired.iter().enumerate() {
+        if desired[i + 1..]
+            .iter()
+            .any(|later| later.type_ == condition.type_)
+        {
+            continue;
+        }
+        upsert(&mut merged, condition.clone());
     }
     merged
 }
