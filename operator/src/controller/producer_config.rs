@@ -53,7 +53,22 @@ pub fn check_overrides(spec: &ProducerSpec) -> Vec<ConfigViolation> {
     let mut violations = Vec::new();
     for (key, value) in &spec.client_overrides {
         let v = value.trim().to_ascii_lowercase();
-        let problem = if let Some((_, why)) = MANAGED.iter().find(|(k, _)| k == key) {
+        let problem = if key.is_empty()
+            || !key
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        {
+            Some(format!(
+                "'{}' is not a client property name: names are letters, digits, '.', '_' and '-' \
+                 (anything else would be read as another line or value of the properties file)",
+                key.escape_debug()
+            ))
+        } else if value.chars().any(|c| c.is_control() || c == '\\') {
+            Some(format!(
+                "the value of {key} holds a line break, control character or backslash, which the \
+                 properties file would read as another property or join to the next line. Remove it"
+            ))
+        } else if let Some((_, why)) = MANAGED.iter().find(|(k, _)| k == key) {
             Some(format!("{key} is set by the operator: {why}"))
         } else {
             match key.as_str() {
@@ -243,6 +258,19 @@ mod tests {
                 "transactional.id"
             ]
         );
+    }
+
+    #[test]
+    fn an_override_that_would_smuggle_a_line_into_the_properties_file_is_refused() {
+        let mut s = spec();
+        s.client_overrides = BTreeMap::from([
+            ("linger.ms".into(), "5\nacks=1".into()),
+            ("compression.type".into(), "zstd\\".into()),
+            ("a=b".into(), "1".into()),
+        ]);
+        let violations = render(&s, 1, "k:9092", 900_000).err().unwrap_or_default();
+        let keys: Vec<&str> = violations.iter().map(|v| v.key.as_str()).collect();
+        assert_eq!(keys, ["a=b", "compression.type", "linger.ms"]);
     }
 
     #[test]
