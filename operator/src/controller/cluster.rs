@@ -21,8 +21,12 @@ use crate::{Error, Result};
 
 /// How often a reachable cluster is checked again.
 const RESYNC: Duration = Duration::from_secs(60);
-/// Retry interval while the brokers do not answer.
-const RETRY: Duration = Duration::from_secs(15);
+/// Retry interval while the brokers do not answer: short, so a cluster is Ready again within
+/// seconds of its brokers' return (one connection attempt per interval, not a storm). A snapshot
+/// of the cluster that finds it answering again wakes the check sooner ([`Observer::waking`]).
+///
+/// [`Observer::waking`]: super::observe::Observer::waking
+const RETRY: Duration = Duration::from_secs(5);
 
 /// The status a description (or the failure to get one) means, merged into `previous`.
 pub fn cluster_status(
@@ -128,6 +132,16 @@ pub async fn reconcile(cluster: Arc<KafkaCluster>, ctx: Arc<Context>) -> Result<
             }
         }
     };
+    // What this check found is what the shared observation compares its own findings with.
+    match &described {
+        Ok(_) => {
+            ctx.observer.saw(&cluster.bootstrap_servers(), true);
+        }
+        Err(KafkaError::Unreachable { .. }) => {
+            ctx.observer.saw(&cluster.bootstrap_servers(), false);
+        }
+        Err(_) => {}
+    }
     let mut status = cluster_status(
         cluster.meta().generation,
         cluster.status.as_ref(),

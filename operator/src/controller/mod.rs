@@ -662,8 +662,25 @@ async fn run_in(
         watch.clone(),
         forget_deleted(kinds::CLUSTER, namespace, options.metrics.clone()),
     );
-    let clusters =
-        Controller::for_stream(cluster_changes, cluster_store).with_config(config.clone());
+    // A snapshot that finds a cluster's brokers gone, or back, wakes the KafkaCluster's check
+    // (by its key, the bootstrap servers) instead of waiting for its resync.
+    let (reachability_tx, reachability_rx) = futures::channel::mpsc::unbounded::<String>();
+    let reachability_wakes = {
+        let store = cluster_store.clone();
+        reachability_rx.flat_map(move |key| {
+            futures::stream::iter(
+                store
+                    .state()
+                    .into_iter()
+                    .filter(|c| c.bootstrap_servers() == key)
+                    .map(|c| ObjectRef::from_obj(&*c))
+                    .collect::<Vec<_>>(),
+            )
+        })
+    };
+    let clusters = Controller::for_stream(cluster_changes, cluster_store)
+        .with_config(config.clone())
+        .reconcile_on(reachability_wakes);
     // Topics wake their reconcile only when what it acts on changes (spec, finalizers,
     // deletion), never on their own status writes; the cache still sees every version. The
     // periodic refresh ([`topic::refresh`]) recomputes their status from one observation per
@@ -734,7 +751,7 @@ async fn run_in(
         producer_prefixes,
         groups: groups.store(),
         pipelines: pipelines.store(),
-        observer: Observer::new(options.refresh_interval),
+        observer: Observer::new(options.refresh_interval).waking(reachability_tx),
         metrics: options.metrics.clone(),
         recorder: events::Events::new(client.clone(), Reporter::from("exactly-operator")),
         commit_clock: CommitClock::default(),

@@ -223,6 +223,11 @@ pub struct Observer {
     /// a snapshot being taken (with 10 000 topics that takes seconds, and every Topic created
     /// meanwhile would wait).
     invalidated: Mutex<HashMap<String, Instant>>,
+    /// Whether each cluster answered the last request seen ([`Observer::saw`]).
+    reachable: Mutex<HashMap<String, bool>>,
+    /// Where a cluster's key goes when a snapshot finds it answering again, or not any more:
+    /// the KafkaCluster's own check runs then, rather than at its next resync.
+    wakes: Option<futures::channel::mpsc::UnboundedSender<String>>,
 }
 
 impl Observer {
@@ -232,6 +237,41 @@ impl Observer {
             interval,
             clusters: Mutex::new(HashMap::new()),
             invalidated: Mutex::new(HashMap::new()),
+            reachable: Mutex::new(HashMap::new()),
+            wakes: None,
+        }
+    }
+
+    /// This observer, sending a cluster's key to `wakes` when a snapshot finds the cluster's
+    /// reachability changed.
+    pub fn waking(mut self, wakes: futures::channel::mpsc::UnboundedSender<String>) -> Self {
+        self.wakes = Some(wakes);
+        self
+    }
+
+    /// Records whether `cluster` answered; true when that differs from what was last recorded
+    /// (or nothing was).
+    pub fn saw(&self, cluster: &str, reachable: bool) -> bool {
+        let mut seen = self
+            .reachable
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        seen.insert(cluster.to_string(), reachable) != Some(reachable)
+    }
+
+    /// [`Observer::saw`] from a snapshot's outcome, waking the cluster's check on a change.
+    fn saw_snapshot(&self, cluster: &str, outcome: &Result<Snapshot, KafkaError>) {
+        let reachable = match outcome {
+            Ok(_) => true,
+            Err(KafkaError::Unreachable { .. }) => false,
+            // The brokers answered, if only to refuse: nothing to say about reachability.
+            Err(_) => return,
+        };
+        if self.saw(cluster, reachable)
+            && let Some(wakes) = &self.wakes
+        {
+            debug!(cluster, reachable, "cluster reachability changed");
+            let _ = wakes.unbounded_send(cluster.to_string());
         }
     }
 
@@ -274,7 +314,9 @@ impl Observer {
         let mut interest = everyone();
         interest.extend(mine);
         let started = Instant::now();
-        let snapshot = Arc::new(observe(admin, &interest).await?);
+        let outcome = observe(admin, &interest).await;
+        self.saw_snapshot(cluster, &outcome);
+        let snapshot = Arc::new(outcome?);
         debug!(
             cluster,
             topics = interest.topics.len(),
@@ -302,5 +344,42 @@ impl Observer {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .insert(cluster.to_string(), Instant::now());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::StreamExt;
+
+    fn unreachable() -> Result<Snapshot, KafkaError> {
+        Err(KafkaError::Unreachable {
+            bootstrap: "kafka:9092".into(),
+            message: "connect: Connection refused".into(),
+        })
+    }
+
+    #[tokio::test]
+    async fn a_snapshot_wakes_the_cluster_check_only_when_reachability_changes() {
+        let (tx, mut rx) = futures::channel::mpsc::unbounded();
+        let observer = Observer::new(Duration::from_secs(30)).waking(tx);
+        // The cluster's own check found it answering.
+        assert!(observer.saw("kafka:9092", true));
+        observer.saw_snapshot("kafka:9092", &Ok(Snapshot::default()));
+        observer.saw_snapshot("kafka:9092", &unreachable());
+        observer.saw_snapshot("kafka:9092", &unreachable());
+        // A refusal says nothing about reachability.
+        observer.saw_snapshot(
+            "kafka:9092",
+            &Err(KafkaError::Refused {
+                operation: "ListOffsets",
+                resource: "orders".into(),
+                code: "NOT_LEADER_OR_FOLLOWER".into(),
+            }),
+        );
+        observer.saw_snapshot("kafka:9092", &Ok(Snapshot::default()));
+        drop(observer);
+        let woken: Vec<String> = rx.by_ref().collect().await;
+        assert_eq!(woken, ["kafka:9092", "kafka:9092"]);
     }
 }

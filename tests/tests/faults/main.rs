@@ -6,6 +6,7 @@ mod common;
 mod deletion;
 mod errors;
 mod guarantee;
+mod outage;
 mod pipeline;
 mod pods;
 mod scale;
