@@ -534,3 +534,182 @@ mod group_lag {
         }
     }
 }
+
+mod broker_rules {
+    use super::*;
+    use crate::api::ExactlyOnceSettings;
+    use crate::controller::eos;
+
+    fn setting() -> impl Strategy<Value = Option<i64>> {
+        proptest::option::of(prop_oneof![-2i64..6, any::<i64>()])
+    }
+
+    fn settings() -> impl Strategy<Value = ExactlyOnceSettings> {
+        (
+            (setting(), setting(), setting(), setting(), setting()),
+            proptest::option::of(any::<bool>()),
+            setting(),
+            proptest::option::of(any::<i32>()),
+        )
+            .prop_map(
+                |((tsl_rf, tsl_isr, offsets_rf, default_rf, min_isr), unclean, max_timeout, tv)| {
+                    ExactlyOnceSettings {
+                        transaction_state_log_replication_factor: tsl_rf,
+                        transaction_state_log_min_isr: tsl_isr,
+                        offsets_topic_replication_factor: offsets_rf,
+                        default_replication_factor: default_rf,
+                        min_insync_replicas: min_isr,
+                        unclean_leader_election_enable: unclean,
+                        transaction_max_timeout_ms: max_timeout,
+                        transaction_version: tv,
+                        source: None,
+                    }
+                },
+            )
+    }
+
+    proptest! {
+        #![proptest_config(config())]
+
+        #[test]
+        fn broker_rules_judge_every_rule_once_whatever_the_brokers_report(
+            brokers in prop_oneof![0i32..6, any::<i32>()], settings in settings(),
+        ) {
+            let rules = eos::check(brokers, &settings);
+            let mut names: Vec<&str> = rules.iter().map(|r| r.rule).collect();
+            let all = names.len();
+            names.sort_unstable();
+            names.dedup();
+            prop_assert_eq!(names.len(), all);
+            prop_assert!(rules.iter().all(|r| r.failure.as_ref().is_none_or(|f| !f.is_empty())));
+        }
+    }
+}
+
+mod group_objective {
+    use super::*;
+    use crate::api::{ConsumerGroup, ConsumerGroupSpec, LagObjective, TopicRef};
+    use crate::controller::group;
+    use std::time::Duration;
+
+    fn consumer_group(objective: Option<LagObjective>) -> ConsumerGroup {
+        let mut g = ConsumerGroup::new(
+            "billing",
+            ConsumerGroupSpec {
+                cluster_ref: ClusterRef {
+                    name: "main".into(),
+                },
+                group_id: None,
+                topics: vec![TopicRef {
+                    name: "orders".into(),
+                }],
+                isolation: Isolation::ReadCommitted,
+                lag_objective: objective,
+                offset_reset: None,
+            },
+        );
+        g.metadata.generation = Some(1);
+        g
+    }
+
+    fn objective() -> impl Strategy<Value = Option<LagObjective>> {
+        proptest::option::of(
+            (
+                proptest::option::of(prop_oneof![0i64..100, any::<i64>()]),
+                proptest::option::of(prop_oneof![
+                    proptest::sample::select(vec![
+                        "60s", "5m", "1h30m", "1.5h", "0", "1d", "", "-1s"
+                    ])
+                    .prop_map(String::from),
+                    (0u64..100_000).prop_map(|ms| format!("{ms}ms")),
+                ]),
+            )
+                .prop_map(|(max_lag, max_commit_age)| LagObjective {
+                    max_lag,
+                    max_commit_age,
+                }),
+        )
+    }
+
+    proptest! {
+        #![proptest_config(config())]
+
+        #[test]
+        fn a_met_lag_objective_is_within_both_bounds(
+            objective in objective(), total_lag in prop_oneof![0i64..200, any::<i64>()],
+            since in proptest::option::of((0u64..200_000).prop_map(Duration::from_millis)),
+        ) {
+            let g = consumer_group(objective.clone());
+            let judged = group::objective_met(&g, total_lag, since);
+            prop_assert_eq!(judged.is_some(), objective.is_some());
+            if let (Some((true, _)), Some(objective)) = (&judged, &objective) {
+                prop_assert!(objective.max_lag.is_none_or(|max| total_lag <= max));
+                let age = objective.max_commit_age.as_deref().and_then(|t| crate::api::group::MAX_COMMIT_AGE.parse(t).ok());
+                if let (Some(age), Some(since)) = (age, since) && total_lag > 0 {
+                    prop_assert!(since <= age);
+                }
+            }
+        }
+    }
+}
+
+mod pipeline_durations {
+    use super::*;
+    use crate::api::Pipeline;
+    use crate::api::pipeline::{COMMIT_INTERVAL, TRANSACTION_TIMEOUT};
+    use crate::controller::pipeline;
+
+    fn duration_text() -> impl Strategy<Value = Option<String>> {
+        proptest::option::of(prop_oneof![
+            proptest::sample::select(vec![
+                "100ms", "1s", "1m30s", "1.5s", "0s", "0", "2h", "1d", "", "600h"
+            ])
+            .prop_map(String::from),
+            (0u64..3_000_000_000).prop_map(|ms| format!("{ms}ms")),
+        ])
+    }
+
+    fn pipeline_with(
+        commit_interval: Option<String>,
+        transaction_timeout: Option<String>,
+    ) -> Option<Pipeline> {
+        let spec = serde_json::json!({
+            "clusterRef": {"name": "main"},
+            "input": {"topics": [{"name": "orders"}]},
+            "output": {"topicRef": {"name": "charges"}},
+            "commitInterval": commit_interval,
+            "transactionTimeout": transaction_timeout,
+        });
+        let mut p = Pipeline::new("billing", serde_json::from_value(spec).ok()?);
+        p.metadata.namespace = Some("shop".into());
+        Some(p)
+    }
+
+    proptest! {
+        #![proptest_config(config())]
+
+        #[test]
+        fn a_pipeline_s_worker_config_takes_its_durations_through_the_one_parser(
+            commit_interval in duration_text(), transaction_timeout in duration_text(),
+        ) {
+            let p = pipeline_with(commit_interval.clone(), transaction_timeout.clone());
+            prop_assert!(p.is_some());
+            let Some(p) = p else { return Ok(()) };
+            let rendered = pipeline::render_worker_config(&p, "k:9092", &BTreeMap::new(), &BTreeMap::new());
+            let interval = COMMIT_INTERVAL.parse_millis(commit_interval.as_deref().unwrap_or("100ms"));
+            let timeout = TRANSACTION_TIMEOUT.parse_millis(transaction_timeout.as_deref().unwrap_or("60s"));
+            match (&rendered, interval, timeout) {
+                (Ok(config), Ok(i), Ok(t)) => {
+                    prop_assert_eq!(u64::from(config.commit_interval_ms), i);
+                    prop_assert_eq!(u64::from(config.transaction_timeout_ms), t);
+                    prop_assert!(config.commit_interval_ms >= 1 && config.transaction_timeout_ms >= 1);
+                }
+                (Err(message), i, t) => {
+                    prop_assert!(i.is_err() || t.is_err(), "refused valid durations: {message}");
+                    prop_assert!(message.starts_with("spec.commitInterval") || message.starts_with("spec.transactionTimeout"), "{message}");
+                }
+                (Ok(_), i, t) => prop_assert!(false, "accepted {i:?} {t:?}"),
+            }
+        }
+    }
+}
