@@ -893,39 +893,80 @@ impl Environment {
     /// serves requests again. Every test of the binary sees the outage: fault tests that call
     /// this run in a test binary (an environment) of their own.
     pub fn restart_kafka(&'static self, down_for: Duration) -> Result<(), EnvError> {
+        let bootstrap = self.bootstrap_servers.clone();
+        self.restart(
+            "kafka",
+            down_for,
+            || self.kafka_command(),
+            move || kafka_has_a_broker(&bootstrap),
+        )?;
+        log(format!("kafka restarted at {}", self.bootstrap_servers));
+        Ok(())
+    }
+
+    /// Stops kube-apiserver (SIGTERM; SIGKILL after 30 s), keeps it down for `down_for`, and
+    /// starts it again with the same flags, certificates and etcd; returns once `/readyz` says
+    /// `ok`. Every client of the environment sees the outage, as [`Environment::restart_kafka`].
+    pub fn restart_apiserver(&'static self, down_for: Duration) -> Result<(), EnvError> {
+        let pki = crate::pki::Pki::in_dir(&self.dir.join("pki"));
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| EnvError::Setup(format!("a runtime for the readiness probe: {e}")))?;
+        self.restart(
+            "kube-apiserver",
+            down_for,
+            || self.apiserver_command(&pki),
+            || {
+                let client = runtime.block_on(self.client()).map_err(|e| e.to_string())?;
+                let text = runtime
+                    .block_on(client.request_text(get("/readyz")?))
+                    .map_err(|e| e.to_string())?;
+                Ok(text.trim() == "ok")
+            },
+        )?;
+        log(format!("kube-apiserver restarted at {}", self.api_server));
+        Ok(())
+    }
+
+    /// Stops the component `name`, waits `down_for`, starts it again with `command` and waits
+    /// for `ready`.
+    fn restart(
+        &'static self,
+        name: &'static str,
+        down_for: Duration,
+        command: impl FnOnce() -> Command,
+        ready: impl FnMut() -> Result<bool, String>,
+    ) -> Result<(), EnvError> {
         {
             let mut components = self.lock_components();
             let index = components
                 .iter()
-                .position(|c| c.name == "kafka")
-                .ok_or_else(|| EnvError::Setup("no kafka component to restart".into()))?;
-            let mut kafka = components.remove(index);
+                .position(|c| c.name == name)
+                .ok_or_else(|| EnvError::Setup(format!("no {name} component to restart")))?;
+            let mut component = components.remove(index);
             drop(components);
-            kafka.terminate();
-            kafka.wait_or_kill(Instant::now() + Duration::from_secs(30));
+            component.terminate();
+            component.wait_or_kill(Instant::now() + Duration::from_secs(30));
         }
         std::thread::sleep(down_for);
-        // The new broker's parent-death signal is tied to the thread that starts it: one that
+        // The new process's parent-death signal is tied to the thread that starts it: one that
         // lives as long as the process.
+        let command = command();
         let (started_tx, started_rx) = mpsc::channel();
         std::thread::Builder::new()
-            .name("exactly-testenv-kafka".into())
+            .name(format!("exactly-testenv-{name}"))
             .spawn(move || {
-                let _ = started_tx.send(self.spawn("kafka", self.kafka_command()));
+                let _ = started_tx.send(self.spawn(name, command));
                 loop {
                     std::thread::park();
                 }
             })
-            .map_err(|e| EnvError::Setup(format!("cannot start a thread for kafka: {e}")))?;
+            .map_err(|e| EnvError::Setup(format!("cannot start a thread for {name}: {e}")))?;
         let index = started_rx
             .recv()
-            .map_err(|_| EnvError::Setup("the kafka starter thread died".into()))??;
-        let bootstrap = self.bootstrap_servers.clone();
-        self.wait_ready(index, Duration::from_secs(120), || {
-            kafka_has_a_broker(&bootstrap)
-        })?;
-        log(format!("kafka restarted at {}", self.bootstrap_servers));
-        Ok(())
+            .map_err(|_| EnvError::Setup(format!("the {name} starter thread died")))??;
+        self.wait_ready(index, Duration::from_secs(120), ready)
     }
 
     /// Notes that a test failed, so the logs are kept at shutdown.

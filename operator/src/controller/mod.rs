@@ -1,5 +1,6 @@
 //! The controllers, one module per kind, and what they share.
 
+pub mod backoff;
 pub mod batch;
 pub mod children;
 pub mod cluster;
@@ -403,7 +404,7 @@ fn watch_cluster_changes(
     watch: &watcher::Config,
 ) -> impl futures::Stream<Item = Result<KafkaCluster, watcher::Error>> + Send + 'static {
     watcher(api::<KafkaCluster>(client, namespace), watch.clone())
-        .default_backoff()
+        .backoff(backoff::WatchBackoff::default())
         .modify(trim)
         .applied_objects()
         .predicate_filter(
@@ -514,7 +515,7 @@ where
     let changes = kube::runtime::reflector(
         writer,
         watcher(api, watch)
-            .default_backoff()
+            .backoff(backoff::WatchBackoff::default())
             .modify(trim)
             .inspect(move |event| {
                 if let Ok(event) = event {
@@ -680,6 +681,7 @@ async fn run_in(
     };
     let clusters = Controller::for_stream(cluster_changes, cluster_store)
         .with_config(config.clone())
+        .trigger_backoff(backoff::WatchBackoff::default())
         .reconcile_on(reachability_wakes);
     // Topics wake their reconcile only when what it acts on changes (spec, finalizers,
     // deletion), never on their own status writes; the cache still sees every version. The
@@ -690,7 +692,7 @@ async fn run_in(
     let topic_changes = kube::runtime::reflector(
         topic_writer,
         watcher(api::<Topic>(&client, namespace), watch.clone())
-            .default_backoff()
+            .backoff(backoff::WatchBackoff::default())
             .modify(trim),
     )
     .applied_objects()
@@ -708,6 +710,7 @@ async fn run_in(
         topic_store,
     )
     .with_config(config.clone().concurrency(options.topic_concurrency))
+    .trigger_backoff(backoff::WatchBackoff::default())
     .reconcile_on(fair_rx);
     // Producers and ConsumerGroups too wake only on what their reconcile acts on (and are
     // requeued every refresh interval): a status write of theirs is no change.
@@ -727,21 +730,26 @@ async fn run_in(
             }
         },
     );
-    let producers =
-        Controller::for_stream(producer_changes, producer_store).with_config(config.clone());
+    let producers = Controller::for_stream(producer_changes, producer_store)
+        .with_config(config.clone())
+        .trigger_backoff(backoff::WatchBackoff::default());
     let (group_store, group_changes) = changes_of(
         api::<ConsumerGroup>(&client, namespace),
         watch.clone(),
         None,
         forget_deleted(kinds::CONSUMER_GROUP, namespace, options.metrics.clone()),
     );
-    let groups = Controller::for_stream(group_changes, group_store).with_config(config.clone());
+    let groups = Controller::for_stream(group_changes, group_store)
+        .with_config(config.clone())
+        .trigger_backoff(backoff::WatchBackoff::default());
     let (pipeline_store, pipeline_changes) = all_of(
         api::<Pipeline>(&client, namespace),
         watch.clone(),
         forget_deleted(kinds::PIPELINE, namespace, options.metrics.clone()),
     );
-    let pipelines = Controller::for_stream(pipeline_changes, pipeline_store).with_config(config);
+    let pipelines = Controller::for_stream(pipeline_changes, pipeline_store)
+        .with_config(config)
+        .trigger_backoff(backoff::WatchBackoff::default());
     let ctx = Arc::new(Context {
         client: client.clone(),
         kafka: KafkaClients::counting(options.metrics.kafka_request_counter()),

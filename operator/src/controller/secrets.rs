@@ -103,7 +103,7 @@ pub fn watch(
     use kube::runtime::WatchStreamExt;
     let config = config.labels(&format!("{}={}", MANAGED_BY.0, MANAGED_BY.1));
     watcher(api, config)
-        .default_backoff()
+        .backoff(super::backoff::WatchBackoff::default())
         .filter_map(move |event| {
             let touched = match event {
                 Ok(event) => {

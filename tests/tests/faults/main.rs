@@ -2,6 +2,7 @@
 //! is theirs alone. Run with `make test`, or `cargo test -p exactly-testenv --test faults`
 //! after `cargo build -p exactly-worker`.
 
+mod apiserver;
 mod common;
 mod deletion;
 mod errors;
