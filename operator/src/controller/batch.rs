@@ -12,9 +12,10 @@
 //! profile (JFR, during `make bench-scale`) showed much of it re-reading its offset checkpoint
 //! files (a line per partition it has) as each new set of partitions was created.
 //!
-//! So the linger adapts ([`Linger`]): a key that comes while the batcher is busy (a call ended
-//! moments ago) waits longer for company than one that comes to an idle batcher, so a burst is
-//! sent in fewer, larger requests while a lone change still goes out after the short linger.
+//! So the linger adapts ([`Linger`]): a key that comes while a burst is on (the last call, moments
+//! ago, carried more than one key) waits longer for company than one that comes to an idle
+//! batcher, so a burst is sent in fewer, larger requests while a lone change, or changes made
+//! one after the other, still go out after the short linger.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -34,7 +35,8 @@ pub type BatchCall<K, V> =
 pub struct Linger {
     /// When the batcher has been idle for at least `busy_for`.
     pub idle: Duration,
-    /// When a call of this batcher ended less than `busy_for` ago: a burst is on.
+    /// When a call of this batcher carrying more than one key ended less than `busy_for` ago:
+    /// a burst is on.
     pub busy: Duration,
     pub busy_for: Duration,
 }
@@ -55,8 +57,8 @@ pub struct Batcher<K, V> {
     linger: Linger,
     max: usize,
     pending: Mutex<Vec<(K, oneshot::Sender<V>)>>,
-    /// When the last call came back.
-    last_call: Mutex<Option<Instant>>,
+    /// When the last call came back, and how many keys it carried.
+    last_call: Mutex<Option<(Instant, usize)>>,
     /// Held while a call is out.
     turn: tokio::sync::Mutex<()>,
     call: BatchCall<K, V>,
@@ -102,7 +104,7 @@ impl<K: Send + 'static, V: Send + 'static> Batcher<K, V> {
     fn linger_now(&self) -> Duration {
         let last = *self.last_call.lock().unwrap_or_else(|p| p.into_inner());
         match last {
-            Some(at) if at.elapsed() < self.linger.busy_for => self.linger.busy,
+            Some((at, keys)) if keys > 1 && at.elapsed() < self.linger.busy_for => self.linger.busy,
             _ => self.linger.idle,
         }
     }
@@ -121,8 +123,10 @@ impl<K: Send + 'static, V: Send + 'static> Batcher<K, V> {
                 return;
             }
             let (keys, senders): (Vec<K>, Vec<oneshot::Sender<V>>) = batch.into_iter().unzip();
+            let carried = keys.len();
             let results = (self.call)(keys).await;
-            *self.last_call.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+            *self.last_call.lock().unwrap_or_else(|p| p.into_inner()) =
+                Some((Instant::now(), carried));
             // A caller that gave up (its reconcile was cancelled) no longer listens.
             for (sender, result) in senders.into_iter().zip(results) {
                 let _ = sender.send(result);
@@ -245,7 +249,7 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_key_that_comes_just_after_a_call_waits_the_busy_linger_and_one_after_a_pause_the_idle_one()
+    async fn a_key_just_after_a_batch_of_several_waits_the_busy_linger_and_one_after_a_lone_key_or_a_pause_the_idle_one()
      {
         let calls = Arc::new(AtomicUsize::new(0));
         let linger = Linger {
@@ -254,17 +258,25 @@ mod tests {
             busy_for: Duration::from_secs(1),
         };
         let batcher = Batcher::new(linger, 100, doubling(calls.clone(), Arc::default()));
-        let start = tokio::time::Instant::now();
-        assert_eq!(batcher.call(1).await, Some(2));
-        assert_eq!(start.elapsed(), Duration::from_millis(10));
-        // Straight after a call: a burst may be on, so the batch waits the longer linger.
-        let start = tokio::time::Instant::now();
-        assert_eq!(batcher.call(2).await, Some(4));
-        assert_eq!(start.elapsed(), Duration::from_millis(200));
+        let lone = |k: u32| {
+            let b = batcher.clone();
+            async move {
+                let start = tokio::time::Instant::now();
+                assert_eq!(b.call(k).await, Some(k * 2));
+                start.elapsed()
+            }
+        };
+        // Changes one after the other: each goes after the short linger.
+        assert_eq!(lone(1).await, Duration::from_millis(10));
+        assert_eq!(lone(2).await, Duration::from_millis(10));
+        // A batch of several: a burst is on, so the next batch waits the longer linger.
+        let both = futures::future::join(lone(3), lone(4)).await;
+        assert_eq!(both, (Duration::from_millis(10), Duration::from_millis(10)));
+        assert_eq!(lone(5).await, Duration::from_millis(200));
         // After a pause longer than `busy_for`: the short one again.
+        let both = futures::future::join(lone(6), lone(7)).await;
+        assert_eq!(both, (Duration::from_millis(10), Duration::from_millis(10)));
         tokio::time::sleep(Duration::from_secs(2)).await;
-        let start = tokio::time::Instant::now();
-        assert_eq!(batcher.call(3).await, Some(6));
-        assert_eq!(start.elapsed(), Duration::from_millis(10));
+        assert_eq!(lone(8).await, Duration::from_millis(10));
     }
 }

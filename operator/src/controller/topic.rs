@@ -395,7 +395,7 @@ async fn find_cluster(
 
 /// How long a batch of topic calls waits for more callers after its first: to an idle batcher,
 /// long enough for reconciles started together to meet and short against a single Topic's way
-/// to Ready; during a burst (a call ended within the last second), long enough that a request
+/// to Ready; during a burst (a call of several Topics ended within the last second), long enough that a request
 /// carries tens of topics rather than a handful, which is what costs the broker (see
 /// [`super::batch`]).
 const BATCH_LINGER: Linger = Linger {
