@@ -503,6 +503,10 @@ pub async fn reconcile(group: Arc<ConsumerGroup>, ctx: Arc<Context>) -> Result<A
     if let Some(e) = snapshot.unanswered_of(&topics) {
         return unreachable(&group, &ctx, &e).await;
     }
+    // Nor one whose committed offsets its coordinator would not give.
+    if let Some(e) = snapshot.unanswered_groups.get(&group_id) {
+        return unreachable(&group, &ctx, e).await;
+    }
     let topic_list: Vec<String> = topics.to_vec();
     let observed = observation(&snapshot, &group_id, &topic_list, group.spec.isolation);
 

@@ -106,6 +106,9 @@ pub struct Snapshot {
     /// Topics whose partitions the brokers would not answer for (offsets or producers), with
     /// the error: only the resources reading them wait; the rest of the snapshot holds.
     pub unanswered: BTreeMap<String, KafkaError>,
+    /// Groups whose committed offsets the coordinator would not give, with the error: only the
+    /// resources of those groups wait.
+    pub unanswered_groups: BTreeMap<String, KafkaError>,
 }
 
 impl Snapshot {
@@ -175,7 +178,9 @@ pub async fn observe(admin: &KafkaAdmin, interest: &Interest) -> Result<Snapshot
     if !interest.groups.is_empty() {
         let groups: Vec<String> = interest.groups.iter().cloned().collect();
         snapshot.groups = admin.describe_groups(&groups).await?;
-        for (group, offsets) in admin.committed_with_metadata(&groups).await? {
+        let (answered, failed) = admin.committed_of_each_group(&groups).await?;
+        snapshot.unanswered_groups = failed;
+        for (group, offsets) in answered {
             let (committed, metadata) = offsets
                 .into_iter()
                 .map(|(p, (offset, metadata))| ((p.clone(), offset), (p, metadata)))

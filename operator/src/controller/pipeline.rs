@@ -1133,6 +1133,17 @@ async fn observe_progress(
             tracing::warn!(group, error = %e, "cannot observe the pipeline's group and transactions; removed workers are not fenced until it can");
         })
         .ok()?;
+    // Figures of a group or input topic the brokers would not answer for would read as zero:
+    // none rather than wrong ones, as when the cluster cannot be observed at all.
+    if let Some(e) = snapshot
+        .unanswered_groups
+        .get(group)
+        .cloned()
+        .or_else(|| snapshot.unanswered_of(&mine.topics))
+    {
+        tracing::warn!(group, error = %e, "the brokers would not answer for the pipeline's group or input topics; removed workers are not fenced until they do");
+        return None;
+    }
     let decoded: Vec<exactly_worker::Progress> = snapshot
         .committed_metadata
         .get(group)

@@ -76,6 +76,9 @@ impl KafkaError {
     }
 }
 
+/// Committed offsets of each group, with the metadata committed beside each.
+pub type CommittedWithMetadata = BTreeMap<String, BTreeMap<PartitionKey, (i64, String)>>;
+
 /// A topic as the broker reports it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TopicDescription {
@@ -866,7 +869,7 @@ impl KafkaAdmin {
     pub async fn committed_with_metadata(
         &self,
         groups: &[String],
-    ) -> Result<BTreeMap<String, BTreeMap<PartitionKey, (i64, String)>>, KafkaError> {
+    ) -> Result<CommittedWithMetadata, KafkaError> {
         Ok(self
             .wire
             .committed_of_groups(groups)
@@ -878,6 +881,31 @@ impl KafkaAdmin {
                 (group, offsets)
             })
             .collect())
+    }
+
+    /// [`Self::committed_with_metadata`], with each group the coordinator would not answer for
+    /// set apart with its error rather than failing the others' answers.
+    pub async fn committed_of_each_group(
+        &self,
+        groups: &[String],
+    ) -> Result<(CommittedWithMetadata, BTreeMap<String, KafkaError>), KafkaError> {
+        let (answered, failed) = self
+            .wire
+            .committed_of_each_group(groups)
+            .await
+            .map_err(|e| self.wire_error("fetch committed offsets of", e))?;
+        let answered = answered
+            .into_iter()
+            .map(|(group, offsets)| {
+                let offsets = offsets.into_iter().map(|(p, c)| (key(&p), c)).collect();
+                (group, offsets)
+            })
+            .collect();
+        let failed = failed
+            .into_iter()
+            .map(|(group, e)| (group, self.wire_error("fetch committed offsets of", e)))
+            .collect();
+        Ok((answered, failed))
     }
 
     /// Commits `offsets` for `group` as an administrator (the group must be Empty).

@@ -1629,14 +1629,33 @@ impl WireClient {
         &self,
         groups: &[String],
     ) -> Result<BTreeMap<String, BTreeMap<TopicPartition, (i64, String)>>, WireError> {
+        Ok(self.committed_of_groups_inner(groups, true).await?.0)
+    }
+
+    /// [`Self::committed_of_groups`], with a group the coordinator would not answer for (an
+    /// error code of its own, e.g. `NOT_COORDINATOR` while a broker still loads the group's
+    /// offsets partition) set apart with its error instead of failing every group's answer.
+    pub async fn committed_of_each_group(
+        &self,
+        groups: &[String],
+    ) -> Result<(CommittedOfGroups, BTreeMap<String, WireError>), WireError> {
+        self.committed_of_groups_inner(groups, false).await
+    }
+
+    /// Strict: any group's error fails the call (and a routing error is retried as a whole).
+    async fn committed_of_groups_inner(
+        &self,
+        groups: &[String],
+        strict: bool,
+    ) -> Result<(CommittedOfGroups, BTreeMap<String, WireError>), WireError> {
         let api = "OffsetFetch";
         if groups.is_empty() {
-            return Ok(BTreeMap::new());
+            return Ok(Default::default());
         }
         self.retrying(api, || async move {
             let coordinators = self.find_coordinators(COORDINATOR_GROUP, groups).await?;
-            let mut out: BTreeMap<String, BTreeMap<TopicPartition, (i64, String)>> =
-                BTreeMap::new();
+            let mut out: CommittedOfGroups = BTreeMap::new();
+            let mut failed: BTreeMap<String, WireError> = BTreeMap::new();
             for (coordinator, ids) in invert(&coordinators) {
                 let (version, response) = self
                     .call(Target::Node(coordinator), None, true, &|version| {
@@ -1658,24 +1677,39 @@ impl WireClient {
                     .await?;
                 if version < 8 {
                     for g in &ids {
-                        let offsets = self.committed_offsets_of(g, false).await?;
-                        let offsets = offsets
-                            .into_iter()
-                            .map(|(tp, o)| (tp, (o, String::new())))
-                            .collect();
-                        out.insert(g.to_string(), offsets);
+                        match self.committed_offsets_of(g, false).await {
+                            Ok(offsets) => {
+                                let offsets = offsets
+                                    .into_iter()
+                                    .map(|(tp, o)| (tp, (o, String::new())))
+                                    .collect();
+                                out.insert(g.to_string(), offsets);
+                            }
+                            Err(error @ WireError::Broker { .. }) => {
+                                failed.insert(g.to_string(), error);
+                            }
+                            Err(error) => return Err(error),
+                        }
                     }
                     continue;
                 }
-                for g in response.groups {
+                'groups: for g in response.groups {
                     let group = g.group_id.0.to_string();
-                    check(api, &group, g.error_code, None)?;
-                    let offsets = out.entry(group.clone()).or_default();
+                    if let Err(error) = check(api, &group, g.error_code, None) {
+                        failed.insert(group, error);
+                        continue;
+                    }
+                    let mut offsets = BTreeMap::new();
                     for topic in g.topics {
                         for p in topic.partitions {
                             let tp =
                                 TopicPartition::new(topic.name.0.to_string(), p.partition_index);
-                            check(api, format!("{group}/{tp}"), p.error_code, None)?;
+                            if let Err(error) =
+                                check(api, format!("{group}/{tp}"), p.error_code, None)
+                            {
+                                failed.insert(group, error);
+                                continue 'groups;
+                            }
                             if p.committed_offset >= 0 {
                                 let metadata = p
                                     .metadata
@@ -1686,9 +1720,13 @@ impl WireClient {
                             }
                         }
                     }
+                    out.insert(group, offsets);
                 }
             }
-            Ok(out)
+            if strict && let Some((_, error)) = failed.pop_first() {
+                return Err(error);
+            }
+            Ok((out, failed))
         })
         .await
     }
@@ -2401,6 +2439,9 @@ fn assigned_topics(protocol_type: &str, assignment: &Bytes) -> Vec<String> {
         Err(_) => Vec::new(),
     }
 }
+
+/// Committed offsets (with their commit metadata) of each group, by partition.
+pub type CommittedOfGroups = BTreeMap<String, BTreeMap<TopicPartition, (i64, String)>>;
 
 #[cfg(test)]
 mod tests {
