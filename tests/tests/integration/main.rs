@@ -6,6 +6,7 @@ mod chart;
 mod cluster;
 mod environment;
 mod examples;
+mod fuzz;
 mod gitops;
 mod group;
 mod lease;
