@@ -113,7 +113,9 @@ pub struct ProducerSpec {
     /// Extra producer properties (librdkafka / Java client names), e.g. `linger.ms: "5"`,
     /// `compression.type: zstd`. An override that weakens the guarantee (`acks`,
     /// `enable.idempotence`, `max.in.flight.requests.per.connection` above 5, ...) is refused,
-    /// naming the key.
+    /// naming the key; so is a key that is not a property name (letters, digits, `.`, `_`, `-`)
+    /// and a value with a line break, control character or backslash, which would change other
+    /// lines of the rendered properties file.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     #[schemars(extend("maxProperties" = 64))]
     pub client_overrides: BTreeMap<String, String>,
