@@ -133,15 +133,7 @@ pub async fn reconcile(cluster: Arc<KafkaCluster>, ctx: Arc<Context>) -> Result<
         }
     };
     // What this check found is what the shared observation compares its own findings with.
-    match &described {
-        Ok(_) => {
-            ctx.observer.saw(&cluster.bootstrap_servers(), true);
-        }
-        Err(KafkaError::Unreachable { .. }) => {
-            ctx.observer.saw(&cluster.bootstrap_servers(), false);
-        }
-        Err(_) => {}
-    }
+    ctx.observer.saw(&cluster.bootstrap_servers(), &described);
     let mut status = cluster_status(
         cluster.meta().generation,
         cluster.status.as_ref(),

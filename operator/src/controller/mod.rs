@@ -492,11 +492,38 @@ fn acted_on(meta: &kube::api::ObjectMeta, annotation: Option<&str>) -> u64 {
 }
 
 /// The objects of `api` whose [`acted_on`] hash changed, for a controller, and the cache of all
-/// of them (managed fields trimmed); `on_event` sees every watch event before the cache does.
+/// of them ([`all_of`]).
 fn changes_of<K>(
     api: Api<K>,
     watch: watcher::Config,
     annotation: Option<&'static str>,
+    on_event: impl Fn(&watcher::Event<K>) + Send + 'static,
+) -> (
+    Store<K>,
+    impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static,
+)
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let (store, changes) = all_of(api, watch, on_event);
+    let changes = changes.predicate_filter(
+        move |o: &K| Some(acted_on(o.meta(), annotation)),
+        kube::runtime::PredicateConfig::default(),
+    );
+    (store, changes)
+}
+
+/// The cache of every object of `api` (managed fields trimmed) and every applied object, as
+/// `Controller::new` builds them, with `on_event` seeing every watch event before the cache.
+fn all_of<K>(
+    api: Api<K>,
+    watch: watcher::Config,
     on_event: impl Fn(&watcher::Event<K>) + Send + 'static,
 ) -> (
     Store<K>,
@@ -522,42 +549,6 @@ where
                     on_event(event);
                 }
             }),
-    )
-    .applied_objects()
-    .predicate_filter(
-        move |o: &K| Some(acted_on(o.meta(), annotation)),
-        kube::runtime::PredicateConfig::default(),
-    );
-    (store, changes)
-}
-
-/// The cache of every object of `api` and their changes, as `Controller::new` builds them,
-/// with `on_event` seeing every watch event first.
-fn all_of<K>(
-    api: Api<K>,
-    watch: watcher::Config,
-    on_event: impl Fn(&watcher::Event<K>) + Send + 'static,
-) -> (
-    Store<K>,
-    impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static,
-)
-where
-    K: kube::Resource<DynamicType = ()>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + 'static,
-{
-    let (store, writer) = kube::runtime::reflector::store::<K>();
-    let changes = kube::runtime::reflector(
-        writer,
-        watcher(api, watch).inspect(move |event| {
-            if let Ok(event) = event {
-                on_event(event);
-            }
-        }),
     )
     .applied_objects();
     (store, changes)

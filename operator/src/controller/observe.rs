@@ -254,9 +254,15 @@ impl Observer {
         self
     }
 
-    /// Records whether `cluster` answered; true when that differs from what was last recorded
-    /// (or nothing was).
-    pub fn saw(&self, cluster: &str, reachable: bool) -> bool {
+    /// Records whether `cluster` answered a request, from its outcome (a refusal is an answer;
+    /// other failures, such as a client configuration that cannot be used, say nothing); true
+    /// when that differs from what was last recorded (or nothing was).
+    pub fn saw<T>(&self, cluster: &str, outcome: &Result<T, KafkaError>) -> bool {
+        let reachable = match outcome {
+            Ok(_) | Err(KafkaError::Refused { .. }) => true,
+            Err(KafkaError::Unreachable { .. }) => false,
+            Err(_) => return false,
+        };
         let mut seen = self
             .reachable
             .lock()
@@ -264,18 +270,12 @@ impl Observer {
         seen.insert(cluster.to_string(), reachable) != Some(reachable)
     }
 
-    /// [`Observer::saw`] from a snapshot's outcome, waking the cluster's check on a change.
+    /// [`Observer::saw`] for a snapshot's outcome, waking the cluster's check on a change.
     fn saw_snapshot(&self, cluster: &str, outcome: &Result<Snapshot, KafkaError>) {
-        let reachable = match outcome {
-            Ok(_) => true,
-            Err(KafkaError::Unreachable { .. }) => false,
-            // The brokers answered, if only to refuse: nothing to say about reachability.
-            Err(_) => return,
-        };
-        if self.saw(cluster, reachable)
+        if self.saw(cluster, outcome)
             && let Some(wakes) = &self.wakes
         {
-            debug!(cluster, reachable, "cluster reachability changed");
+            debug!(cluster, "cluster reachability changed");
             let _ = wakes.unbounded_send(cluster.to_string());
         }
     }
@@ -355,7 +355,6 @@ impl Observer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use futures::StreamExt;
 
     fn unreachable() -> Result<Snapshot, KafkaError> {
         Err(KafkaError::Unreachable {
@@ -364,27 +363,32 @@ mod tests {
         })
     }
 
-    #[tokio::test]
-    async fn a_snapshot_wakes_the_cluster_check_only_when_reachability_changes() {
+    #[test]
+    fn a_snapshot_wakes_the_cluster_check_only_when_reachability_changes() {
         let (tx, mut rx) = futures::channel::mpsc::unbounded();
         let observer = Observer::new(Duration::from_secs(30)).waking(tx);
-        // The cluster's own check found it answering.
-        assert!(observer.saw("kafka:9092", true));
-        observer.saw_snapshot("kafka:9092", &Ok(Snapshot::default()));
-        observer.saw_snapshot("kafka:9092", &unreachable());
-        observer.saw_snapshot("kafka:9092", &unreachable());
-        // A refusal says nothing about reachability.
-        observer.saw_snapshot(
-            "kafka:9092",
-            &Err(KafkaError::Refused {
-                operation: "ListOffsets",
-                resource: "orders".into(),
-                code: "NOT_LEADER_OR_FOLLOWER".into(),
-            }),
-        );
-        observer.saw_snapshot("kafka:9092", &Ok(Snapshot::default()));
-        drop(observer);
-        let woken: Vec<String> = rx.by_ref().collect().await;
-        assert_eq!(woken, ["kafka:9092", "kafka:9092"]);
+        let mut woken = |outcome: Result<Snapshot, KafkaError>| {
+            observer.saw_snapshot("kafka:9092", &outcome);
+            let mut keys = Vec::new();
+            while let Ok(key) = rx.try_recv() {
+                keys.push(key);
+            }
+            keys.len()
+        };
+        // The cluster's own check found it answering: a snapshot that agrees wakes nothing.
+        assert!(observer.saw("kafka:9092", &Ok::<(), KafkaError>(())));
+        assert_eq!(woken(Ok(Snapshot::default())), 0);
+        assert_eq!(woken(unreachable()), 1);
+        assert_eq!(woken(unreachable()), 0);
+        // An interrupted call says nothing about reachability.
+        assert_eq!(woken(Err(KafkaError::Interrupted("cancelled".into()))), 0);
+        // A refusal is an answer: the brokers are back.
+        let refused = KafkaError::Refused {
+            operation: "ListOffsets",
+            resource: "orders".into(),
+            code: "NOT_LEADER_OR_FOLLOWER".into(),
+        };
+        assert_eq!(woken(Err(refused)), 1);
+        assert_eq!(woken(Ok(Snapshot::default())), 0);
     }
 }

@@ -865,26 +865,8 @@ impl KafkaAdmin {
     }
 
     /// Committed offsets of each of `groups` with their commit metadata (one request per group
-    /// coordinator).
-    pub async fn committed_with_metadata(
-        &self,
-        groups: &[String],
-    ) -> Result<CommittedWithMetadata, KafkaError> {
-        Ok(self
-            .wire
-            .committed_of_groups(groups)
-            .await
-            .map_err(|e| self.wire_error("fetch committed offsets of", e))?
-            .into_iter()
-            .map(|(group, offsets)| {
-                let offsets = offsets.into_iter().map(|(p, c)| (key(&p), c)).collect();
-                (group, offsets)
-            })
-            .collect())
-    }
-
-    /// [`Self::committed_with_metadata`], with each group the coordinator would not answer for
-    /// set apart with its error rather than failing the others' answers.
+    /// coordinator); each group the coordinator would not answer for is set apart with its error
+    /// rather than failing the others' answers.
     pub async fn committed_of_each_group(
         &self,
         groups: &[String],
