@@ -77,12 +77,14 @@ pub fn parse(text: &str) -> Result<Duration, DurationError> {
         return Ok(Duration::ZERO);
     }
     let mut rest = text;
-    let mut total: u64 = 0;
+    // `None` once the sum passed the limit; scanning goes on, so a text that is also
+    // ungrammatical is refused for its syntax (as the schema pattern refuses it), not its size.
+    let mut total: Option<u64> = Some(0);
     while let Some(first) = rest.chars().next() {
         if first != '.' && !first.is_ascii_digit() {
             return Err(DurationError::NotANumber(first));
         }
-        let (whole, after) = leading_int(rest)?;
+        let (whole, after) = leading_int(rest);
         let had_whole = after.len() != rest.len();
         rest = after;
         let (mut fraction, mut scale, mut had_fraction) = (0, 1.0, false);
@@ -108,42 +110,32 @@ pub fn parse(text: &str) -> Result<Duration, DurationError> {
             .find(|(name, _)| *name == unit)
             .map(|(_, nanos)| *nanos)
             .ok_or_else(|| DurationError::UnknownUnit(unit.to_string()))?;
-        if whole > LIMIT / nanos {
-            return Err(DurationError::Overflow);
-        }
-        let mut value = whole * nanos;
-        if fraction > 0 {
+        let value = whole.filter(|w| *w <= LIMIT / nanos).and_then(|whole| {
             // As Go does: a float64 is exact to the nanosecond for fractions of an hour.
-            value += (fraction as f64 * (nanos as f64 / scale)) as u64;
-            if value > LIMIT {
-                return Err(DurationError::Overflow);
-            }
-        }
+            let part = (fraction as f64 * (nanos as f64 / scale)) as u64;
+            Some(whole * nanos + if fraction > 0 { part } else { 0 }).filter(|v| *v <= LIMIT)
+        });
         total = total
-            .checked_add(value)
-            .filter(|t| *t <= LIMIT)
-            .ok_or(DurationError::Overflow)?;
+            .zip(value)
+            .and_then(|(t, v)| t.checked_add(v))
+            .filter(|t| *t <= LIMIT);
     }
-    if total > LIMIT - 1 {
-        return Err(DurationError::Overflow);
-    }
-    Ok(Duration::from_nanos(total))
+    total
+        .filter(|t| *t < LIMIT)
+        .map(Duration::from_nanos)
+        .ok_or(DurationError::Overflow)
 }
 
-/// The leading `[0-9]*` of `text` and what follows; an error past 2^63.
-fn leading_int(text: &str) -> Result<(u64, &str), DurationError> {
+/// The leading `[0-9]*` of `text` (`None` past 2^63) and what follows.
+fn leading_int(text: &str) -> (Option<u64>, &str) {
     let digits = text.bytes().take_while(u8::is_ascii_digit).count();
-    let mut value: u64 = 0;
-    for digit in text.bytes().take(digits) {
-        if value > LIMIT / 10 {
-            return Err(DurationError::Overflow);
-        }
-        value = value * 10 + u64::from(digit - b'0');
-        if value > LIMIT {
-            return Err(DurationError::Overflow);
-        }
-    }
-    Ok((value, &text[digits..]))
+    let value = text.bytes().take(digits).try_fold(0u64, |value, digit| {
+        value
+            .checked_mul(10)
+            .and_then(|v| v.checked_add(u64::from(digit - b'0')))
+            .filter(|v| *v <= LIMIT)
+    });
+    (value, &text[digits..])
 }
 
 /// The leading `[0-9]*` of a fraction as `value / scale`; digits beyond 2^63 are dropped, as Go
@@ -375,6 +367,13 @@ mod tests {
         assert_eq!(
             parse(&"9".repeat(MAX_LENGTH + 1)),
             Err(DurationError::TooLong)
+        );
+        // Found by the schema-pattern property: too large *and* ungrammatical is a syntax error,
+        // as the pattern (which knows nothing of size) refuses it.
+        assert_eq!(parse("3000000h0h0"), Err(DurationError::MissingUnit));
+        assert_eq!(
+            parse("99999999999999999999ns1d"),
+            Err(DurationError::UnknownUnit("d".into()))
         );
     }
 
