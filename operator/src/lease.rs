@@ -12,6 +12,8 @@ use kube::api::{Api, ObjectMeta, PostParams};
 use kube::{Client, ResourceExt};
 use tracing::{info, warn};
 
+use crate::fence::Fence;
+
 /// Who competes for which lease, and how long a lease lasts.
 #[derive(Clone, Debug)]
 pub struct Election {
@@ -35,6 +37,25 @@ impl Election {
             duration: Duration::from_secs(15),
             renew: Duration::from_secs(5),
         }
+    }
+
+    /// [`Election::attempt`], keeping `fence` open for `duration - renew` from when a request
+    /// that won or renewed the lease was sent, and closing it when another replica holds it.
+    /// `duration - renew` rather than `duration`: the margin covers the time a write already
+    /// past the fence takes to reach the API server, and clocks that run apart.
+    async fn attempt_fenced(
+        &self,
+        api: &Api<Lease>,
+        fence: &Fence,
+    ) -> Result<Attempt, kube::Error> {
+        let sent = tokio::time::Instant::now();
+        let attempt = self.attempt(api).await;
+        match &attempt {
+            Ok(Attempt::Held) => fence.renewed(sent, self.duration.saturating_sub(self.renew)),
+            Ok(Attempt::HeldBy(_)) => fence.close(),
+            Err(_) => {}
+        }
+        attempt
     }
 }
 
@@ -63,6 +84,8 @@ fn expired(spec: &LeaseSpec) -> bool {
 pub struct Leader {
     api: Api<Lease>,
     election: Election,
+    /// Open while the lease is surely still ours.
+    fence: Fence,
 }
 
 impl Election {
@@ -128,14 +151,16 @@ impl Election {
     /// Waits until this replica holds the lease.
     pub async fn acquire(self, client: Client) -> Leader {
         let api: Api<Lease> = Api::namespaced(client, &self.namespace);
+        let fence = Fence::leased();
         let mut last_holder = String::new();
         loop {
-            match self.attempt(&api).await {
+            match self.attempt_fenced(&api, &fence).await {
                 Ok(Attempt::Held) => {
                     info!(lease = %self.name, identity = %self.identity, "became leader");
                     return Leader {
                         api,
                         election: self,
+                        fence,
                     };
                 }
                 Ok(Attempt::HeldBy(holder)) => {
@@ -152,12 +177,18 @@ impl Election {
 }
 
 impl Leader {
+    /// Open only while this replica surely holds the lease: give it to everything that
+    /// changes something ([`crate::controller::Options::fence`]).
+    pub fn fence(&self) -> Fence {
+        self.fence.clone()
+    }
+
     /// Renews the lease until that fails or another replica took it; then returns.
     pub async fn lost(&self) {
         let mut failing_since: Option<std::time::Instant> = None;
         loop {
             tokio::time::sleep(self.election.renew).await;
-            match self.election.attempt(&self.api).await {
+            match self.election.attempt_fenced(&self.api, &self.fence).await {
                 Ok(Attempt::Held) => failing_since = None,
                 Ok(Attempt::HeldBy(holder)) => {
                     warn!(lease = %self.election.name, %holder, "lost the lease");
@@ -168,6 +199,7 @@ impl Leader {
                     let since = *failing_since.get_or_insert_with(std::time::Instant::now);
                     warn!(lease = %self.election.name, error = %e, "renewing the lease failed");
                     if since.elapsed() >= self.election.duration {
+                        self.fence.close();
                         return;
                     }
                 }
@@ -177,6 +209,7 @@ impl Leader {
 
     /// Gives the lease up at once (on shutdown), so a successor need not wait for it to expire.
     pub async fn release(self) {
+        self.fence.close();
         if let Ok(Some(mut lease)) = self.api.get_opt(&self.election.name).await
             && lease
                 .spec

@@ -8,6 +8,7 @@
 pub mod api;
 pub mod controller;
 pub mod crdgen;
+pub mod fence;
 pub mod http;
 pub mod kafka;
 pub mod lease;

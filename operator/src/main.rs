@@ -170,14 +170,16 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                     .map_err(|e| format!("--metrics-addr '{metrics_addr}': {e}"))?;
                 exactly::http::serve(address, metrics.clone()).await?;
             }
-            let client = kube::Client::try_default().await?;
-            let options = exactly::controller::Options {
+            let config = kube::Config::infer().await?;
+            let client = kube::Client::try_from(config.clone())?;
+            let mut options = exactly::controller::Options {
                 namespace,
                 concurrency,
                 topic_concurrency,
                 refresh_interval,
                 metrics,
                 worker_image,
+                fence: exactly::fence::Fence::open(),
             };
             let signal = futures::future::FutureExt::shared(Box::pin(shutdown_signal()));
             if !leader_elect {
@@ -194,6 +196,13 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 leader = election.acquire(client.clone()) => std::sync::Arc::new(leader),
                 _ = signal.clone() => return Ok(()),
             };
+            // Every change, to the API server or to Kafka, passes the leader's fence: a replica
+            // that stalled past its lease changes nothing when it wakes, even before it notices
+            // the lease is gone. The election itself keeps the unfenced client.
+            options.fence = leader.fence();
+            let fenced = kube::client::ClientBuilder::try_from(config)?
+                .with_layer(&exactly::fence::client_layer(leader.fence()))
+                .build();
             // Reconcile until a signal, or until the lease is lost (then exit non-zero, so the
             // pod restarts and waits its turn: two leaders must never write at once).
             let stop = std::sync::Arc::new(tokio::sync::Notify::new());
@@ -208,7 +217,7 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                     lost
                 })
             };
-            exactly::controller::run(client, options, async move { stop.notified().await }).await;
+            exactly::controller::run(fenced, options, async move { stop.notified().await }).await;
             if lost.await.unwrap_or(true) {
                 return Err("lost the leader-election lease; exiting".into());
             }

@@ -226,7 +226,10 @@ pub struct PartitionLag {
 pub struct OffsetResetOutcome {
     /// The request's `id`.
     pub id: String,
-    /// `Waiting` (the group has members), `Applied` or `Failed`.
+    /// `Waiting` (the group has members; it runs once they go), `Applying` (recorded right
+    /// before the commit), `Applied`, `Failed`, or `Interrupted`: the operator stopped while
+    /// applying it and no offset carries its mark, so it may not have run. A reset runs at most
+    /// once: after `Interrupted`, check the offsets and set a new `id` to run it.
     pub result: String,
     /// Details: what it waits for, the offsets set, or the error.
     pub message: String,

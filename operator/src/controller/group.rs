@@ -245,7 +245,8 @@ async fn offset_reset(
         .and_then(|s| s.last_offset_reset.as_ref());
     if let Some(p) = previous
         && p.id == request.id
-        && p.result != "Waiting"
+        && p.result != WAITING
+        && p.result != APPLYING
     {
         return None; // done once for this id
     }
@@ -260,10 +261,14 @@ async fn offset_reset(
     {
         return Some(done.clone());
     }
-    let waiting = |state: &str, members: usize| {
-        let message = format!(
-            "waiting: the group is {state} with {members} member(s); stop its consumers and the reset runs once it is Empty"
-        );
+    // Recorded as applying and never settled: an operator stopped between the two writes.
+    if let Some(p) = previous
+        && p.id == request.id
+        && p.result == APPLYING
+    {
+        return Some(settle_interrupted(admin, group_id, p).await);
+    }
+    let waiting_for = |message: String| {
         if let Some(p) = previous
             && p.id == request.id
             && p.message == message
@@ -272,10 +277,15 @@ async fn offset_reset(
         }
         OffsetResetOutcome {
             id: request.id.clone(),
-            result: "Waiting".into(),
+            result: WAITING.into(),
             message,
             time: now(),
         }
+    };
+    let waiting = |state: &str, members: usize| {
+        waiting_for(format!(
+            "waiting: the group is {state} with {members} member(s); stop its consumers and the reset runs once it is Empty"
+        ))
     };
     if !is_empty_state(&observed.state) || !observed.members.is_empty() {
         return Some(waiting(&observed.state, observed.members.len()));
@@ -323,32 +333,49 @@ async fn offset_reset(
     };
     let offsets = reset_offsets(request.to, request.offset, &partitions, &by_time);
     if offsets.is_empty() {
-        return Some(failed(
-            request.id.clone(),
-            "the group's topics have no partitions in Kafka yet; nothing to reset".into(),
+        // Typically a reset declared together with its topics: they are being created.
+        return Some(waiting_for(
+            "waiting: the group's topics have no partitions in Kafka yet; the reset runs once they exist"
+                .into(),
         ));
     }
-    let result = admin.commit_offsets(group_id, &offsets).await;
-    ctx.observer.invalidate(cluster_key).await;
     let described: Vec<String> = offsets
         .iter()
         .take(10)
         .map(|((t, p), o)| format!("{t}-{p}→{o}"))
         .collect();
     let more = offsets.len().saturating_sub(described.len());
+    let what = format!(
+        "{:?} offsets on {} partition(s): {}{}",
+        request.to,
+        offsets.len(),
+        described.join(", "),
+        if more > 0 {
+            format!(" and {more} more")
+        } else {
+            String::new()
+        }
+    );
+    // Recorded before the commit: an operator that stops from here on finds `Applying` and
+    // settles it from the group's offsets instead of committing a second time.
+    let mut recorded = group.status.clone().unwrap_or_default();
+    recorded.last_offset_reset = Some(OffsetResetOutcome {
+        id: request.id.clone(),
+        result: APPLYING.into(),
+        message: format!("committing {what}"),
+        time: now(),
+    });
+    if let Err(e) = super::write_status(ctx, group, &recorded).await {
+        warn!(group = group_id, id = %request.id, error = %e, "offset reset not started: recording it failed");
+        return previous.cloned();
+    }
+    let result = admin
+        .commit_offsets(group_id, &offsets, &reset_mark(&request.id))
+        .await;
+    ctx.observer.invalidate(cluster_key).await;
     match result {
         Ok(()) => {
-            let message = format!(
-                "committed {:?} offsets on {} partition(s): {}{}",
-                request.to,
-                offsets.len(),
-                described.join(", "),
-                if more > 0 {
-                    format!(" and {more} more")
-                } else {
-                    String::new()
-                }
-            );
+            let message = format!("committed {what}");
             info!(group = group_id, id = %request.id, "{message}");
             super::publish_event(
                 ctx,
@@ -361,7 +388,7 @@ async fn offset_reset(
             .await;
             let outcome = OffsetResetOutcome {
                 id: request.id.clone(),
-                result: "Applied".into(),
+                result: APPLIED.into(),
                 message,
                 time: now(),
             };
@@ -385,6 +412,74 @@ async fn offset_reset(
             Some(waiting("no longer Empty", 1))
         }
         Err(e) => Some(failed(request.id.clone(), format!("{e}"))),
+    }
+}
+
+/// `status.lastOffsetReset.result` of a reset whose group has members: it runs once they go.
+const WAITING: &str = "Waiting";
+/// The result of a reset whose offsets were committed.
+const APPLIED: &str = "Applied";
+/// The result recorded right before a reset's commit. Found on a later reconcile, it means an
+/// operator stopped before recording the outcome: [`settle_interrupted`] decides from the group's
+/// offsets, and the reset is never committed a second time.
+const APPLYING: &str = "Applying";
+/// The result of a reset that may or may not have run: an operator stopped while applying it
+/// and the group's offsets do not show it.
+const INTERRUPTED: &str = "Interrupted";
+
+/// The commit metadata a reset leaves on each partition it moved, so that its effect can be
+/// recognised after an operator stopped half-way.
+pub fn reset_mark(id: &str) -> String {
+    format!("exactly.dev/offset-reset={id}")
+}
+
+/// The outcome of a reset left `Applying`: `Applied` when the group's offsets carry its mark,
+/// `Interrupted` when none does (not run again: a reset runs at most once), unchanged while
+/// the offsets cannot be read.
+async fn settle_interrupted(
+    admin: &crate::kafka::KafkaAdmin,
+    group_id: &str,
+    applying: &OffsetResetOutcome,
+) -> OffsetResetOutcome {
+    let committed = match admin.committed_of_each_group(&[group_id.to_string()]).await {
+        Ok((answered, failed)) if !failed.contains_key(group_id) => answered,
+        Ok((_, failed)) => {
+            let error = failed
+                .get(group_id)
+                .map(ToString::to_string)
+                .unwrap_or_default();
+            warn!(group = group_id, id = %applying.id, %error, "interrupted offset reset not settled yet");
+            return applying.clone();
+        }
+        Err(error) => {
+            warn!(group = group_id, id = %applying.id, %error, "interrupted offset reset not settled yet");
+            return applying.clone();
+        }
+    };
+    let mark = reset_mark(&applying.id);
+    let marked = committed
+        .get(group_id)
+        .map(|offsets| offsets.values().filter(|(_, m)| *m == mark).count())
+        .unwrap_or(0);
+    let (result, message) = if marked > 0 {
+        (
+            APPLIED,
+            format!(
+                "committed on {marked} partition(s) before the operator stopped (their offsets carry this reset's mark); not run again"
+            ),
+        )
+    } else {
+        (
+            INTERRUPTED,
+            "the operator stopped while applying this reset and no offset of the group carries its mark: it may not have run, or a later commit replaced it. It is not retried (a reset runs at most once): check the group's offsets and set a new spec.offsetReset.id to run it".to_string(),
+        )
+    };
+    info!(group = group_id, id = %applying.id, result, "{message}");
+    OffsetResetOutcome {
+        id: applying.id.clone(),
+        result: result.into(),
+        message,
+        time: now(),
     }
 }
 

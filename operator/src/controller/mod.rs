@@ -88,6 +88,9 @@ pub struct Context {
     pub topic_batches: Mutex<HashMap<String, Arc<topic::TopicBatches>>>,
     /// What the operator's own Secrets hold, from their watch (no GET to compare).
     pub secrets: Arc<secrets::SecretLedger>,
+    /// When these controllers started. A resource created before may have been acted upon by
+    /// an earlier run (killed, or a leader that lost its lease) without a status to show it.
+    pub started: k8s_openapi::jiff::Timestamp,
 }
 
 /// Remembers each group's committed offsets between observations, to tell when it last
@@ -228,6 +231,9 @@ pub struct Options {
     /// The image Pipeline workers run when `spec.image` is not set (the operator's own image
     /// ships `exactly-worker`).
     pub worker_image: String,
+    /// Checked before every Kafka change (and, by the caller's client, every API write): with
+    /// leader election the leader's [`crate::lease::Leader::fence`], else open.
+    pub fence: crate::fence::Fence,
 }
 
 /// Topic reconciles that may run at once unless configured (see [`Options::topic_concurrency`]).
@@ -246,6 +252,7 @@ impl Default for Options {
             refresh_interval: Duration::from_secs(30),
             metrics: Arc::default(),
             worker_image: DEFAULT_WORKER_IMAGE.to_string(),
+            fence: crate::fence::Fence::open(),
         }
     }
 }
@@ -743,7 +750,8 @@ async fn run_in(
         .trigger_backoff(backoff::WatchBackoff::default());
     let ctx = Arc::new(Context {
         client: client.clone(),
-        kafka: KafkaClients::counting(options.metrics.kafka_request_counter()),
+        kafka: KafkaClients::counting(options.metrics.kafka_request_counter())
+            .fenced(options.fence.clone()),
         clusters: clusters.store(),
         topics: topics.store(),
         producers: producers.store(),
@@ -760,6 +768,7 @@ async fn run_in(
         refresh_interval: options.refresh_interval,
         topic_batches: Mutex::default(),
         secrets: Arc::default(),
+        started: k8s_openapi::jiff::Timestamp::now(),
     });
 
     let clusters = clusters

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
@@ -555,19 +556,38 @@ fn failed(e: KafkaError) -> TopicOutcome {
     }
 }
 
+/// How far the API server's clock (creation timestamps) may run ahead of the operator's.
+const CLOCK_MARGIN: SignedDuration = SignedDuration::from_secs(5);
+
+/// Whether `topic` was created after `started` (with [`CLOCK_MARGIN`] to spare); a Topic without
+/// a creation time counts as older.
+fn is_newer_than(topic: &Topic, started: Timestamp) -> bool {
+    topic
+        .meta()
+        .creation_timestamp
+        .as_ref()
+        .and_then(|t| started.checked_add(CLOCK_MARGIN).ok().map(|s| t.0 > s))
+        .unwrap_or(false)
+}
+
 /// Brings the broker's topic in line with the spec, as far as Kafka allows.
 async fn converge(
     topic: &Topic,
     admin: &KafkaAdmin,
     batches: &TopicBatches,
+    started: Timestamp,
     actions: &mut Vec<(&'static str, String)>,
 ) -> TopicOutcome {
     let name = topic.kafka_topic_name();
-    // A Topic never reconciled (no status yet) most likely names a topic that does not exist
-    // yet: create it straight away, one request where a describe would come first. One that
-    // exists already is adopted and goes the usual way (described, then changed as planned).
+    // A Topic never reconciled (no status yet) and created since these controllers started
+    // most likely names a topic that does not exist yet: create it straight away, one request
+    // where a describe would come first. One that exists already is adopted and goes the usual
+    // way (described, then changed as planned). A Topic older than this run is described first:
+    // an earlier run may have created its topic and stopped before writing the status, and
+    // asking again would send the broker a second CreateTopics.
     let mut created = None;
     if topic.status.is_none()
+        && is_newer_than(topic, started)
         && let TopicChange::Create(request) = plan_topic_change(topic, None)
     {
         match create(batches, &request, actions).await {
@@ -1035,7 +1055,8 @@ pub async fn reconcile(topic: Arc<Topic>, ctx: Arc<Context>) -> Result<Action> {
                                 &format!("{namespace}/{}", cluster.name_any()),
                                 &admin,
                             );
-                            let outcome = converge(&topic, &admin, &batches, &mut actions).await;
+                            let outcome =
+                                converge(&topic, &admin, &batches, ctx.started, &mut actions).await;
                             if !actions.is_empty() {
                                 // Only a change the operator made makes the snapshot stale; a
                                 // burst of creations would otherwise drop it once per Topic.
@@ -1208,6 +1229,31 @@ mod tests {
         );
         assert_eq!(status.drift.len(), 1);
         assert_eq!(status.topic_id.as_deref(), Some("id-1"));
+    }
+
+    #[test]
+    fn only_a_topic_created_well_after_the_controllers_started_is_created_without_a_describe() {
+        let started: Timestamp = "2026-12-07T10:00:00Z"
+            .parse()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let created_at = |at: &str| {
+            let mut t = topic(1, None);
+            t.metadata.creation_timestamp =
+                Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                    at.parse().unwrap_or_else(|e| panic!("{e}")),
+                ));
+            is_newer_than(&t, started)
+        };
+        assert!(created_at("2026-12-07T10:00:06Z"));
+        assert!(
+            !created_at("2026-12-07T10:00:04Z"),
+            "within the clock margin"
+        );
+        assert!(
+            !created_at("2026-12-07T09:59:00Z"),
+            "before this run: an earlier one may have acted"
+        );
+        assert!(!is_newer_than(&topic(1, None), started), "no creation time");
     }
 
     fn topic(partitions: i32, replication: Option<i32>) -> Topic {

@@ -18,6 +18,7 @@ use kafka_protocol::messages::TopicName;
 use kafka_protocol::protocol::StrBytes;
 
 use crate::controller::lag::PartitionOffsets;
+use crate::fence::Fence;
 pub use wire::{
     GroupDescription, Isolation, OffsetSpec, ProducerState, TopicPartition, TransactionDescription,
     TransactionListing, WireClient, WireError,
@@ -60,6 +61,9 @@ pub enum KafkaError {
     /// A blocking client call was lost (its worker thread panicked or was cancelled).
     #[error("Kafka client call did not complete: {0}")]
     Interrupted(String),
+    /// A change refused before it was sent: this replica may no longer hold the leader lease.
+    #[error(transparent)]
+    NotLeader(#[from] crate::fence::NotLeader),
 }
 
 impl KafkaError {
@@ -72,6 +76,7 @@ impl KafkaError {
             KafkaError::Protocol(_) => "KafkaProtocolError",
             KafkaError::Unsupported(_) => "NotSupported",
             KafkaError::Interrupted(_) => "KafkaCallInterrupted",
+            KafkaError::NotLeader(_) => "NotLeader",
         }
     }
 }
@@ -240,6 +245,8 @@ where
 pub struct KafkaAdmin {
     bootstrap: String,
     wire: WireClient,
+    /// Checked before every change this client sends (reads go ahead regardless).
+    fence: Fence,
 }
 
 /// A (topic, partition) key, as the controllers use it.
@@ -295,7 +302,21 @@ impl KafkaAdmin {
         Ok(KafkaAdmin {
             bootstrap: bootstrap.to_string(),
             wire,
+            fence: Fence::open(),
         })
+    }
+
+    /// This client, sending no change while `fence` does not hold.
+    pub fn fenced(mut self, fence: Fence) -> Self {
+        self.fence = fence;
+        self
+    }
+
+    /// Whether the change `what` may be sent now (see [`Fence`]).
+    fn may_change(&self, what: &str) -> Result<(), KafkaError> {
+        self.fence.check()?;
+        crate::fence::passed("Kafka", format_args!("{what} on {}", self.bootstrap));
+        Ok(())
     }
 
     /// The bootstrap servers this client talks to.
@@ -495,6 +516,7 @@ impl KafkaAdmin {
         &self,
         requests: &[NewTopicRequest],
     ) -> Result<Vec<Result<CreateOutcome, KafkaError>>, KafkaError> {
+        self.may_change("create_topics")?;
         use kafka_protocol::messages::CreateTopicsRequest;
         use kafka_protocol::messages::create_topics_request::{
             CreatableTopic, CreatableTopicConfig,
@@ -584,6 +606,7 @@ impl KafkaAdmin {
 
     /// Raises the partition count of `name` to `partitions`.
     pub async fn grow_partitions(&self, name: &str, partitions: i32) -> Result<(), KafkaError> {
+        self.may_change("grow_partitions")?;
         use kafka_protocol::messages::CreatePartitionsRequest;
         use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
         const OP: &str = "add partitions to";
@@ -619,6 +642,7 @@ impl KafkaAdmin {
 
     /// Deletes the topic `name` (a topic already gone is not an error).
     pub async fn delete_topic(&self, name: &str) -> Result<(), KafkaError> {
+        self.may_change("delete_topic")?;
         use kafka_protocol::messages::DeleteTopicsRequest;
         use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
         const OP: &str = "delete topic";
@@ -659,6 +683,7 @@ impl KafkaAdmin {
         set: &BTreeMap<String, String>,
         delete: &[String],
     ) -> Result<(), KafkaError> {
+        self.may_change("alter_topic_config")?;
         use kafka_protocol::messages::IncrementalAlterConfigsRequest;
         use kafka_protocol::messages::incremental_alter_configs_request::{
             AlterConfigsResource, AlterableConfig,
@@ -890,16 +915,19 @@ impl KafkaAdmin {
         Ok((answered, failed))
     }
 
-    /// Commits `offsets` for `group` as an administrator (the group must be Empty).
+    /// Commits `offsets` for `group` as an administrator (the group must be Empty), each with
+    /// `metadata` as its commit metadata.
     pub async fn commit_offsets(
         &self,
         group: &str,
         offsets: &BTreeMap<PartitionKey, i64>,
+        metadata: &str,
     ) -> Result<(), KafkaError> {
+        self.may_change("commit_offsets")?;
         let offsets: BTreeMap<TopicPartition, i64> =
             offsets.iter().map(|(p, o)| (tp(p), *o)).collect();
         self.wire
-            .commit_offsets(group, &offsets)
+            .commit_offsets_marked(group, &offsets, Some(metadata))
             .await
             .map_err(|e| self.wire_error("commit offsets of", e))
     }
@@ -950,6 +978,7 @@ impl KafkaAdmin {
         transactional_id: &str,
         transaction_timeout_ms: i32,
     ) -> Result<(i64, i16), KafkaError> {
+        self.may_change("fence_transactional_id")?;
         self.wire
             .fence_transactional_id(transactional_id, transaction_timeout_ms)
             .await
@@ -962,6 +991,7 @@ impl KafkaAdmin {
         partition: &PartitionKey,
         producer: &ProducerState,
     ) -> Result<(), KafkaError> {
+        self.may_change("abort_transaction")?;
         self.wire
             .abort_transaction(
                 &tp(partition),
@@ -1045,6 +1075,8 @@ pub struct KafkaClients {
     by_cluster: Mutex<HashMap<(String, security::Security), Arc<KafkaAdmin>>>,
     /// Given to every client made, to count its requests.
     counter: Option<wire::RequestCounter>,
+    /// Given to every client made: no change is sent while it does not hold.
+    fence: Fence,
 }
 
 impl KafkaClients {
@@ -1053,7 +1085,14 @@ impl KafkaClients {
         KafkaClients {
             by_cluster: Mutex::default(),
             counter: Some(counter),
+            fence: Fence::open(),
         }
+    }
+
+    /// These clients, sending no change while `fence` does not hold.
+    pub fn fenced(mut self, fence: Fence) -> Self {
+        self.fence = fence;
+        self
     }
 
     /// The plaintext client for `bootstrap`, created on first use.
@@ -1075,11 +1114,10 @@ impl KafkaClients {
         if let Some(admin) = clients.get(&key) {
             return Ok(admin.clone());
         }
-        let admin = Arc::new(KafkaAdmin::connect_counting(
-            bootstrap,
-            security.clone(),
-            self.counter.clone(),
-        )?);
+        let admin = Arc::new(
+            KafkaAdmin::connect_counting(bootstrap, security.clone(), self.counter.clone())?
+                .fenced(self.fence.clone()),
+        );
         clients.insert(key, admin.clone());
         Ok(admin)
     }

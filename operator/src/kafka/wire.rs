@@ -1738,6 +1738,17 @@ impl WireClient {
         group: &str,
         offsets: &BTreeMap<TopicPartition, i64>,
     ) -> Result<(), WireError> {
+        self.commit_offsets_marked(group, offsets, None).await
+    }
+
+    /// [`Self::commit_offsets`] with `metadata` as every partition's commit metadata (which
+    /// OffsetFetch returns until the next commit replaces it).
+    pub async fn commit_offsets_marked(
+        &self,
+        group: &str,
+        offsets: &BTreeMap<TopicPartition, i64>,
+        metadata: Option<&str>,
+    ) -> Result<(), WireError> {
         if offsets.is_empty() {
             return Ok(());
         }
@@ -1754,7 +1765,8 @@ impl WireClient {
                         topics.entry(tp.topic.as_str()).or_default().push(
                             messages::offset_commit_request::OffsetCommitRequestPartition::default()
                                 .with_partition_index(tp.partition)
-                                .with_committed_offset(*offset),
+                                .with_committed_offset(*offset)
+                                .with_committed_metadata(metadata.map(|m| StrBytes::from_string(m.to_string()))),
                         );
                     }
                     OffsetCommitRequest::default()

@@ -314,6 +314,84 @@ async fn an_offset_reset_waits_while_members_exist_and_applies_once_the_group_is
     );
 }
 
+/// A reset the operator recorded as `Applying` and then stopped before recording its outcome:
+/// with the operator stopped, the group's offset is committed at 6 (with `metadata` as its
+/// commit metadata), the spec asks for `replay-2` to Earliest and the status says `Applying`.
+/// Returns the status once a fresh operator settled it, and the committed offset then.
+async fn settle_a_reset_left_applying(
+    prefix: &str,
+    metadata: Option<&str>,
+) -> (ConsumerGroupStatus, Option<i64>) {
+    let mut s = setup(prefix).await;
+    status_when(&s, "a first status", |st| !st.partitions.is_empty()).await;
+    if let Some(operator) = s.operator.take() {
+        operator.stop().await;
+    }
+    let w = wire(shared());
+    let tp = TopicPartition::new(s.topic.clone(), 0);
+    w.commit_offsets_marked(&s.group, &BTreeMap::from([(tp.clone(), 6)]), metadata)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let groups: Api<ConsumerGroup> = Api::namespaced(s.client.clone(), &s.ns.name);
+    let spec = serde_json::json!({"spec": {"offsetReset": {"id": "replay-2", "to": "Earliest"}}});
+    groups
+        .patch("billing", &PatchParams::default(), &Patch::Merge(&spec))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let status = serde_json::json!({"status": {"lastOffsetReset": {
+        "id": "replay-2", "result": "Applying",
+        "message": "committing Earliest offsets on 1 partition(s)", "time": "2026-12-07T10:00:00Z",
+    }}});
+    groups
+        .patch_status("billing", &PatchParams::default(), &Patch::Merge(&status))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    s.restart_operator().await;
+    let settled = status_when(&s, "the interrupted reset to be settled", |st| {
+        st.last_offset_reset
+            .as_ref()
+            .is_some_and(|r| r.id == "replay-2" && r.result != "Applying")
+    })
+    .await;
+    let committed = w
+        .committed_offsets(&s.group)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    (settled, committed.get(&tp).copied())
+}
+
+#[tokio::test]
+async fn a_reset_left_applying_whose_mark_is_on_the_offsets_is_settled_as_applied_without_a_second_commit()
+ {
+    let mark = exactly::controller::group::reset_mark("replay-2");
+    let (status, committed) = settle_a_reset_left_applying("group-applying", Some(&mark)).await;
+    let outcome = status
+        .last_offset_reset
+        .unwrap_or_else(|| panic!("no outcome"));
+    assert_eq!(outcome.result, "Applied", "{}", outcome.message);
+    assert!(
+        outcome.message.contains("not run again"),
+        "{}",
+        outcome.message
+    );
+    assert_eq!(committed, Some(6), "the reset was committed a second time");
+}
+
+#[tokio::test]
+async fn a_reset_left_applying_without_its_mark_is_reported_interrupted_and_not_run() {
+    let (status, committed) = settle_a_reset_left_applying("group-interrupted", None).await;
+    let outcome = status
+        .last_offset_reset
+        .unwrap_or_else(|| panic!("no outcome"));
+    assert_eq!(outcome.result, "Interrupted", "{}", outcome.message);
+    assert!(
+        outcome.message.contains("set a new spec.offsetReset.id"),
+        "{}",
+        outcome.message
+    );
+    assert_eq!(committed, Some(6), "an interrupted reset ran after all");
+}
+
 #[tokio::test]
 async fn lag_is_exported_as_a_prometheus_metric_on_the_metrics_endpoint() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
