@@ -42,7 +42,7 @@ image: tools ## the operator image (operator + worker, release build) as an OCI 
 
 test: tools image ## every test: unit tests, then integration and fault tests on the real environment
 	$(CARGO) test --workspace --lib --bins
-	$(CARGO) build -p exactly-worker --bins
+	$(CARGO) build -p exactly-worker -p exactly --bins
 	$(CARGO) test -p exactly-testenv --test integration
 	$(CARGO) test -p exactly-testenv --test faults
 
@@ -53,7 +53,7 @@ integration: tools image ## integration tests only (one shared environment for t
 	$(CARGO) test -p exactly-testenv --test integration
 
 faults: tools ## fault tests only (their own environment: a broker restart, killed workers)
-	$(CARGO) build -p exactly-worker --bins
+	$(CARGO) build -p exactly-worker -p exactly --bins
 	$(CARGO) test -p exactly-testenv --test faults
 
 lint: ## formatting and clippy, warnings as errors

@@ -1359,6 +1359,8 @@ async fn create_cluster_dns(client: &Client, net: &crate::node::NodeNet) -> Resu
     Ok(())
 }
 
+/// The broker's log4j configuration: warnings, and each CreateTopics the controller handled with
+/// every topic's result (the fault tests count those to show no topic was created twice).
 const KAFKA_LOG4J2: &str = "\
 status = warn
 appender.out.type = Console
@@ -1373,6 +1375,8 @@ logger.appinfo.name = org.apache.kafka.common.utils.AppInfoParser
 logger.appinfo.level = INFO
 logger.state.name = state.change.logger
 logger.state.level = WARN
+logger.topics.name = org.apache.kafka.controller.ReplicationControlManager
+logger.topics.level = INFO
 ";
 
 /// A cluster id in Kafka's format: 22 characters of base64url. Like Kafka's own

@@ -627,6 +627,160 @@ pub async fn drained(w: &WireClient, group: &str, input: &str, partitions: i32, 
     .await;
 }
 
+/// The `exactly` binary next to this test binary.
+pub fn operator_binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap_or_else(|e| panic!("current_exe: {e}"));
+    let binary = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|dir| dir.join("exactly"))
+        .unwrap_or_else(|| panic!("no target directory above {}", exe.display()));
+    assert!(
+        binary.exists(),
+        "{} is missing: run `cargo build -p exactly --bins` (make test does)",
+        binary.display()
+    );
+    binary
+}
+
+/// The operator as a process of its own (`exactly run`), watching one namespace, with the
+/// environment's admin kubeconfig; each start logs to `<logs>/<name>-<n>.log`.
+pub struct OperatorProcess {
+    kubeconfig: PathBuf,
+    namespace: String,
+    logs: PathBuf,
+    name: String,
+    args: Vec<String>,
+    vars: Vec<(String, String)>,
+    child: Option<Child>,
+    starts: usize,
+}
+
+impl OperatorProcess {
+    pub fn new(env: &Environment, namespace: &str, logs: PathBuf, name: &str) -> OperatorProcess {
+        OperatorProcess {
+            kubeconfig: env.kubeconfig.clone(),
+            namespace: namespace.to_string(),
+            logs,
+            name: name.to_string(),
+            args: Vec::new(),
+            vars: vec![("RUST_LOG".into(), "info".into())],
+            child: None,
+            starts: 0,
+        }
+    }
+
+    /// Runs with these arguments too.
+    pub fn arg(mut self, arg: &str) -> Self {
+        self.args.push(arg.to_string());
+        self
+    }
+
+    /// Runs with this environment variable.
+    pub fn var(mut self, name: &str, value: &str) -> Self {
+        self.vars.push((name.to_string(), value.to_string()));
+        self
+    }
+
+    pub fn start(&mut self) {
+        self.starts += 1;
+        let log = std::fs::File::create(self.log_path(self.starts))
+            .unwrap_or_else(|e| panic!("operator log: {e}"));
+        let err = log
+            .try_clone()
+            .unwrap_or_else(|e| panic!("operator log: {e}"));
+        let child = Command::new(operator_binary())
+            .args(["run", "--namespace", &self.namespace])
+            .args(["--metrics-addr", "off", "--refresh-interval", "5s"])
+            .args(&self.args)
+            .env("KUBECONFIG", &self.kubeconfig)
+            .envs(self.vars.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(err)
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting the operator: {e}"));
+        self.child = Some(child);
+    }
+
+    fn log_path(&self, start: usize) -> PathBuf {
+        self.logs.join(format!("{}-{start}.log", self.name))
+    }
+
+    /// SIGKILL: no shutdown of any kind.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Freezes (SIGSTOP, `pause: true`) or thaws (SIGCONT) the running process.
+    pub fn freeze(&mut self, pause: bool) {
+        if let Some(child) = &self.child
+            && let Ok(pid) = libc::pid_t::try_from(child.id())
+        {
+            let signal = if pause { libc::SIGSTOP } else { libc::SIGCONT };
+            // SAFETY: kill(2) on our own child's pid; no memory is involved.
+            unsafe {
+                libc::kill(pid, signal);
+            }
+        }
+    }
+
+    /// The exit status once the process has ended, `None` while it runs.
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
+    }
+
+    /// What the current (last) run logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path(self.starts)).unwrap_or_default()
+    }
+
+    /// Every line any run logged.
+    pub fn logs(&self) -> String {
+        (1..=self.starts)
+            .map(|n| std::fs::read_to_string(self.log_path(n)).unwrap_or_default())
+            .collect()
+    }
+}
+
+impl Drop for OperatorProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// For each topic named in a CreateTopics the broker's controller handled (validate-only
+/// requests aside), how many requests named it.
+pub fn create_topics_handled(env: &Environment, prefix: &str) -> BTreeMap<String, usize> {
+    let log = std::fs::read_to_string(env.dir.join("logs").join("kafka.log"))
+        .unwrap_or_else(|e| panic!("the broker's log: {e}"));
+    let mut counts = BTreeMap::new();
+    for line in log.lines() {
+        // `[time] INFO [QuorumController id=1] CreateTopics result(s): ...`
+        if line.contains("Validate-only") {
+            continue;
+        }
+        let Some((_, results)) = line.split_once("CreateTopics result(s): ") else {
+            continue;
+        };
+        // `CreatableTopic(name='a', numPartitions=1, ...): SUCCESS, CreatableTopic(name='b', ...):
+        // TOPIC_ALREADY_EXISTS (Topic 'b' already exists.), ...`
+        for part in results.split("CreatableTopic(name='").skip(1) {
+            if let Some((name, _)) = part.split_once('\'')
+                && name.starts_with(prefix)
+            {
+                *counts.entry(name.to_string()).or_insert(0) += 1;
+            }
+        }
+    }
+    counts
+}
+
 /// A directory for one test's worker configuration and logs.
 pub fn test_dir(ns: &TestNamespace) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("exactly-faults-{}", ns.name));

@@ -1,12 +1,14 @@
 //! Fault tests: a test binary of its own, so that the environment they break (a broker restart)
 //! is theirs alone. Run with `make test`, or `cargo test -p exactly-testenv --test faults`
-//! after `cargo build -p exactly-worker`.
+//! after `cargo build -p exactly-worker -p exactly --bins`.
 
 mod apiserver;
 mod common;
 mod deletion;
 mod errors;
+mod failover;
 mod guarantee;
+mod killed;
 mod outage;
 mod pipeline;
 mod pods;
