@@ -759,6 +759,11 @@ impl Drop for OperatorProcess {
 pub fn create_topics_handled(env: &Environment, prefix: &str) -> BTreeMap<String, usize> {
     let log = std::fs::read_to_string(env.dir.join("logs").join("kafka.log"))
         .unwrap_or_else(|e| panic!("the broker's log: {e}"));
+    create_topics_in(&log, prefix)
+}
+
+/// [`create_topics_handled`] of the broker log `log`.
+fn create_topics_in(log: &str, prefix: &str) -> BTreeMap<String, usize> {
     let mut counts = BTreeMap::new();
     for line in log.lines() {
         // `[time] INFO [QuorumController id=1] CreateTopics result(s): ...`
@@ -805,5 +810,19 @@ fn the_tally_finds_a_lost_and_a_duplicated_record() {
             duplicated: 1,
             unexpected: 1
         }
+    );
+}
+
+#[test]
+fn a_topic_named_by_two_create_topics_requests_is_counted_twice() {
+    let log = "\
+[2026-12-07 14:53:53,079] INFO [QuorumController id=1] CreateTopics result(s): CreatableTopic(name='ns.t-73', numPartitions=1, replicationFactor=-1, assignments=[], configs=[]): SUCCESS, CreatableTopic(name='ns.t-74', numPartitions=1, replicationFactor=-1, assignments=[], configs=[]): SUCCESS (org.apache.kafka.controller.ReplicationControlManager)
+[2026-12-07 14:53:53,081] INFO [QuorumController id=1] Replayed TopicRecord for topic ns.t-73 with topic ID 8jdNFc_YRE2NStTc9z8Ywg. (org.apache.kafka.controller.ReplicationControlManager)
+[2026-12-07 14:53:54,000] INFO [QuorumController id=1] Validate-only CreateTopics result(s): CreatableTopic(name='ns.t-75', numPartitions=1, replicationFactor=-1, assignments=[], configs=[]): SUCCESS (org.apache.kafka.controller.ReplicationControlManager)
+[2026-12-07 14:54:14,968] INFO [QuorumController id=1] CreateTopics result(s): CreatableTopic(name='ns.t-73', numPartitions=1, replicationFactor=-1, assignments=[], configs=[]): TOPIC_ALREADY_EXISTS (Topic 'ns.t-73' already exists.), CreatableTopic(name='other.t-1', numPartitions=1, replicationFactor=-1, assignments=[], configs=[]): SUCCESS (org.apache.kafka.controller.ReplicationControlManager)
+";
+    assert_eq!(
+        create_topics_in(log, "ns.t-"),
+        BTreeMap::from([("ns.t-73".to_string(), 2), ("ns.t-74".to_string(), 1)])
     );
 }
