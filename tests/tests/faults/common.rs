@@ -754,17 +754,30 @@ impl Drop for OperatorProcess {
     }
 }
 
-/// For each topic named in a CreateTopics the broker's controller handled (validate-only
-/// requests aside), how many requests named it.
-pub fn create_topics_handled(env: &Environment, prefix: &str) -> BTreeMap<String, usize> {
-    let log = std::fs::read_to_string(env.dir.join("logs").join("kafka.log"))
-        .unwrap_or_else(|e| panic!("the broker's log: {e}"));
-    create_topics_in(&log, prefix)
+/// What the broker's controller answered the CreateTopics requests naming one topic.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CreatesSeen {
+    /// Requests that created it.
+    pub created: usize,
+    /// Requests refused because it existed: nothing changed. A restarted operator sends one
+    /// when its predecessor created the topic just before it stopped: brokers learn of a new
+    /// topic from the controller's log (seconds later under load), so a describe cannot show it.
+    pub existed: usize,
+    /// Requests refused for another reason.
+    pub refused: usize,
 }
 
-/// [`create_topics_handled`] of the broker log `log`.
-fn create_topics_in(log: &str, prefix: &str) -> BTreeMap<String, usize> {
-    let mut counts = BTreeMap::new();
+/// For each topic whose name starts with `prefix`, what the broker's controller answered the
+/// CreateTopics requests naming it (validate-only requests aside), from the broker's log.
+pub fn creates_seen(env: &Environment, prefix: &str) -> BTreeMap<String, CreatesSeen> {
+    let log = std::fs::read_to_string(env.dir.join("logs").join("kafka.log"))
+        .unwrap_or_else(|e| panic!("the broker's log: {e}"));
+    creates_in(&log, prefix)
+}
+
+/// [`creates_seen`] of the broker log `log`.
+fn creates_in(log: &str, prefix: &str) -> BTreeMap<String, CreatesSeen> {
+    let mut seen: BTreeMap<String, CreatesSeen> = BTreeMap::new();
     for line in log.lines() {
         // `[time] INFO [QuorumController id=1] CreateTopics result(s): ...`
         if line.contains("Validate-only") {
@@ -776,14 +789,24 @@ fn create_topics_in(log: &str, prefix: &str) -> BTreeMap<String, usize> {
         // `CreatableTopic(name='a', numPartitions=1, ...): SUCCESS, CreatableTopic(name='b', ...):
         // TOPIC_ALREADY_EXISTS (Topic 'b' already exists.), ...`
         for part in results.split("CreatableTopic(name='").skip(1) {
-            if let Some((name, _)) = part.split_once('\'')
-                && name.starts_with(prefix)
-            {
-                *counts.entry(name.to_string()).or_insert(0) += 1;
+            let Some((name, rest)) = part.split_once('\'') else {
+                continue;
+            };
+            if !name.starts_with(prefix) {
+                continue;
+            }
+            let result = rest.split_once("): ").map(|(_, r)| r).unwrap_or_default();
+            let entry = seen.entry(name.to_string()).or_default();
+            if result.starts_with("SUCCESS") {
+                entry.created += 1;
+            } else if result.starts_with("TOPIC_ALREADY_EXISTS") {
+                entry.existed += 1;
+            } else {
+                entry.refused += 1;
             }
         }
     }
-    counts
+    seen
 }
 
 /// A directory for one test's worker configuration and logs.
@@ -814,15 +837,23 @@ fn the_tally_finds_a_lost_and_a_duplicated_record() {
 }
 
 #[test]
-fn a_topic_named_by_two_create_topics_requests_is_counted_twice() {
+fn each_create_topics_answer_of_the_broker_log_is_counted_for_its_topic() {
     let log = "\
 [2026-12-07 14:53:53,079] INFO [QuorumController id=1] CreateTopics result(s): CreatableTopic(name='ns.t-73', numPartitions=1, replicationFactor=-1, assignments=[], configs=[]): SUCCESS, CreatableTopic(name='ns.t-74', numPartitions=1, replicationFactor=-1, assignments=[], configs=[]): SUCCESS (org.apache.kafka.controller.ReplicationControlManager)
 [2026-12-07 14:53:53,081] INFO [QuorumController id=1] Replayed TopicRecord for topic ns.t-73 with topic ID 8jdNFc_YRE2NStTc9z8Ywg. (org.apache.kafka.controller.ReplicationControlManager)
 [2026-12-07 14:53:54,000] INFO [QuorumController id=1] Validate-only CreateTopics result(s): CreatableTopic(name='ns.t-75', numPartitions=1, replicationFactor=-1, assignments=[], configs=[]): SUCCESS (org.apache.kafka.controller.ReplicationControlManager)
-[2026-12-07 14:54:14,968] INFO [QuorumController id=1] CreateTopics result(s): CreatableTopic(name='ns.t-73', numPartitions=1, replicationFactor=-1, assignments=[], configs=[]): TOPIC_ALREADY_EXISTS (Topic 'ns.t-73' already exists.), CreatableTopic(name='other.t-1', numPartitions=1, replicationFactor=-1, assignments=[], configs=[]): SUCCESS (org.apache.kafka.controller.ReplicationControlManager)
+[2026-12-07 14:54:14,968] INFO [QuorumController id=1] CreateTopics result(s): CreatableTopic(name='ns.t-73', numPartitions=1, replicationFactor=-1, assignments=[], configs=[]): TOPIC_ALREADY_EXISTS (Topic 'ns.t-73' already exists.), CreatableTopic(name='ns.t-74', numPartitions=0, replicationFactor=-1, assignments=[], configs=[]): INVALID_PARTITIONS (Number of partitions was set to an invalid non-positive value.), CreatableTopic(name='other.t-1', numPartitions=1, replicationFactor=-1, assignments=[], configs=[]): SUCCESS (org.apache.kafka.controller.ReplicationControlManager)
 ";
+    let seen = |created, existed, refused| CreatesSeen {
+        created,
+        existed,
+        refused,
+    };
     assert_eq!(
-        create_topics_in(log, "ns.t-"),
-        BTreeMap::from([("ns.t-73".to_string(), 2), ("ns.t-74".to_string(), 1)])
+        creates_in(log, "ns.t-"),
+        BTreeMap::from([
+            ("ns.t-73".to_string(), seen(1, 1, 0)),
+            ("ns.t-74".to_string(), seen(1, 0, 1)),
+        ])
     );
 }
