@@ -3368,12 +3368,59 @@ impl<'a> SizeRun<'a> {
 
     /// 4: a second burst, one Topic timed while it is pending, and the RSS with both Ready;
     /// `steady_topics` were Ready before it.
+    /// Shrinks the second burst when the broker could not open its partitions' files: each
+    /// partition holds open files, and a broker at its open-file limit fails requests with
+    /// "Too many open files" (this VM's hard limit is 20 000, reached near 20 000 partitions).
+    /// The files per Topic are estimated from the broker's files with `steady_topics` Topics.
+    fn fit_pending_to_the_broker(&mut self, steady_topics: usize) {
+        let Some(pid) = self
+            .env
+            .component_pids()
+            .into_iter()
+            .find_map(|(name, pid)| (name == "kafka").then_some(pid))
+        else {
+            return;
+        };
+        let open = std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .map(|d| d.count())
+            .ok();
+        let limit = std::fs::read_to_string(format!("/proc/{pid}/limits"))
+            .ok()
+            .and_then(|limits| {
+                limits
+                    .lines()
+                    .find(|l| l.starts_with("Max open files"))
+                    .and_then(|l| l.split_whitespace().nth(3))
+                    .and_then(|soft| soft.parse::<usize>().ok())
+            });
+        let (Some(open), Some(limit)) = (open, limit) else {
+            return;
+        };
+        // At least one file per Topic (its one partition's log), more as measured.
+        let per_topic = (open as f64 / steady_topics.max(1) as f64).max(1.0);
+        let room = (limit as f64 * 0.9 - open as f64).max(0.0);
+        let fits = (room / per_topic) as usize;
+        if fits < self.pending_size {
+            self.notes.push(format!(
+                "the second burst was {} Topics, not {}: the broker held {open} open files of its \
+                 limit {limit} with {steady_topics} Topics ({per_topic:.2} per Topic), and more \
+                 would fail its requests with \"Too many open files\"",
+                fits, self.pending_size
+            ));
+            say(format!(
+                "second burst reduced to {fits} Topics: the broker's open-file limit ({open} of {limit} open)"
+            ));
+            self.pending_size = fits.max(1);
+        }
+    }
+
     async fn pending(
         &mut self,
         operator: &mut Operator,
         watch: &Watch,
         steady_topics: usize,
     ) -> Result<(), Error> {
+        self.fit_pending_to_the_broker(steady_topics);
         let before = operator.counters().await;
         let pending_namespaces = self.pending_namespaces.clone();
         let topics = self.burst_topics("p", &pending_namespaces, self.pending_size);
