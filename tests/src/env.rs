@@ -777,6 +777,12 @@ impl Environment {
              listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config={scram_login}\n\
              listener.name.sasl_ssl.ssl.keystore.type=PEM\n\
              listener.name.sasl_ssl.ssl.keystore.location={keystore}\n\
+             # ACLs (issue #11): the plaintext listener (ANONYMOUS: the operator, the tests, the\n\
+             # broker itself) and the environment's SCRAM user may do anything; any other SCRAM\n\
+             # user only what an ACL allows it\n\
+             authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer\n\
+             super.users=User:ANONYMOUS;User:{username}\n\
+             allow.everyone.if.no.acl.found=false\n\
              log.dirs={data}\n\
              num.partitions=1\n\
              default.replication.factor=1\n\
@@ -800,6 +806,7 @@ impl Environment {
             cport = p.kafka_controller,
             sport = p.kafka_secure,
             scram_login = "org.apache.kafka.common.security.scram.ScramLoginModule required;",
+            username = KAFKA_USERNAME,
             keystore = crate::pki::Pki::in_dir(&self.dir.join("pki"))
                 .kafka_keystore
                 .display(),

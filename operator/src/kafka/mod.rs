@@ -5,6 +5,8 @@
 //! asynchronously and over TLS/SASL ([`security`]). rdkafka stays a test dependency, for real
 //! producers and consumers.
 
+pub mod acl;
+pub mod scram_credential;
 pub mod security;
 pub mod wire;
 

@@ -20,12 +20,14 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{
-    self, ApiKey, ApiVersionsRequest, ApiVersionsResponse, BrokerId, DescribeConfigsRequest,
+    self, AlterUserScramCredentialsRequest, ApiKey, ApiVersionsRequest, ApiVersionsResponse,
+    BrokerId, CreateAclsRequest, DeleteAclsRequest, DescribeAclsRequest, DescribeConfigsRequest,
     DescribeGroupsRequest, DescribeProducersRequest, DescribeTransactionsRequest,
-    FindCoordinatorRequest, GroupId, InitProducerIdRequest, ListGroupsRequest, ListOffsetsRequest,
-    ListTransactionsRequest, MetadataRequest, OffsetCommitRequest, OffsetFetchRequest,
-    ProduceRequest, ProducerId, RequestHeader, ResponseHeader, SaslAuthenticateRequest,
-    SaslHandshakeRequest, TopicName, TransactionalId, WriteTxnMarkersRequest,
+    DescribeUserScramCredentialsRequest, FindCoordinatorRequest, GroupId, InitProducerIdRequest,
+    ListGroupsRequest, ListOffsetsRequest, ListTransactionsRequest, MetadataRequest,
+    OffsetCommitRequest, OffsetFetchRequest, ProduceRequest, ProducerId, RequestHeader,
+    ResponseHeader, SaslAuthenticateRequest, SaslHandshakeRequest, TopicName, TransactionalId,
+    WriteTxnMarkersRequest,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Message, StrBytes};
 use kafka_protocol::records::{
@@ -34,6 +36,8 @@ use kafka_protocol::records::{
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use super::acl::{self, AclBinding};
+use super::scram_credential::{ScramCredential, ScramCredentialError, ScramMechanism};
 use super::security::{Mechanism, Scram, Security, plain_message};
 use tokio::sync::Mutex;
 
@@ -77,6 +81,8 @@ mod code {
     pub const UNKNOWN_LEADER_EPOCH: i16 = 75;
     pub const OFFSET_NOT_AVAILABLE: i16 = 78;
     pub const UNSTABLE_OFFSET_COMMIT: i16 = 88;
+    pub const RESOURCE_NOT_FOUND: i16 = 91;
+    pub const UNACCEPTABLE_CREDENTIAL: i16 = 93;
 }
 
 /// Failures talking to Kafka over the wire protocol.
@@ -521,6 +527,8 @@ wire_requests! {
     ListConfigResources: ListConfigResourcesRequest => ListConfigResourcesResponse,
     DescribeTopicPartitions: DescribeTopicPartitionsRequest => DescribeTopicPartitionsResponse,
     ShareGroupDescribe: ShareGroupDescribeRequest => ShareGroupDescribeResponse,
+    DescribeUserScramCredentials: DescribeUserScramCredentialsRequest => DescribeUserScramCredentialsResponse,
+    AlterUserScramCredentials: AlterUserScramCredentialsRequest => AlterUserScramCredentialsResponse,
 }
 
 /// A byte stream to a broker: plain TCP or TLS over it.
@@ -2000,6 +2008,312 @@ impl WireClient {
         .await
     }
 
+    // ----- identities: SCRAM users and ACLs ----------------------------------------------------
+
+    /// Gives `user` a SCRAM credential for `mechanism` with `password`, creating the user or
+    /// replacing that mechanism's credential (`AlterUserScramCredentials`); the user's other
+    /// mechanism is untouched. The password does not leave this process: the client draws a
+    /// random 32-byte salt and sends the salted password (PBKDF2 with `iterations` rounds), as
+    /// Kafka's own admin client does. Kafka accepts 4096 to 16384 iterations; another count is
+    /// refused here, before hashing, with the error the controller would give
+    /// (`UNACCEPTABLE_CREDENTIAL`). Any broker forwards the change to the controller.
+    pub async fn upsert_scram_user(
+        &self,
+        user: &str,
+        mechanism: ScramMechanism,
+        password: &str,
+        iterations: i32,
+    ) -> Result<(), WireError> {
+        use messages::alter_user_scram_credentials_request::ScramCredentialUpsertion;
+        let api = "AlterUserScramCredentials";
+        let resource = format!("{user} ({mechanism})");
+        let credential = ScramCredential::generate(mechanism, password, iterations).map_err(
+            |error| match error {
+                ScramCredentialError::Iterations { .. } => WireError::Broker {
+                    api,
+                    resource: resource.clone(),
+                    code: code::UNACCEPTABLE_CREDENTIAL,
+                    name: error_name(code::UNACCEPTABLE_CREDENTIAL),
+                    message: Some(format!("{error} (refused before sending)")),
+                },
+                ScramCredentialError::NoRandomness => WireError::protocol(error),
+            },
+        )?;
+        let (credential, resource) = (&credential, &resource);
+        self.retrying(api, || async move {
+            let (_, response) = self
+                .call(Target::Any, None, true, &|_| {
+                    AlterUserScramCredentialsRequest::default().with_upsertions(vec![
+                        ScramCredentialUpsertion::default()
+                            .with_name(StrBytes::from_string(user.to_string()))
+                            .with_mechanism(mechanism.code())
+                            .with_iterations(credential.iterations)
+                            .with_salt(Bytes::copy_from_slice(&credential.salt))
+                            .with_salted_password(Bytes::copy_from_slice(
+                                &credential.salted_password,
+                            )),
+                    ])
+                })
+                .await?;
+            scram_alteration_result(api, resource, user, &response, &[])
+        })
+        .await
+    }
+
+    /// Removes `user`'s SCRAM credential for `mechanism` (`AlterUserScramCredentials`): new
+    /// logins with it fail; connections already authenticated stay open. A credential already
+    /// gone is not an error.
+    pub async fn delete_scram_user(
+        &self,
+        user: &str,
+        mechanism: ScramMechanism,
+    ) -> Result<(), WireError> {
+        use messages::alter_user_scram_credentials_request::ScramCredentialDeletion;
+        let api = "AlterUserScramCredentials";
+        let resource = &format!("{user} ({mechanism})");
+        self.retrying(api, || async move {
+            let (_, response) = self
+                .call(Target::Any, None, true, &|_| {
+                    AlterUserScramCredentialsRequest::default().with_deletions(vec![
+                        ScramCredentialDeletion::default()
+                            .with_name(StrBytes::from_string(user.to_string()))
+                            .with_mechanism(mechanism.code()),
+                    ])
+                })
+                .await?;
+            scram_alteration_result(api, resource, user, &response, &[code::RESOURCE_NOT_FOUND])
+        })
+        .await
+    }
+
+    /// The SCRAM mechanisms each of `users` has a credential for
+    /// (`DescribeUserScramCredentials`); users without any are absent. Answered by the broker
+    /// from its copy of the cluster metadata, which follows a change within moments.
+    pub async fn scram_users(
+        &self,
+        users: &[String],
+    ) -> Result<BTreeMap<String, Vec<ScramMechanism>>, WireError> {
+        use messages::describe_user_scram_credentials_request::UserName;
+        // Kafka refuses a user named twice (DUPLICATE_RESOURCE); no user at all means every user.
+        let users: BTreeSet<&str> = users.iter().map(String::as_str).collect();
+        if users.is_empty() {
+            return Ok(BTreeMap::new());
+        }
+        let api = "DescribeUserScramCredentials";
+        let users = &users;
+        self.retrying(api, || async move {
+            let (_, response) = self
+                .call(Target::Any, None, true, &|_| {
+                    DescribeUserScramCredentialsRequest::default().with_users(Some(
+                        users
+                            .iter()
+                            .map(|u| {
+                                UserName::default().with_name(StrBytes::from_string(u.to_string()))
+                            })
+                            .collect(),
+                    ))
+                })
+                .await?;
+            check(
+                api,
+                "users",
+                response.error_code,
+                response.error_message.as_ref(),
+            )?;
+            let mut out = BTreeMap::new();
+            for result in response.results {
+                if result.error_code == code::RESOURCE_NOT_FOUND {
+                    continue;
+                }
+                check(
+                    api,
+                    &result.user,
+                    result.error_code,
+                    result.error_message.as_ref(),
+                )?;
+                let mut mechanisms = result
+                    .credential_infos
+                    .iter()
+                    .map(|info| {
+                        ScramMechanism::from_code(info.mechanism).ok_or_else(|| {
+                            WireError::protocol(format!(
+                                "user '{}' has a credential of unknown SCRAM mechanism {}",
+                                result.user, info.mechanism
+                            ))
+                        })
+                    })
+                    .collect::<Result<Vec<_>, WireError>>()?;
+                mechanisms.sort();
+                mechanisms.dedup();
+                if !mechanisms.is_empty() {
+                    out.insert(result.user.to_string(), mechanisms);
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// Creates `bindings` (`CreateAcls`; one that exists already is left as is). Kafka creates
+    /// each on its own: the answer has one result per binding, in their order, an error naming
+    /// the binding it refused. The outer error is for the request as a whole. Any broker
+    /// forwards the change to the controller; the brokers' authorizers apply it moments later.
+    pub async fn create_acls(
+        &self,
+        bindings: &[AclBinding],
+    ) -> Result<Vec<Result<(), WireError>>, WireError> {
+        if bindings.is_empty() {
+            return Ok(Vec::new());
+        }
+        let api = "CreateAcls";
+        self.retrying(api, || async move {
+            let (_, response) = self
+                .call(Target::Any, None, true, &|_| {
+                    CreateAclsRequest::default().with_creations(
+                        bindings
+                            .iter()
+                            .map(|b| {
+                                messages::create_acls_request::AclCreation::default()
+                                    .with_resource_type(b.resource_type.code())
+                                    .with_resource_name(StrBytes::from_string(b.name.clone()))
+                                    .with_resource_pattern_type(b.pattern.code())
+                                    .with_principal(StrBytes::from_string(b.principal.clone()))
+                                    .with_host(StrBytes::from_string(b.host.clone()))
+                                    .with_operation(b.operation.code())
+                                    .with_permission_type(b.permission.code())
+                            })
+                            .collect(),
+                    )
+                })
+                .await?;
+            if response.results.len() != bindings.len() {
+                return Err(WireError::protocol(format!(
+                    "{api} answered {} results for {} ACLs",
+                    response.results.len(),
+                    bindings.len()
+                )));
+            }
+            Ok(bindings
+                .iter()
+                .zip(&response.results)
+                .map(|(b, r)| check(api, b, r.error_code, r.error_message.as_ref()))
+                .collect())
+        })
+        .await
+    }
+
+    /// Every ACL of `principal` (e.g. `User:alice`), whatever its resource, pattern, host,
+    /// operation and permission, sorted (`DescribeAcls`). Answered by the broker's authorizer,
+    /// so it shows what that broker enforces.
+    pub async fn acls_of_principal(&self, principal: &str) -> Result<Vec<AclBinding>, WireError> {
+        let api = "DescribeAcls";
+        self.retrying(api, || async move {
+            let (_, response) = self
+                .call(Target::Any, None, true, &|_| {
+                    DescribeAclsRequest::default()
+                        .with_resource_type_filter(acl::filter::ANY)
+                        .with_resource_name_filter(None)
+                        .with_pattern_type_filter(acl::filter::ANY)
+                        .with_principal_filter(Some(StrBytes::from_string(principal.to_string())))
+                        .with_host_filter(None)
+                        .with_operation(acl::filter::ANY)
+                        .with_permission_type(acl::filter::ANY)
+                })
+                .await?;
+            check(
+                api,
+                principal,
+                response.error_code,
+                response.error_message.as_ref(),
+            )?;
+            let mut out = Vec::new();
+            for resource in &response.resources {
+                for entry in &resource.acls {
+                    out.push(
+                        AclBinding::from_wire(
+                            resource.resource_type,
+                            &resource.resource_name,
+                            resource.pattern_type,
+                            &entry.principal,
+                            &entry.host,
+                            entry.operation,
+                            entry.permission_type,
+                        )
+                        .map_err(WireError::Protocol)?,
+                    );
+                }
+            }
+            out.sort();
+            out.dedup();
+            Ok(out)
+        })
+        .await
+    }
+
+    /// Deletes `bindings`, each matched exactly (`DeleteAcls`); returns the ACLs deleted,
+    /// sorted. A binding that matches nothing is not an error.
+    pub async fn delete_acls(&self, bindings: &[AclBinding]) -> Result<Vec<AclBinding>, WireError> {
+        if bindings.is_empty() {
+            return Ok(Vec::new());
+        }
+        let api = "DeleteAcls";
+        self.retrying(api, || async move {
+            let (_, response) = self
+                .call(Target::Any, None, true, &|_| {
+                    DeleteAclsRequest::default().with_filters(
+                        bindings
+                            .iter()
+                            .map(|b| {
+                                messages::delete_acls_request::DeleteAclsFilter::default()
+                                    .with_resource_type_filter(b.resource_type.code())
+                                    .with_resource_name_filter(Some(StrBytes::from_string(
+                                        b.name.clone(),
+                                    )))
+                                    .with_pattern_type_filter(b.pattern.code())
+                                    .with_principal_filter(Some(StrBytes::from_string(
+                                        b.principal.clone(),
+                                    )))
+                                    .with_host_filter(Some(StrBytes::from_string(b.host.clone())))
+                                    .with_operation(b.operation.code())
+                                    .with_permission_type(b.permission.code())
+                            })
+                            .collect(),
+                    )
+                })
+                .await?;
+            if response.filter_results.len() != bindings.len() {
+                return Err(WireError::protocol(format!(
+                    "{api} answered {} results for {} filters",
+                    response.filter_results.len(),
+                    bindings.len()
+                )));
+            }
+            let mut deleted = Vec::new();
+            for (b, result) in bindings.iter().zip(&response.filter_results) {
+                check(api, b, result.error_code, result.error_message.as_ref())?;
+                for m in &result.matching_acls {
+                    check(api, b, m.error_code, m.error_message.as_ref())?;
+                    deleted.push(
+                        AclBinding::from_wire(
+                            m.resource_type,
+                            &m.resource_name,
+                            m.pattern_type,
+                            &m.principal,
+                            &m.host,
+                            m.operation,
+                            m.permission_type,
+                        )
+                        .map_err(WireError::Protocol)?,
+                    );
+                }
+            }
+            deleted.sort();
+            deleted.dedup();
+            Ok(deleted)
+        })
+        .await
+    }
+
     // ----- test and demo helpers ---------------------------------------------------------------
 
     /// Fences `transactional_id`: `InitProducerId` for it, as a new instance of its producer
@@ -2180,6 +2494,31 @@ impl WireClient {
         })
         .await
     }
+}
+
+/// The outcome for `user` in an `AlterUserScramCredentials` answer; error codes in `tolerated`
+/// count as success.
+fn scram_alteration_result(
+    api: &'static str,
+    resource: &str,
+    user: &str,
+    response: &messages::AlterUserScramCredentialsResponse,
+    tolerated: &[i16],
+) -> Result<(), WireError> {
+    let result = response
+        .results
+        .iter()
+        .find(|r| r.user.as_str() == user)
+        .ok_or_else(|| WireError::protocol(format!("{api} returned no result for '{user}'")))?;
+    if tolerated.contains(&result.error_code) {
+        return Ok(());
+    }
+    check(
+        api,
+        resource,
+        result.error_code,
+        result.error_message.as_ref(),
+    )
 }
 
 /// A [`WireError::Broker`] for `code` without a message.
