@@ -8,6 +8,7 @@ pub mod eos;
 pub mod events;
 pub mod fair;
 pub mod group;
+pub mod identity;
 pub mod index;
 pub mod lag;
 pub mod observe;
