@@ -11,7 +11,7 @@ use exactly_testenv::{eventually, shared};
 use kube::Client;
 use kube::api::Api;
 
-use crate::support::{Operator, REFRESH, condition, create, create_cluster, mutations};
+use crate::support::{Operator, REFRESH, condition, create, create_cluster, log_lines, mutations};
 
 /// How long the broker stays down.
 const DOWN_FOR: Duration = Duration::from_secs(60);
@@ -187,8 +187,10 @@ async fn a_broker_down_for_a_minute_is_reported_on_every_resource_without_a_retr
     let kinds = ["KafkaCluster", "Topic", "Producer", "ConsumerGroup"];
     let count = |operator: &Operator| kinds.map(|k| reconciles(operator, k));
     let before = count(&operator);
+    let lines_before = log_lines::of(&ns.name);
     let window = Duration::from_secs(30);
     tokio::time::sleep(window).await;
+    let lines = log_lines::of(&ns.name) - lines_before;
     let during: Vec<u64> = count(&operator)
         .iter()
         .zip(before)
@@ -203,6 +205,14 @@ async fn a_broker_down_for_a_minute_is_reported_on_every_resource_without_a_retr
             "{kind}: {n} reconciles in {window:?} while the broker was down (bound {bound})"
         );
     }
+    // And its log: a line per failed reconcile, and one per refresh that finds the brokers
+    // gone; the bound is that, twice over (21 lines measured against a bound of 54).
+    let line_bound = 2 * (during.iter().sum::<u64>() + window.as_secs() / REFRESH.as_secs());
+    eprintln!("log lines in {window:?} of the outage: {lines} (bound {line_bound})");
+    assert!(
+        lines <= line_bound,
+        "{lines} log lines in {window:?} while the broker was down (bound {line_bound})"
+    );
 
     outage
         .await

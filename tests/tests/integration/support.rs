@@ -46,11 +46,100 @@ pub fn run_operator_with_metrics(
 /// The operator's log lines (info and up), through the test harness's capture: a failing test
 /// prints those of its own operator.
 fn operator_logs() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter("exactly=info")
-        .with_ansi(false)
-        .with_test_writer()
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let _ = tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_ansi(false)
+                .with_test_writer()
+                .with_filter(tracing_subscriber::EnvFilter::new("exactly=info")),
+        )
+        .with(log_lines::Counter.with_filter(tracing_subscriber::EnvFilter::new("exactly=info")))
         .try_init();
+}
+
+/// The log lines the operators of this test binary wrote, by namespace: an event counts for the
+/// namespace named by its own `namespace` field or by the nearest span that has one.
+pub mod log_lines {
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+
+    use tracing::field::{Field, Visit};
+    use tracing_subscriber::layer::Context;
+    use tracing_subscriber::registry::LookupSpan;
+
+    static COUNTS: Mutex<Option<HashMap<String, u64>>> = Mutex::new(None);
+
+    /// Lines logged (at info and above) for `namespace` so far.
+    #[allow(dead_code)] // the fault tests' (this file is shared with them)
+    pub fn of(namespace: &str) -> u64 {
+        COUNTS
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .and_then(|c| c.get(namespace).copied())
+            .unwrap_or(0)
+    }
+
+    /// The `namespace` field's value, if any.
+    #[derive(Default)]
+    struct Namespace(Option<String>);
+
+    impl Visit for Namespace {
+        fn record_str(&mut self, field: &Field, value: &str) {
+            if field.name() == "namespace" {
+                self.0 = Some(value.to_string());
+            }
+        }
+
+        fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+            if field.name() == "namespace" {
+                self.0 = Some(format!("{value:?}").trim_matches('"').to_string());
+            }
+        }
+    }
+
+    /// The layer that counts.
+    pub struct Counter;
+
+    impl<S> tracing_subscriber::Layer<S> for Counter
+    where
+        S: tracing::Subscriber + for<'a> LookupSpan<'a>,
+    {
+        fn on_new_span(
+            &self,
+            attrs: &tracing::span::Attributes<'_>,
+            id: &tracing::span::Id,
+            ctx: Context<'_, S>,
+        ) {
+            let mut namespace = Namespace::default();
+            attrs.record(&mut namespace);
+            if let (Some(ns), Some(span)) = (namespace.0, ctx.span(id)) {
+                span.extensions_mut().insert(Namespace(Some(ns)));
+            }
+        }
+
+        fn on_event(&self, event: &tracing::Event<'_>, ctx: Context<'_, S>) {
+            let mut namespace = Namespace::default();
+            event.record(&mut namespace);
+            let ns = namespace.0.or_else(|| {
+                ctx.event_scope(event)?.find_map(|span| {
+                    span.extensions()
+                        .get::<Namespace>()
+                        .and_then(|n| n.0.clone())
+                })
+            });
+            if let Some(ns) = ns {
+                let mut counts = COUNTS.lock().unwrap_or_else(|p| p.into_inner());
+                *counts
+                    .get_or_insert_with(HashMap::new)
+                    .entry(ns)
+                    .or_insert(0) += 1;
+            }
+        }
+    }
 }
 
 /// An operator run that a test stops (and may start again) itself: to check what a fresh
