@@ -365,9 +365,14 @@ async fn offset_reset(
         message: format!("committing {what}"),
         time: now(),
     });
-    if let Err(e) = super::write_status(ctx, group, &recorded).await {
-        warn!(group = group_id, id = %request.id, error = %e, "offset reset not started: recording it failed");
-        return previous.cloned();
+    match super::write_status(ctx, group, &recorded).await {
+        Ok(true) => {}
+        // Not written: this reconcile read a stale copy; the newer version's reconcile runs it.
+        Ok(false) => return previous.cloned(),
+        Err(e) => {
+            warn!(group = group_id, id = %request.id, error = %e, "offset reset not started: recording it failed");
+            return previous.cloned();
+        }
     }
     let result = admin
         .commit_offsets(group_id, &offsets, &reset_mark(&request.id))
@@ -543,6 +548,17 @@ pub fn cluster_interest(ctx: &Context, key: &str) -> Interest {
     interest
 }
 
+/// How soon a group whose coordinator moved or is loading is looked at again.
+const COORDINATOR_RETRY: Duration = Duration::from_secs(2);
+
+/// Whether `error` says the group's coordinator is moving or loading (transient: seconds).
+fn is_coordinator_moving(error: &KafkaError) -> bool {
+    matches!(error, KafkaError::Refused { code, .. }
+        if ["NOT_COORDINATOR", "COORDINATOR_LOAD_IN_PROGRESS", "COORDINATOR_NOT_AVAILABLE"]
+            .iter()
+            .any(|c| code.starts_with(c)))
+}
+
 /// Reports that Kafka could not be asked, and retries soon.
 async fn unreachable(group: &ConsumerGroup, ctx: &Context, error: &KafkaError) -> Result<Action> {
     let status = resolve::unreachable_status(
@@ -598,9 +614,25 @@ pub async fn reconcile(group: Arc<ConsumerGroup>, ctx: Arc<Context>) -> Result<A
     if let Some(e) = snapshot.unanswered_of(&topics) {
         return unreachable(&group, &ctx, &e).await;
     }
-    // Nor one whose committed offsets its coordinator would not give.
+    // Nor one whose committed offsets its coordinator would not give. A coordinator that moved
+    // or is still loading the group (after a broker restart) answers within seconds: look again
+    // with the next observation rather than after the usual retry.
     if let Some(e) = snapshot.unanswered_groups.get(&group_id) {
-        return unreachable(&group, &ctx, e).await;
+        let action = unreachable(&group, &ctx, e).await?;
+        if is_coordinator_moving(e) {
+            // As soon as the next observation can be taken, and not before (a group looked at
+            // again earlier would only read the same answer from the cached snapshot).
+            let next = snapshot
+                .taken
+                .and_then(|t| {
+                    (t + refresh)
+                        .duration_since(std::time::SystemTime::now())
+                        .ok()
+                })
+                .unwrap_or_default();
+            return Ok(Action::requeue(next.max(COORDINATOR_RETRY)));
+        }
+        return Ok(action);
     }
     let topic_list: Vec<String> = topics.to_vec();
     let observed = observation(&snapshot, &group_id, &topic_list, group.spec.isolation);
@@ -742,6 +774,26 @@ mod tests {
         );
         assert_eq!(o.state, "Unknown");
         assert_eq!(o.lag.total, 7);
+    }
+
+    #[test]
+    fn a_coordinator_moving_or_loading_is_transient_and_other_refusals_are_not() {
+        let refused = |code: &str| KafkaError::Refused {
+            operation: "fetch committed offsets of",
+            resource: "g".into(),
+            code: code.into(),
+        };
+        assert!(is_coordinator_moving(&refused("NOT_COORDINATOR")));
+        assert!(is_coordinator_moving(&refused(
+            "COORDINATOR_LOAD_IN_PROGRESS"
+        )));
+        assert!(!is_coordinator_moving(&refused(
+            "GROUP_AUTHORIZATION_FAILED"
+        )));
+        assert!(!is_coordinator_moving(&KafkaError::Unreachable {
+            bootstrap: "k:9092".into(),
+            message: "refused".into(),
+        }));
     }
 
     #[test]
