@@ -26,6 +26,28 @@ pub fn principal(user: &str) -> String {
     format!("User:{user}")
 }
 
+/// `operations` on each of `topics` (by name) for `principal`.
+fn on_topics(
+    principal: &str,
+    topics: &[String],
+    operations: [AclOperation; 2],
+) -> BTreeSet<AclBinding> {
+    topics
+        .iter()
+        .flat_map(|topic| {
+            operations.map(|operation| {
+                AclBinding::allow(
+                    principal,
+                    operation,
+                    AclResource::Topic,
+                    topic.clone(),
+                    AclPattern::Literal,
+                )
+            })
+        })
+        .collect()
+}
+
 /// The ACLs a Producer's user needs: Write and Describe on each of `topics`, and with
 /// `transactional_id_prefix` (exactly-once) Write and Describe on the transactional ids
 /// `<prefix>-*`.
@@ -35,18 +57,11 @@ pub fn producer_acls(
     transactional_id_prefix: Option<&str>,
 ) -> BTreeSet<AclBinding> {
     let principal = principal(user);
-    let mut acls = BTreeSet::new();
-    for topic in topics {
-        for operation in [AclOperation::Write, AclOperation::Describe] {
-            acls.insert(AclBinding::allow(
-                principal.clone(),
-                operation,
-                AclResource::Topic,
-                topic.clone(),
-                AclPattern::Literal,
-            ));
-        }
-    }
+    let mut acls = on_topics(
+        &principal,
+        topics,
+        [AclOperation::Write, AclOperation::Describe],
+    );
     if let Some(prefix) = transactional_id_prefix {
         for operation in [AclOperation::Write, AclOperation::Describe] {
             acls.insert(AclBinding::allow(
@@ -65,18 +80,11 @@ pub fn producer_acls(
 /// group `group_id`.
 pub fn group_acls(user: &str, group_id: &str, topics: &[String]) -> BTreeSet<AclBinding> {
     let principal = principal(user);
-    let mut acls = BTreeSet::new();
-    for topic in topics {
-        for operation in [AclOperation::Read, AclOperation::Describe] {
-            acls.insert(AclBinding::allow(
-                principal.clone(),
-                operation,
-                AclResource::Topic,
-                topic.clone(),
-                AclPattern::Literal,
-            ));
-        }
-    }
+    let mut acls = on_topics(
+        &principal,
+        topics,
+        [AclOperation::Read, AclOperation::Describe],
+    );
     acls.insert(AclBinding::allow(
         principal,
         AclOperation::Read,

@@ -627,6 +627,28 @@ pub async fn drained(w: &WireClient, group: &str, input: &str, partitions: i32, 
     .await;
 }
 
+/// Host pids of the processes of pod `pod` whose command line starts with `command` (a
+/// container's processes are visible from the host; the environment the chart and the operator
+/// give them names the pod in `POD_NAME`).
+pub fn pids_in_pod(pod: &str, command: &str) -> Vec<i32> {
+    let needle = format!("POD_NAME={pod}");
+    let command = format!("{command}\0");
+    std::fs::read_dir("/proc")
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()))
+                .filter(|pid| {
+                    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+                    cmdline.starts_with(command.as_bytes())
+                        && environ.split(|b| *b == 0).any(|v| v == needle.as_bytes())
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// The `exactly` binary next to this test binary.
 pub fn operator_binary() -> PathBuf {
     let exe = std::env::current_exe().unwrap_or_else(|e| panic!("current_exe: {e}"));

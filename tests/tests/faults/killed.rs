@@ -18,7 +18,7 @@ use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::Client;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 
-use crate::common::{OperatorProcess, Rng, creates_seen, test_dir};
+use crate::common::{OperatorProcess, Rng, creates_seen, pids_in_pod, test_dir};
 use crate::support::{condition, create_cluster, wire};
 
 const TOPICS: usize = 600;
@@ -285,27 +285,6 @@ impl OperatorPod {
         OperatorPod { pods, name }
     }
 
-    /// Host pids of the operator in the pod's container (its environment names the pod).
-    fn pids(&self) -> Vec<i32> {
-        let needle = format!("POD_NAME={}", self.name);
-        std::fs::read_dir("/proc")
-            .map(|entries| {
-                entries
-                    .flatten()
-                    .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()))
-                    .filter(|pid| {
-                        let cmdline =
-                            std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-                        let environ =
-                            std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
-                        cmdline.starts_with(b"/exactly\0")
-                            && environ.split(|b| *b == 0).any(|v| v == needle.as_bytes())
-                    })
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-
     /// The container's restarts, and the exit code of its last termination.
     async fn restarts(&self) -> (usize, Option<i32>) {
         let status = self
@@ -329,7 +308,7 @@ impl Killer for OperatorPod {
     async fn kill(&mut self) -> bool {
         // The container may be starting again after the last kill: wait for its process.
         for _ in 0..100 {
-            let pids = self.pids();
+            let pids = pids_in_pod(&self.name, "/exactly");
             if !pids.is_empty() {
                 for pid in pids {
                     // SAFETY: kill(2) with a pid read from /proc; no memory is involved.

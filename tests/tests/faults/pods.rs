@@ -12,7 +12,8 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
 
 use crate::common::{
-    Rng, Tally, create_topics, drained, produce_input_until, read_all, tally, tally_against,
+    Rng, Tally, create_topics, drained, pids_in_pod, produce_input_until, read_all, tally,
+    tally_against,
 };
 use crate::support::{create, create_cluster, run_operator, wire};
 
@@ -23,27 +24,6 @@ const WORKERS: usize = 3;
 /// Container kills (the environment's kubelet restarts a container after at most 1 s, where a
 /// default kubelet's crash-loop backoff would reach minutes).
 const KILLS: usize = 20;
-
-/// Host pids of the `exactly-worker` processes of pod `pod` (a container's processes are
-/// visible from the host; its environment names the pod).
-fn worker_pids(pod: &str) -> Vec<i32> {
-    let needle = format!("POD_NAME={pod}");
-    std::fs::read_dir("/proc")
-        .map(|entries| {
-            entries
-                .flatten()
-                .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()))
-                .filter(|pid| {
-                    let dir = format!("/proc/{pid}");
-                    let cmdline = std::fs::read(format!("{dir}/cmdline")).unwrap_or_default();
-                    let environ = std::fs::read(format!("{dir}/environ")).unwrap_or_default();
-                    cmdline.starts_with(b"exactly-worker\0")
-                        && environ.split(|b| *b == 0).any(|v| v == needle.as_bytes())
-                })
-                .collect()
-        })
-        .unwrap_or_default()
-}
 
 /// Restarts of pod `pod`'s worker container and whether it is running and ready now.
 async fn container_state(pods: &Api<Pod>, pod: &str) -> (i32, bool) {
@@ -175,7 +155,7 @@ async fn a_pipelines_own_worker_pods_deliver_every_record_exactly_once_while_the
         }
         let ordinal = rng.below(WORKERS as u64) as usize;
         let (restarts, ready) = container_state(&pods, &names[ordinal]).await;
-        let pids = worker_pids(&names[ordinal]);
+        let pids = pids_in_pod(&names[ordinal], "exactly-worker");
         if !ready || pids.is_empty() {
             continue; // restarting (or backing off) after an earlier kill
         }
