@@ -5,6 +5,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::access::{AccessStatus, Authentication};
 use super::duration::{self, DurationField};
 use super::{ClusterRef, Condition, TopicRef};
 
@@ -82,6 +83,13 @@ pub struct ConsumerGroupSpec {
     /// (status says it waits otherwise); the result is kept in `status.lastOffsetReset`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub offset_reset: Option<OffsetReset>,
+
+    /// The group's own identity on the brokers: a SCRAM user allowed only to read its topics
+    /// and commit the group's offsets (see `authentication.type`). The operator then renders the
+    /// Secret `<name>-client` (key `consumer.properties`: bootstrap servers, `group.id`, the
+    /// isolation level and the credentials).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authentication: Option<Authentication>,
 }
 
 /// The isolation level a group reads with.
@@ -188,6 +196,10 @@ pub struct ConsumerGroupStatus {
     /// The outcome of the last `spec.offsetReset` request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_offset_reset: Option<OffsetResetOutcome>,
+
+    /// With `spec.authentication`: the group's user and the ACLs in force for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access: Option<AccessStatus>,
 }
 
 /// One member of a group.

@@ -1,6 +1,7 @@
 //! The custom resources of `exactly.dev/v1alpha1`. Types only: nothing here talks to a client.
 //! Doc comments on fields become `kubectl explain` text, so they are written for users.
 
+pub mod access;
 pub mod cluster;
 pub mod conditions;
 pub mod duration;
@@ -9,6 +10,7 @@ pub mod pipeline;
 pub mod producer;
 pub mod topic;
 
+pub use access::{AccessDriftPolicy, AccessStatus, Authentication, AuthenticationType};
 pub use cluster::{
     ExactlyOnceSettings, ExternalCluster, KafkaCluster, KafkaClusterSpec, KafkaClusterStatus,
     SecretRef,

@@ -7,6 +7,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::access::{AccessStatus, Authentication};
 use super::duration::{self, DurationField};
 use super::{ClusterRef, Condition, TopicRef};
 
@@ -119,6 +120,12 @@ pub struct ProducerSpec {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     #[schemars(extend("maxProperties" = 64))]
     pub client_overrides: BTreeMap<String, String>,
+
+    /// The producer's own identity on the brokers: a SCRAM user allowed only to write its
+    /// topics and use its transactional ids (see `authentication.type`). Without it the
+    /// rendered properties carry no credentials.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authentication: Option<Authentication>,
 }
 
 /// A reference to a StatefulSet in the same namespace.
@@ -182,6 +189,10 @@ pub struct ProducerStatus {
     /// The outcome of the last `exactly.dev/abort-transaction` request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_abort: Option<AbortOutcome>,
+
+    /// With `spec.authentication`: the producer's user and the ACLs in force for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access: Option<AccessStatus>,
 }
 
 /// One `transactional.id` as its coordinator reports it.

@@ -15,13 +15,14 @@ use kube::runtime::events::EventType;
 use kube::{Resource, ResourceExt};
 use tracing::{info, warn};
 
+use super::access::{self, Guard};
 use super::lag::{self, GroupLag, PartitionOffsets};
 use super::observe::{Interest, Partition, Snapshot};
-use super::{Context, resolve};
+use super::{Context, identity, resolve};
 use crate::api::conditions::{self, types};
 use crate::api::group::MAX_COMMIT_AGE;
 use crate::api::{
-    Condition, ConditionStatus, ConsumerGroup, ConsumerGroupStatus, GroupMember,
+    Condition, ConditionStatus, ConsumerGroup, ConsumerGroupStatus, GroupMember, Isolation,
     OffsetResetOutcome, ResetTarget,
 };
 use crate::kafka::KafkaError;
@@ -571,6 +572,39 @@ async fn unreachable(group: &ConsumerGroup, ctx: &Context, error: &KafkaError) -
     Ok(Action::requeue(super::RETRY))
 }
 
+/// The kind, as it names the group's user (`<namespace>.consumergroup.<name>`).
+const KIND: &str = "ConsumerGroup";
+
+/// The key of the rendered consumer properties in the group's client Secret.
+pub const PROPERTIES_KEY: &str = "consumer.properties";
+
+/// The consumer properties of a group with its own identity: where to connect, the group, the
+/// isolation level it is measured with, and the `login` of its user.
+pub fn consumer_properties(
+    bootstrap: &str,
+    group_id: &str,
+    isolation: Isolation,
+    login: &BTreeMap<String, String>,
+) -> String {
+    let isolation = match isolation {
+        Isolation::ReadCommitted => "read_committed",
+        Isolation::ReadUncommitted => "read_uncommitted",
+    };
+    let mut props = BTreeMap::from([
+        ("bootstrap.servers".to_string(), bootstrap.to_string()),
+        ("group.id".to_string(), group_id.to_string()),
+        ("isolation.level".to_string(), isolation.to_string()),
+    ]);
+    props.extend(login.iter().map(|(k, v)| (k.clone(), v.clone())));
+    let mut text = String::from(
+        "# Rendered by the exactly operator from the ConsumerGroup resource. Do not edit.\n",
+    );
+    for (key, value) in props {
+        text.push_str(&format!("{key}={value}\n"));
+    }
+    text
+}
+
 /// Reconciles one ConsumerGroup.
 #[tracing::instrument(skip_all, fields(kind = "ConsumerGroup", namespace = group.namespace().unwrap_or_default(), name = %group.name_any()))]
 pub async fn reconcile(group: Arc<ConsumerGroup>, ctx: Arc<Context>) -> Result<Action> {
@@ -579,6 +613,22 @@ pub async fn reconcile(group: Arc<ConsumerGroup>, ctx: Arc<Context>) -> Result<A
         .ok_or(Error::MissingObjectKey("metadata.namespace"))?;
     let name = group.name_any();
     let refresh = ctx.observer.interval();
+    let secret_name = format!("{name}-client");
+    let authentication = group.spec.authentication.as_ref();
+    match access::guard(
+        &ctx,
+        group.as_ref(),
+        KIND,
+        &group.spec.cluster_ref.name,
+        &secret_name,
+        authentication.is_some(),
+    )
+    .await?
+    {
+        Guard::Proceed => {}
+        Guard::Stop => return Ok(Action::await_change()),
+        Guard::Failed(e) => return unreachable(&group, &ctx, &e).await,
+    }
     let cluster = match resolve::cluster(&ctx, &namespace, &group.spec.cluster_ref.name).await {
         Ok(cluster) => cluster,
         Err(waiting) => {
@@ -597,6 +647,66 @@ pub async fn reconcile(group: Arc<ConsumerGroup>, ctx: Arc<Context>) -> Result<A
     };
     let group_id = group_id(&group);
     let topics = resolve::topic_names(&ctx, &namespace, &group.spec.topics);
+    let access_status = match authentication {
+        None => None,
+        Some(auth) => {
+            let credentials =
+                match access::credentials(&ctx, &cluster, group.as_ref(), KIND, &secret_name, auth)
+                    .await
+                {
+                    Ok(credentials) => credentials,
+                    Err(access::Problem::Kafka(e)) => return unreachable(&group, &ctx, &e).await,
+                    Err(access::Problem::Unavailable(message)) => {
+                        let status = resolve::stalled_status(
+                            group.meta().generation,
+                            group.status.clone().unwrap_or_default(),
+                            "AuthenticationUnavailable",
+                            message,
+                        );
+                        super::write_status(&ctx, group.as_ref(), &status).await?;
+                        return Ok(Action::requeue(refresh));
+                    }
+                };
+            let mut data = BTreeMap::from([(
+                PROPERTIES_KEY.to_string(),
+                consumer_properties(
+                    &cluster.bootstrap_servers(),
+                    &group_id,
+                    group.spec.isolation,
+                    &credentials.properties(),
+                ),
+            )]);
+            data.extend(credentials.secret_keys());
+            // The password is in the Secret before the brokers know it (access.rs).
+            let label = ("exactly.dev/consumer-group", name.clone());
+            if super::secrets::apply_owned(
+                &ctx,
+                group.as_ref(),
+                &namespace,
+                &secret_name,
+                label,
+                &data,
+            )
+            .await?
+            {
+                info!(secret = %secret_name, %namespace, "rendered consumer client configuration");
+            }
+            let wanted = identity::group_acls(&credentials.user, &group_id, &topics);
+            match access::ensure(&admin, &credentials, &wanted, auth.drift_policy).await {
+                Ok(ensured) => {
+                    access::report_changes(
+                        &ctx,
+                        group.as_ref(),
+                        &credentials.user,
+                        &ensured.changes,
+                    )
+                    .await;
+                    Some(ensured.status)
+                }
+                Err(e) => return unreachable(&group, &ctx, &e).await,
+            }
+        }
+    };
     let mine = Interest {
         topics: topics.iter().cloned().collect(),
         groups: [group_id.clone()].into(),
@@ -647,6 +757,13 @@ pub async fn reconcile(group: Arc<ConsumerGroup>, ctx: Arc<Context>) -> Result<A
             .and_then(|s| s.last_commit_seen.as_deref()),
     );
     let mut status = group_status(&group, &observed, last_commit_seen, since);
+    access::set_status(
+        &mut status.access,
+        &mut status.conditions,
+        authentication,
+        access_status,
+        group.meta().generation,
+    );
     if let Some(outcome) = offset_reset(
         &group,
         &ctx,
@@ -708,6 +825,7 @@ mod tests {
                 isolation: Isolation::ReadCommitted,
                 lag_objective: objective,
                 offset_reset: None,
+                authentication: None,
             },
         );
         g.metadata.generation = Some(1);

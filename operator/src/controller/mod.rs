@@ -1,5 +1,6 @@
 //! The controllers, one module per kind, and what they share.
 
+pub mod access;
 pub mod backoff;
 pub mod batch;
 pub mod children;
@@ -89,6 +90,8 @@ pub struct Context {
     pub topic_batches: Mutex<HashMap<String, Arc<topic::TopicBatches>>>,
     /// What the operator's own Secrets hold, from their watch (no GET to compare).
     pub secrets: Arc<secrets::SecretLedger>,
+    /// The passwords of workloads' own users (`spec.authentication`), from their Secrets.
+    pub passwords: access::Passwords,
     /// When these controllers started. A resource created before may have been acted upon by
     /// an earlier run (killed, or a leader that lost its lease) without a status to show it.
     pub started: k8s_openapi::jiff::Timestamp,
@@ -469,6 +472,63 @@ fn is_expired(error: &kube::runtime::watcher::Error) -> bool {
     matches!(error, kube::runtime::watcher::Error::WatchError(status) if status.code == 410)
 }
 
+/// Adds or removes `finalizer` on `object`. Returns whether the object changed: by this patch,
+/// or, when the patch is refused as a conflict, since the cached copy this reconcile saw (the
+/// cache lags the operator's own last write); either way the newer version brings the object
+/// round again.
+pub async fn set_finalizer<K>(
+    ctx: &Context,
+    object: &K,
+    finalizer: &str,
+    present: bool,
+) -> crate::Result<bool>
+where
+    K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    let has = object.finalizers().iter().any(|f| f == finalizer);
+    if has == present {
+        return Ok(false);
+    }
+    let namespace = object
+        .namespace()
+        .ok_or(Error::MissingObjectKey("metadata.namespace"))?;
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), &namespace);
+    let mut finalizers: Vec<String> = object
+        .finalizers()
+        .iter()
+        .filter(|f| *f != finalizer)
+        .cloned()
+        .collect();
+    if present {
+        finalizers.push(finalizer.to_string());
+    }
+    // Guarded by resourceVersion so a concurrent change of the list is never overwritten.
+    let patch = serde_json::json!({
+        "metadata": {
+            "finalizers": finalizers,
+            "resourceVersion": object.resource_version(),
+        }
+    });
+    match api
+        .patch(
+            &object.name_any(),
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(patch),
+        )
+        .await
+    {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(e)) if e.code == 409 => {
+            tracing::debug!(name = %object.name_any(), "finalizer patch over a stale copy refused; waiting for the newer version");
+            Ok(true)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Drops what no controller reads from a watched object before it is cached: the managed
 /// fields are about a third of a small object, and the caches hold every object.
 fn trim<K: kube::Resource>(object: &mut K) {
@@ -769,6 +829,7 @@ async fn run_in(
         refresh_interval: options.refresh_interval,
         topic_batches: Mutex::default(),
         secrets: Arc::default(),
+        passwords: access::Passwords::default(),
         started: k8s_openapi::jiff::Timestamp::now(),
     });
 

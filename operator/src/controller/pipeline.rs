@@ -460,6 +460,7 @@ fn render_producer(pipeline: &Pipeline, names: &Names, transaction_timeout_ms: u
             guarantee: Guarantee::ExactlyOnce,
             transaction_timeout: Some(format!("{transaction_timeout_ms}ms")),
             client_overrides: BTreeMap::new(),
+            authentication: None,
         },
     )
 }
@@ -475,6 +476,7 @@ fn render_group(pipeline: &Pipeline, names: &Names) -> ConsumerGroup {
             isolation: Isolation::ReadCommitted,
             lag_objective: None,
             offset_reset: None,
+            authentication: None,
         },
     )
 }

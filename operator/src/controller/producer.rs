@@ -10,20 +10,18 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use k8s_openapi::ByteString;
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::Secret;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, ObjectMeta, Patch, PatchParams};
+use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::{Resource, ResourceExt};
 use tracing::{info, warn};
 
+use super::access::{self, Guard};
 use super::observe::{Interest, Partition, Snapshot};
 use super::producer_config::{self, ConfigViolation};
-use super::{Context, FIELD_MANAGER, resolve};
+use super::{Context, identity, resolve};
 use crate::api::conditions::{self, types};
 use crate::api::{
     AbortOutcome, Condition, ConditionStatus, Guarantee, HangingTransaction, Producer,
@@ -31,6 +29,9 @@ use crate::api::{
 };
 use crate::kafka::{KafkaAdmin, KafkaError, ProducerState, TransactionDescription};
 use crate::{Error, Result};
+
+/// The kind, as it names the producer's user (`<namespace>.producer.<name>`).
+const KIND: &str = "Producer";
 
 /// The annotation that requests a guarded abort: a partition (`topic-3`) or a transactional id.
 pub const ABORT_ANNOTATION: &str = "exactly.dev/abort-transaction";
@@ -154,6 +155,8 @@ pub enum ProducerOutcome {
     Conflict { owner: String },
     /// `spec.statefulSetRef` names no StatefulSet.
     WorkloadNotFound { name: String },
+    /// `spec.authentication` cannot be met with the cluster's connection; nothing was rendered.
+    AuthenticationUnavailable(String),
     /// Kafka could not be asked (the Secret may have been rendered).
     Retrying(KafkaError),
 }
@@ -277,6 +280,9 @@ pub fn producer_status(
                 String::new(),
             ),
         ],
+        ProducerOutcome::AuthenticationUnavailable(message) => {
+            stalled("AuthenticationUnavailable", message.clone())
+        }
         ProducerOutcome::Retrying(error) => vec![
             cond(
                 types::READY,
@@ -331,8 +337,7 @@ fn prefix_owner(producer: &Producer, ctx: &Context) -> Option<String> {
         .map(|(_, name)| name)
 }
 
-/// Writes the Secret `<name>-client` (server-side apply, owned by the Producer so it is
-/// collected with it).
+/// Writes the Secret `<name>-client` (owned by the Producer so it is collected with it).
 async fn apply_secret(
     producer: &Producer,
     ctx: &Context,
@@ -340,63 +345,13 @@ async fn apply_secret(
     name: &str,
     files: &BTreeMap<String, String>,
 ) -> Result<()> {
-    let owner = OwnerReference {
-        api_version: Producer::api_version(&()).to_string(),
-        kind: Producer::kind(&()).to_string(),
-        name: producer.name_any(),
-        uid: producer.uid().unwrap_or_default(),
-        controller: Some(true),
-        block_owner_deletion: Some(true),
-    };
-    let secret = Secret {
-        metadata: ObjectMeta {
-            name: Some(name.to_string()),
-            namespace: Some(namespace.to_string()),
-            owner_references: Some(vec![owner]),
-            labels: Some(BTreeMap::from([
-                (
-                    super::secrets::MANAGED_BY.0.into(),
-                    super::secrets::MANAGED_BY.1.into(),
-                ),
-                ("exactly.dev/producer".into(), producer.name_any()),
-            ])),
-            ..ObjectMeta::default()
-        },
-        data: Some(
-            files
-                .iter()
-                .map(|(k, v)| (k.clone(), ByteString(v.clone().into_bytes())))
-                .collect(),
-        ),
-        type_: Some("Opaque".into()),
-        ..Secret::default()
-    };
-    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
-    // Skip the write when the Secret already holds exactly this (quiet: no needless writes),
-    // as its watch last showed it; read it only when the watch has not delivered it yet.
-    let wanted = super::secrets::digest(secret.data.as_ref());
-    let holds = match ctx.secrets.holds(namespace, name, wanted) {
-        Some(holds) => holds,
-        None => api
-            .get_opt(name)
-            .await?
-            .is_some_and(|existing| existing.data == secret.data),
-    };
-    if holds {
-        ctx.secrets.record(namespace, name, wanted);
-        return Ok(());
+    let label = ("exactly.dev/producer", producer.name_any());
+    if super::secrets::apply_owned(ctx, producer, namespace, name, label, files).await? {
+        info!(
+            secret = name,
+            namespace, "rendered producer client configuration"
+        );
     }
-    api.patch(
-        name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&secret),
-    )
-    .await?;
-    ctx.secrets.record(namespace, name, wanted);
-    info!(
-        secret = name,
-        namespace, "rendered producer client configuration"
-    );
     Ok(())
 }
 
@@ -520,6 +475,27 @@ pub async fn reconcile(producer: Arc<Producer>, ctx: Arc<Context>) -> Result<Act
     let name = producer.name_any();
     let generation = producer.meta().generation;
     let secret_name = format!("{name}-client");
+    let authentication = producer.spec.authentication.as_ref();
+    match access::guard(
+        &ctx,
+        producer.as_ref(),
+        KIND,
+        &producer.spec.cluster_ref.name,
+        &secret_name,
+        authentication.is_some(),
+    )
+    .await?
+    {
+        Guard::Proceed => {}
+        Guard::Stop => return Ok(Action::await_change()),
+        Guard::Failed(e) => {
+            let outcome = ProducerOutcome::Retrying(e);
+            let status =
+                producer_status(generation, producer.status.as_ref(), &secret_name, &outcome);
+            super::write_status(&ctx, producer.as_ref(), &status).await?;
+            return Ok(Action::requeue(super::RETRY));
+        }
+    }
     let cluster = match resolve::cluster(&ctx, &namespace, &producer.spec.cluster_ref.name).await {
         Ok(cluster) => cluster,
         Err(waiting) => {
@@ -531,13 +507,31 @@ pub async fn reconcile(producer: Arc<Producer>, ctx: Arc<Context>) -> Result<Act
     let key = cluster.bootstrap_servers();
     let topics = resolve::topic_names(&ctx, &namespace, &producer.spec.topics);
 
+    let credentials = match authentication {
+        None => Ok(None),
+        Some(auth) => {
+            access::credentials(&ctx, &cluster, producer.as_ref(), KIND, &secret_name, auth)
+                .await
+                .map(Some)
+        }
+    };
+    let mut access_status = None;
     let mut last_abort = None;
     let mut rendered_instances = None;
     // The object as last written by this reconcile (status is written against its version).
     let mut latest: Option<Producer> = None;
     let outcome = if let Some(owner) = prefix_owner(&producer, &ctx) {
         ProducerOutcome::Conflict { owner }
+    } else if let Err(problem) = &credentials {
+        match problem {
+            access::Problem::Unavailable(message) => {
+                ProducerOutcome::AuthenticationUnavailable(message.clone())
+            }
+            access::Problem::Kafka(e) => ProducerOutcome::Retrying(e.clone()),
+        }
     } else {
+        let credentials = credentials.as_ref().ok().and_then(Option::as_ref);
+        let login = credentials.map(|c| c.properties()).unwrap_or_default();
         let max_timeout = cluster
             .status
             .as_ref()
@@ -557,15 +551,48 @@ pub async fn reconcile(producer: Arc<Producer>, ctx: Arc<Context>) -> Result<Act
         match instances.map(|n| {
             (
                 n,
-                producer_config::render(&producer.spec, n, &key, max_timeout),
+                producer_config::render(&producer.spec, n, &key, max_timeout, &login),
             )
         }) {
             Err(name) => ProducerOutcome::WorkloadNotFound { name },
             Ok((_, Err(violations))) => ProducerOutcome::Invalid(violations),
-            Ok((instances, Ok(files))) => {
+            Ok((instances, Ok(mut files))) => {
                 rendered_instances = Some(instances);
+                if let Some(credentials) = credentials {
+                    files.extend(credentials.secret_keys());
+                }
+                // The password is in the Secret before the brokers know it (access.rs).
                 apply_secret(&producer, &ctx, &namespace, &secret_name, &files).await?;
                 let admin = resolve::admin(&ctx, &cluster).await?;
+                if let (Some(credentials), Some(auth)) = (credentials, authentication) {
+                    let prefix = (producer.spec.guarantee == crate::api::Guarantee::ExactlyOnce)
+                        .then_some(producer.spec.transactional_id_prefix.as_str());
+                    let wanted = identity::producer_acls(&credentials.user, &topics, prefix);
+                    match access::ensure(&admin, credentials, &wanted, auth.drift_policy).await {
+                        Ok(ensured) => {
+                            access::report_changes(
+                                &ctx,
+                                producer.as_ref(),
+                                &credentials.user,
+                                &ensured.changes,
+                            )
+                            .await;
+                            access_status = Some(ensured.status);
+                        }
+                        Err(e) => {
+                            let outcome = ProducerOutcome::Retrying(e);
+                            let mut status = producer_status(
+                                generation,
+                                producer.status.as_ref(),
+                                &secret_name,
+                                &outcome,
+                            );
+                            status.instances = rendered_instances;
+                            super::write_status(&ctx, producer.as_ref(), &status).await?;
+                            return Ok(Action::requeue(super::RETRY));
+                        }
+                    }
+                }
                 // Take the request off the object first, guarded by its resourceVersion: a
                 // reconcile of a stale cached copy fails here instead of acting twice.
                 let request = match producer.annotations().get(ABORT_ANNOTATION) {
@@ -638,6 +665,13 @@ pub async fn reconcile(producer: Arc<Producer>, ctx: Arc<Context>) -> Result<Act
     if rendered_instances.is_some() {
         status.instances = rendered_instances;
     }
+    access::set_status(
+        &mut status.access,
+        &mut status.conditions,
+        authentication,
+        access_status,
+        generation,
+    );
     if let ProducerOutcome::Rendered {
         transactions,
         hanging,

@@ -70,6 +70,11 @@ pub fn check_overrides(spec: &ProducerSpec) -> Vec<ConfigViolation> {
             ))
         } else if let Some((_, why)) = MANAGED.iter().find(|(k, _)| k == key) {
             Some(format!("{key} is set by the operator: {why}"))
+        } else if spec.authentication.is_some() && super::access::PROPERTIES.contains(&key.as_str())
+        {
+            Some(format!(
+                "{key} is set by the operator from spec.authentication (the producer logs in as its own user). Remove the override"
+            ))
         } else {
             match key.as_str() {
                 "enable.idempotence" if v != "true" => Some(format!(
@@ -112,13 +117,15 @@ pub fn instance_key(ordinal: i32) -> String {
     format!("instance-{ordinal}.properties")
 }
 
-/// Renders one properties file per instance (Secret key → file content). Fails with every
-/// violation when an override weakens the guarantee or the timeout exceeds `broker_max_timeout_ms`.
+/// Renders one properties file per instance (Secret key → file content), with `login` (the
+/// credentials of `spec.authentication`, empty without it) in each. Fails with every violation
+/// when an override weakens the guarantee or the timeout exceeds `broker_max_timeout_ms`.
 pub fn render(
     spec: &ProducerSpec,
     instances: i32,
     bootstrap: &str,
     broker_max_timeout_ms: i64,
+    login: &BTreeMap<String, String>,
 ) -> Result<BTreeMap<String, String>, Vec<ConfigViolation>> {
     let mut violations = check_overrides(spec);
     let timeout = match transaction_timeout_ms(spec) {
@@ -161,6 +168,7 @@ pub fn render(
                 props.insert("transaction.timeout.ms".into(), ms.to_string());
             }
         }
+        props.extend(login.iter().map(|(k, v)| (k.clone(), v.clone())));
         for (key, value) in &spec.client_overrides {
             props.insert(key.clone(), value.clone());
         }
@@ -202,12 +210,13 @@ mod tests {
             guarantee: Guarantee::ExactlyOnce,
             transaction_timeout: Some("30s".into()),
             client_overrides: BTreeMap::from([("linger.ms".into(), "5".into())]),
+            authentication: None,
         }
     }
 
     #[test]
     fn each_instance_gets_a_stable_transactional_id_and_the_safe_settings() {
-        let files = render(&spec(), 2, "k:9092", 900_000).unwrap_or_default();
+        let files = render(&spec(), 2, "k:9092", 900_000, &BTreeMap::new()).unwrap_or_default();
         assert_eq!(files.len(), 2);
         let one = parse_properties(&files["instance-1.properties"]);
         assert_eq!(
@@ -228,7 +237,7 @@ mod tests {
     fn at_least_once_has_idempotence_but_no_transactional_id() {
         let mut s = spec();
         s.guarantee = Guarantee::AtLeastOnce;
-        let files = render(&s, 2, "k:9092", 900_000).unwrap_or_default();
+        let files = render(&s, 2, "k:9092", 900_000, &BTreeMap::new()).unwrap_or_default();
         let props = parse_properties(&files["instance-0.properties"]);
         assert!(!props.contains_key("transactional.id"));
         assert_eq!(
@@ -247,7 +256,9 @@ mod tests {
             ("transactional.id".into(), "x".into()),
             ("linger.ms".into(), "5".into()),
         ]);
-        let violations = render(&s, 2, "k:9092", 900_000).err().unwrap_or_default();
+        let violations = render(&s, 2, "k:9092", 900_000, &BTreeMap::new())
+            .err()
+            .unwrap_or_default();
         let keys: Vec<&str> = violations.iter().map(|v| v.key.as_str()).collect();
         assert_eq!(
             keys,
@@ -268,7 +279,9 @@ mod tests {
             ("compression.type".into(), "zstd\\".into()),
             ("a=b".into(), "1".into()),
         ]);
-        let violations = render(&s, 1, "k:9092", 900_000).err().unwrap_or_default();
+        let violations = render(&s, 1, "k:9092", 900_000, &BTreeMap::new())
+            .err()
+            .unwrap_or_default();
         let keys: Vec<&str> = violations.iter().map(|v| v.key.as_str()).collect();
         assert_eq!(keys, ["a=b", "compression.type", "linger.ms"]);
     }
@@ -281,14 +294,16 @@ mod tests {
             ("max.in.flight.requests.per.connection".into(), "1".into()),
             ("compression.type".into(), "zstd".into()),
         ]);
-        assert!(render(&s, 2, "k:9092", 900_000).is_ok());
+        assert!(render(&s, 2, "k:9092", 900_000, &BTreeMap::new()).is_ok());
     }
 
     #[test]
     fn timeout_above_the_broker_maximum_is_refused() {
         let mut s = spec();
         s.transaction_timeout = Some("20m".into());
-        let violations = render(&s, 2, "k:9092", 900_000).err().unwrap_or_default();
+        let violations = render(&s, 2, "k:9092", 900_000, &BTreeMap::new())
+            .err()
+            .unwrap_or_default();
         assert_eq!(violations.len(), 1);
         assert!(violations[0].message.contains("900000"), "{:?}", violations);
     }

@@ -305,6 +305,7 @@ mod producer_config_render {
                     guarantee,
                     transaction_timeout,
                     client_overrides,
+                    authentication: None,
                 },
             )
     }
@@ -320,7 +321,7 @@ mod producer_config_render {
         fn a_rendered_producer_config_always_has_idempotence_and_acks_all(
             spec in producer_spec(), instances in 0i32..4, broker_max in 1i64..10_000_000,
         ) {
-            let Ok(files) = producer_config::render(&spec, instances, "k:9092", broker_max) else {
+            let Ok(files) = producer_config::render(&spec, instances, "k:9092", broker_max, &BTreeMap::new()) else {
                 return Ok(());
             };
             prop_assert_eq!(files.len(), usize::try_from(instances.max(1)).unwrap_or(1));
@@ -351,7 +352,7 @@ mod producer_config_render {
             spec in producer_spec(), broker_max in 1i64..10_000_000,
         ) {
             let violations = producer_config::check_overrides(&spec);
-            let result = producer_config::render(&spec, 1, "k:9092", broker_max);
+            let result = producer_config::render(&spec, 1, "k:9092", broker_max, &BTreeMap::new());
             match &result {
                 Ok(_) => prop_assert!(violations.is_empty()),
                 Err(refused) => {
@@ -606,6 +607,7 @@ mod group_objective {
                 isolation: Isolation::ReadCommitted,
                 lag_objective: objective,
                 offset_reset: None,
+                authentication: None,
             },
         );
         g.metadata.generation = Some(1);

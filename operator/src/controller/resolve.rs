@@ -206,6 +206,14 @@ pub async fn admin(
     ctx: &Context,
     cluster: &KafkaCluster,
 ) -> Result<std::sync::Arc<KafkaAdmin>, KafkaError> {
+    let security = security(ctx, cluster).await?;
+    ctx.kafka
+        .admin_with(&cluster.bootstrap_servers(), &security)
+}
+
+/// The connection security of `cluster` (read once, then refreshed by the KafkaCluster
+/// controller).
+pub async fn security(ctx: &Context, cluster: &KafkaCluster) -> Result<Security, KafkaError> {
     let key = format!(
         "{}/{}",
         cluster.namespace().unwrap_or_default(),
@@ -217,11 +225,28 @@ pub async fn admin(
         .unwrap_or_else(|p| p.into_inner())
         .get(&key)
         .cloned();
-    let security = match known {
-        Some(security) if cluster.secret_ref().is_some() => security,
-        _ if cluster.secret_ref().is_none() => Security::default(),
-        _ => load_security(ctx, cluster).await?,
-    };
-    ctx.kafka
-        .admin_with(&cluster.bootstrap_servers(), &security)
+    match known {
+        Some(security) if cluster.secret_ref().is_some() => Ok(security),
+        _ if cluster.secret_ref().is_none() => Ok(Security::default()),
+        _ => load_security(ctx, cluster).await,
+    }
+}
+
+/// `status` saying the resource cannot go on until its spec (or what it refers to) changes.
+pub fn stalled_status<S: HasConditions>(
+    generation: Option<i64>,
+    mut status: S,
+    reason: &str,
+    message: String,
+) -> S {
+    use ConditionStatus::{False, True};
+    let desired = vec![
+        Condition::new(types::READY, False, reason, message, generation),
+        Condition::new(types::RECONCILING, False, reason, "", generation),
+        Condition::new(types::STALLED, True, reason, "", generation),
+    ];
+    let merged = conditions::merge(status.conditions(), desired);
+    *status.conditions_mut() = merged;
+    status.set_observed_generation(generation);
+    status
 }

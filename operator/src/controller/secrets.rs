@@ -121,6 +121,71 @@ pub fn watch(
         })
 }
 
+/// Writes the Secret `namespace/name` with `data` (server-side apply, owned by `owner` so it is
+/// collected with it, labelled as the operator's and with `label`), unless it holds exactly
+/// that already as its watch last showed it (read only when the watch has not delivered it).
+/// Returns whether it wrote.
+pub async fn apply_owned<K>(
+    ctx: &super::Context,
+    owner: &K,
+    namespace: &str,
+    name: &str,
+    label: (&str, String),
+    data: &BTreeMap<String, String>,
+) -> Result<bool, kube::Error>
+where
+    K: kube::Resource<DynamicType = ()>,
+{
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+    use kube::api::{Api, ObjectMeta, Patch, PatchParams};
+    let owner = OwnerReference {
+        api_version: K::api_version(&()).to_string(),
+        kind: K::kind(&()).to_string(),
+        name: owner.meta().name.clone().unwrap_or_default(),
+        uid: owner.meta().uid.clone().unwrap_or_default(),
+        controller: Some(true),
+        block_owner_deletion: Some(true),
+    };
+    let secret = Secret {
+        metadata: ObjectMeta {
+            name: Some(name.to_string()),
+            namespace: Some(namespace.to_string()),
+            owner_references: Some(vec![owner]),
+            labels: Some(BTreeMap::from([
+                (MANAGED_BY.0.into(), MANAGED_BY.1.into()),
+                (label.0.to_string(), label.1),
+            ])),
+            ..ObjectMeta::default()
+        },
+        data: Some(
+            data.iter()
+                .map(|(k, v)| (k.clone(), ByteString(v.clone().into_bytes())))
+                .collect(),
+        ),
+        type_: Some("Opaque".into()),
+        ..Secret::default()
+    };
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
+    let wanted = digest(secret.data.as_ref());
+    let holds = match ctx.secrets.holds(namespace, name, wanted) {
+        Some(holds) => holds,
+        None => api
+            .get_opt(name)
+            .await?
+            .is_some_and(|existing| existing.data == secret.data),
+    };
+    if !holds {
+        api.patch(
+            name,
+            &PatchParams::apply(super::FIELD_MANAGER).force(),
+            &Patch::Apply(&secret),
+        )
+        .await?;
+    }
+    ctx.secrets.record(namespace, name, wanted);
+    Ok(!holds)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

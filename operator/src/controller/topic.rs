@@ -11,7 +11,6 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
-use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
@@ -917,51 +916,6 @@ pub async fn refresh(ctx: &Context, reconcile: &(dyn Fn(ObjectRef<Topic>) + Sync
     }
 }
 
-/// Adds or removes the finalizer. Returns whether the object changed: by this patch, or, when
-/// the patch is refused as a conflict, since the cached copy this reconcile saw (the cache lags
-/// the operator's own last write); either way the newer version brings the Topic round again.
-async fn set_finalizer(topic: &Topic, ctx: &Context, present: bool) -> Result<bool> {
-    let has = topic.finalizers().iter().any(|f| f == FINALIZER);
-    if has == present {
-        return Ok(false);
-    }
-    let namespace = topic
-        .namespace()
-        .ok_or(Error::MissingObjectKey("metadata.namespace"))?;
-    let api: Api<Topic> = Api::namespaced(ctx.client.clone(), &namespace);
-    let mut finalizers: Vec<String> = topic
-        .finalizers()
-        .iter()
-        .filter(|f| *f != FINALIZER)
-        .cloned()
-        .collect();
-    if present {
-        finalizers.push(FINALIZER.to_string());
-    }
-    // Guarded by resourceVersion so a concurrent change of the list is never overwritten.
-    let patch = serde_json::json!({
-        "metadata": {
-            "finalizers": finalizers,
-            "resourceVersion": topic.resource_version(),
-        }
-    });
-    match api
-        .patch(
-            &topic.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(patch),
-        )
-        .await
-    {
-        Ok(_) => Ok(true),
-        Err(kube::Error::Api(e)) if e.code == 409 => {
-            tracing::debug!(name = %topic.name_any(), "finalizer patch over a stale copy refused; waiting for the newer version");
-            Ok(true)
-        }
-        Err(e) => Err(e.into()),
-    }
-}
-
 /// Deletes the Kafka topic of a Topic being deleted with `deletionPolicy: Delete`, unless it is
 /// in use. `None` means the finalizer may go.
 async fn finalize(topic: &Topic, ctx: &Context, namespace: &str) -> Option<TopicOutcome> {
@@ -1023,7 +977,7 @@ pub async fn reconcile(topic: Arc<Topic>, ctx: Arc<Context>) -> Result<Action> {
         }
         return match finalize(&topic, &ctx, &namespace).await {
             None => {
-                set_finalizer(&topic, &ctx, false).await?;
+                super::set_finalizer(&ctx, topic.as_ref(), FINALIZER, false).await?;
                 Ok(Action::await_change())
             }
             Some(outcome) => {
@@ -1034,7 +988,7 @@ pub async fn reconcile(topic: Arc<Topic>, ctx: Arc<Context>) -> Result<Action> {
         };
     }
     let wants_finalizer = topic.spec.deletion_policy == DeletionPolicy::Delete;
-    if set_finalizer(&topic, &ctx, wants_finalizer).await? {
+    if super::set_finalizer(&ctx, topic.as_ref(), FINALIZER, wants_finalizer).await? {
         // The change of metadata brings the object round again.
         return Ok(Action::await_change());
     }

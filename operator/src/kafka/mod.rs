@@ -10,6 +10,10 @@ pub mod scram_credential;
 pub mod security;
 pub mod wire;
 
+/// PBKDF2 iterations of the SCRAM credentials the operator creates: Kafka's own default
+/// (`kafka-configs --add-config 'SCRAM-SHA-512=[password=...]'`) and its minimum.
+pub const SCRAM_ITERATIONS: i32 = scram_credential::MIN_ITERATIONS;
+
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -1003,6 +1007,84 @@ impl KafkaAdmin {
             )
             .await
             .map_err(|e| self.wire_error("abort a transaction on", e))
+    }
+
+    /// The SCRAM mechanisms `user` has a credential for (none: no such user).
+    pub async fn scram_mechanisms(
+        &self,
+        user: &str,
+    ) -> Result<Vec<scram_credential::ScramMechanism>, KafkaError> {
+        let mut users = self
+            .wire
+            .scram_users(&[user.to_string()])
+            .await
+            .map_err(|e| self.wire_error("describe the SCRAM credentials of", e))?;
+        Ok(users.remove(user).unwrap_or_default())
+    }
+
+    /// Creates or replaces `user`'s credential for `mechanism`, from `password`.
+    pub async fn upsert_scram_user(
+        &self,
+        user: &str,
+        mechanism: scram_credential::ScramMechanism,
+        password: &str,
+    ) -> Result<(), KafkaError> {
+        self.may_change("upsert_scram_user")?;
+        self.wire
+            .upsert_scram_user(user, mechanism, password, SCRAM_ITERATIONS)
+            .await
+            .map_err(|e| self.wire_error("set the SCRAM credential of", e))
+    }
+
+    /// Deletes `user`'s credential for `mechanism`.
+    pub async fn delete_scram_user(
+        &self,
+        user: &str,
+        mechanism: scram_credential::ScramMechanism,
+    ) -> Result<(), KafkaError> {
+        self.may_change("delete_scram_user")?;
+        self.wire
+            .delete_scram_user(user, mechanism)
+            .await
+            .map_err(|e| self.wire_error("delete the SCRAM credential of", e))
+    }
+
+    /// The ACLs of `principal` (e.g. `User:alice`), sorted.
+    pub async fn acls_of(&self, principal: &str) -> Result<Vec<acl::AclBinding>, KafkaError> {
+        self.wire
+            .acls_of_principal(principal)
+            .await
+            .map_err(|e| self.wire_error("describe the ACLs of", e))
+    }
+
+    /// Creates `bindings`; the first one Kafka refuses fails the call.
+    pub async fn create_acls(&self, bindings: &[acl::AclBinding]) -> Result<(), KafkaError> {
+        if bindings.is_empty() {
+            return Ok(());
+        }
+        self.may_change("create_acls")?;
+        let results = self
+            .wire
+            .create_acls(bindings)
+            .await
+            .map_err(|e| self.wire_error("create ACLs", e))?;
+        for result in results {
+            result.map_err(|e| self.wire_error("create ACL", e))?;
+        }
+        Ok(())
+    }
+
+    /// Deletes `bindings` (each matched exactly; one matching nothing is not an error).
+    pub async fn delete_acls(&self, bindings: &[acl::AclBinding]) -> Result<(), KafkaError> {
+        if bindings.is_empty() {
+            return Ok(());
+        }
+        self.may_change("delete_acls")?;
+        self.wire
+            .delete_acls(bindings)
+            .await
+            .map(drop)
+            .map_err(|e| self.wire_error("delete ACLs", e))
     }
 
     /// Why the topic must not be deleted now: open transactions on it, consumer groups with

@@ -117,37 +117,9 @@ async fn a_single_development_broker_is_reachable_but_names_the_exactly_once_rul
 }
 
 /// A KafkaCluster `secure` on the environment's SASL_SSL listener, with its credentials in the
-/// Secret `kafka-login` (SCRAM-SHA-512, the environment's CA).
+/// Secret `secure-login` (SCRAM-SHA-512, the environment's CA).
 async fn create_secure_cluster(client: &kube::Client, ns: &str, password: &str) {
-    use k8s_openapi::api::core::v1::Secret;
-    let env = shared();
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
-    let secret: Secret = serde_json::from_value(serde_json::json!({
-        "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "kafka-login"},
-        "stringData": {
-            "security.protocol": "SASL_SSL",
-            "sasl.mechanism": "SCRAM-SHA-512",
-            "sasl.username": env.kafka_username,
-            "sasl.password": password,
-            "ssl.ca.pem": env.kafka_ca_pem,
-        },
-    }))
-    .unwrap_or_else(|e| panic!("{e}"));
-    secrets
-        .create(&PostParams::default(), &secret)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let clusters: Api<KafkaCluster> = Api::namespaced(client.clone(), ns);
-    let cluster: KafkaCluster = serde_json::from_value(serde_json::json!({
-        "apiVersion": "exactly.dev/v1alpha1", "kind": "KafkaCluster", "metadata": {"name": "secure"},
-        "spec": {"external": {"bootstrapServers": env.secure_bootstrap_servers,
-            "secretRef": {"name": "kafka-login"}}},
-    }))
-    .unwrap_or_else(|e| panic!("{e}"));
-    clusters
-        .create(&PostParams::default(), &cluster)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    crate::support::create_secure_cluster(client, ns, "secure", password).await;
 }
 
 async fn ready_condition(client: &kube::Client, ns: &str) -> exactly::api::Condition {

@@ -266,7 +266,13 @@ fn plan(kind: &str, object: Value) -> Result<(), String> {
         "Producer" => {
             let p: Producer = read(object)?;
             for instances in [1, 3] {
-                let _ = producer_config::render(&p.spec, instances, "kafka:9092", 900_000);
+                let _ = producer_config::render(
+                    &p.spec,
+                    instances,
+                    "kafka:9092",
+                    900_000,
+                    &Default::default(),
+                );
             }
         }
         "ConsumerGroup" => {

@@ -2,6 +2,7 @@
 //! namespace). Run with `make test`, or one test with
 //! `cargo test -p exactly-testenv --test integration -- topic::grows`.
 
+mod access;
 mod acl;
 mod chart;
 mod cluster;

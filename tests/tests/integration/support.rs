@@ -57,7 +57,117 @@ fn operator_logs() {
                 .with_filter(tracing_subscriber::EnvFilter::new("exactly=info")),
         )
         .with(log_lines::Counter.with_filter(tracing_subscriber::EnvFilter::new("exactly=info")))
+        .with(
+            log_text::Capture.with_filter(tracing_subscriber::EnvFilter::new(
+                "exactly=debug,kube=debug,info",
+            )),
+        )
         .try_init();
+}
+
+/// The text of every log line (operator and kube client, debug and up: every field of the
+/// event and of its spans) while a test records it, to search for what must never be logged.
+pub mod log_text {
+    use std::fmt::Write as _;
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use tracing::field::{Field, Visit};
+    use tracing_subscriber::layer::Context;
+    use tracing_subscriber::registry::LookupSpan;
+
+    static RECORDING: AtomicUsize = AtomicUsize::new(0);
+    static TEXT: Mutex<String> = Mutex::new(String::new());
+
+    /// Lines are kept while one of these lives.
+    pub struct Recording(());
+
+    impl Drop for Recording {
+        fn drop(&mut self) {
+            if RECORDING.fetch_sub(1, Ordering::SeqCst) == 1 {
+                TEXT.lock().unwrap_or_else(|p| p.into_inner()).clear();
+            }
+        }
+    }
+
+    /// Starts keeping lines (of every test of this binary running meanwhile).
+    #[allow(dead_code)] // the integration tests' (this file is shared with the fault tests)
+    pub fn record() -> Recording {
+        RECORDING.fetch_add(1, Ordering::SeqCst);
+        Recording(())
+    }
+
+    /// The lines kept so far.
+    #[allow(dead_code)]
+    pub fn text() -> String {
+        TEXT.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    struct Fields<'a>(&'a mut String);
+
+    impl Visit for Fields<'_> {
+        fn record_str(&mut self, field: &Field, value: &str) {
+            let _ = write!(self.0, " {}={value}", field.name());
+        }
+
+        fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+            let _ = write!(self.0, " {}={value:?}", field.name());
+        }
+    }
+
+    fn keep(line: &str) {
+        if RECORDING.load(Ordering::SeqCst) > 0 {
+            let mut text = TEXT.lock().unwrap_or_else(|p| p.into_inner());
+            text.push_str(line);
+            text.push('\n');
+        }
+    }
+
+    /// The layer that keeps lines.
+    pub struct Capture;
+
+    impl<S> tracing_subscriber::Layer<S> for Capture
+    where
+        S: tracing::Subscriber + for<'a> LookupSpan<'a>,
+    {
+        fn on_new_span(
+            &self,
+            attrs: &tracing::span::Attributes<'_>,
+            _id: &tracing::span::Id,
+            _ctx: Context<'_, S>,
+        ) {
+            if RECORDING.load(Ordering::SeqCst) > 0 {
+                let mut line = format!("span {}:", attrs.metadata().name());
+                attrs.record(&mut Fields(&mut line));
+                keep(&line);
+            }
+        }
+
+        fn on_record(
+            &self,
+            _id: &tracing::span::Id,
+            values: &tracing::span::Record<'_>,
+            _ctx: Context<'_, S>,
+        ) {
+            if RECORDING.load(Ordering::SeqCst) > 0 {
+                let mut line = String::from("span record:");
+                values.record(&mut Fields(&mut line));
+                keep(&line);
+            }
+        }
+
+        fn on_event(&self, event: &tracing::Event<'_>, _ctx: Context<'_, S>) {
+            if RECORDING.load(Ordering::SeqCst) > 0 {
+                let mut line = format!(
+                    "{} {}:",
+                    event.metadata().level(),
+                    event.metadata().target()
+                );
+                event.record(&mut Fields(&mut line));
+                keep(&line);
+            }
+        }
+    }
 }
 
 /// The log lines the operators of this test binary wrote, by namespace: an event counts for the
@@ -195,6 +305,41 @@ impl Operator {
             .unwrap_or_else(|_| panic!("the operator did not stop within 60 s"))
             .unwrap_or_else(|e| panic!("the operator's task failed: {e}"));
     }
+}
+
+/// A KafkaCluster `name` on the environment's SASL_SSL listener, the operator logging in as the
+/// environment's super user with `password` (SCRAM-SHA-512, the environment's CA), from the
+/// Secret `<name>-login`.
+pub async fn create_secure_cluster(client: &Client, ns: &str, name: &str, password: &str) {
+    use k8s_openapi::api::core::v1::Secret;
+    let env = exactly_testenv::shared();
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
+    let secret: Secret = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "Secret", "metadata": {"name": format!("{name}-login")},
+        "stringData": {
+            "security.protocol": "SASL_SSL",
+            "sasl.mechanism": "SCRAM-SHA-512",
+            "sasl.username": env.kafka_username,
+            "sasl.password": password,
+            "ssl.ca.pem": env.kafka_ca_pem,
+        },
+    }))
+    .unwrap_or_else(|e| panic!("{e}"));
+    secrets
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let clusters: Api<KafkaCluster> = Api::namespaced(client.clone(), ns);
+    let cluster: KafkaCluster = serde_json::from_value(serde_json::json!({
+        "apiVersion": "exactly.dev/v1alpha1", "kind": "KafkaCluster", "metadata": {"name": name},
+        "spec": {"external": {"bootstrapServers": env.secure_bootstrap_servers,
+            "secretRef": {"name": format!("{name}-login")}}},
+    }))
+    .unwrap_or_else(|e| panic!("{e}"));
+    clusters
+        .create(&PostParams::default(), &cluster)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
 }
 
 /// An admin client of the environment's broker, independent of the operator's own.
