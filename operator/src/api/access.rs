@@ -24,8 +24,9 @@ pub struct Authentication {
     #[serde(rename = "type")]
     pub type_: AuthenticationType,
     /// What to do when the user's ACLs are changed in Kafka directly: `Revert` (default) grants
-    /// what is missing and removes what the user holds beyond its path; `Report` leaves them,
-    /// lists the difference in `status.access.drift` and sets `Drifted=True`.
+    /// again what was removed and revokes what the user holds beyond its path; `Report` leaves
+    /// them, lists them in `status.access.drift` and sets `Drifted=True`. A change of the path
+    /// (topics, prefix, group) is always applied.
     #[serde(default)]
     pub drift_policy: AccessDriftPolicy,
 }
@@ -57,12 +58,14 @@ pub struct AccessStatus {
     pub user: String,
     /// The mechanism of the user's credential, e.g. `SCRAM-SHA-512`.
     pub mechanism: String,
-    /// The ACLs in force for the user, as the brokers list them, e.g.
-    /// `Allow User:shop.producer.orders Write Topic orders (literal)`.
+    /// The ACLs granted to the user: exactly those its path needs, e.g.
+    /// `Allow User:shop.producer.orders Write Topic orders (literal)`. They are in force on the
+    /// brokers, but for what `drift` lists.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub acls: Vec<String>,
-    /// With `driftPolicy: Report`: ACLs the path needs that the user lacks (`missing: ...`) and
-    /// ACLs it holds beyond its path (`extra: ...`).
+    /// With `driftPolicy: Report`: changes made on the brokers behind the operator's back and
+    /// left there — granted ACLs the user lacks now (`missing: ...`) and ACLs it holds beyond
+    /// its path (`extra: ...`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub drift: Vec<String>,
 }

@@ -229,14 +229,17 @@ pub struct Ensured {
     pub changes: Vec<String>,
 }
 
-/// Makes the brokers hold `credentials` and exactly `wanted` for its user (per `policy`):
-/// sets the credential when the user lacks one of the mechanism (or the password is new),
-/// removes credentials of other mechanisms, grants what is missing and revokes what is extra
-/// (under `Report`, lists them instead).
+/// Makes the brokers hold `credentials` and exactly `wanted` for its user: sets the credential
+/// when the user lacks one of the mechanism (or the password is new), removes credentials of
+/// other mechanisms, grants what the path needs and revokes what it no longer needs.
+/// `granted` is what the operator granted before (the previous `status.access.acls`): under
+/// `Report`, one of those missing now, or an ACL it never granted, is drift made behind its
+/// back and is listed instead of changed.
 pub async fn ensure(
     admin: &KafkaAdmin,
     credentials: &Credentials,
     wanted: &BTreeSet<AclBinding>,
+    granted: &[String],
     policy: AccessDriftPolicy,
 ) -> Result<Ensured, KafkaError> {
     let user = &credentials.user;
@@ -259,37 +262,65 @@ pub async fn ensure(
         ));
     }
     let in_force = admin.acls_of(&identity::principal(user)).await?;
-    let drift = identity::drift(wanted, &in_force);
-    let shown = |acls: &mut dyn Iterator<Item = &AclBinding>| -> Vec<String> {
-        acls.map(ToString::to_string).collect()
-    };
-    let mut status = AccessStatus {
+    let plan = plan(wanted, &in_force, granted, policy);
+    admin.create_acls(&plan.grant).await?;
+    admin.delete_acls(&plan.revoke).await?;
+    changes.extend(plan.grant.iter().map(|a| format!("granted {a}")));
+    changes.extend(plan.revoke.iter().map(|a| format!("revoked {a}")));
+    let status = AccessStatus {
         user: user.clone(),
         mechanism: credentials.mechanism.name().into(),
-        ..AccessStatus::default()
+        acls: wanted.iter().map(ToString::to_string).collect(),
+        drift: plan.report,
     };
-    match policy {
-        _ if drift.is_empty() => status.acls = shown(&mut in_force.iter()),
-        AccessDriftPolicy::Revert => {
-            let missing: Vec<AclBinding> = drift.missing.iter().cloned().collect();
-            let extra: Vec<AclBinding> = drift.extra.iter().cloned().collect();
-            admin.create_acls(&missing).await?;
-            admin.delete_acls(&extra).await?;
-            changes.extend(missing.iter().map(|a| format!("granted {a}")));
-            changes.extend(extra.iter().map(|a| format!("revoked {a}")));
-            status.acls = shown(&mut wanted.iter());
-        }
-        AccessDriftPolicy::Report => {
-            status.acls = shown(&mut in_force.iter());
-            status.drift = drift
-                .missing
-                .iter()
-                .map(|a| format!("missing: {a}"))
-                .chain(drift.extra.iter().map(|a| format!("extra: {a}")))
-                .collect();
+    Ok(Ensured { status, changes })
+}
+
+/// The ACLs the operator granted `user` before, from the previous `status.access`.
+pub fn granted<'a>(previous: Option<&'a AccessStatus>, user: &str) -> &'a [String] {
+    previous
+        .filter(|a| a.user == user)
+        .map(|a| a.acls.as_slice())
+        .unwrap_or_default()
+}
+
+/// What to do about the difference between the ACLs a path needs and those in force.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct AclPlan {
+    pub grant: Vec<AclBinding>,
+    pub revoke: Vec<AclBinding>,
+    /// Drift left in place (`Report`), as `missing: <acl>` or `extra: <acl>`.
+    pub report: Vec<String>,
+}
+
+/// Plans the ACL changes: what the path needs and is missing is granted, unless it was granted
+/// before (in `granted`) and the policy is `Report`; what is in force beyond the path is revoked
+/// when it was granted before (the path changed) or the policy is `Revert`, else reported.
+pub fn plan(
+    wanted: &BTreeSet<AclBinding>,
+    in_force: &[AclBinding],
+    granted: &[String],
+    policy: AccessDriftPolicy,
+) -> AclPlan {
+    let drift = identity::drift(wanted, in_force);
+    let was_granted = |a: &AclBinding| granted.contains(&a.to_string());
+    let report_only = policy == AccessDriftPolicy::Report;
+    let mut plan = AclPlan::default();
+    for acl in drift.missing {
+        if report_only && was_granted(&acl) {
+            plan.report.push(format!("missing: {acl}"));
+        } else {
+            plan.grant.push(acl);
         }
     }
-    Ok(Ensured { status, changes })
+    for acl in drift.extra {
+        if report_only && !was_granted(&acl) {
+            plan.report.push(format!("extra: {acl}"));
+        } else {
+            plan.revoke.push(acl);
+        }
+    }
+    plan
 }
 
 /// Removes `user`'s ACLs and credentials from the brokers.
@@ -516,6 +547,65 @@ mod tests {
         assert!(problem.contains("SASL_SSL"), "{problem}");
         let sasl = credentials(Protocol::SaslSsl, None).security;
         assert_eq!(connection_problem("main", &sasl), None);
+    }
+
+    fn acl(topic: &str) -> AclBinding {
+        use crate::kafka::acl::{AclOperation, AclPattern, AclResource};
+        AclBinding::allow(
+            "User:u",
+            AclOperation::Read,
+            AclResource::Topic,
+            topic,
+            AclPattern::Literal,
+        )
+    }
+
+    fn names(acls: &[AclBinding]) -> Vec<String> {
+        acls.iter().map(|a| a.name.clone()).collect()
+    }
+
+    #[test]
+    fn a_new_path_is_granted_in_full_under_either_policy() {
+        let wanted = BTreeSet::from([acl("a"), acl("b")]);
+        for policy in [AccessDriftPolicy::Revert, AccessDriftPolicy::Report] {
+            let plan = plan(&wanted, &[], &[], policy);
+            assert_eq!(names(&plan.grant), ["a", "b"]);
+            assert!(plan.revoke.is_empty() && plan.report.is_empty());
+        }
+    }
+
+    #[test]
+    fn under_report_only_changes_made_behind_the_operator_s_back_are_left_and_listed() {
+        // Granted a and b; then b removed and x added by hand, and c added to the path.
+        let wanted = BTreeSet::from([acl("a"), acl("b"), acl("c")]);
+        let granted = [acl("a").to_string(), acl("b").to_string()];
+        let in_force = [acl("a"), acl("x")];
+        let report = plan(&wanted, &in_force, &granted, AccessDriftPolicy::Report);
+        assert_eq!(names(&report.grant), ["c"]);
+        assert!(report.revoke.is_empty());
+        assert_eq!(
+            report.report,
+            [
+                format!("missing: {}", acl("b")),
+                format!("extra: {}", acl("x"))
+            ]
+        );
+        let revert = plan(&wanted, &in_force, &granted, AccessDriftPolicy::Revert);
+        assert_eq!(names(&revert.grant), ["b", "c"]);
+        assert_eq!(names(&revert.revoke), ["x"]);
+        assert!(revert.report.is_empty());
+    }
+
+    #[test]
+    fn what_the_path_no_longer_needs_is_revoked_under_either_policy() {
+        let wanted = BTreeSet::from([acl("a")]);
+        let granted = [acl("a").to_string(), acl("gone").to_string()];
+        let in_force = [acl("a"), acl("gone")];
+        for policy in [AccessDriftPolicy::Revert, AccessDriftPolicy::Report] {
+            let plan = plan(&wanted, &in_force, &granted, policy);
+            assert_eq!(names(&plan.revoke), ["gone"]);
+            assert!(plan.grant.is_empty() && plan.report.is_empty());
+        }
     }
 
     #[test]

@@ -692,7 +692,18 @@ pub async fn reconcile(group: Arc<ConsumerGroup>, ctx: Arc<Context>) -> Result<A
                 info!(secret = %secret_name, %namespace, "rendered consumer client configuration");
             }
             let wanted = identity::group_acls(&credentials.user, &group_id, &topics);
-            match access::ensure(&admin, &credentials, &wanted, auth.drift_policy).await {
+            match access::ensure(
+                &admin,
+                &credentials,
+                &wanted,
+                access::granted(
+                    group.status.as_ref().and_then(|s| s.access.as_ref()),
+                    &credentials.user,
+                ),
+                auth.drift_policy,
+            )
+            .await
+            {
                 Ok(ensured) => {
                     access::report_changes(
                         &ctx,

@@ -568,7 +568,18 @@ pub async fn reconcile(producer: Arc<Producer>, ctx: Arc<Context>) -> Result<Act
                     let prefix = (producer.spec.guarantee == crate::api::Guarantee::ExactlyOnce)
                         .then_some(producer.spec.transactional_id_prefix.as_str());
                     let wanted = identity::producer_acls(&credentials.user, &topics, prefix);
-                    match access::ensure(&admin, credentials, &wanted, auth.drift_policy).await {
+                    match access::ensure(
+                        &admin,
+                        credentials,
+                        &wanted,
+                        access::granted(
+                            producer.status.as_ref().and_then(|s| s.access.as_ref()),
+                            &credentials.user,
+                        ),
+                        auth.drift_policy,
+                    )
+                    .await
+                    {
                         Ok(ensured) => {
                             access::report_changes(
                                 &ctx,

@@ -46,6 +46,14 @@ async fn setup(prefix: &str) -> (TestNamespace, Client, String) {
         serde_json::json!({"clusterRef": {"name": "secure"}, "topicName": topic, "partitions": 1}),
     )
     .await;
+    let topics: Api<Topic> = Api::namespaced(client.clone(), &ns.name);
+    eventually("Topic orders Ready", TIMEOUT, || async {
+        match crate::support::ready_topics(&topics).await? {
+            (1, 1) => Ok(()),
+            other => Err(format!("{other:?} (ready, all)")),
+        }
+    })
+    .await;
     (ns, client, topic)
 }
 
