@@ -154,6 +154,14 @@ pub struct PipelineSpec {
     /// fencing of a restart); the group's offsets stay where they were.
     #[serde(default)]
     pub paused: bool,
+
+    /// The workers' own identity on the brokers: a SCRAM user allowed only what the path needs
+    /// (Read and Describe on the input topics, Read on the group, Write and Describe on the
+    /// output and dead-letter topics and on the transactional ids `<transactionalIdPrefix>-*`).
+    /// Without it the workers connect with the KafkaCluster's own credentials. See
+    /// `authentication.type`; the credentials are kept in the Secret `<name>-pipeline`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authentication: Option<super::access::Authentication>,
 }
 
 fn default_replicas() -> i32 {
@@ -432,4 +440,8 @@ pub struct PipelineStatus {
     /// `Cluster`, `InputTopics`, `TransactionTimeout`, `PrefixReservation`, `Transform`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub failed_links: Vec<String>,
+
+    /// With `spec.authentication`: the workers' user and the ACLs granted to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access: Option<super::access::AccessStatus>,
 }

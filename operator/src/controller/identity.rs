@@ -95,6 +95,22 @@ pub fn group_acls(user: &str, group_id: &str, topics: &[String]) -> BTreeSet<Acl
     acls
 }
 
+/// The ACLs a Pipeline's workers need: a group's (Read and Describe on `inputs`, Read on
+/// `group_id`; committing the group's offsets in a transaction needs no more) and a
+/// transactional producer's (Write and Describe on `outputs` and on the transactional ids
+/// `<prefix>-*`, which covers each worker's `<prefix>-<n>` and `<prefix>-<n>.<i>`).
+pub fn pipeline_acls(
+    user: &str,
+    inputs: &[String],
+    group_id: &str,
+    outputs: &[String],
+    prefix: &str,
+) -> BTreeSet<AclBinding> {
+    let mut acls = group_acls(user, group_id, inputs);
+    acls.extend(producer_acls(user, outputs, Some(prefix)));
+    acls
+}
+
 /// How the ACLs in force differ from those wanted: `missing` (to create, or report) and
 /// `extra` (held by the user beyond its path: to delete, or report).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -178,6 +194,23 @@ mod tests {
                 "Allow User:u Read Topic orders (literal)",
                 "Allow User:u Describe Topic orders (literal)",
                 "Allow User:u Read Group billing (literal)",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_pipeline_may_read_its_inputs_commit_its_group_and_write_its_outputs() {
+        let acls = pipeline_acls("u", &strings(&["in"]), "g", &strings(&["out"]), "p");
+        assert_eq!(
+            shown(&acls),
+            [
+                "Allow User:u Read Topic in (literal)",
+                "Allow User:u Describe Topic in (literal)",
+                "Allow User:u Write Topic out (literal)",
+                "Allow User:u Describe Topic out (literal)",
+                "Allow User:u Read Group g (literal)",
+                "Allow User:u Write TransactionalId p- (prefixed)",
+                "Allow User:u Describe TransactionalId p- (prefixed)",
             ]
         );
     }

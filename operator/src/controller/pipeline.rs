@@ -30,7 +30,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
 
 use super::children::Children;
-use super::{Context, resolve};
+use super::{Context, access, identity, resolve};
 use crate::api::conditions::{self, types};
 use crate::api::duration::DurationField;
 use crate::api::pipeline::{
@@ -781,6 +781,9 @@ pub fn pipeline_status(o: &Observed) -> PipelineStatus {
     status
 }
 
+/// The kind, as it names the workers' user (`<namespace>.pipeline.<name>`).
+const KIND: &str = "Pipeline";
+
 /// Reconciles one Pipeline.
 pub async fn reconcile(pipeline: Arc<Pipeline>, ctx: Arc<Context>) -> Result<Action> {
     let namespace = pipeline
@@ -788,6 +791,29 @@ pub async fn reconcile(pipeline: Arc<Pipeline>, ctx: Arc<Context>) -> Result<Act
         .ok_or(Error::MissingObjectKey("metadata.namespace"))?;
     let names = Names::of(&pipeline.name_any());
     let spec = &pipeline.spec;
+    let authentication = spec.authentication.as_ref();
+    match access::guard(
+        &ctx,
+        pipeline.as_ref(),
+        KIND,
+        &spec.cluster_ref.name,
+        &names.children,
+        authentication.is_some(),
+    )
+    .await?
+    {
+        access::Guard::Proceed => {}
+        access::Guard::Stop => return Ok(Action::await_change()),
+        access::Guard::Failed(e) => {
+            let status = resolve::unreachable_status(
+                pipeline.metadata.generation,
+                pipeline.status.clone().unwrap_or_default(),
+                &e,
+            );
+            super::write_status(&ctx, pipeline.as_ref(), &status).await?;
+            return Ok(Action::requeue(super::RETRY));
+        }
+    }
     let cluster = match resolve::cluster(&ctx, &namespace, &spec.cluster_ref.name).await {
         Ok(c) => Some(c),
         Err(resolve::Waiting::ClusterNotFound(_)) => None,
@@ -829,6 +855,33 @@ pub async fn reconcile(pipeline: Arc<Pipeline>, ctx: Arc<Context>) -> Result<Act
             }),
         None => BTreeMap::new(),
     };
+    // With its own user, the workers log in as it instead of as the operator.
+    let credentials = match (&cluster, authentication) {
+        (Some(c), Some(auth)) => {
+            match access::credentials(&ctx, c, pipeline.as_ref(), KIND, &names.children, auth).await
+            {
+                Ok(credentials) => Some(credentials),
+                Err(access::Problem::Unavailable(message)) => {
+                    config_problems.push(message);
+                    None
+                }
+                Err(access::Problem::Kafka(e)) => {
+                    config_problems.push(format!("the workers' user: {e}"));
+                    None
+                }
+            }
+        }
+        _ => None,
+    };
+    let client_properties = match &credentials {
+        Some(credentials) => {
+            let mut props = client_properties;
+            props.retain(|k, _| !access::PROPERTIES.contains(&k.as_str()));
+            props.extend(credentials.properties());
+            props
+        }
+        None => client_properties,
+    };
     let bootstrap = cluster
         .as_ref()
         .map(KafkaCluster::bootstrap_servers)
@@ -849,6 +902,7 @@ pub async fn reconcile(pipeline: Arc<Pipeline>, ctx: Arc<Context>) -> Result<Act
     let links_hold = inputs.iter().chain(&outputs).all(|l| l.problem.is_none())
         && config_problems.is_empty()
         && cluster.is_some();
+    let mut access_status = None;
     let sets: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &namespace);
     if let (true, Some(config)) = (links_hold, &config) {
         let json = serde_json::to_string_pretty(config)
@@ -864,14 +918,62 @@ pub async fn reconcile(pipeline: Arc<Pipeline>, ctx: Arc<Context>) -> Result<Act
                 ..ObjectMeta::default()
             },
             string_data: None,
-            data: Some(BTreeMap::from([(
-                CONFIG_KEY.to_string(),
-                k8s_openapi::ByteString(json.clone().into_bytes()),
-            )])),
+            data: Some(
+                std::iter::once((CONFIG_KEY.to_string(), json.clone()))
+                    .chain(credentials.iter().flat_map(|c| c.secret_keys()))
+                    .map(|(k, v)| (k, k8s_openapi::ByteString(v.into_bytes())))
+                    .collect(),
+            ),
             type_: Some("Opaque".into()),
             ..Secret::default()
         };
+        // The password is in the Secret before the brokers know it (access.rs).
         children.apply(secret).await?;
+        // The workers start once their user holds the path's ACLs.
+        let mut workers_may_start = true;
+        if let (Some(credentials), Some(auth), Some(c)) = (&credentials, authentication, &cluster) {
+            let wanted = identity::pipeline_acls(
+                &credentials.user,
+                &config.input_topics,
+                &config.group_id,
+                &output_refs(spec)
+                    .iter()
+                    .map(|r| {
+                        kafka_names
+                            .get(&r.name)
+                            .cloned()
+                            .unwrap_or_else(|| r.name.clone())
+                    })
+                    .collect::<Vec<_>>(),
+                &config.transactional_id_prefix,
+            );
+            let granted = access::granted(
+                pipeline.status.as_ref().and_then(|s| s.access.as_ref()),
+                &credentials.user,
+            );
+            let ensured = match resolve::admin(&ctx, c).await {
+                Ok(admin) => {
+                    access::ensure(&admin, credentials, &wanted, granted, auth.drift_policy).await
+                }
+                Err(e) => Err(e),
+            };
+            match ensured {
+                Ok(ensured) => {
+                    access::report_changes(
+                        &ctx,
+                        pipeline.as_ref(),
+                        &credentials.user,
+                        &ensured.changes,
+                    )
+                    .await;
+                    access_status = Some(ensured.status);
+                }
+                Err(e) => {
+                    config_problems.push(format!("the workers' user and ACLs: {e}"));
+                    workers_may_start = false;
+                }
+            }
+        }
         if let Some(ms) = transaction_timeout_ms {
             children
                 .apply(render_producer(&pipeline, &names, ms))
@@ -882,9 +984,11 @@ pub async fn reconcile(pipeline: Arc<Pipeline>, ctx: Arc<Context>) -> Result<Act
             .image
             .clone()
             .unwrap_or_else(|| ctx.worker_image.clone());
-        children
-            .apply(render_stateful_set(&pipeline, &names, &image, &json))
-            .await?;
+        if workers_may_start {
+            children
+                .apply(render_stateful_set(&pipeline, &names, &image, &json))
+                .await?;
+        }
     }
     let workers = sets.get_opt(&names.workers).await?;
     let producer = ctx
@@ -942,7 +1046,14 @@ pub async fn reconcile(pipeline: Arc<Pipeline>, ctx: Arc<Context>) -> Result<Act
         open_worker_transactions,
         stopped_at,
     };
-    let status = pipeline_status(&observed);
+    let mut status = pipeline_status(&observed);
+    access::set_status(
+        &mut status.access,
+        &mut status.conditions,
+        authentication,
+        access_status,
+        pipeline.metadata.generation,
+    );
     export_metrics(&ctx, &pipeline, &status, workers.as_ref());
     super::write_status(&ctx, pipeline.as_ref(), &status).await?;
     Ok(Action::requeue(

@@ -648,3 +648,180 @@ async fn no_password_appears_in_the_operator_s_log_events_or_objects() {
     }
     drop(recording);
 }
+
+#[tokio::test]
+async fn a_pipeline_s_workers_log_in_as_their_own_user_allowed_exactly_their_path() {
+    let env = shared();
+    let (ns, client, input) = setup("access-pipeline").await;
+    let output = ns.unique("charges");
+    create::<Topic>(
+        &client,
+        &ns,
+        "charges",
+        serde_json::json!({"clusterRef": {"name": "secure"}, "topicName": output, "partitions": 1}),
+    )
+    .await;
+    let topics: Api<Topic> = Api::namespaced(client.clone(), &ns.name);
+    eventually("Topics Ready", TIMEOUT, || async {
+        match crate::support::ready_topics(&topics).await? {
+            (2, 2) => Ok(()),
+            other => Err(format!("{other:?} (ready, all)")),
+        }
+    })
+    .await;
+    produce_committed(env, &input, 3);
+    create::<exactly::api::Pipeline>(
+        &client,
+        &ns,
+        "billing",
+        serde_json::json!({
+            "clusterRef": {"name": "secure"},
+            "input": {"topics": [{"name": "orders"}]},
+            "output": {"topicRef": {"name": "charges"}},
+            "authentication": {"type": "ScramSha512"},
+        }),
+    )
+    .await;
+    let user = format!("{}.pipeline.billing", ns.name);
+    let pipelines: Api<exactly::api::Pipeline> = Api::namespaced(client.clone(), &ns.name);
+    let access = eventually("the Pipeline's ACLs in status", TIMEOUT, || async {
+        let p = pipelines.get("billing").await.map_err(|e| e.to_string())?;
+        match p.status.and_then(|s| s.access) {
+            Some(access) if !access.acls.is_empty() => Ok(access),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    assert_eq!(access.user, user);
+    let data = secret_data(&client, &ns, "billing-pipeline").await;
+    let config: exactly_worker::WorkerConfig = serde_json::from_str(&data["pipeline.json"])
+        .unwrap_or_else(|e| panic!("pipeline.json: {e}"));
+    let group = config.group_id.clone();
+    let prefix = config.transactional_id_prefix.clone();
+    assert_eq!(
+        access.acls,
+        [
+            // Sorted by resource: `charges` before `orders`.
+            format!("Allow User:{user} Write Topic {output} (literal)"),
+            format!("Allow User:{user} Describe Topic {output} (literal)"),
+            format!("Allow User:{user} Read Topic {input} (literal)"),
+            format!("Allow User:{user} Describe Topic {input} (literal)"),
+            format!("Allow User:{user} Read Group {group} (literal)"),
+            format!("Allow User:{user} Write TransactionalId {prefix}- (prefixed)"),
+            format!("Allow User:{user} Describe TransactionalId {prefix}- (prefixed)"),
+        ]
+    );
+    assert_eq!(
+        config.client_properties.get("sasl.username"),
+        Some(&user),
+        "the workers log in as their own user, not as the operator"
+    );
+    assert_eq!(
+        config.client_properties.get("sasl.password"),
+        data.get("password")
+    );
+
+    // The worker's path with the rendered settings: read the input in the group, write the
+    // output and commit the group's offsets in one transaction.
+    let settings = || {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &config.bootstrap_servers);
+        for (k, v) in &config.client_properties {
+            c.set(k, v);
+        }
+        c
+    };
+    let reader: StreamConsumer = settings()
+        .set("group.id", &group)
+        .set("isolation.level", "read_committed")
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("session.timeout.ms", "6000")
+        .create()
+        .unwrap_or_else(|e| panic!("consumer: {e}"));
+    reader
+        .subscribe(&[&input])
+        .unwrap_or_else(|e| panic!("subscribe: {e}"));
+    let writer: FutureProducer =
+        eventually("the worker's producer to initialise", TIMEOUT, || async {
+            let p: FutureProducer = settings()
+                .set("transactional.id", format!("{prefix}-0"))
+                .set("message.timeout.ms", "20000")
+                .create()
+                .map_err(|e| e.to_string())?;
+            p.init_transactions(KAFKA_TIMEOUT)
+                .map_err(|e| e.to_string())?;
+            Ok(p)
+        })
+        .await;
+    writer
+        .begin_transaction()
+        .unwrap_or_else(|e| panic!("begin: {e}"));
+    let deadline = Instant::now() + TIMEOUT;
+    let mut read = 0;
+    while read < 3 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let record = match tokio::time::timeout(left, reader.recv()).await {
+            Err(_) => panic!("read {read} of 3 records of {input} within {TIMEOUT:?}"),
+            Ok(Err(e)) if Instant::now() < deadline => {
+                eprintln!("reading {input}: {e}; retrying");
+                continue;
+            }
+            Ok(Err(e)) => panic!("reading {input}: {e}"),
+            Ok(Ok(record)) => record,
+        };
+        writer
+            .send(
+                FutureRecord::to(&output)
+                    .key(record.key().unwrap_or_default())
+                    .payload("charged"),
+                KAFKA_TIMEOUT,
+            )
+            .await
+            .unwrap_or_else(|(e, _)| panic!("{user} writing {output}: {e}"));
+        read += 1;
+    }
+    let positions = reader
+        .position()
+        .unwrap_or_else(|e| panic!("positions: {e}"));
+    let metadata = reader
+        .group_metadata()
+        .unwrap_or_else(|| panic!("no group metadata"));
+    writer
+        .send_offsets_to_transaction(&positions, &metadata, KAFKA_TIMEOUT)
+        .unwrap_or_else(|e| panic!("{user} committing {group}'s offsets in the transaction: {e}"));
+    writer
+        .commit_transaction(KAFKA_TIMEOUT)
+        .unwrap_or_else(|e| panic!("{user} committing: {e}"));
+    let committed = wire(env)
+        .committed_offsets(&group)
+        .await
+        .unwrap_or_else(|e| panic!("committed offsets of {group}: {e}"));
+    assert_eq!(
+        committed,
+        [(exactly::kafka::TopicPartition::new(&input, 0), 3)].into()
+    );
+
+    // Writing its own input is not its path.
+    writer
+        .begin_transaction()
+        .unwrap_or_else(|e| panic!("begin: {e}"));
+    let sent = writer
+        .send(
+            FutureRecord::to(&input).key("k").payload("x"),
+            KAFKA_TIMEOUT,
+        )
+        .await
+        .map_err(|(e, _)| e);
+    // The broker refuses the partition to the transaction (AddPartitionsToTxn): the send fails
+    // with that refusal or with the purge it causes, and so does the transaction.
+    let commit = writer.commit_transaction(KAFKA_TIMEOUT);
+    let refusal = format!("{sent:?} {commit:?}");
+    assert!(
+        matches!(
+            error_code(&sent),
+            Some(RDKafkaErrorCode::TopicAuthorizationFailed | RDKafkaErrorCode::PurgeQueue)
+        ) && error_code(&commit) == Some(RDKafkaErrorCode::TopicAuthorizationFailed),
+        "{user} writing its input {input}: {refusal}"
+    );
+}
