@@ -126,6 +126,21 @@ pub struct ProducerSpec {
     /// rendered properties carry no credentials.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub authentication: Option<Authentication>,
+
+    /// The ConsumerGroup (same namespace) whose offsets this producer commits in its
+    /// transactions (read-process-write: `sendOffsetsToTransaction`). With `authentication`,
+    /// the producer's user is also granted Read on that group and on the group's topics, which
+    /// committing offsets in a transaction needs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consumer_group_ref: Option<ConsumerGroupRef>,
+}
+
+/// A reference to a ConsumerGroup in the same namespace.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct ConsumerGroupRef {
+    /// Name of the ConsumerGroup resource.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
 }
 
 /// A reference to a StatefulSet in the same namespace.

@@ -461,6 +461,7 @@ fn render_producer(pipeline: &Pipeline, names: &Names, transaction_timeout_ms: u
             transaction_timeout: Some(format!("{transaction_timeout_ms}ms")),
             client_overrides: BTreeMap::new(),
             authentication: None,
+            consumer_group_ref: None,
         },
     )
 }

@@ -15,6 +15,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
+use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use tracing::{info, warn};
 
@@ -155,6 +156,8 @@ pub enum ProducerOutcome {
     Conflict { owner: String },
     /// `spec.statefulSetRef` names no StatefulSet.
     WorkloadNotFound { name: String },
+    /// `spec.consumerGroupRef` names no ConsumerGroup (its user's rights on it are unknown).
+    ConsumerGroupNotFound { name: String },
     /// `spec.authentication` cannot be met with the cluster's connection; nothing was rendered.
     AuthenticationUnavailable(String),
     /// Kafka could not be asked (the Secret may have been rendered).
@@ -277,6 +280,29 @@ pub fn producer_status(
                 types::STALLED,
                 False,
                 "WaitingForStatefulSet",
+                String::new(),
+            ),
+        ],
+        ProducerOutcome::ConsumerGroupNotFound { name } => vec![
+            cond(
+                types::READY,
+                False,
+                "ConsumerGroupNotFound",
+                format!(
+                    "ConsumerGroup '{name}' named by spec.consumerGroupRef does not exist in this namespace: \
+                     create it, or correct the reference (the producer's user is granted Read on its group and topics)"
+                ),
+            ),
+            cond(
+                types::RECONCILING,
+                True,
+                "WaitingForConsumerGroup",
+                String::new(),
+            ),
+            cond(
+                types::STALLED,
+                False,
+                "WaitingForConsumerGroup",
                 String::new(),
             ),
         ],
@@ -520,8 +546,22 @@ pub async fn reconcile(producer: Arc<Producer>, ctx: Arc<Context>) -> Result<Act
     let mut rendered_instances = None;
     // The object as last written by this reconcile (status is written against its version).
     let mut latest: Option<Producer> = None;
+    // The group whose offsets the producer commits (its id and topics), when its user needs
+    // the rights to.
+    let offsets_of = match (&producer.spec.consumer_group_ref, authentication) {
+        (Some(r), Some(_)) => match ctx.groups.get(&ObjectRef::new(&r.name).within(&namespace)) {
+            Some(group) => Some(Ok((
+                super::group::group_id(&group),
+                resolve::topic_names(&ctx, &namespace, &group.spec.topics),
+            ))),
+            None => Some(Err(r.name.clone())),
+        },
+        _ => None,
+    };
     let outcome = if let Some(owner) = prefix_owner(&producer, &ctx) {
         ProducerOutcome::Conflict { owner }
+    } else if let Some(Err(name)) = &offsets_of {
+        ProducerOutcome::ConsumerGroupNotFound { name: name.clone() }
     } else if let Err(problem) = &credentials {
         match problem {
             access::Problem::Unavailable(message) => {
@@ -567,7 +607,10 @@ pub async fn reconcile(producer: Arc<Producer>, ctx: Arc<Context>) -> Result<Act
                 if let (Some(credentials), Some(auth)) = (credentials, authentication) {
                     let prefix = (producer.spec.guarantee == crate::api::Guarantee::ExactlyOnce)
                         .then_some(producer.spec.transactional_id_prefix.as_str());
-                    let wanted = identity::producer_acls(&credentials.user, &topics, prefix);
+                    let mut wanted = identity::producer_acls(&credentials.user, &topics, prefix);
+                    if let Some(Ok(group)) = &offsets_of {
+                        wanted.extend(identity::group_acls(&credentials.user, &group.0, &group.1));
+                    }
                     match access::ensure(
                         &admin,
                         credentials,
@@ -719,7 +762,9 @@ pub async fn reconcile(producer: Arc<Producer>, ctx: Arc<Context>) -> Result<Act
     let written = latest.as_ref().unwrap_or(producer.as_ref());
     super::write_status(&ctx, written, &status).await?;
     Ok(Action::requeue(match outcome {
-        ProducerOutcome::Retrying(_) => super::RETRY,
+        ProducerOutcome::Retrying(_) | ProducerOutcome::ConsumerGroupNotFound { .. } => {
+            super::RETRY
+        }
         _ => ctx.observer.interval(),
     }))
 }

@@ -211,6 +211,7 @@ mod tests {
             transaction_timeout: Some("30s".into()),
             client_overrides: BTreeMap::from([("linger.ms".into(), "5".into())]),
             authentication: None,
+            consumer_group_ref: None,
         }
     }
 

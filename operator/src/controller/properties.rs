@@ -306,6 +306,7 @@ mod producer_config_render {
                     transaction_timeout,
                     client_overrides,
                     authentication: None,
+                    consumer_group_ref: None,
                 },
             )
     }

@@ -825,3 +825,110 @@ async fn a_pipeline_s_workers_log_in_as_their_own_user_allowed_exactly_their_pat
         "{user} writing its input {input}: {refusal}"
     );
 }
+
+#[tokio::test]
+async fn a_producer_commits_a_group_s_offsets_in_its_transactions_only_once_granted_by_consumer_group_ref()
+ {
+    use rdkafka::consumer::BaseConsumer;
+    use rdkafka::{Offset, TopicPartitionList};
+    let env = shared();
+    let (ns, client, input) = setup("access-offsets").await;
+    let group_id = ns.unique("payment");
+    create::<ConsumerGroup>(
+        &client,
+        &ns,
+        "payment",
+        serde_json::json!({"clusterRef": {"name": "secure"}, "groupId": group_id,
+            "topics": [{"name": "orders"}]}),
+    )
+    .await;
+    // The producer writes `orders` itself here: the point is the group's offsets.
+    create_writer(&client, &ns, serde_json::json!({"type": "ScramSha512"})).await;
+    let user = format!("{}.producer.writer", ns.name);
+    ready_access::<Producer>(&client, &ns, "writer").await;
+    let data = secret_data(&client, &ns, "writer-client").await;
+    let mut offsets = TopicPartitionList::new();
+    offsets
+        .add_partition_offset(&input, 0, Offset::Offset(1))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let group: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &env.bootstrap_servers)
+        .set("group.id", &group_id)
+        .create()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let metadata = group
+        .group_metadata()
+        .unwrap_or_else(|| panic!("no group metadata"));
+    let producer: FutureProducer = eventually("the producer to initialise", TIMEOUT, || async {
+        let p: FutureProducer = client_config(&data["instance-0.properties"], &data)
+            .create()
+            .map_err(|e| e.to_string())?;
+        p.init_transactions(KAFKA_TIMEOUT)
+            .map_err(|e| e.to_string())?;
+        Ok(p)
+    })
+    .await;
+    // Without consumerGroupRef: the group is not the producer's to commit.
+    producer
+        .begin_transaction()
+        .unwrap_or_else(|e| panic!("begin: {e}"));
+    let refused = producer.send_offsets_to_transaction(&offsets, &metadata, KAFKA_TIMEOUT);
+    assert_eq!(
+        error_code(&refused),
+        Some(RDKafkaErrorCode::GroupAuthorizationFailed),
+        "{user} committing {group_id}'s offsets without consumerGroupRef: {refused:?}"
+    );
+    let _ = producer.abort_transaction(KAFKA_TIMEOUT);
+    drop(producer);
+
+    let producers: Api<Producer> = Api::namespaced(client.clone(), &ns.name);
+    producers
+        .patch(
+            "writer",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(serde_json::json!({
+                "spec": {"consumerGroupRef": {"name": "payment"}}
+            })),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let group_acl = format!("Allow User:{user} Read Group {group_id} (literal)");
+    eventually("the group's Read granted", TIMEOUT, || async {
+        let p = producers.get("writer").await.map_err(|e| e.to_string())?;
+        let acls = p.status.and_then(|s| s.access).unwrap_or_default().acls;
+        if acls.contains(&group_acl) {
+            Ok(())
+        } else {
+            Err(format!("{acls:?}"))
+        }
+    })
+    .await;
+    // The authorizers apply the new ACL moments later: a fresh producer retries until then.
+    eventually(
+        "the group's offsets committed in a transaction",
+        TIMEOUT,
+        || async {
+            let p: FutureProducer = client_config(&data["instance-0.properties"], &data)
+                .create()
+                .map_err(|e| e.to_string())?;
+            p.init_transactions(KAFKA_TIMEOUT)
+                .map_err(|e| e.to_string())?;
+            p.begin_transaction().map_err(|e| e.to_string())?;
+            if let Err(e) = p.send_offsets_to_transaction(&offsets, &metadata, KAFKA_TIMEOUT) {
+                let _ = p.abort_transaction(KAFKA_TIMEOUT);
+                return Err(e.to_string());
+            }
+            p.commit_transaction(KAFKA_TIMEOUT)
+                .map_err(|e| e.to_string())
+        },
+    )
+    .await;
+    let committed = wire(env)
+        .committed_offsets(&group_id)
+        .await
+        .unwrap_or_else(|e| panic!("committed offsets of {group_id}: {e}"));
+    assert_eq!(
+        committed,
+        [(exactly::kafka::TopicPartition::new(&input, 0), 1)].into()
+    );
+}
