@@ -97,8 +97,9 @@ them, a Role in each otherwise). Least privilege: no wildcard, no delete anywher
 - apiGroups: ["exactly.dev"]
   resources: ["kafkaclusters/status", "topics/status", "producers/status", "consumergroups/status", "pipelines/status"]
   verbs: ["get", "patch"]
-# The Secrets it owns (a Producer's <name>-client, a Pipeline's <name>-pipeline; server-side
-# apply) and KafkaCluster credential Secrets.
+# The Secrets it owns (a Producer's or an authenticated ConsumerGroup's <name>-client, a
+# Pipeline's <name>-pipeline; server-side apply; they hold the passwords of workloads' own SCRAM
+# users) and KafkaCluster credential Secrets.
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get", "list", "watch", "create", "patch"]
