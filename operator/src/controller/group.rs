@@ -694,6 +694,7 @@ pub async fn reconcile(group: Arc<ConsumerGroup>, ctx: Arc<Context>) -> Result<A
             let wanted = identity::group_acls(&credentials.user, &group_id, &topics);
             match access::ensure(
                 &admin,
+                &ctx.passwords,
                 &credentials,
                 &wanted,
                 access::granted(

@@ -954,7 +954,15 @@ pub async fn reconcile(pipeline: Arc<Pipeline>, ctx: Arc<Context>) -> Result<Act
             );
             let ensured = match resolve::admin(&ctx, c).await {
                 Ok(admin) => {
-                    access::ensure(&admin, credentials, &wanted, granted, auth.drift_policy).await
+                    access::ensure(
+                        &admin,
+                        &ctx.passwords,
+                        credentials,
+                        &wanted,
+                        granted,
+                        auth.drift_policy,
+                    )
+                    .await
                 }
                 Err(e) => Err(e),
             };

@@ -613,6 +613,7 @@ pub async fn reconcile(producer: Arc<Producer>, ctx: Arc<Context>) -> Result<Act
                     }
                     match access::ensure(
                         &admin,
+                        &ctx.passwords,
                         credentials,
                         &wanted,
                         access::granted(
