@@ -651,3 +651,77 @@ mod tests {
         assert_ne!(a, b);
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::kafka::acl::{AclOperation, AclPattern, AclResource};
+
+    /// ACLs of one principal on a handful of topics, so sets overlap often.
+    fn acls() -> impl Strategy<Value = Vec<AclBinding>> {
+        proptest::collection::vec(
+            (
+                prop_oneof![Just("a"), Just("b"), Just("c"), Just("d")],
+                prop_oneof![
+                    Just(AclOperation::Read),
+                    Just(AclOperation::Write),
+                    Just(AclOperation::Describe)
+                ],
+            )
+                .prop_map(|(topic, operation)| {
+                    AclBinding::allow(
+                        "User:u",
+                        operation,
+                        AclResource::Topic,
+                        topic,
+                        AclPattern::Literal,
+                    )
+                }),
+            0..8,
+        )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 10_000, ..ProptestConfig::default() })]
+
+        #[test]
+        fn the_acl_plan_never_revokes_what_the_path_needs_and_reverts_to_exactly_the_path(
+            wanted in acls(),
+            in_force in acls(),
+            granted in acls(),
+            report in any::<bool>(),
+        ) {
+            let wanted: BTreeSet<AclBinding> = wanted.into_iter().collect();
+            let granted: Vec<String> = granted.iter().map(ToString::to_string).collect();
+            let policy = if report { AccessDriftPolicy::Report } else { AccessDriftPolicy::Revert };
+            let plan = plan(&wanted, &in_force, &granted, policy);
+            for acl in &plan.grant {
+                prop_assert!(wanted.contains(acl) && !in_force.contains(acl), "{}", acl);
+            }
+            for acl in &plan.revoke {
+                prop_assert!(!wanted.contains(acl) && in_force.contains(acl), "{}", acl);
+            }
+            let mut after: BTreeSet<AclBinding> = in_force.iter().cloned().collect();
+            after.extend(plan.grant.iter().cloned());
+            for acl in &plan.revoke {
+                after.remove(acl);
+            }
+            if report {
+                // Only what the operator granted and lost, or never granted, is left and listed.
+                for acl in &plan.grant {
+                    prop_assert!(!granted.contains(&acl.to_string()));
+                }
+                for acl in &plan.revoke {
+                    prop_assert!(granted.contains(&acl.to_string()));
+                }
+                let left = identity::drift(&wanted, &after.iter().cloned().collect::<Vec<_>>());
+                prop_assert_eq!(plan.report.len(), left.missing.len() + left.extra.len());
+            } else {
+                prop_assert!(plan.report.is_empty());
+                prop_assert_eq!(after, wanted);
+            }
+        }
+    }
+}
