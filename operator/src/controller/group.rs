@@ -184,6 +184,10 @@ pub fn group_status(
         });
     }
     status.conditions = conditions::merge(&status.conditions, desired);
+    if group.spec.lag_objective.is_none() {
+        // An objective removed from the spec takes its condition with it.
+        status.conditions.retain(|c| c.type_ != LAG_OBJECTIVE_MET);
+    }
     status.observed_generation = generation;
     status.state = Some(observed.state.clone());
     status.member_count = Some(i32::try_from(observed.members.len()).unwrap_or(i32::MAX));

@@ -183,7 +183,7 @@ pub fn producer_status(
             cond(types::STALLED, True, reason, message),
         ]
     };
-    let desired = match outcome {
+    let mut desired = match outcome {
         ProducerOutcome::Rendered {
             transactions,
             hanging,
@@ -320,6 +320,16 @@ pub fn producer_status(
             cond(types::STALLED, False, "RetryingKafka", String::new()),
         ],
     };
+    // These are reached only once the prefix was found free: a conflict seen before is over.
+    if matches!(
+        outcome,
+        ProducerOutcome::Invalid(_)
+            | ProducerOutcome::WorkloadNotFound { .. }
+            | ProducerOutcome::ConsumerGroupNotFound { .. }
+            | ProducerOutcome::AuthenticationUnavailable(_)
+    ) {
+        desired.push(cond(RESOURCE_CONFLICT, False, "NoConflict", String::new()));
+    }
     status.conditions = conditions::merge(&status.conditions, desired);
     status.observed_generation = generation;
     status
