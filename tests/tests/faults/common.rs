@@ -604,27 +604,87 @@ pub async fn drained(w: &WireClient, group: &str, input: &str, partitions: i32, 
         .list_offsets(&specs, Isolation::ReadUncommitted)
         .await
         .unwrap_or_else(|e| panic!("input end offsets: {e}"));
-    eventually(
-        "the pipeline to consume the whole input",
-        within,
-        || async {
-            let committed = w
-                .committed_offsets(group)
-                .await
-                .map_err(|e| e.to_string())?;
-            let behind: Vec<String> = ends
-                .iter()
-                .filter(|(tp, end)| committed.get(*tp).copied().unwrap_or(0) < **end)
-                .map(|(tp, end)| format!("{tp:?}: {:?}/{end}", committed.get(tp)))
-                .collect();
-            if behind.is_empty() {
-                Ok(())
-            } else {
-                Err(behind.join(", "))
+    let deadline = Instant::now() + within;
+    let last = loop {
+        let state = match w.committed_offsets(group).await {
+            Ok(committed) => {
+                let behind: Vec<String> = ends
+                    .iter()
+                    .filter(|(tp, end)| committed.get(*tp).copied().unwrap_or(0) < **end)
+                    .map(|(tp, end)| format!("{tp:?}: {:?}/{end}", committed.get(tp)))
+                    .collect();
+                if behind.is_empty() {
+                    return;
+                }
+                behind.join(", ")
             }
-        },
-    )
-    .await;
+            Err(e) => e.to_string(),
+        };
+        if Instant::now() >= deadline {
+            break state;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    panic!(
+        "the pipeline did not consume the whole input within {within:?}; last state: {last}\n\
+         open transactions on the group offsets' partitions: {}",
+        pending_offset_transactions(w).await
+    );
+}
+
+/// What holds pending (transactional) group offsets: each producer with a transaction open on a
+/// partition of `__consumer_offsets`, and what the transaction coordinators say of the
+/// transactional ids holding those producer ids (none: a hanging transaction).
+async fn pending_offset_transactions(w: &WireClient) -> String {
+    let partitions: Vec<TopicPartition> = (0..50)
+        .map(|p| TopicPartition::new("__consumer_offsets".to_string(), p))
+        .collect();
+    let open: Vec<(TopicPartition, i64, i16, i64)> = match w.describe_producers(&partitions).await {
+        Ok(by_partition) => by_partition
+            .into_iter()
+            .flat_map(|(tp, producers)| {
+                producers
+                    .into_iter()
+                    .filter(|p| p.current_txn_start_offset >= 0)
+                    .map(move |p| {
+                        (
+                            tp.clone(),
+                            p.producer_id,
+                            p.producer_epoch,
+                            p.current_txn_start_offset,
+                        )
+                    })
+            })
+            .collect(),
+        Err(e) => return format!("DescribeProducers failed: {e}"),
+    };
+    let listings = match w.list_transactions().await {
+        Ok(l) => l,
+        Err(e) => return format!("{open:?}; ListTransactions failed: {e}"),
+    };
+    let holders: Vec<String> = open
+        .iter()
+        .map(|(tp, pid, epoch, start)| {
+            let ids: Vec<String> = listings
+                .iter()
+                .filter(|l| l.producer_id == *pid)
+                .map(|l| format!("{} ({})", l.transactional_id, l.state))
+                .collect();
+            format!(
+                "{tp:?} producer {pid} epoch {epoch} since offset {start}: held by {}",
+                if ids.is_empty() {
+                    "no transactional id (hanging)".to_string()
+                } else {
+                    ids.join(", ")
+                }
+            )
+        })
+        .collect();
+    if holders.is_empty() {
+        "none".into()
+    } else {
+        holders.join("; ")
+    }
 }
 
 /// Host pids of the processes of pod `pod` whose command line starts with `command` (a
