@@ -6,7 +6,7 @@ CARGO ?= cargo
 DEMO_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help tools build demo env test unit integration faults lint fmt crds
+.PHONY: help tools build demo env test unit integration faults pulsar lint fmt crds
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -40,11 +40,12 @@ image: tools ## the operator image (operator + worker, release build) as an OCI 
 	  --entrypoint '["/exactly"]' --cmd '["run","--log-format","json","--leader-elect"]' \
 	  --user 65532:65532 --expose 8080
 
-test: tools image ## every test: unit tests, then integration and fault tests on the real environment
+test: tools image ## every test: unit tests, then integration and fault tests on the real environment, then the Pulsar tests
 	$(CARGO) test --workspace --lib --bins
 	$(CARGO) build -p exactly-worker -p exactly --bins
 	$(CARGO) test -p exactly-testenv --test integration
 	$(CARGO) test -p exactly-testenv --test faults
+	$(CARGO) test -p exactly-testenv --test pulsar
 
 unit: ## unit tests only (no environment)
 	$(CARGO) test --workspace --lib --bins
@@ -55,6 +56,9 @@ integration: tools image ## integration tests only (one shared environment for t
 faults: tools ## fault tests only (their own environment: a broker restart, killed workers)
 	$(CARGO) build -p exactly-worker -p exactly --bins
 	$(CARGO) test -p exactly-testenv --test faults
+
+pulsar: tools ## Pulsar tests only (their own Pulsar standalone, no Kubernetes or Kafka)
+	$(CARGO) test -p exactly-testenv --test pulsar
 
 lint: ## formatting and clippy, warnings as errors
 	$(CARGO) fmt --all -- --check

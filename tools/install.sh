@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # Installs the pinned real test environment into a version-keyed cache outside the repo:
 #   Kubernetes control plane (kube-apiserver, kube-controller-manager, kube-scheduler, kubectl),
-#   etcd, kwok and helm, all built from the Go module proxy; Apache Kafka from Maven Central; the
-#   real node (kubelet, kube-proxy, containerd, CNI plugins, CoreDNS from the Go module proxy; runc
-#   and nft from Debian's packages, unpacked into the cache) and the operator image's Debian base.
+#   etcd, kwok and helm, all built from the Go module proxy; Apache Kafka and Apache Pulsar
+#   (standalone) from Maven Central; the real node (kubelet, kube-proxy, containerd, CNI plugins,
+#   CoreDNS from the Go module proxy; runc and nft from Debian's packages, unpacked into the
+#   cache) and the operator image's Debian base.
 #
 #   tools/install.sh            install everything that is missing (idempotent, seconds when warm)
 #   tools/install.sh k8s kafka  install only the named components
 #   tools/install.sh --print-dir
 #   tools/install.sh --print-image-base   the unpacked Debian base of the operator image
 #   tools/install.sh --print-gitops       the GitOps checker (tools/gitops) built from this tree
+#   tools/install.sh --print-pulsar       the Pulsar standalone directory (libs/, classpath)
 #
 # Cache: $EXACTLY_TOOLS_DIR (default ~/.cache/exactly), one directory per component and version,
 # e.g. ~/.cache/exactly/k8s-v1.37.2/bin/kube-apiserver. A directory only appears once complete
@@ -300,6 +302,36 @@ build_kafka() {
   log "  $(ls "$out/libs" | wc -l) jars in $out/libs"
 }
 
+# Apache Pulsar standalone (tools/pulsar): pulsar-broker's runtime closure and a log4j2 binding
+# copied into $1/libs, and $1/classpath, those jars in Maven's order joined by ':' with their
+# final paths (the directory is renamed from $1 = <dir>.tmp once complete). The harness
+# (tests/src/pulsar.rs) runs org.apache.pulsar.PulsarStandaloneStarter with it and
+# tools/pulsar/standalone.conf. Cached by a digest of the pom, the pins and this function.
+build_pulsar() {
+  local out=$1 final=${1%.tmp} version
+  version=$(pulsar_version)
+  mkdir -p "$out/libs"
+  run_logged "maven (pulsar $version jars)" "$out/maven.log" \
+    mvn -B -f "$here/pulsar/pom.xml" \
+    -Dpulsar.version="$version" -Dlog4j2.version="$LOG4J2_VERSION" \
+    -DoutputDirectory="$out/libs" -DincludeScope=runtime \
+    -Dmdep.outputFile="$out/classpath" -Dmdep.prefix="$final/libs" \
+    dependency:copy-dependencies dependency:build-classpath
+  ls "$out/libs/pulsar-broker-$version.jar" >/dev/null || die "pulsar-broker jar missing after maven"
+  # Every classpath entry must be a jar just copied (same names in both goals).
+  local jar missing=0
+  while IFS= read -r jar; do
+    [ -f "$out/libs/$(basename "$jar")" ] || { log "  not copied: $jar"; missing=1; }
+  done < <(tr ':' '\n' <"$out/classpath")
+  [ "$missing" = 0 ] || die "the classpath names jars maven did not copy; see $out/maven.log"
+  log "  $(ls "$out/libs" | wc -l) jars, $(du -sh "$out/libs" | cut -f1)"
+}
+pulsar_version() { sed -n 's/^PULSAR_VERSION=//p' "$here/pulsar/version.env"; }
+pulsar_dir() {
+  echo "$TOOLS_DIR/pulsar-$(pulsar_version)-$({ cat "$here/pulsar/pom.xml" "$here/pulsar/version.env"
+    echo "$LOG4J2_VERSION"; declare -f build_pulsar; } | sha256sum | cut -c1-12)"
+}
+
 check_prerequisites() {
   local want=$1
   case " $want " in *" k8s "*|*" etcd "*|*" kwok "*|*" helm "*|*" node "*|*" gitops "*)
@@ -314,19 +346,20 @@ check_prerequisites() {
     need apt-get "the node's runc and nft, and the image's base, are Debian bookworm packages"
     need dpkg-deb "unpacks those packages into the cache"
   esac
-  case " $want " in *" kafka "*)
-    need java "install a JDK 17 or newer (Kafka 4 needs it)"
-    need mvn "install Maven (it resolves the Kafka jars from Maven Central)"
+  case " $want " in *" kafka "*|*" pulsar "*)
+    need java "install a JDK 17 or newer (Kafka 4 and Pulsar 4.0 need it)"
+    need mvn "install Maven (it resolves the Kafka and Pulsar jars from Maven Central)"
   esac
 }
 
 main() {
   if [ "${1:-}" = "--print-dir" ]; then echo "$TOOLS_DIR"; exit 0; fi
   if [ "${1:-}" = "--print-gitops" ]; then echo "$(gitops_dir)/bin/exactly-gitops"; exit 0; fi
+  if [ "${1:-}" = "--print-pulsar" ]; then pulsar_dir; exit 0; fi
   if [ "${1:-}" = "--print-image-base" ]; then
     echo "$TOOLS_DIR/image-debs-$(key_of "$DEBIAN_IMAGE_PACKAGES")/root"; exit 0
   fi
-  local want="${*:-k8s etcd kwok helm kafka node image-base kafka-image gitops}"
+  local want="${*:-k8s etcd kwok helm kafka node image-base kafka-image gitops pulsar}"
   check_prerequisites "$want"
   mkdir -p "$TOOLS_DIR"
   local start=$SECONDS
@@ -348,11 +381,12 @@ main() {
       kafka-image)
         install_component "kafka image" "$TOOLS_DIR/kafka-image-$(kafka_image_key)" build_kafka_image
         ;;
+      pulsar) install_component "pulsar $(pulsar_version) (standalone)" "$(pulsar_dir)" build_pulsar ;;
       gitops) install_component "exactly-gitops (kstatus v$CLI_UTILS_VERSION, gopher-lua v$GOPHER_LUA_VERSION)" "$(gitops_dir)" build_gitops ;;
       image-base)
         install_component "image base (Debian)" "$TOOLS_DIR/image-debs-$(key_of "$DEBIAN_IMAGE_PACKAGES")" build_image_debs
         ;;
-      *) die "unknown component '$c' (k8s, etcd, kwok, helm, kafka, node, image-base, kafka-image, gitops)" ;;
+      *) die "unknown component '$c' (k8s, etcd, kwok, helm, kafka, node, image-base, kafka-image, gitops, pulsar)" ;;
     esac
   done
   log "all present in $TOOLS_DIR ($((SECONDS - start))s)"

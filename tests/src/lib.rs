@@ -11,6 +11,7 @@ pub mod node;
 pub mod pki;
 pub mod process;
 pub mod procfs;
+pub mod pulsar;
 pub mod tools;
 
 use std::future::Future;
