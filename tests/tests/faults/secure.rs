@@ -3,11 +3,9 @@
 
 use std::time::Duration;
 
-use exactly::api::{KafkaCluster, Pipeline};
+use exactly::api::Pipeline;
 use exactly_testenv::shared;
 use exactly_worker::WorkerConfig;
-use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, PostParams};
 
 use crate::common::{
     EXACTLY_ONCE, Workers, committed_ids, create_topics, drained, produce_records, rendered_config,
@@ -26,33 +24,7 @@ async fn a_pipeline_on_a_sasl_ssl_cluster_logs_its_workers_in_and_copies_every_r
     let client = env.client().await.unwrap_or_else(|e| panic!("{e}"));
     run_operator(client.clone(), &ns.name);
     // The cluster `local` is the broker's SASL_SSL listener alone: whatever reaches it logs in.
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns.name);
-    let secret: Secret = serde_json::from_value(serde_json::json!({
-        "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "kafka-login"},
-        "stringData": {
-            "security.protocol": "SASL_SSL",
-            "sasl.mechanism": "SCRAM-SHA-512",
-            "sasl.username": env.kafka_username,
-            "sasl.password": env.kafka_password,
-            "ssl.ca.pem": env.kafka_ca_pem,
-        },
-    }))
-    .unwrap_or_else(|e| panic!("{e}"));
-    secrets
-        .create(&PostParams::default(), &secret)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let clusters: Api<KafkaCluster> = Api::namespaced(client.clone(), &ns.name);
-    let cluster: KafkaCluster = serde_json::from_value(serde_json::json!({
-        "apiVersion": "exactly.dev/v1alpha1", "kind": "KafkaCluster", "metadata": {"name": "local"},
-        "spec": {"external": {"bootstrapServers": env.secure_bootstrap_servers,
-            "secretRef": {"name": "kafka-login"}}},
-    }))
-    .unwrap_or_else(|e| panic!("{e}"));
-    clusters
-        .create(&PostParams::default(), &cluster)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    crate::support::create_secure_cluster(&client, &ns.name, "local", &env.kafka_password).await;
     let input = ns.unique("orders");
     let output = ns.unique("charges");
     create_topics(

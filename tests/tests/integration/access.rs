@@ -46,15 +46,20 @@ async fn setup(prefix: &str) -> (TestNamespace, Client, String) {
         serde_json::json!({"clusterRef": {"name": "secure"}, "topicName": topic, "partitions": 1}),
     )
     .await;
+    until_topics_ready(&client, &ns, 1).await;
+    (ns, client, topic)
+}
+
+/// Waits until the namespace's `count` Topics are all Ready.
+async fn until_topics_ready(client: &Client, ns: &TestNamespace, count: usize) {
     let topics: Api<Topic> = Api::namespaced(client.clone(), &ns.name);
-    eventually("Topic orders Ready", TIMEOUT, || async {
+    eventually(&format!("{count} Topics Ready"), TIMEOUT, || async {
         match crate::support::ready_topics(&topics).await? {
-            (1, 1) => Ok(()),
+            (ready, all) if ready == count && all == count => Ok(()),
             other => Err(format!("{other:?} (ready, all)")),
         }
     })
     .await;
-    (ns, client, topic)
 }
 
 /// Creates the Producer `writer` of `orders` with its own user (`authentication`).
@@ -661,14 +666,7 @@ async fn a_pipeline_s_workers_log_in_as_their_own_user_allowed_exactly_their_pat
         serde_json::json!({"clusterRef": {"name": "secure"}, "topicName": output, "partitions": 1}),
     )
     .await;
-    let topics: Api<Topic> = Api::namespaced(client.clone(), &ns.name);
-    eventually("Topics Ready", TIMEOUT, || async {
-        match crate::support::ready_topics(&topics).await? {
-            (2, 2) => Ok(()),
-            other => Err(format!("{other:?} (ready, all)")),
-        }
-    })
-    .await;
+    until_topics_ready(&client, &ns, 2).await;
     produce_committed(env, &input, 3);
     create::<exactly::api::Pipeline>(
         &client,
