@@ -14,7 +14,7 @@ use rdkafka::producer::{BaseRecord, Producer as _};
 
 use crate::support::{
     condition, create, create_cluster, hang_a_transaction, producer_from_properties, run_operator,
-    wire,
+    topic_ready, wire,
 };
 
 const TIMEOUT: Duration = Duration::from_secs(60);
@@ -46,6 +46,7 @@ async fn setup(prefix: &str, spec: serde_json::Value) -> (TestNamespace, Client,
         full.extend(extra.clone());
     }
     create::<Producer>(&client, &ns, "writer", full).await;
+    topic_ready(&client, &ns, "orders", TIMEOUT).await;
     (ns, client, kafka_topic, txn_prefix)
 }
 

@@ -394,6 +394,32 @@ pub fn ready_of(topic: &Topic) -> Option<(String, String, Option<i64>)> {
     ))
 }
 
+/// Waits until the Topic `name` is Ready for its current generation; a timeout names the
+/// conditions it had. Tests that produce to a Topic's Kafka topic wait here first: a client's
+/// Secret can be rendered before the topic exists.
+pub async fn topic_ready(client: &Client, ns: &TestNamespace, name: &str, timeout: Duration) {
+    let topics: Api<Topic> = Api::namespaced(client.clone(), &ns.name);
+    eventually(
+        &format!("the Topic {name} to be Ready"),
+        timeout,
+        || async {
+            let topic = topics.get(name).await.map_err(|e| e.to_string())?;
+            match ready_of(&topic) {
+                Some((status, _, generation))
+                    if status == "True" && generation == topic.metadata.generation =>
+                {
+                    Ok(())
+                }
+                _ => Err(format!(
+                    "conditions: {:?}",
+                    topic.status.map(|s| s.conditions).unwrap_or_default()
+                )),
+            }
+        },
+    )
+    .await;
+}
+
 /// Creates the KafkaCluster `local` in the test's namespace, pointing at the environment's broker.
 pub async fn create_cluster(client: &Client, ns: &TestNamespace, env: &Environment) {
     let clusters: Api<KafkaCluster> = Api::namespaced(client.clone(), &ns.name);
