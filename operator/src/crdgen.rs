@@ -6,7 +6,7 @@
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
 
-use crate::api::{ConsumerGroup, KafkaCluster, Pipeline, Producer, Topic};
+use crate::api::{ConsumerGroup, KafkaCluster, Pipeline, Producer, PulsarCluster, Topic};
 
 /// The directories the CRDs are written to, relative to the repository root.
 pub const OUT_DIRS: [&str; 2] = ["crds", "charts/exactly/crds"];
@@ -15,6 +15,7 @@ pub const OUT_DIRS: [&str; 2] = ["crds", "charts/exactly/crds"];
 pub fn all() -> Vec<CustomResourceDefinition> {
     let mut crds = vec![
         KafkaCluster::crd(),
+        PulsarCluster::crd(),
         Topic::crd(),
         Producer::crd(),
         ConsumerGroup::crd(),

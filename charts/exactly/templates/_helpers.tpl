@@ -87,7 +87,7 @@ them, a Role in each otherwise). Least privilege: no wildcard, no delete anywher
 # The custom resources: watched, and patched for the Topic finalizer and the Producer's
 # abort-transaction annotation.
 - apiGroups: ["exactly.dev"]
-  resources: ["kafkaclusters", "topics", "producers", "consumergroups", "pipelines"]
+  resources: ["kafkaclusters", "pulsarclusters", "topics", "producers", "consumergroups", "pipelines"]
   verbs: ["get", "list", "watch", "patch"]
 # A Pipeline's own Producer and ConsumerGroup (server-side apply creates them).
 - apiGroups: ["exactly.dev"]
@@ -95,7 +95,7 @@ them, a Role in each otherwise). Least privilege: no wildcard, no delete anywher
   verbs: ["create"]
 # Their status, written by server-side apply.
 - apiGroups: ["exactly.dev"]
-  resources: ["kafkaclusters/status", "topics/status", "producers/status", "consumergroups/status", "pipelines/status"]
+  resources: ["kafkaclusters/status", "pulsarclusters/status", "topics/status", "producers/status", "consumergroups/status", "pipelines/status"]
   verbs: ["get", "patch"]
 # The Secrets it owns (a Producer's or an authenticated ConsumerGroup's <name>-client, a
 # Pipeline's <name>-pipeline; server-side apply; they hold the passwords of workloads' own SCRAM

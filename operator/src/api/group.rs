@@ -56,6 +56,7 @@ pub const MAX_COMMIT_AGE: DurationField = DurationField {
     )
 )]
 #[x_kube(validation = Rule::new("has(self.groupId) == has(oldSelf.groupId) && (!has(self.groupId) || self.groupId == oldSelf.groupId)").message("groupId is immutable: to watch another group, create a new ConsumerGroup resource"))]
+#[x_kube(validation = Rule::new("!has(self.clusterRef.kind) || self.clusterRef.kind == 'KafkaCluster'").message("ConsumerGroups run on a KafkaCluster only, for now: Pulsar support covers PulsarCluster and Topic so far"))]
 #[serde(rename_all = "camelCase")]
 pub struct ConsumerGroupSpec {
     /// The KafkaCluster (same namespace) the group consumes from.

@@ -85,6 +85,7 @@ fn commit_interval_within_timeout() -> kube::core::Rule {
 #[x_kube(validation = Rule::new("!has(self.errorPolicy) || !has(self.errorPolicy.deadLetterTopicRef) || !self.input.topics.exists(t, t.name == self.errorPolicy.deadLetterTopicRef.name)").message("errorPolicy.deadLetterTopicRef must not be one of input.topics"))]
 #[x_kube(validation = commit_interval_within_timeout())]
 #[x_kube(validation = Rule::new("!has(self.transactionalIdPrefix) || !has(oldSelf.transactionalIdPrefix) || self.transactionalIdPrefix == oldSelf.transactionalIdPrefix").message("transactionalIdPrefix is immutable: a new prefix would leave the old ids' transactions open and stop fencing zombies"))]
+#[x_kube(validation = Rule::new("!has(self.clusterRef.kind) || self.clusterRef.kind == 'KafkaCluster'").message("Pipelines run on a KafkaCluster only, for now: Pulsar support covers PulsarCluster and Topic so far"))]
 #[serde(rename_all = "camelCase")]
 pub struct PipelineSpec {
     /// The KafkaCluster (same namespace) the pipeline reads from and writes to.

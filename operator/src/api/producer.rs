@@ -68,6 +68,7 @@ pub const TRANSACTION_TIMEOUT: DurationField = DurationField {
 #[x_kube(validation = Rule::new("self.transactionalIdPrefix == oldSelf.transactionalIdPrefix").message("transactionalIdPrefix is immutable: a new prefix would orphan open transactions and stop fencing zombies. Create a new Producer instead"))]
 #[x_kube(validation = Rule::new("!(has(self.instances) && has(self.statefulSetRef))").message("set either instances or statefulSetRef: with statefulSetRef the instance count is the StatefulSet's replicas"))]
 #[x_kube(validation = Rule::new("self.guarantee != 'ExactlyOnce' || !has(self.clientOverrides) || !('transactional.id' in self.clientOverrides)").message("clientOverrides must not set transactional.id: it is <transactionalIdPrefix>-<ordinal>, stable per instance so a restarted instance fences its zombie"))]
+#[x_kube(validation = Rule::new("!has(self.clusterRef.kind) || self.clusterRef.kind == 'KafkaCluster'").message("Producers run on a KafkaCluster only, for now: Pulsar support covers PulsarCluster and Topic so far"))]
 #[serde(rename_all = "camelCase")]
 pub struct ProducerSpec {
     /// The KafkaCluster (same namespace) the producer writes to.

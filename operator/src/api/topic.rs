@@ -60,9 +60,13 @@ use super::{ClusterRef, Condition};
 #[x_kube(validation = Rule::new("!has(self.config) || !('min.insync.replicas' in self.config) || self.config['min.insync.replicas'].matches('^[0-9]{1,5}$')").message("min.insync.replicas must be a whole number, e.g. \"2\""))]
 #[x_kube(validation = Rule::new("!has(self.config) || !('min.insync.replicas' in self.config) || !has(self.replicationFactor) || !self.config['min.insync.replicas'].matches('^[0-9]{1,5}$') || int(self.config['min.insync.replicas']) < self.replicationFactor || self.replicationFactor == 1").message("min.insync.replicas must be below replicationFactor, or a single broker outage stops every transactional write: lower min.insync.replicas or raise replicationFactor"))]
 #[x_kube(validation = Rule::new("!has(self.config) || !('min.insync.replicas' in self.config) || !has(self.replicationFactor) || self.replicationFactor < 3 || !self.config['min.insync.replicas'].matches('^[0-9]{1,5}$') || int(self.config['min.insync.replicas']) >= 2").message("min.insync.replicas must be at least 2 when replicationFactor is 3 or more, or an acknowledged write can live on one broker only: set min.insync.replicas to 2 (or replicationFactor - 1)"))]
+#[x_kube(validation = Rule::new("!has(self.pulsar) || (has(self.clusterRef.kind) && self.clusterRef.kind == 'PulsarCluster')").message("spec.pulsar applies to topics on a PulsarCluster: remove it, or set spec.clusterRef.kind: PulsarCluster"))]
+#[x_kube(validation = Rule::new("!has(self.clusterRef.kind) || self.clusterRef.kind != 'PulsarCluster' || (!has(self.replicationFactor) && !has(self.config))").message("replicationFactor and config are Kafka settings: on a PulsarCluster replication is the namespace's, and topic policies go in spec.pulsar"))]
+#[x_kube(validation = Rule::new("(has(self.clusterRef.kind) ? self.clusterRef.kind : 'KafkaCluster') == (has(oldSelf.clusterRef.kind) ? oldSelf.clusterRef.kind : 'KafkaCluster')").message("clusterRef.kind is immutable: a topic cannot move between messaging systems. Create a new Topic"))]
 #[serde(rename_all = "camelCase")]
 pub struct TopicSpec {
-    /// The KafkaCluster (same namespace) on which the topic lives.
+    /// The cluster (same namespace) on which the topic lives: a KafkaCluster, or a
+    /// PulsarCluster with `kind: PulsarCluster`.
     pub cluster_ref: ClusterRef,
 
     /// Name of the topic in Kafka. Defaults to `metadata.name`. Immutable.
@@ -98,6 +102,62 @@ pub struct TopicSpec {
     /// `Drifted` condition; `Ignore` leaves them. A change of this spec is always applied in full.
     #[serde(default)]
     pub drift_policy: DriftPolicy,
+
+    /// Where the topic lives on a PulsarCluster, and its policies there. Only with
+    /// `clusterRef.kind: PulsarCluster`; the topic is persistent and partitioned, with
+    /// deduplication kept on as a topic policy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pulsar: Option<PulsarTopic>,
+}
+
+/// A topic's place and policies on a PulsarCluster.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct PulsarTopic {
+    /// The Pulsar tenant. Created when missing (allowed on the broker's cluster); never
+    /// deleted by the operator. Not to be changed once the topic exists (the operator refuses
+    /// to move a topic, and says so in status).
+    #[serde(default = "default_tenant")]
+    #[schemars(regex(pattern = r"^[a-zA-Z0-9._-]+$"), length(min = 1, max = 128))]
+    pub tenant: String,
+    /// The namespace in the tenant. Created when missing; never deleted by the operator.
+    #[serde(default = "default_namespace")]
+    #[schemars(regex(pattern = r"^[a-zA-Z0-9._-]+$"), length(min = 1, max = 128))]
+    pub namespace: String,
+    /// How long acknowledged messages are kept, as a topic policy; absent: the namespace's or
+    /// broker's retention applies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention: Option<PulsarRetention>,
+}
+
+fn default_tenant() -> String {
+    "public".into()
+}
+
+fn default_namespace() -> String {
+    "default".into()
+}
+
+impl Default for PulsarTopic {
+    fn default() -> Self {
+        PulsarTopic {
+            tenant: default_tenant(),
+            namespace: default_namespace(),
+            retention: None,
+        }
+    }
+}
+
+/// Pulsar's retention of acknowledged messages: kept until both limits are passed.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct PulsarRetention {
+    /// Minutes acknowledged messages are kept; `-1` for ever, `0` not at all.
+    #[schemars(range(min = -1, max = 52560000))]
+    pub minutes: i64,
+    /// Megabytes of acknowledged messages kept; `-1` without limit, `0` none.
+    #[schemars(range(min = -1, max = 1073741824))]
+    pub size_mb: i64,
 }
 
 /// What deleting a Topic resource does to the Kafka topic.
@@ -175,6 +235,27 @@ pub struct TopicStatus {
 }
 
 impl Topic {
+    /// Whether the topic lives on a PulsarCluster.
+    pub fn on_pulsar(&self) -> bool {
+        self.spec.cluster_ref.kind == super::ClusterKind::PulsarCluster
+    }
+
+    /// The topic's name in its messaging system: on Kafka [`Topic::kafka_topic_name`], on
+    /// Pulsar `persistent://<tenant>/<namespace>/<name>`.
+    pub fn system_topic_name(&self) -> String {
+        if self.on_pulsar() {
+            let place = self.spec.pulsar.clone().unwrap_or_default();
+            format!(
+                "persistent://{}/{}/{}",
+                place.tenant,
+                place.namespace,
+                self.kafka_topic_name_ref()
+            )
+        } else {
+            self.kafka_topic_name()
+        }
+    }
+
     /// The topic's name in Kafka: `spec.topicName`, else `metadata.name`.
     pub fn kafka_topic_name_ref(&self) -> &str {
         self.spec

@@ -526,7 +526,7 @@ pub fn cluster_interest(ctx: &Context, key: &str) -> Interest {
     }
     for t in ctx.topics.state() {
         let ns = t.namespace().unwrap_or_default();
-        if super::cluster_key(ctx, &ns, &t.spec.cluster_ref.name) == key {
+        if !t.on_pulsar() && super::cluster_key(ctx, &ns, &t.spec.cluster_ref.name) == key {
             interest.topic_configs.insert(t.kafka_topic_name());
         }
     }
@@ -831,9 +831,7 @@ mod tests {
         let mut g = ConsumerGroup::new(
             "billing",
             ConsumerGroupSpec {
-                cluster_ref: ClusterRef {
-                    name: "main".into(),
-                },
+                cluster_ref: ClusterRef::kafka("main"),
                 group_id: None,
                 topics: vec![TopicRef {
                     name: "orders".into(),

@@ -18,6 +18,7 @@ pub mod producer;
 pub mod producer_config;
 pub mod provision;
 pub mod provisioned;
+pub mod pulsar_cluster;
 pub mod resolve;
 pub mod secrets;
 pub mod topic;
@@ -60,6 +61,10 @@ pub struct Context {
     pub kafka: KafkaClients,
     /// Every watched KafkaCluster (the controllers' cache; no API request to read it).
     pub clusters: Store<KafkaCluster>,
+    /// Every watched PulsarCluster.
+    pub pulsar_clusters: Store<crate::api::PulsarCluster>,
+    /// Checked before every change sent to a messaging system (the Kafka clients hold it too).
+    pub fence: crate::fence::Fence,
     /// Every watched Topic, for cross-resource checks such as two Topics claiming one topic.
     pub topics: Store<Topic>,
     /// Every watched Producer (prefix conflicts, what to observe).
@@ -807,6 +812,14 @@ async fn run_in(
         forget_deleted(kinds::PIPELINE, namespace, options.metrics.clone()),
     );
     let pipelines = Controller::for_stream(pipeline_changes, pipeline_store)
+        .with_config(config.clone())
+        .trigger_backoff(backoff::WatchBackoff::default());
+    let (pulsar_cluster_store, pulsar_cluster_changes) = all_of(
+        api::<crate::api::PulsarCluster>(&client, namespace),
+        watch.clone(),
+        |_: &watcher::Event<crate::api::PulsarCluster>| {},
+    );
+    let pulsar_clusters = Controller::for_stream(pulsar_cluster_changes, pulsar_cluster_store)
         .with_config(config)
         .trigger_backoff(backoff::WatchBackoff::default());
     let ctx = Arc::new(Context {
@@ -814,6 +827,8 @@ async fn run_in(
         kafka: KafkaClients::counting(options.metrics.kafka_request_counter())
             .fenced(options.fence.clone()),
         clusters: clusters.store(),
+        pulsar_clusters: pulsar_clusters.store(),
+        fence: options.fence.clone(),
         topics: topics.store(),
         producers: producers.store(),
         producer_prefixes,
@@ -989,6 +1004,14 @@ async fn run_in(
             ctx.clone(),
         )
         .for_each(watch_errors("Pipeline", ctx.metrics.clone()));
+    let pulsar_clusters = pulsar_clusters
+        .graceful_shutdown_on(shutdown.clone())
+        .run(
+            timed("PulsarCluster", pulsar_cluster::reconcile),
+            error_policy,
+            ctx.clone(),
+        )
+        .for_each(watch_errors("PulsarCluster", ctx.metrics.clone()));
     let groups = groups
         .watches_stream(
             watch_cluster_changes(&client, namespace, &watch),
@@ -1038,7 +1061,11 @@ async fn run_in(
         topic_concurrency = options.topic_concurrency,
         "controllers started"
     );
-    futures::future::join5(clusters, topics, producers, groups, pipelines).await;
+    futures::future::join(
+        futures::future::join5(clusters, topics, producers, groups, pipelines),
+        pulsar_clusters,
+    )
+    .await;
     info!("controllers stopped");
 }
 

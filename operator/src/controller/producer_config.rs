@@ -200,9 +200,7 @@ mod tests {
 
     fn spec() -> ProducerSpec {
         ProducerSpec {
-            cluster_ref: ClusterRef {
-                name: "main".into(),
-            },
+            cluster_ref: ClusterRef::kafka("main"),
             topics: vec![],
             transactional_id_prefix: "orders-writer".into(),
             instances: Some(2),

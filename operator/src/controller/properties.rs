@@ -55,15 +55,14 @@ fn topic_resource(
     let mut topic = Topic::new(
         "orders",
         TopicSpec {
-            cluster_ref: ClusterRef {
-                name: "main".into(),
-            },
+            cluster_ref: ClusterRef::kafka("main"),
             topic_name: None,
             partitions,
             replication_factor: replication,
             config,
             deletion_policy: deletion,
             drift_policy: drift,
+            pulsar: None,
         },
     );
     topic.metadata.generation = Some(1);
@@ -96,6 +95,25 @@ fn kafka_error() -> impl Strategy<Value = KafkaError> {
             code: c
         }),
         word().prop_map(KafkaError::Protocol),
+    ]
+}
+
+/// A failure of either backend.
+fn backend_error() -> impl Strategy<Value = crate::backend::Error> {
+    prop_oneof![
+        kafka_error().prop_map(Into::into),
+        word().prop_map(|m| crate::pulsar::PulsarError::Unreachable {
+            url: "http://p:8080".into(),
+            message: m
+        }
+        .into()),
+        (400u16..600, word()).prop_map(|(status, reason)| crate::pulsar::PulsarError::Refused {
+            operation: "create the partitioned topic",
+            resource: "persistent://t/ns/orders".into(),
+            status,
+            reason
+        }
+        .into()),
     ]
 }
 
@@ -246,10 +264,11 @@ mod topic_status {
                 }
             )),
             LazyJust::new(|| TopicOutcome::ClusterNotFound {
+                kind: crate::api::ClusterKind::KafkaCluster,
                 cluster: "main".into()
             }),
-            kafka_error().prop_map(TopicOutcome::Retrying),
-            kafka_error().prop_map(TopicOutcome::Refused),
+            backend_error().prop_map(TopicOutcome::Retrying),
+            backend_error().prop_map(TopicOutcome::Refused),
             (1i32..50, word()).prop_map(|(p, message)| TopicOutcome::NotSupported {
                 observed: description(p, 3),
                 message,
@@ -363,9 +382,7 @@ mod producer_config_render {
         )
             .prop_map(
                 |(guarantee, transaction_timeout, client_overrides)| ProducerSpec {
-                    cluster_ref: ClusterRef {
-                        name: "main".into(),
-                    },
+                    cluster_ref: ClusterRef::kafka("main"),
                     topics: Vec::new(),
                     transactional_id_prefix: "orders-writer".into(),
                     instances: None,
@@ -666,9 +683,7 @@ mod group_objective {
         let mut g = ConsumerGroup::new(
             "billing",
             ConsumerGroupSpec {
-                cluster_ref: ClusterRef {
-                    name: "main".into(),
-                },
+                cluster_ref: ClusterRef::kafka("main"),
                 group_id: None,
                 topics: vec![TopicRef {
                     name: "orders".into(),
@@ -1537,9 +1552,7 @@ mod pipeline_status {
                     let mut p = Producer::new(
                         "billing-pipeline",
                         ProducerSpec {
-                            cluster_ref: ClusterRef {
-                                name: "main".into(),
-                            },
+                            cluster_ref: ClusterRef::kafka("main"),
                             topics: Vec::new(),
                             transactional_id_prefix: "shop.billing".into(),
                             instances: None,

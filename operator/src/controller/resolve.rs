@@ -41,7 +41,8 @@ has_conditions!(
     crate::api::ConsumerGroupStatus,
     crate::api::TopicStatus,
     crate::api::KafkaClusterStatus,
-    crate::api::PipelineStatus
+    crate::api::PipelineStatus,
+    crate::api::PulsarClusterStatus
 );
 
 /// Why a resource cannot be worked on yet.

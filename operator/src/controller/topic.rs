@@ -1,8 +1,12 @@
-//! Reconciles `Topic`: makes the Kafka topic exist as declared, keeps its configuration as
-//! declared (per `driftPolicy`), deletes it on request (per `deletionPolicy`), and reports it.
+//! Reconciles `Topic`: makes the topic exist as declared on its cluster (Kafka or Pulsar), keeps
+//! its configuration as declared (per `driftPolicy`), deletes it on request (per
+//! `deletionPolicy`), and reports it.
 //!
 //! Planning ([`plan_topic_change`], [`plan_config`], [`conflict_owner`]) and status
-//! ([`topic_status`]) are pure functions; the reconciler around them does the I/O.
+//! ([`topic_status`]) are pure functions and know no system; [`converge`] drives them through a
+//! [`TopicAdmin`] — Kafka's batched calls ([`TopicBatches`]) or Pulsar's admin API
+//! ([`crate::pulsar::topics::PulsarTopics`]). Kafka Topics in sync are then kept by the shared
+//! observation ([`refresh`]); Pulsar Topics are looked at again every refresh interval.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -24,6 +28,7 @@ use crate::api::{
     Condition, ConditionStatus, ConfigDrift, DeletionPolicy, DriftPolicy, KafkaCluster, Topic,
     TopicStatus,
 };
+use crate::backend::{self, System, TopicAdmin, TopicConfig};
 use crate::kafka::{CreateOutcome, KafkaAdmin, KafkaError, NewTopicRequest, TopicDescription};
 use crate::{Error, Result};
 
@@ -64,10 +69,10 @@ pub fn plan_topic_change(topic: &Topic, observed: Option<&TopicDescription>) -> 
     let spec = &topic.spec;
     let Some(observed) = observed else {
         return TopicChange::Create(NewTopicRequest {
-            name: topic.kafka_topic_name(),
+            name: topic.system_topic_name(),
             partitions: spec.partitions,
             replication_factor: spec.replication_factor,
-            config: spec.config.clone(),
+            config: declared_config(topic),
         });
     };
     if let Some(want) = spec.replication_factor
@@ -90,6 +95,17 @@ pub fn plan_topic_change(topic: &Topic, observed: Option<&TopicDescription>) -> 
         }
     } else {
         TopicChange::None
+    }
+}
+
+/// The configuration a Topic declares in its system's terms: on Kafka `spec.config`; on Pulsar
+/// the policies of `spec.pulsar`, deduplication always on
+/// ([`crate::pulsar::topics::declared_policies`]).
+pub fn declared_config(topic: &Topic) -> TopicConfig {
+    if topic.on_pulsar() {
+        crate::pulsar::topics::declared_policies(topic.spec.pulsar.as_ref())
+    } else {
+        topic.spec.config.clone()
     }
 }
 
@@ -160,9 +176,10 @@ pub fn plan_config(
 /// Identity of a Topic for conflict checks: which cluster, which Kafka topic, and its age.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TopicClaim {
-    /// The cluster's bootstrap servers (or `namespace/name` of a cluster not seen yet).
+    /// The Kafka cluster's bootstrap servers (or `namespace/name` of a cluster not seen yet),
+    /// or `namespace/PulsarCluster/name`.
     pub cluster: String,
-    /// The Kafka topic name.
+    /// The topic's name in its system.
     pub topic: String,
     /// `namespace/name` of the resource.
     pub resource: String,
@@ -196,12 +213,15 @@ pub struct ObservedTopic {
 pub enum TopicOutcome {
     /// The topic exists as declared (up to reported drift).
     InSync(ObservedTopic),
-    /// `spec.clusterRef` names no KafkaCluster.
-    ClusterNotFound { cluster: String },
+    /// `spec.clusterRef` names no cluster of its kind.
+    ClusterNotFound {
+        kind: crate::api::ClusterKind,
+        cluster: String,
+    },
     /// The brokers did not answer, or not yet as expected; we retry.
-    Retrying(KafkaError),
+    Retrying(backend::Error),
     /// The broker refused what the spec asks (bad config, replication above broker count...).
-    Refused(KafkaError),
+    Refused(backend::Error),
     /// The spec asks for something Kafka cannot do; the topic is left as it is.
     NotSupported {
         observed: TopicDescription,
@@ -209,6 +229,9 @@ pub enum TopicOutcome {
     },
     /// An older resource manages this Kafka topic; this one does nothing.
     Conflict { owner: String },
+    /// The spec now names another topic than the one this resource made (a Pulsar tenant or
+    /// namespace changed); the operator does not move topics.
+    Moved { message: String },
     /// `deletionPolicy: Delete` and the topic is still in use; it is kept until it is not.
     DeletionBlocked { reasons: Vec<String> },
 }
@@ -242,32 +265,40 @@ pub fn topic_status(
     let mut desired = match outcome {
         TopicOutcome::InSync(observed) => {
             let d = &observed.description;
-            let message = format!(
-                "topic '{}' exists with {} partitions and replication factor {}",
-                d.name, d.partitions, d.replication_factor
-            );
+            let message = if d.replication_factor > 0 {
+                format!(
+                    "topic '{}' exists with {} partitions and replication factor {}",
+                    d.name, d.partitions, d.replication_factor
+                )
+            } else {
+                format!("topic '{}' exists with {} partitions", d.name, d.partitions)
+            };
             vec![
                 cond(types::READY, True, "TopicReady", message),
                 cond(types::RECONCILING, False, "Reconciled", String::new()),
                 cond(types::STALLED, False, "Reconciled", String::new()),
             ]
         }
-        TopicOutcome::ClusterNotFound { cluster } => retrying(
+        TopicOutcome::ClusterNotFound { kind, cluster } => retrying(
             "ClusterNotFound",
             format!(
-                "KafkaCluster '{cluster}' does not exist in this namespace: create it, or correct spec.clusterRef.name"
+                "{kind} '{cluster}' does not exist in this namespace: create it, or correct spec.clusterRef.name"
             ),
             "WaitingForCluster",
         ),
         TopicOutcome::Retrying(error) => retrying(
             error.reason(),
             format!("{error}; retrying"),
-            "RetryingKafka",
+            match error {
+                backend::Error::Kafka(_) => "RetryingKafka",
+                backend::Error::Pulsar(_) => "RetryingPulsar",
+            },
         ),
         TopicOutcome::Refused(error) => {
             stalled("TopicRefused", format!("{error}: correct the Topic's spec"))
         }
         TopicOutcome::NotSupported { message, .. } => stalled("NotSupported", message.clone()),
+        TopicOutcome::Moved { message } => stalled("TopicMoved", message.clone()),
         TopicOutcome::Conflict { owner } => stalled(
             RESOURCE_CONFLICT,
             format!(
@@ -326,7 +357,7 @@ pub fn topic_status(
     if let Some(d) = described {
         status.topic_name = Some(d.name.clone());
         status.partitions = Some(d.partitions);
-        status.replication_factor = Some(d.replication_factor);
+        status.replication_factor = (d.replication_factor > 0).then_some(d.replication_factor);
         if d.topic_id.is_some() {
             status.topic_id = d.topic_id.clone();
         }
@@ -349,8 +380,12 @@ fn spec_applied(topic: &Topic) -> bool {
 fn claim(ctx: &Context, topic: &Topic) -> TopicClaim {
     let namespace = topic.namespace().unwrap_or_default();
     TopicClaim {
-        cluster: super::cluster_key(ctx, &namespace, &topic.spec.cluster_ref.name),
-        topic: topic.kafka_topic_name(),
+        cluster: if topic.on_pulsar() {
+            format!("{namespace}/PulsarCluster/{}", topic.spec.cluster_ref.name)
+        } else {
+            super::cluster_key(ctx, &namespace, &topic.spec.cluster_ref.name)
+        },
+        topic: topic.system_topic_name(),
         resource: format!("{namespace}/{}", topic.name_any()),
         created: topic
             .meta()
@@ -370,7 +405,7 @@ fn conflicting_owner(topic: &Topic, ctx: &Context) -> Option<String> {
         .topics
         .state()
         .iter()
-        .filter(|t| t.kafka_topic_name_ref() == me.topic)
+        .filter(|t| t.kafka_topic_name_ref() == topic.kafka_topic_name_ref())
         .map(|t| claim(ctx, t))
         .collect();
     conflict_owner(&me, &claims).map(|owner| owner.resource.clone())
@@ -387,9 +422,9 @@ async fn find_cluster(
         Ok(cluster) => Ok(Some(cluster)),
         Err(super::resolve::Waiting::ClusterNotFound(_)) => Ok(None),
         // The API server is what failed here, not Kafka; report it as a retryable wait.
-        Err(super::resolve::Waiting::Api(message)) => {
-            Err(TopicOutcome::Retrying(KafkaError::Interrupted(message)))
-        }
+        Err(super::resolve::Waiting::Api(message)) => Err(TopicOutcome::Retrying(
+            KafkaError::Interrupted(message).into(),
+        )),
     }
 }
 
@@ -412,9 +447,6 @@ pub struct TopicBatches {
     create: Arc<Batcher<NewTopicRequest, Result<CreateOutcome, KafkaError>>>,
     configs: Arc<Batcher<String, Result<TopicConfig, KafkaError>>>,
 }
-
-/// The configuration set on a topic itself.
-type TopicConfig = BTreeMap<String, String>;
 
 fn lost(call: &str) -> KafkaError {
     KafkaError::Interrupted(format!("the batched {call} call was lost"))
@@ -475,29 +507,50 @@ impl TopicBatches {
             configs,
         }
     }
+}
 
-    /// The topic `name`, or `None` when it does not exist.
-    async fn describe(&self, name: &str) -> Result<Option<TopicDescription>, KafkaError> {
-        self.describe
-            .call(name.to_string())
-            .await
-            .unwrap_or_else(|| Err(lost("describe")))
+/// Kafka's Topic backend: describes, creates and config reads batched across Topics; partition
+/// and configuration changes one topic at a time.
+impl TopicAdmin for TopicBatches {
+    fn system(&self) -> System {
+        System::Kafka
     }
 
-    /// Creates a topic; one that exists already is adopted.
-    async fn create(&self, request: &NewTopicRequest) -> Result<CreateOutcome, KafkaError> {
-        self.create
+    async fn describe(&self, name: &str) -> Result<Option<TopicDescription>, backend::Error> {
+        Ok(self
+            .describe
+            .call(name.to_string())
+            .await
+            .unwrap_or_else(|| Err(lost("describe")))?)
+    }
+
+    async fn create(&self, request: &NewTopicRequest) -> Result<CreateOutcome, backend::Error> {
+        Ok(self
+            .create
             .call(request.clone())
             .await
-            .unwrap_or_else(|| Err(lost("create")))
+            .unwrap_or_else(|| Err(lost("create")))?)
     }
 
-    /// The configuration set on the topic `name` itself (broker defaults left out).
-    async fn configs(&self, name: &str) -> Result<BTreeMap<String, String>, KafkaError> {
-        self.configs
+    async fn grow_partitions(&self, name: &str, to: i32) -> Result<(), backend::Error> {
+        Ok(self.admin.grow_partitions(name, to).await?)
+    }
+
+    async fn configs(&self, name: &str) -> Result<TopicConfig, backend::Error> {
+        Ok(self
+            .configs
             .call(name.to_string())
             .await
-            .unwrap_or_else(|| Err(lost("describe configs")))
+            .unwrap_or_else(|| Err(lost("describe configs")))?)
+    }
+
+    async fn alter_configs(
+        &self,
+        name: &str,
+        set: &TopicConfig,
+        delete: &[String],
+    ) -> Result<(), backend::Error> {
+        Ok(self.admin.alter_topic_config(name, set, delete).await?)
     }
 }
 
@@ -515,22 +568,23 @@ fn batches_of(ctx: &Context, cluster: &str, admin: &Arc<KafkaAdmin>) -> Arc<Topi
     }
 }
 
-/// Creates the topic of `request` in the cluster's next batched `CreateTopics`, recording what
-/// it did: created, or adopted when it existed already.
-async fn create(
-    batches: &TopicBatches,
+/// Creates the topic of `request` (on Kafka in the cluster's next batched `CreateTopics`),
+/// recording what it did: created, or adopted when it existed already.
+async fn create<A: TopicAdmin>(
+    admin: &A,
     request: &NewTopicRequest,
     actions: &mut Vec<(&'static str, String)>,
-) -> Result<CreateOutcome, KafkaError> {
-    let outcome = batches.create(request).await?;
+) -> Result<CreateOutcome, backend::Error> {
+    let outcome = admin.create(request).await?;
     let name = &request.name;
+    let system = admin.system();
     match &outcome {
         CreateOutcome::Created(_) => {
             info!(topic = %name, partitions = request.partitions, "created topic");
             actions.push((
                 "TopicCreated",
                 format!(
-                    "created Kafka topic '{name}' with {} partitions",
+                    "created {system} topic '{name}' with {} partitions",
                     request.partitions
                 ),
             ));
@@ -539,7 +593,7 @@ async fn create(
             info!(topic = %name, "topic already exists; adopting it");
             actions.push((
                 "TopicAdopted",
-                format!("adopted the existing Kafka topic '{name}'"),
+                format!("adopted the existing {system} topic '{name}'"),
             ));
         }
     }
@@ -548,10 +602,11 @@ async fn create(
 
 /// A failed admin call's outcome: refused by the brokers (stays until something changes), or
 /// worth retrying.
-fn failed(e: KafkaError) -> TopicOutcome {
-    match e {
-        KafkaError::Refused { .. } => TopicOutcome::Refused(e),
-        other => TopicOutcome::Retrying(other),
+fn failed(e: backend::Error) -> TopicOutcome {
+    if e.is_refused() {
+        TopicOutcome::Refused(e)
+    } else {
+        TopicOutcome::Retrying(e)
     }
 }
 
@@ -569,15 +624,15 @@ fn is_newer_than(topic: &Topic, started: Timestamp) -> bool {
         .unwrap_or(false)
 }
 
-/// Brings the broker's topic in line with the spec, as far as Kafka allows.
-async fn converge(
+/// Brings the broker's topic in line with the spec, as far as its system allows.
+async fn converge<A: TopicAdmin>(
     topic: &Topic,
-    admin: &KafkaAdmin,
-    batches: &TopicBatches,
+    admin: &A,
     started: Timestamp,
     actions: &mut Vec<(&'static str, String)>,
 ) -> TopicOutcome {
-    let name = topic.kafka_topic_name();
+    let name = topic.system_topic_name();
+    let system = admin.system();
     // A Topic never reconciled (no status yet) and created since these controllers started
     // most likely names a topic that does not exist yet: create it straight away, one request
     // where a describe would come first. One that exists already is adopted and goes the usual
@@ -589,20 +644,20 @@ async fn converge(
         && is_newer_than(topic, started)
         && let TopicChange::Create(request) = plan_topic_change(topic, None)
     {
-        match create(batches, &request, actions).await {
+        match create(admin, &request, actions).await {
             Ok(CreateOutcome::Created(config)) => created = Some(config),
             Ok(CreateOutcome::AlreadyExists) => {}
             Err(e) => return failed(e),
         }
     }
     if created.is_none() {
-        let observed = match batches.describe(&name).await {
+        let observed = match admin.describe(&name).await {
             Ok(observed) => observed,
             Err(e) => return failed(e),
         };
         let result = match plan_topic_change(topic, observed.as_ref()) {
             TopicChange::None => Ok(()),
-            TopicChange::Create(request) => match create(batches, &request, actions).await {
+            TopicChange::Create(request) => match create(admin, &request, actions).await {
                 Ok(CreateOutcome::Created(config)) => {
                     created = Some(config);
                     Ok(())
@@ -623,7 +678,7 @@ async fn converge(
                     return TopicOutcome::NotSupported {
                         observed,
                         message: format!(
-                            "spec.partitions is {want} but the topic has {have}: Kafka cannot remove partitions. \
+                            "spec.partitions is {want} but the topic has {have}: {system} cannot remove partitions. \
                              Set spec.partitions to {have} or more; the topic was left unchanged"
                         ),
                     };
@@ -652,22 +707,19 @@ async fn converge(
     // (CreateTopics v5+), which spares a DescribeConfigs.
     let on_topic = match created.flatten() {
         Some(config) => config,
-        None => match batches.configs(&name).await {
+        None => match admin.configs(&name).await {
             Ok(config) => config,
             Err(e) => return failed(e),
         },
     };
     let plan = plan_config(
-        &topic.spec.config,
+        &declared_config(topic),
         &on_topic,
         topic.spec.drift_policy,
         spec_applied(topic),
     );
     let config = if plan.alters() {
-        if let Err(e) = admin
-            .alter_topic_config(&name, &plan.set, &plan.delete)
-            .await
-        {
+        if let Err(e) = admin.alter_configs(&name, &plan.set, &plan.delete).await {
             return failed(e);
         }
         info!(topic = %name, set = ?plan.set.keys().collect::<Vec<_>>(), removed = ?plan.delete, "applied topic configuration");
@@ -683,7 +735,7 @@ async fn converge(
         let mut attempts = 0;
         loop {
             attempts += 1;
-            match batches.configs(&name).await {
+            match admin.configs(&name).await {
                 Ok(config)
                     if plan.set.iter().all(|(k, v)| config.get(k) == Some(v))
                         && plan.delete.iter().all(|k| !config.contains_key(k)) =>
@@ -691,9 +743,12 @@ async fn converge(
                     break config;
                 }
                 Ok(_) if attempts >= 10 => {
-                    return TopicOutcome::Retrying(KafkaError::Interrupted(format!(
-                        "the configuration set on topic '{name}' is not yet shown by the brokers"
-                    )));
+                    return TopicOutcome::Retrying(backend::Error::not_yet(
+                        system,
+                        format!(
+                            "the configuration set on topic '{name}' is not yet shown by the brokers"
+                        ),
+                    ));
                 }
                 Ok(_) => tokio::time::sleep(Duration::from_millis(200)).await,
                 Err(e) => return TopicOutcome::Retrying(e),
@@ -709,7 +764,7 @@ async fn converge(
     let mut attempts = 0;
     loop {
         attempts += 1;
-        match batches.describe(&name).await {
+        match admin.describe(&name).await {
             Ok(Some(description)) if description.partitions >= want => {
                 return TopicOutcome::InSync(ObservedTopic {
                     description,
@@ -718,15 +773,19 @@ async fn converge(
                 });
             }
             Ok(Some(observed)) if attempts >= 10 => {
-                return TopicOutcome::Retrying(KafkaError::Interrupted(format!(
-                    "topic '{name}' shows {} partitions of {want} in the cluster metadata",
-                    observed.partitions
-                )));
+                return TopicOutcome::Retrying(backend::Error::not_yet(
+                    system,
+                    format!(
+                        "topic '{name}' shows {} partitions of {want} in the cluster metadata",
+                        observed.partitions
+                    ),
+                ));
             }
             Ok(None) if attempts >= 10 => {
-                return TopicOutcome::Retrying(KafkaError::Interrupted(format!(
-                    "topic '{name}' not yet visible in the cluster metadata"
-                )));
+                return TopicOutcome::Retrying(backend::Error::not_yet(
+                    system,
+                    format!("topic '{name}' not yet visible in the cluster metadata"),
+                ));
             }
             Ok(_) => tokio::time::sleep(Duration::from_millis(200)).await,
             Err(e) => return TopicOutcome::Retrying(e),
@@ -804,7 +863,8 @@ pub enum Refresh {
 /// sync, or waiting for the brokers. Others have their own retry (a refused spec, a conflict,
 /// a deletion) or a reconcile on its way (a new generation).
 pub fn refreshed(topic: &Topic) -> bool {
-    if topic.meta().deletion_timestamp.is_some() {
+    // Pulsar Topics are not in the Kafka observation; each looks after itself.
+    if topic.meta().deletion_timestamp.is_some() || topic.on_pulsar() {
         return false;
     }
     let Some(status) = &topic.status else {
@@ -839,7 +899,7 @@ pub fn plan_refresh(
             Some(outcome) => outcome,
             None => return Refresh::Reconcile,
         },
-        Err(error) => TopicOutcome::Retrying(error.clone()),
+        Err(error) => TopicOutcome::Retrying(error.clone().into()),
     };
     let status = topic_status(topic.meta().generation, previous, &outcome);
     if Some(&status) == previous {
@@ -919,6 +979,9 @@ pub async fn refresh(ctx: &Context, reconcile: &(dyn Fn(ObjectRef<Topic>) + Sync
 /// Deletes the Kafka topic of a Topic being deleted with `deletionPolicy: Delete`, unless it is
 /// in use. `None` means the finalizer may go.
 async fn finalize(topic: &Topic, ctx: &Context, namespace: &str) -> Option<TopicOutcome> {
+    if topic.on_pulsar() {
+        return finalize_on_pulsar(topic, ctx, namespace).await;
+    }
     let name = topic.kafka_topic_name();
     let cluster = match find_cluster(ctx, namespace, &topic.spec.cluster_ref.name).await {
         Ok(Some(cluster)) => cluster,
@@ -936,14 +999,14 @@ async fn finalize(topic: &Topic, ctx: &Context, namespace: &str) -> Option<Topic
     }
     let admin = match super::resolve::admin(ctx, &cluster).await {
         Ok(admin) => admin,
-        Err(e) => return Some(TopicOutcome::Retrying(e)),
+        Err(e) => return Some(TopicOutcome::Retrying(e.into())),
     };
     match admin.topic_in_use(&name).await {
         Ok(reasons) if !reasons.is_empty() => {
             return Some(TopicOutcome::DeletionBlocked { reasons });
         }
         Ok(_) => {}
-        Err(e) => return Some(TopicOutcome::Retrying(e)),
+        Err(e) => return Some(TopicOutcome::Retrying(e.into())),
     }
     match admin.delete_topic(&name).await {
         Ok(()) => {
@@ -959,7 +1022,97 @@ async fn finalize(topic: &Topic, ctx: &Context, namespace: &str) -> Option<Topic
             .await;
             None
         }
-        Err(e) => Some(TopicOutcome::Retrying(e)),
+        Err(e) => Some(TopicOutcome::Retrying(e.into())),
+    }
+}
+
+/// Why the spec no longer names the topic the status says this resource manages, if it does
+/// not: on Kafka `topicName` is immutable (the schema says so); a Pulsar topic's tenant and
+/// namespace are checked here.
+pub fn moved(topic: &Topic) -> Option<String> {
+    let had = topic.status.as_ref()?.topic_name.as_deref()?;
+    let wants = topic.system_topic_name();
+    (topic.on_pulsar() && had != wants).then(|| {
+        format!(
+            "spec.pulsar names '{wants}' but this Topic manages '{had}': tenant and namespace \
+             cannot change. Set them back, or create a new Topic for the new place"
+        )
+    })
+}
+
+/// The Topic backend of the PulsarCluster `name`, or the outcome saying why there is none yet.
+async fn pulsar_backend(
+    ctx: &Context,
+    namespace: &str,
+    name: &str,
+) -> std::result::Result<crate::pulsar::topics::PulsarTopics, TopicOutcome> {
+    let Some(cluster) = super::pulsar_cluster::find(ctx, namespace, name) else {
+        return Err(TopicOutcome::ClusterNotFound {
+            kind: crate::api::ClusterKind::PulsarCluster,
+            cluster: name.to_string(),
+        });
+    };
+    // Tenants are created allowed on the cluster the broker names; until the PulsarCluster
+    // was reached once, that is not known.
+    let Some(cluster_name) = cluster.status.as_ref().and_then(|s| s.cluster_name.clone()) else {
+        return Err(TopicOutcome::Retrying(
+            crate::pulsar::PulsarError::Interrupted(format!(
+                "PulsarCluster '{name}' has not been reached yet"
+            ))
+            .into(),
+        ));
+    };
+    match super::pulsar_cluster::admin_of(ctx, &cluster).await {
+        Ok(admin) => Ok(crate::pulsar::topics::PulsarTopics::new(
+            admin,
+            cluster_name,
+        )),
+        Err(e) => Err(failed(e.into())),
+    }
+}
+
+/// Deletes the Pulsar topic of a Topic being deleted with `deletionPolicy: Delete`; Pulsar
+/// refuses while producers or consumers are connected, which keeps the Topic until they leave.
+/// Its tenant and namespace stay.
+async fn finalize_on_pulsar(topic: &Topic, ctx: &Context, namespace: &str) -> Option<TopicOutcome> {
+    let name = topic.system_topic_name();
+    if let Some(owner) = conflicting_owner(topic, ctx) {
+        info!(topic = %name, %owner, "not deleting a Pulsar topic another resource manages");
+        return None;
+    }
+    let backend = match pulsar_backend(ctx, namespace, &topic.spec.cluster_ref.name).await {
+        Ok(backend) => backend,
+        Err(TopicOutcome::ClusterNotFound { .. }) => {
+            warn!(topic = %name, "PulsarCluster is gone; releasing the Topic without deleting the Pulsar topic");
+            return None;
+        }
+        Err(outcome) => return Some(outcome),
+    };
+    // The name is built from the spec and always parses; one that did not has nothing to
+    // delete.
+    let parsed = crate::pulsar::admin::TopicName::parse(&name)?;
+    match backend.admin().delete_partitioned(&parsed).await {
+        Ok(()) => {
+            info!(topic = %name, "deleted Pulsar topic (deletionPolicy: Delete)");
+            super::publish_event(
+                ctx,
+                topic,
+                EventType::Normal,
+                "TopicDeleted",
+                "DeleteTopic",
+                format!("deleted Pulsar topic '{name}' (deletionPolicy: Delete)"),
+            )
+            .await;
+            None
+        }
+        Err(crate::pulsar::PulsarError::Refused {
+            status: 412,
+            reason,
+            ..
+        }) => Some(TopicOutcome::DeletionBlocked {
+            reasons: vec![format!("Pulsar refuses: {reason}")],
+        }),
+        Err(e) => Some(failed(e.into())),
     }
 }
 
@@ -996,6 +1149,13 @@ pub async fn reconcile(topic: Arc<Topic>, ctx: Arc<Context>) -> Result<Action> {
     let mut actions = Vec::new();
     let outcome = if let Some(owner) = conflicting_owner(&topic, &ctx) {
         TopicOutcome::Conflict { owner }
+    } else if let Some(message) = moved(&topic) {
+        TopicOutcome::Moved { message }
+    } else if topic.on_pulsar() {
+        match pulsar_backend(&ctx, &namespace, &topic.spec.cluster_ref.name).await {
+            Ok(backend) => converge(&topic, &backend, ctx.started, &mut actions).await,
+            Err(outcome) => outcome,
+        }
     } else {
         match find_cluster(&ctx, &namespace, &topic.spec.cluster_ref.name).await {
             Ok(Some(cluster)) => {
@@ -1010,7 +1170,7 @@ pub async fn reconcile(topic: Arc<Topic>, ctx: Arc<Context>) -> Result<Action> {
                                 &admin,
                             );
                             let outcome =
-                                converge(&topic, &admin, &batches, ctx.started, &mut actions).await;
+                                converge(&topic, batches.as_ref(), ctx.started, &mut actions).await;
                             if !actions.is_empty() {
                                 // Only a change the operator made makes the snapshot stale; a
                                 // burst of creations would otherwise drop it once per Topic.
@@ -1019,21 +1179,25 @@ pub async fn reconcile(topic: Arc<Topic>, ctx: Arc<Context>) -> Result<Action> {
                             outcome
                         }
                     },
-                    Err(e) => TopicOutcome::Refused(e),
+                    Err(e) => TopicOutcome::Refused(e.into()),
                 }
             }
             Ok(None) => TopicOutcome::ClusterNotFound {
+                kind: crate::api::ClusterKind::KafkaCluster,
                 cluster: topic.spec.cluster_ref.name.clone(),
             },
             Err(outcome) => outcome,
         }
     };
     let requeue = match &outcome {
+        // On Pulsar, the Topic looks again itself every refresh interval.
+        TopicOutcome::InSync(_) if topic.on_pulsar() => Some(ctx.refresh_interval),
         // The periodic refresh ([`refresh`]) looks after it from here.
         TopicOutcome::InSync(_) => None,
         TopicOutcome::NotSupported { .. }
         | TopicOutcome::Refused(_)
-        | TopicOutcome::Conflict { .. } => Some(RESYNC),
+        | TopicOutcome::Conflict { .. }
+        | TopicOutcome::Moved { .. } => Some(RESYNC),
         TopicOutcome::ClusterNotFound { .. }
         | TopicOutcome::Retrying(_)
         | TopicOutcome::DeletionBlocked { .. } => Some(RETRY),
@@ -1214,15 +1378,14 @@ mod tests {
         let mut topic = Topic::new(
             "orders",
             TopicSpec {
-                cluster_ref: ClusterRef {
-                    name: "main".into(),
-                },
+                cluster_ref: ClusterRef::kafka("main"),
                 topic_name: None,
                 partitions,
                 replication_factor: replication,
                 config: BTreeMap::from([("retention.ms".into(), "1000".into())]),
                 deletion_policy: DeletionPolicy::Retain,
                 drift_policy: DriftPolicy::Revert,
+                pulsar: None,
             },
         );
         topic.metadata.generation = Some(3);
@@ -1306,11 +1469,48 @@ mod tests {
     }
 
     #[test]
+    fn a_pulsar_topic_whose_tenant_changed_is_reported_as_moved_and_a_kafka_topic_never_is() {
+        let mut t = topic(3, None);
+        t.status = Some(TopicStatus {
+            topic_name: Some("orders".into()),
+            ..TopicStatus::default()
+        });
+        assert_eq!(moved(&t), None, "Kafka: topicName is immutable by schema");
+        t.spec.cluster_ref.kind = crate::api::ClusterKind::PulsarCluster;
+        t.spec.config.clear();
+        t.spec.pulsar = Some(crate::api::PulsarTopic {
+            tenant: "acme".into(),
+            namespace: "sales".into(),
+            retention: None,
+        });
+        t.status = Some(TopicStatus {
+            topic_name: Some("persistent://acme/sales/orders".into()),
+            ..TopicStatus::default()
+        });
+        assert_eq!(moved(&t), None);
+        if let Some(p) = t.spec.pulsar.as_mut() {
+            p.tenant = "other".into();
+        }
+        let message = moved(&t).unwrap_or_default();
+        assert!(
+            message.contains("persistent://other/sales/orders"),
+            "{message}"
+        );
+        assert!(
+            message.contains("persistent://acme/sales/orders"),
+            "{message}"
+        );
+        t.status = None;
+        assert_eq!(moved(&t), None, "never reconciled: nothing to move from");
+    }
+
+    #[test]
     fn missing_cluster_names_it_and_says_what_to_do() {
         let status = topic_status(
             Some(1),
             None,
             &TopicOutcome::ClusterNotFound {
+                kind: crate::api::ClusterKind::KafkaCluster,
                 cluster: "main".into(),
             },
         );

@@ -3,6 +3,7 @@
 //! in a tenant of its own). Run with `make pulsar` (also the last step of `make test`), or
 //! `cargo test -p exactly-testenv --test pulsar`.
 
+mod resources;
 mod standalone;
 mod topic;
 

@@ -1,0 +1,407 @@
+//! Reconciles `PulsarCluster`: reaches the admin API, reports the broker's version and cluster
+//! name, and judges the broker settings exactly-once depends on (`ExactlyOnceReady`, naming each
+//! rule that fails). Also gives the other controllers the cluster's admin client
+//! ([`admin_of`]).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::Api;
+use kube::runtime::controller::Action;
+use kube::runtime::reflector::ObjectRef;
+use kube::{Resource, ResourceExt};
+use tracing::{info, warn};
+
+use super::Context;
+use super::cluster::EXACTLY_ONCE_READY;
+use crate::api::conditions::{self, types};
+use crate::api::{
+    Condition, ConditionStatus, PulsarCluster, PulsarClusterStatus, PulsarExactlyOnce,
+};
+use crate::pulsar::{PulsarAdmin, PulsarError, RuntimeConfig};
+use crate::{Error, Result};
+
+/// How often a reachable cluster is checked again.
+const RESYNC: Duration = Duration::from_secs(60);
+/// Retry interval while the admin API does not answer.
+const RETRY: Duration = Duration::from_secs(5);
+
+/// What one check of the cluster found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Observed {
+    pub version: String,
+    /// The broker's `clusterName`.
+    pub cluster_name: String,
+    pub config: RuntimeConfig,
+}
+
+/// One exactly-once rule, and why it fails (`None`: met).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rule {
+    pub rule: &'static str,
+    pub failure: Option<String>,
+}
+
+/// The settings exactly-once depends on, from the broker's runtime configuration.
+pub fn settings(config: &RuntimeConfig) -> PulsarExactlyOnce {
+    let flag = |key: &str| config.get(key).and_then(|v| v.trim().parse::<bool>().ok());
+    PulsarExactlyOnce {
+        transaction_coordinator_enabled: flag("transactionCoordinatorEnabled"),
+        system_topic_enabled: flag("systemTopicEnabled"),
+        topic_level_policies_enabled: flag("topicLevelPoliciesEnabled"),
+        broker_deduplication_enabled: flag("brokerDeduplicationEnabled"),
+        broker_delete_inactive_topics_enabled: flag("brokerDeleteInactiveTopicsEnabled"),
+    }
+}
+
+/// The exactly-once rules, judged on `settings`. A setting the broker did not report fails its
+/// rule: what cannot be seen cannot be promised.
+pub fn check(settings: &PulsarExactlyOnce) -> Vec<Rule> {
+    let must = |rule: &'static str, value: Option<bool>, want: bool, why: &str| Rule {
+        rule,
+        failure: match value {
+            Some(v) if v == want => None,
+            Some(v) => Some(format!("is {v}, must be {want}: {why}")),
+            None => Some(format!("not reported by the broker; must be {want}: {why}")),
+        },
+    };
+    vec![
+        must(
+            "TransactionCoordinatorEnabled",
+            settings.transaction_coordinator_enabled,
+            true,
+            "without transaction coordinators nothing can produce and acknowledge atomically \
+             (transactionCoordinatorEnabled=true in broker.conf)",
+        ),
+        must(
+            "SystemTopicEnabled",
+            settings.system_topic_enabled,
+            true,
+            "transactions and topic policies are kept in system topics (systemTopicEnabled=true)",
+        ),
+        must(
+            "TopicLevelPoliciesEnabled",
+            settings.topic_level_policies_enabled,
+            true,
+            "the operator keeps deduplication on per topic as a topic policy \
+             (topicLevelPoliciesEnabled=true)",
+        ),
+        must(
+            "InactiveTopicsKept",
+            settings.broker_delete_inactive_topics_enabled,
+            false,
+            "the broker would delete a declared topic while it is idle \
+             (brokerDeleteInactiveTopicsEnabled=false)",
+        ),
+    ]
+}
+
+/// The status a check (or its failure) means, merged into `previous`.
+pub fn pulsar_cluster_status(
+    generation: Option<i64>,
+    previous: Option<&PulsarClusterStatus>,
+    observed: &std::result::Result<Observed, PulsarError>,
+) -> PulsarClusterStatus {
+    use ConditionStatus::{False, True};
+    let mut status = previous.cloned().unwrap_or_default();
+    let cond = |type_: &str, s: ConditionStatus, reason: &str, message: String| {
+        Condition::new(type_, s, reason, message, generation)
+    };
+    let desired = match observed {
+        Ok(found) => {
+            status.version = Some(found.version.clone());
+            status.cluster_name = Some(found.cluster_name.clone());
+            let settings = settings(&found.config);
+            let failures: Vec<(&str, String)> = check(&settings)
+                .into_iter()
+                .filter_map(|r| r.failure.map(|f| (r.rule, f)))
+                .collect();
+            status.exactly_once = Some(settings);
+            status.failed_rules = failures.iter().map(|(rule, _)| rule.to_string()).collect();
+            let exactly_once = if failures.is_empty() {
+                cond(
+                    EXACTLY_ONCE_READY,
+                    True,
+                    "AllRulesMet",
+                    "the broker settings meet every exactly-once rule".into(),
+                )
+            } else {
+                let list: Vec<String> = failures
+                    .iter()
+                    .map(|(rule, failure)| format!("{rule}: {failure}"))
+                    .collect();
+                cond(
+                    EXACTLY_ONCE_READY,
+                    False,
+                    "RulesFailed",
+                    format!("{} rule(s) failed. {}", failures.len(), list.join(". ")),
+                )
+            };
+            vec![
+                exactly_once,
+                cond(
+                    types::READY,
+                    True,
+                    "ClusterReachable",
+                    format!(
+                        "Pulsar {} answered (cluster '{}')",
+                        found.version, found.cluster_name
+                    ),
+                ),
+                cond(types::RECONCILING, False, "Reconciled", String::new()),
+                cond(types::STALLED, False, "Reconciled", String::new()),
+            ]
+        }
+        Err(error @ PulsarError::ClientConfig(_)) => vec![
+            cond(types::READY, False, error.reason(), error.to_string()),
+            cond(types::RECONCILING, False, error.reason(), String::new()),
+            cond(types::STALLED, True, error.reason(), error.to_string()),
+        ],
+        Err(error) => vec![
+            cond(
+                types::READY,
+                False,
+                error.reason(),
+                match error {
+                    PulsarError::Refused { status: 401, .. }
+                    | PulsarError::Refused { status: 403, .. } => format!(
+                        "{error}; check the token in spec.external.secretRef's Secret and its \
+                         role's permissions (the operator needs a superuser role). Retrying"
+                    ),
+                    _ => format!(
+                        "{error}; check spec.external.adminUrl and that the brokers are up. Retrying"
+                    ),
+                },
+            ),
+            cond(types::RECONCILING, True, "RetryingPulsar", String::new()),
+            cond(types::STALLED, False, "RetryingPulsar", String::new()),
+        ],
+    };
+    status.conditions = conditions::merge(&status.conditions, desired);
+    status.observed_generation = generation;
+    status
+}
+
+/// The admin client of `cluster`, with the token and CA of its Secret (read afresh: a rotated
+/// token is used from the next call on).
+pub async fn admin_of(
+    ctx: &Context,
+    cluster: &PulsarCluster,
+) -> std::result::Result<PulsarAdmin, PulsarError> {
+    let namespace = cluster.namespace().unwrap_or_default();
+    let (mut token, mut ca) = (None, None);
+    if let Some(secret_ref) = cluster.secret_ref() {
+        let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
+        let secret = secrets
+            .get_opt(&secret_ref.name)
+            .await
+            .map_err(|e| {
+                PulsarError::Interrupted(format!("reading Secret '{}': {e}", secret_ref.name))
+            })?
+            .ok_or_else(|| {
+                PulsarError::ClientConfig(format!(
+                    "Secret '{}' (spec.external.secretRef) does not exist in namespace '{namespace}'",
+                    secret_ref.name
+                ))
+            })?;
+        let data = secret.data.unwrap_or_default();
+        let text = |key: &str| -> std::result::Result<Option<String>, PulsarError> {
+            data.get(key)
+                .map(|v| {
+                    String::from_utf8(v.0.clone())
+                        .map(|s| s.trim().to_string())
+                        .map_err(|_| {
+                            PulsarError::ClientConfig(format!(
+                                "key '{key}' of Secret '{}' is not UTF-8 text",
+                                secret_ref.name
+                            ))
+                        })
+                })
+                .transpose()
+        };
+        token = text("token")?.filter(|t| !t.is_empty());
+        ca = text("ca.crt")?;
+    }
+    let tls = if cluster.spec.external.admin_url.starts_with("https://") {
+        let security = crate::kafka::security::Security {
+            ca_pem: ca,
+            ..Default::default()
+        };
+        Some(
+            security
+                .tls_config()
+                .map_err(|e| PulsarError::ClientConfig(format!("TLS: {e}")))?,
+        )
+    } else {
+        None
+    };
+    Ok(PulsarAdmin::new(&cluster.spec.external.admin_url, token, tls)?.fenced(ctx.fence.clone()))
+}
+
+/// What the admin API says about the cluster.
+async fn observe(admin: &PulsarAdmin) -> std::result::Result<Observed, PulsarError> {
+    let version = admin.version().await?;
+    let config = admin.runtime_config().await?;
+    let cluster_name = match config.get("clusterName") {
+        Some(name) if !name.is_empty() => name.clone(),
+        _ => admin
+            .clusters()
+            .await?
+            .into_iter()
+            .next()
+            .unwrap_or_default(),
+    };
+    Ok(Observed {
+        version,
+        cluster_name,
+        config,
+    })
+}
+
+/// The PulsarCluster `name` of `namespace`, from the controllers' cache.
+pub fn find(ctx: &Context, namespace: &str, name: &str) -> Option<Arc<PulsarCluster>> {
+    ctx.pulsar_clusters
+        .get(&ObjectRef::new(name).within(namespace))
+}
+
+/// Reconciles one PulsarCluster.
+#[tracing::instrument(skip_all, fields(kind = "PulsarCluster", namespace = cluster.namespace().unwrap_or_default(), name = %cluster.name_any()))]
+pub async fn reconcile(cluster: Arc<PulsarCluster>, ctx: Arc<Context>) -> Result<Action> {
+    let namespace = cluster
+        .namespace()
+        .ok_or(Error::MissingObjectKey("metadata.namespace"))?;
+    let name = cluster.name_any();
+    let observed = match admin_of(&ctx, &cluster).await {
+        Ok(admin) => observe(&admin).await,
+        Err(e) => Err(e),
+    };
+    let status = pulsar_cluster_status(
+        cluster.meta().generation,
+        cluster.status.as_ref(),
+        &observed,
+    );
+    if super::write_status(&ctx, cluster.as_ref(), &status).await? {
+        match &observed {
+            Ok(o) => {
+                info!(cluster = %name, version = %o.version, failed_rules = ?status.failed_rules, "Pulsar cluster reachable")
+            }
+            Err(e) => {
+                warn!(cluster = %name, namespace = %namespace, error = %e, "Pulsar cluster unreachable")
+            }
+        }
+    }
+    Ok(Action::requeue(match &observed {
+        Ok(_) => RESYNC,
+        Err(PulsarError::ClientConfig(_)) => RESYNC,
+        Err(_) => RETRY,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(pairs: &[(&str, &str)]) -> RuntimeConfig {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn good() -> RuntimeConfig {
+        config(&[
+            ("transactionCoordinatorEnabled", "true"),
+            ("systemTopicEnabled", "true"),
+            ("topicLevelPoliciesEnabled", "true"),
+            ("brokerDeduplicationEnabled", "false"),
+            ("brokerDeleteInactiveTopicsEnabled", "false"),
+            ("clusterName", "standalone"),
+        ])
+    }
+
+    fn observed(config: RuntimeConfig) -> std::result::Result<Observed, PulsarError> {
+        Ok(Observed {
+            version: "4.0.7".into(),
+            cluster_name: "standalone".into(),
+            config,
+        })
+    }
+
+    #[test]
+    fn a_broker_with_transactions_system_topics_and_topic_policies_meets_every_rule() {
+        let status = pulsar_cluster_status(Some(1), None, &observed(good()));
+        assert!(status.failed_rules.is_empty(), "{:?}", status.failed_rules);
+        let eos = conditions::find(&status.conditions, EXACTLY_ONCE_READY)
+            .unwrap_or_else(|| panic!("no ExactlyOnceReady"));
+        assert_eq!(eos.status, ConditionStatus::True);
+        assert_eq!(status.version.as_deref(), Some("4.0.7"));
+        assert_eq!(status.cluster_name.as_deref(), Some("standalone"));
+    }
+
+    #[test]
+    fn each_failed_rule_is_named_with_the_setting_to_change() {
+        let mut c = good();
+        c.insert("transactionCoordinatorEnabled".into(), "false".into());
+        c.insert("brokerDeleteInactiveTopicsEnabled".into(), "true".into());
+        c.remove("topicLevelPoliciesEnabled");
+        let status = pulsar_cluster_status(Some(1), None, &observed(c));
+        assert_eq!(
+            status.failed_rules,
+            [
+                "TransactionCoordinatorEnabled",
+                "TopicLevelPoliciesEnabled",
+                "InactiveTopicsKept"
+            ]
+        );
+        let eos = conditions::find(&status.conditions, EXACTLY_ONCE_READY)
+            .unwrap_or_else(|| panic!("no ExactlyOnceReady"));
+        assert_eq!(eos.status, ConditionStatus::False);
+        assert!(eos.message.contains("transactionCoordinatorEnabled=true"));
+        assert!(eos.message.contains("not reported by the broker"));
+        assert!(
+            eos.message
+                .contains("brokerDeleteInactiveTopicsEnabled=false")
+        );
+    }
+
+    #[test]
+    fn an_unreachable_cluster_is_not_ready_and_keeps_what_it_last_saw() {
+        let before = pulsar_cluster_status(Some(1), None, &observed(good()));
+        let after = pulsar_cluster_status(
+            Some(1),
+            Some(&before),
+            &Err(PulsarError::Unreachable {
+                url: "http://p:8080".into(),
+                message: "connection refused".into(),
+            }),
+        );
+        let ready =
+            conditions::find(&after.conditions, types::READY).unwrap_or_else(|| panic!("no Ready"));
+        assert_eq!(ready.status, ConditionStatus::False);
+        assert_eq!(ready.reason, "PulsarUnreachable");
+        assert!(ready.message.contains("spec.external.adminUrl"));
+        assert_eq!(after.version.as_deref(), Some("4.0.7"));
+    }
+
+    #[test]
+    fn unusable_connection_settings_stall_until_the_spec_changes() {
+        let status = pulsar_cluster_status(
+            Some(2),
+            None,
+            &Err(PulsarError::ClientConfig(
+                "adminUrl 'x' must start with http://".into(),
+            )),
+        );
+        let stalled = conditions::find(&status.conditions, types::STALLED)
+            .unwrap_or_else(|| panic!("no Stalled"));
+        assert_eq!(stalled.status, ConditionStatus::True);
+    }
+
+    #[test]
+    fn the_same_observation_gives_the_same_status() {
+        let first = pulsar_cluster_status(Some(1), None, &observed(good()));
+        let second = pulsar_cluster_status(Some(1), Some(&first), &observed(good()));
+        assert_eq!(first, second);
+    }
+}

@@ -1,0 +1,506 @@
+//! PulsarCluster and Topic on Pulsar, end to end: the operator (in-process, one per test
+//! namespace) against the environment's API server and the real Pulsar standalone. What the
+//! operator did is read back through Pulsar's admin API, never from the operator's own status
+//! alone.
+
+use std::time::Duration;
+
+use exactly::api::conditions;
+use exactly::api::{Producer, PulsarCluster, Topic};
+use exactly::pulsar::PulsarAdmin;
+use exactly::pulsar::admin::{Retention, TopicName};
+use exactly_testenv::{TestNamespace, eventually, pulsar, shared};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::{Client, Resource};
+
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A namespace with its own operator (refreshing every 2 s) and the PulsarCluster `local`.
+async fn setup(prefix: &str) -> (TestNamespace, Client) {
+    let env = shared();
+    let ns = env.namespace(prefix).await;
+    let client = env.client().await.unwrap_or_else(|e| panic!("{e}"));
+    let options = exactly::controller::Options {
+        namespace: Some(ns.name.clone()),
+        concurrency: 2,
+        refresh_interval: Duration::from_secs(2),
+        ..Default::default()
+    };
+    tokio::spawn(exactly::controller::run(
+        client.clone(),
+        options,
+        std::future::pending(),
+    ));
+    create::<PulsarCluster>(
+        &client,
+        &ns,
+        "local",
+        serde_json::json!({"external": {
+            "serviceUrl": pulsar::shared().service_url,
+            "adminUrl": pulsar::shared().admin_url,
+        }}),
+    )
+    .await;
+    (ns, client)
+}
+
+fn admin() -> PulsarAdmin {
+    PulsarAdmin::new(&pulsar::shared().admin_url, None, None).unwrap_or_else(|e| panic!("{e}"))
+}
+
+async fn create<K>(client: &Client, ns: &TestNamespace, name: &str, spec: serde_json::Value) -> K
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::Serialize
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), &ns.name);
+    let object: K = serde_json::from_value(serde_json::json!({
+        "apiVersion": "exactly.dev/v1alpha1",
+        "kind": K::kind(&()),
+        "metadata": {"name": name},
+        "spec": spec,
+    }))
+    .unwrap_or_else(|e| panic!("{} manifest: {e}", K::kind(&())));
+    api.create(&PostParams::default(), &object)
+        .await
+        .unwrap_or_else(|e| panic!("create {} {name}: {e}", K::kind(&())))
+}
+
+/// The condition `type_` as (status, reason, message).
+fn condition(list: &[exactly::api::Condition], type_: &str) -> Option<(String, String, String)> {
+    conditions::find(list, type_).map(|c| {
+        (
+            format!("{:?}", c.status),
+            c.reason.clone(),
+            c.message.clone(),
+        )
+    })
+}
+
+/// Waits for the Topic `name`'s status of its current generation to satisfy `check`.
+async fn topic_until<T>(
+    client: &Client,
+    ns: &TestNamespace,
+    name: &str,
+    what: &str,
+    check: impl Fn(&exactly::api::TopicStatus) -> Result<T, String>,
+) -> T {
+    let topics: Api<Topic> = Api::namespaced(client.clone(), &ns.name);
+    eventually(what, TIMEOUT, || async {
+        let topic = topics.get(name).await.map_err(|e| e.to_string())?;
+        let status = topic.status.clone().unwrap_or_default();
+        if status.observed_generation != topic.metadata.generation {
+            return Err(format!(
+                "status of generation {:?}",
+                status.observed_generation
+            ));
+        }
+        check(&status)
+    })
+    .await
+}
+
+fn ready(status: &exactly::api::TopicStatus) -> Result<(), String> {
+    match condition(&status.conditions, "Ready") {
+        Some((s, _, _)) if s == "True" => Ok(()),
+        other => Err(format!("{other:?}")),
+    }
+}
+
+fn topic_in(tenant: &str, namespace: &str, topic: &str) -> TopicName {
+    TopicName {
+        tenant: tenant.into(),
+        namespace: namespace.into(),
+        topic: topic.into(),
+    }
+}
+
+#[tokio::test]
+async fn a_pulsar_cluster_is_ready_with_its_version_and_every_exactly_once_rule_met() {
+    let (ns, client) = setup("pulsar-cluster").await;
+    let clusters: Api<PulsarCluster> = Api::namespaced(client.clone(), &ns.name);
+    let status = eventually("the PulsarCluster to be Ready", TIMEOUT, || async {
+        let cluster = clusters.get("local").await.map_err(|e| e.to_string())?;
+        let status = cluster.status.unwrap_or_default();
+        match condition(&status.conditions, "Ready") {
+            Some((s, _, _)) if s == "True" => Ok(status),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    assert_eq!(
+        status.version.as_deref(),
+        Some(pulsar::shared().version.as_str())
+    );
+    assert_eq!(status.cluster_name.as_deref(), Some(pulsar::CLUSTER));
+    assert!(status.failed_rules.is_empty(), "{:?}", status.failed_rules);
+    let eos = condition(&status.conditions, "ExactlyOnceReady");
+    assert_eq!(
+        eos.map(|(s, r, _)| (s, r)),
+        Some(("True".into(), "AllRulesMet".into()))
+    );
+    let settings = status.exactly_once.unwrap_or_default();
+    assert_eq!(settings.transaction_coordinator_enabled, Some(true));
+    assert_eq!(settings.topic_level_policies_enabled, Some(true));
+}
+
+#[tokio::test]
+async fn a_pulsar_cluster_whose_admin_api_does_not_answer_says_so_and_what_to_check() {
+    let (ns, client) = setup("pulsar-unreachable").await;
+    // A port of the environment's address nothing listens on.
+    let ip = pulsar::shared().ip.clone();
+    let listener = std::net::TcpListener::bind(format!("{ip}:0")).unwrap_or_else(|e| panic!("{e}"));
+    let port = listener
+        .local_addr()
+        .unwrap_or_else(|e| panic!("{e}"))
+        .port();
+    drop(listener);
+    create::<PulsarCluster>(
+        &client,
+        &ns,
+        "nowhere",
+        serde_json::json!({"external": {
+            "serviceUrl": format!("pulsar://{ip}:6650"),
+            "adminUrl": format!("http://{ip}:{port}"),
+        }}),
+    )
+    .await;
+    let clusters: Api<PulsarCluster> = Api::namespaced(client.clone(), &ns.name);
+    let (reason, message) = eventually(
+        "the PulsarCluster to say it is unreachable",
+        TIMEOUT,
+        || async {
+            let cluster = clusters.get("nowhere").await.map_err(|e| e.to_string())?;
+            match condition(&cluster.status.unwrap_or_default().conditions, "Ready") {
+                Some((s, reason, message)) if s == "False" => Ok((reason, message)),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .await;
+    assert_eq!(reason, "PulsarUnreachable");
+    assert!(message.contains("spec.external.adminUrl"), "{message}");
+}
+
+#[tokio::test]
+async fn a_topic_on_pulsar_is_created_partitioned_with_deduplication_on_in_a_new_tenant() {
+    let (ns, client) = setup("pulsar-topic").await;
+    let tenant = ns.name.clone();
+    create::<Topic>(
+        &client,
+        &ns,
+        "orders",
+        serde_json::json!({
+            "clusterRef": {"kind": "PulsarCluster", "name": "local"},
+            "partitions": 3,
+            "pulsar": {"tenant": tenant, "namespace": "sales",
+                "retention": {"minutes": 60, "sizeMb": 100}},
+        }),
+    )
+    .await;
+    let status = topic_until(&client, &ns, "orders", "the Topic to be Ready", |s| {
+        ready(s).map(|()| s.clone())
+    })
+    .await;
+    let name = topic_in(&tenant, "sales", "orders");
+    assert_eq!(status.topic_name, Some(name.to_string()));
+    assert_eq!(status.partitions, Some(3));
+    assert_eq!(status.replication_factor, None);
+    assert_eq!(
+        status
+            .config
+            .get("deduplicationEnabled")
+            .map(String::as_str),
+        Some("true")
+    );
+
+    // What Pulsar itself says.
+    let admin = admin();
+    assert!(
+        admin
+            .tenant_exists(&tenant)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    );
+    assert_eq!(admin.partitions(&name).await.ok().flatten(), Some(3));
+    assert_eq!(admin.deduplication(&name).await.ok().flatten(), Some(true));
+    assert_eq!(
+        admin.retention(&name).await.ok().flatten(),
+        Some(Retention {
+            retention_time_in_minutes: 60,
+            retention_size_in_mb: 100
+        })
+    );
+}
+
+#[tokio::test]
+async fn partitions_of_a_pulsar_topic_grow_and_fewer_than_an_existing_topic_has_is_not_supported() {
+    let (ns, client) = setup("pulsar-partitions").await;
+    let tenant = ns.name.clone();
+    let place = serde_json::json!({"tenant": tenant, "namespace": "sales"});
+    create::<Topic>(
+        &client,
+        &ns,
+        "orders",
+        serde_json::json!({"clusterRef": {"kind": "PulsarCluster", "name": "local"},
+            "partitions": 2, "pulsar": place}),
+    )
+    .await;
+    topic_until(&client, &ns, "orders", "the Topic to be Ready", ready).await;
+    let topics: Api<Topic> = Api::namespaced(client.clone(), &ns.name);
+    topics
+        .patch(
+            "orders",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"spec": {"partitions": 5}})),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    topic_until(&client, &ns, "orders", "5 partitions", |s| {
+        match s.partitions {
+            Some(5) => ready(s),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    let admin = admin();
+    assert_eq!(
+        admin
+            .partitions(&topic_in(&tenant, "sales", "orders"))
+            .await
+            .ok()
+            .flatten(),
+        Some(5)
+    );
+
+    // A topic made with 4 partitions outside the operator, declared with 2: left as it is.
+    let existing = topic_in(&tenant, "sales", "existing");
+    admin
+        .create_partitioned(&existing, 4)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    create::<Topic>(
+        &client,
+        &ns,
+        "existing",
+        serde_json::json!({"clusterRef": {"kind": "PulsarCluster", "name": "local"},
+            "partitions": 2, "pulsar": place}),
+    )
+    .await;
+    let message = topic_until(
+        &client,
+        &ns,
+        "existing",
+        "NotSupported",
+        |s| match condition(&s.conditions, "Ready") {
+            Some((st, reason, message)) if st == "False" && reason == "NotSupported" => Ok(message),
+            other => Err(format!("{other:?}")),
+        },
+    )
+    .await;
+    assert!(
+        message.contains("Pulsar cannot remove partitions"),
+        "{message}"
+    );
+    assert_eq!(admin.partitions(&existing).await.ok().flatten(), Some(4));
+}
+
+#[tokio::test]
+async fn deduplication_switched_off_behind_the_operators_back_is_switched_on_again() {
+    let (ns, client) = setup("pulsar-revert").await;
+    let tenant = ns.name.clone();
+    create::<Topic>(
+        &client,
+        &ns,
+        "orders",
+        serde_json::json!({"clusterRef": {"kind": "PulsarCluster", "name": "local"},
+            "partitions": 1, "pulsar": {"tenant": tenant, "namespace": "sales"}}),
+    )
+    .await;
+    topic_until(&client, &ns, "orders", "the Topic to be Ready", ready).await;
+    let name = topic_in(&tenant, "sales", "orders");
+    let admin = admin();
+    admin
+        .set_deduplication(&name, Some(false))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    // Seen off first (the policy is applied asynchronously), so "on" below is the operator's.
+    eventually("deduplication off", TIMEOUT, || async {
+        match admin.deduplication(&name).await {
+            Ok(Some(false)) => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    eventually("deduplication back on", TIMEOUT, || async {
+        match admin.deduplication(&name).await {
+            Ok(Some(true)) => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn with_drift_policy_report_deduplication_switched_off_is_reported_and_left() {
+    let (ns, client) = setup("pulsar-report").await;
+    let tenant = ns.name.clone();
+    create::<Topic>(
+        &client,
+        &ns,
+        "orders",
+        serde_json::json!({"clusterRef": {"kind": "PulsarCluster", "name": "local"},
+            "partitions": 1, "driftPolicy": "Report",
+            "pulsar": {"tenant": tenant, "namespace": "sales"}}),
+    )
+    .await;
+    topic_until(&client, &ns, "orders", "the Topic to be Ready", ready).await;
+    let name = topic_in(&tenant, "sales", "orders");
+    let admin = admin();
+    admin
+        .set_deduplication(&name, Some(false))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let drift = topic_until(&client, &ns, "orders", "Drifted=True", |s| match condition(
+        &s.conditions,
+        "Drifted",
+    ) {
+        Some((st, _, _)) if st == "True" => Ok(s.drift.clone()),
+        other => Err(format!("{other:?}")),
+    })
+    .await;
+    assert_eq!(drift.len(), 1, "{drift:?}");
+    assert_eq!(drift[0].key, "deduplicationEnabled");
+    assert_eq!(drift[0].expected.as_deref(), Some("true"));
+    assert_eq!(drift[0].actual.as_deref(), Some("false"));
+    // Left as found.
+    assert_eq!(admin.deduplication(&name).await.ok().flatten(), Some(false));
+}
+
+#[tokio::test]
+async fn deleting_a_topic_on_pulsar_deletes_it_only_with_deletion_policy_delete() {
+    let (ns, client) = setup("pulsar-delete").await;
+    let tenant = ns.name.clone();
+    for (name, policy) in [("kept", "Retain"), ("gone", "Delete")] {
+        create::<Topic>(
+            &client,
+            &ns,
+            name,
+            serde_json::json!({"clusterRef": {"kind": "PulsarCluster", "name": "local"},
+                "partitions": 1, "deletionPolicy": policy,
+                "pulsar": {"tenant": tenant, "namespace": "sales"}}),
+        )
+        .await;
+        topic_until(&client, &ns, name, "the Topic to be Ready", ready).await;
+    }
+    let topics: Api<Topic> = Api::namespaced(client.clone(), &ns.name);
+    for name in ["kept", "gone"] {
+        topics
+            .delete(name, &DeleteParams::default())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    eventually("both Topics to be gone", TIMEOUT, || async {
+        let left = topics
+            .list(&Default::default())
+            .await
+            .map_err(|e| e.to_string())?
+            .items
+            .len();
+        if left == 0 {
+            Ok(())
+        } else {
+            Err(format!("{left} left"))
+        }
+    })
+    .await;
+    let admin = admin();
+    assert_eq!(
+        admin
+            .partitions(&topic_in(&tenant, "sales", "kept"))
+            .await
+            .ok()
+            .flatten(),
+        Some(1)
+    );
+    assert_eq!(
+        admin
+            .partitions(&topic_in(&tenant, "sales", "gone"))
+            .await
+            .ok()
+            .flatten(),
+        None
+    );
+    // Tenant and namespace stay.
+    assert!(
+        admin
+            .tenant_exists(&tenant)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    );
+}
+
+/// Creating `object` is refused by the schema (422); the refusal's message.
+async fn refused<K>(api: &Api<K>, object: serde_json::Value) -> String
+where
+    K: Resource + Clone + serde::Serialize + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let object: K = serde_json::from_value(object).unwrap_or_else(|e| panic!("{e}"));
+    match api.create(&PostParams::default(), &object).await {
+        Err(kube::Error::Api(e)) if e.code == 422 => e.message,
+        other => panic!("expected a 422 refusal, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn the_schema_refuses_kafka_settings_on_pulsar_pulsar_settings_on_kafka_and_producers_on_pulsar()
+ {
+    let env = shared();
+    let ns = env.namespace("pulsar-schema").await;
+    let client = env.client().await.unwrap_or_else(|e| panic!("{e}"));
+    let topics: Api<Topic> = Api::namespaced(client.clone(), &ns.name);
+    let topic = |spec: serde_json::Value| {
+        serde_json::json!({"apiVersion": "exactly.dev/v1alpha1", "kind": "Topic",
+            "metadata": {"name": "t"}, "spec": spec})
+    };
+    let message = refused(
+        &topics,
+        topic(
+            serde_json::json!({"clusterRef": {"name": "local"}, "partitions": 1,
+            "pulsar": {"tenant": "t"}}),
+        ),
+    )
+    .await;
+    assert!(
+        message.contains("spec.pulsar applies to topics on a PulsarCluster"),
+        "{message}"
+    );
+    let message = refused(
+        &topics,
+        topic(
+            serde_json::json!({"clusterRef": {"kind": "PulsarCluster", "name": "local"},
+            "partitions": 1, "replicationFactor": 3}),
+        ),
+    )
+    .await;
+    assert!(
+        message.contains("replicationFactor and config are Kafka settings"),
+        "{message}"
+    );
+    let producers: Api<Producer> = Api::namespaced(client.clone(), &ns.name);
+    let message = refused(
+        &producers,
+        serde_json::json!({"apiVersion": "exactly.dev/v1alpha1", "kind": "Producer",
+            "metadata": {"name": "p"},
+            "spec": {"clusterRef": {"kind": "PulsarCluster", "name": "local"},
+                "topics": [{"name": "orders"}], "transactionalIdPrefix": "p"}}),
+    )
+    .await;
+    assert!(
+        message.contains("Producers run on a KafkaCluster only"),
+        "{message}"
+    );
+}
