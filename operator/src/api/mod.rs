@@ -24,7 +24,7 @@ pub use group::{
 pub use pipeline::{Pipeline, PipelineSpec, PipelineStatus};
 pub use producer::{
     AbortOutcome, Guarantee, HangingTransaction, Producer, ProducerSpec, ProducerStatus,
-    StatefulSetRef, TransactionState,
+    PulsarProducerState, StatefulSetRef, TransactionState,
 };
 pub use pulsar::{
     PulsarCluster, PulsarClusterSpec, PulsarClusterStatus, PulsarExactlyOnce, PulsarExternal,

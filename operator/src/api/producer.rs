@@ -68,7 +68,7 @@ pub const TRANSACTION_TIMEOUT: DurationField = DurationField {
 #[x_kube(validation = Rule::new("self.transactionalIdPrefix == oldSelf.transactionalIdPrefix").message("transactionalIdPrefix is immutable: a new prefix would orphan open transactions and stop fencing zombies. Create a new Producer instead"))]
 #[x_kube(validation = Rule::new("!(has(self.instances) && has(self.statefulSetRef))").message("set either instances or statefulSetRef: with statefulSetRef the instance count is the StatefulSet's replicas"))]
 #[x_kube(validation = Rule::new("self.guarantee != 'ExactlyOnce' || !has(self.clientOverrides) || !('transactional.id' in self.clientOverrides)").message("clientOverrides must not set transactional.id: it is <transactionalIdPrefix>-<ordinal>, stable per instance so a restarted instance fences its zombie"))]
-#[x_kube(validation = Rule::new("!has(self.clusterRef.kind) || self.clusterRef.kind == 'KafkaCluster'").message("Producers run on a KafkaCluster only, for now: Pulsar support covers PulsarCluster and Topic so far"))]
+#[x_kube(validation = Rule::new("!has(self.clusterRef.kind) || self.clusterRef.kind == 'KafkaCluster' || (!has(self.authentication) && !has(self.consumerGroupRef))").message("authentication and consumerGroupRef are Kafka settings: a Producer on a PulsarCluster takes neither (yet)"))]
 #[serde(rename_all = "camelCase")]
 pub struct ProducerSpec {
     /// The KafkaCluster (same namespace) the producer writes to.
@@ -206,9 +206,26 @@ pub struct ProducerStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_abort: Option<AbortOutcome>,
 
+    /// On a PulsarCluster: each instance's producer name and where the broker sees it
+    /// connected.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub producer_names: Vec<PulsarProducerState>,
+
     /// With `spec.authentication`: the producer's user and the ACLs in force for it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub access: Option<AccessStatus>,
+}
+
+/// One producer name of a Producer on a PulsarCluster, as the broker reports it.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct PulsarProducerState {
+    /// `<transactionalIdPrefix>-<n>`, the name instance n produces under: the broker
+    /// deduplicates by producer name and sequence id, so a restarted instance must reuse it.
+    pub name: String,
+    /// The topic partitions a producer of this name is connected to now.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub connected_to: Vec<String>,
 }
 
 /// One `transactional.id` as its coordinator reports it.

@@ -532,7 +532,9 @@ pub fn cluster_interest(ctx: &Context, key: &str) -> Interest {
     }
     for p in ctx.producers.state() {
         let ns = p.namespace().unwrap_or_default();
-        if super::cluster_key(ctx, &ns, &p.spec.cluster_ref.name) != key {
+        if !p.spec.cluster_ref.kind.is_kafka()
+            || super::cluster_key(ctx, &ns, &p.spec.cluster_ref.name) != key
+        {
             continue;
         }
         interest

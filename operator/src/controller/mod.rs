@@ -16,6 +16,7 @@ pub mod observe;
 pub mod pipeline;
 pub mod producer;
 pub mod producer_config;
+pub mod producer_pulsar;
 pub mod provision;
 pub mod provisioned;
 pub mod pulsar_cluster;

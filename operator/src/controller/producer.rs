@@ -508,6 +508,9 @@ pub async fn reconcile(producer: Arc<Producer>, ctx: Arc<Context>) -> Result<Act
     let namespace = producer
         .namespace()
         .ok_or(Error::MissingObjectKey("metadata.namespace"))?;
+    if producer.spec.cluster_ref.kind == crate::api::ClusterKind::PulsarCluster {
+        return super::producer_pulsar::reconcile(producer, ctx).await;
+    }
     let name = producer.name_any();
     let generation = producer.meta().generation;
     let secret_name = format!("{name}-client");

@@ -48,26 +48,36 @@ const MANAGED: [(&str, &str); 3] = [
     ),
 ];
 
+/// Why `key=value` cannot be written into a properties file as it is, if it cannot: the file
+/// would read it as another property, or join it to the next line.
+pub fn syntax_problem(key: &str, value: &str) -> Option<String> {
+    if key.is_empty()
+        || !key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+    {
+        Some(format!(
+            "'{}' is not a client property name: names are letters, digits, '.', '_' and '-' \
+             (anything else would be read as another line or value of the properties file)",
+            key.escape_debug()
+        ))
+    } else if value.chars().any(|c| c.is_control() || c == '\\') {
+        Some(format!(
+            "the value of {key} holds a line break, control character or backslash, which the \
+             properties file would read as another property or join to the next line. Remove it"
+        ))
+    } else {
+        None
+    }
+}
+
 /// Checks `clientOverrides` for keys that would weaken the guarantee. Every violation is listed.
 pub fn check_overrides(spec: &ProducerSpec) -> Vec<ConfigViolation> {
     let mut violations = Vec::new();
     for (key, value) in &spec.client_overrides {
         let v = value.trim().to_ascii_lowercase();
-        let problem = if key.is_empty()
-            || !key
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
-        {
-            Some(format!(
-                "'{}' is not a client property name: names are letters, digits, '.', '_' and '-' \
-                 (anything else would be read as another line or value of the properties file)",
-                key.escape_debug()
-            ))
-        } else if value.chars().any(|c| c.is_control() || c == '\\') {
-            Some(format!(
-                "the value of {key} holds a line break, control character or backslash, which the \
-                 properties file would read as another property or join to the next line. Remove it"
-            ))
+        let problem = if let Some(problem) = syntax_problem(key, value) {
+            Some(problem)
         } else if let Some((_, why)) = MANAGED.iter().find(|(k, _)| k == key) {
             Some(format!("{key} is set by the operator: {why}"))
         } else if spec.authentication.is_some() && super::access::PROPERTIES.contains(&key.as_str())

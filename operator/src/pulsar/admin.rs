@@ -593,6 +593,57 @@ impl PulsarAdmin {
         .map(drop)
     }
 
+    /// The producer names connected to each partition of the partitioned topic (partition name
+    /// → names), from its per-partition stats; `None` when the topic does not exist.
+    pub async fn publishers(
+        &self,
+        topic: &TopicName,
+    ) -> Result<Option<BTreeMap<String, Vec<String>>>, PulsarError> {
+        #[derive(Deserialize)]
+        struct Publisher {
+            #[serde(rename = "producerName", default)]
+            producer_name: Option<String>,
+        }
+        #[derive(Deserialize)]
+        struct PartitionStats {
+            #[serde(default)]
+            publishers: Vec<Publisher>,
+        }
+        #[derive(Deserialize)]
+        struct Stats {
+            #[serde(default)]
+            partitions: BTreeMap<String, PartitionStats>,
+        }
+        let path = format!("{}/partitioned-stats?perPartition=true", topic.path());
+        let answer = self.send(Method::GET, &path, None).await?;
+        match answer.status {
+            s if s.is_success() => {
+                let stats: Stats = serde_json::from_slice(&answer.body).map_err(|e| {
+                    PulsarError::Protocol(format!(
+                        "stats of '{topic}': {e} in {}",
+                        preview(&answer.body)
+                    ))
+                })?;
+                Ok(Some(
+                    stats
+                        .partitions
+                        .into_iter()
+                        .map(|(partition, p)| {
+                            let names = p
+                                .publishers
+                                .into_iter()
+                                .filter_map(|p| p.producer_name)
+                                .collect();
+                            (partition, names)
+                        })
+                        .collect(),
+                ))
+            }
+            StatusCode::NOT_FOUND => Ok(None),
+            _ => Err(refused("read the stats of", &topic.to_string(), &answer)),
+        }
+    }
+
     /// The stats of each transaction coordinator, by id. Coordinators load on first use, so a
     /// cluster whose coordinators no client has asked for yet answers with an error here.
     pub async fn coordinator_stats(

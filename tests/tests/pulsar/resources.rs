@@ -456,8 +456,7 @@ where
 }
 
 #[tokio::test]
-async fn the_schema_refuses_kafka_settings_on_pulsar_pulsar_settings_on_kafka_and_producers_on_pulsar()
- {
+async fn the_schema_refuses_kafka_settings_on_pulsar_and_pulsar_settings_on_kafka() {
     let env = shared();
     let ns = env.namespace("pulsar-schema").await;
     let client = env.client().await.unwrap_or_else(|e| panic!("{e}"));
@@ -496,11 +495,99 @@ async fn the_schema_refuses_kafka_settings_on_pulsar_pulsar_settings_on_kafka_an
         serde_json::json!({"apiVersion": "exactly.dev/v1alpha1", "kind": "Producer",
             "metadata": {"name": "p"},
             "spec": {"clusterRef": {"kind": "PulsarCluster", "name": "local"},
-                "topics": [{"name": "orders"}], "transactionalIdPrefix": "p"}}),
+                "topics": [{"name": "orders"}], "transactionalIdPrefix": "p",
+                "authentication": {"type": "ScramSha512"}}}),
     )
     .await;
     assert!(
-        message.contains("Producers run on a KafkaCluster only"),
+        message.contains("authentication and consumerGroupRef are Kafka settings"),
         "{message}"
     );
+}
+
+#[tokio::test]
+async fn a_producer_on_pulsar_renders_stable_producer_names_without_a_send_timeout() {
+    let (ns, client) = setup("pulsar-producer").await;
+    let tenant = ns.name.clone();
+    create::<Topic>(
+        &client,
+        &ns,
+        "orders",
+        serde_json::json!({"clusterRef": {"kind": "PulsarCluster", "name": "local"},
+            "partitions": 2, "pulsar": {"tenant": tenant, "namespace": "sales"}}),
+    )
+    .await;
+    create::<Producer>(
+        &client,
+        &ns,
+        "writer",
+        serde_json::json!({"clusterRef": {"kind": "PulsarCluster", "name": "local"},
+            "topics": [{"name": "orders"}], "transactionalIdPrefix": "orders-writer",
+            "instances": 2}),
+    )
+    .await;
+    let producers: Api<Producer> = Api::namespaced(client.clone(), &ns.name);
+    let status = eventually("the Producer to be Ready", TIMEOUT, || async {
+        let p = producers.get("writer").await.map_err(|e| e.to_string())?;
+        let status = p.status.unwrap_or_default();
+        match condition(&status.conditions, "Ready") {
+            Some((s, _, _)) if s == "True" => Ok(status),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    let names: Vec<&str> = status
+        .producer_names
+        .iter()
+        .map(|p| p.name.as_str())
+        .collect();
+    assert_eq!(names, ["orders-writer-0", "orders-writer-1"]);
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> =
+        Api::namespaced(client.clone(), &ns.name);
+    let data = secrets
+        .get("writer-client")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .data
+        .unwrap_or_default();
+    let text = |key: &str| {
+        String::from_utf8_lossy(&data.get(key).unwrap_or_else(|| panic!("no {key}")).0).into_owned()
+    };
+    let props =
+        exactly::controller::producer_config::parse_properties(&text("instance-1.properties"));
+    assert_eq!(props.get("serviceUrl"), Some(&pulsar::shared().service_url));
+    assert_eq!(
+        props.get("producerName").map(String::as_str),
+        Some("orders-writer-1")
+    );
+    assert_eq!(props.get("sendTimeoutMs").map(String::as_str), Some("0"));
+    assert_eq!(
+        text("topics").trim(),
+        topic_in(&tenant, "sales", "orders").to_string()
+    );
+
+    // An override that weakens deduplication is refused, naming the key.
+    producers
+        .patch(
+            "writer",
+            &PatchParams::default(),
+            &Patch::Merge(
+                serde_json::json!({"spec": {"clientOverrides": {"sendTimeoutMs": "30000"}}}),
+            ),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let message = eventually("the override to be refused", TIMEOUT, || async {
+        let p = producers.get("writer").await.map_err(|e| e.to_string())?;
+        let status = p.status.unwrap_or_default();
+        if status.observed_generation != p.metadata.generation {
+            return Err("old generation".into());
+        }
+        match condition(&status.conditions, "Ready") {
+            Some((s, reason, message)) if s == "False" && reason == "UnsafeOverride" => Ok(message),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    assert!(message.contains("sendTimeoutMs"), "{message}");
 }
