@@ -28,6 +28,7 @@ pub use producer::{
 };
 pub use pulsar::{
     PulsarCluster, PulsarClusterSpec, PulsarClusterStatus, PulsarExactlyOnce, PulsarExternal,
+    PulsarHangingTransaction,
 };
 pub use topic::{
     ConfigDrift, DeletionPolicy, DriftPolicy, PulsarRetention, PulsarTopic, Topic, TopicSpec,

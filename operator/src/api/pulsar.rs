@@ -131,6 +131,29 @@ pub struct PulsarClusterStatus {
     /// The exactly-once rules the cluster fails (empty when `ExactlyOnceReady` is `True`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub failed_rules: Vec<String>,
+    /// Transactions open on the cluster's coordinators when last observed; absent while no
+    /// coordinator is loaded (no client has used transactions yet) or it cannot be read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub open_transactions: Option<i32>,
+    /// Open transactions past their timeout: the coordinator should have aborted them, and
+    /// until it does they hold back what consumers of their partitions may read
+    /// (`HangingTransactions`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hanging: Vec<PulsarHangingTransaction>,
+}
+
+/// A transaction open past its timeout.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct PulsarHangingTransaction {
+    /// The transaction's id, `(<mostSigBits>,<leastSigBits>)`.
+    pub id: String,
+    /// When it was opened (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub opened: Option<String>,
+    /// When it timed out (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timed_out: Option<String>,
 }
 
 impl PulsarCluster {

@@ -18,7 +18,9 @@ use super::cluster::EXACTLY_ONCE_READY;
 use crate::api::conditions::{self, types};
 use crate::api::{
     Condition, ConditionStatus, PulsarCluster, PulsarClusterStatus, PulsarExactlyOnce,
+    PulsarHangingTransaction,
 };
+use crate::pulsar::admin::OpenTransaction;
 use crate::pulsar::{PulsarAdmin, PulsarError, RuntimeConfig};
 use crate::{Error, Result};
 
@@ -34,6 +36,11 @@ pub struct Observed {
     /// The broker's `clusterName`.
     pub cluster_name: String,
     pub config: RuntimeConfig,
+    /// The open transactions; `None` while no coordinator is loaded (or transactions are off).
+    pub transactions: Option<Vec<OpenTransaction>>,
+    /// When it was observed (epoch milliseconds), to tell which transactions are past their
+    /// timeout.
+    pub now_ms: i64,
 }
 
 /// One exactly-once rule, and why it fails (`None`: met).
@@ -97,6 +104,29 @@ pub fn check(settings: &PulsarExactlyOnce) -> Vec<Rule> {
     ]
 }
 
+/// Condition type: `True` when a transaction is open past its timeout.
+pub const HANGING: &str = "HangingTransactions";
+
+/// The transactions of `open` past their timeout at `now_ms`, oldest first.
+pub fn hanging(open: &[OpenTransaction], now_ms: i64) -> Vec<PulsarHangingTransaction> {
+    let time = |ms: Option<i64>| {
+        ms.and_then(|ms| k8s_openapi::jiff::Timestamp::from_millisecond(ms).ok())
+            .map(|t| t.to_string())
+    };
+    let mut past: Vec<&OpenTransaction> = open
+        .iter()
+        .filter(|t| t.timeout_at_ms.is_some_and(|at| at < now_ms))
+        .collect();
+    past.sort_by_key(|t| (t.opened_ms, t.id.clone()));
+    past.into_iter()
+        .map(|t| PulsarHangingTransaction {
+            id: t.id.clone(),
+            opened: time(t.opened_ms),
+            timed_out: time(t.timeout_at_ms),
+        })
+        .collect()
+}
+
 /// The status a check (or its failure) means, merged into `previous`.
 pub fn pulsar_cluster_status(
     generation: Option<i64>,
@@ -119,6 +149,45 @@ pub fn pulsar_cluster_status(
                 .collect();
             status.exactly_once = Some(settings);
             status.failed_rules = failures.iter().map(|(rule, _)| rule.to_string()).collect();
+            let hanging_condition = match &found.transactions {
+                None => {
+                    status.open_transactions = None;
+                    status.hanging.clear();
+                    cond(
+                        HANGING,
+                        ConditionStatus::Unknown,
+                        "CoordinatorsNotLoaded",
+                        "no transaction coordinator is loaded yet: they load when a client first \
+                         uses transactions"
+                            .into(),
+                    )
+                }
+                Some(open) => {
+                    status.open_transactions = Some(i32::try_from(open.len()).unwrap_or(i32::MAX));
+                    status.hanging = hanging(open, found.now_ms);
+                    if status.hanging.is_empty() {
+                        cond(HANGING, False, "NoneHanging", String::new())
+                    } else {
+                        cond(
+                            HANGING,
+                            True,
+                            "PastTimeout",
+                            format!(
+                                "{} transaction(s) open past their timeout: {}. The coordinator \
+                                 aborts a transaction when it times out; one still open holds back \
+                                 what consumers of its partitions may read — see status.hanging",
+                                status.hanging.len(),
+                                status
+                                    .hanging
+                                    .iter()
+                                    .map(|h| h.id.as_str())
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            ),
+                        )
+                    }
+                }
+            };
             let exactly_once = if failures.is_empty() {
                 cond(
                     EXACTLY_ONCE_READY,
@@ -140,6 +209,7 @@ pub fn pulsar_cluster_status(
             };
             vec![
                 exactly_once,
+                hanging_condition,
                 cond(
                     types::READY,
                     True,
@@ -252,10 +322,17 @@ async fn observe(admin: &PulsarAdmin) -> std::result::Result<Observed, PulsarErr
             .next()
             .unwrap_or_default(),
     };
+    let transactions = if settings(&config).transaction_coordinator_enabled == Some(true) {
+        admin.open_transactions().await?
+    } else {
+        None
+    };
     Ok(Observed {
         version,
         cluster_name,
         config,
+        transactions,
+        now_ms: k8s_openapi::jiff::Timestamp::now().as_millisecond(),
     })
 }
 
@@ -292,7 +369,8 @@ pub async fn reconcile(cluster: Arc<PulsarCluster>, ctx: Arc<Context>) -> Result
         }
     }
     Ok(Action::requeue(match &observed {
-        Ok(_) => RESYNC,
+        // Open transactions are figures that move: looked at every refresh interval.
+        Ok(_) => ctx.refresh_interval.min(RESYNC),
         Err(PulsarError::ClientConfig(_)) => RESYNC,
         Err(_) => RETRY,
     }))
@@ -325,7 +403,48 @@ mod tests {
             version: "4.0.7".into(),
             cluster_name: "standalone".into(),
             config,
+            transactions: Some(Vec::new()),
+            now_ms: 1_000_000,
         })
+    }
+
+    fn open(id: &str, opened_ms: i64, timeout_at_ms: i64) -> OpenTransaction {
+        OpenTransaction {
+            id: id.into(),
+            status: "OPEN".into(),
+            opened_ms: Some(opened_ms),
+            timeout_at_ms: Some(timeout_at_ms),
+        }
+    }
+
+    #[test]
+    fn a_transaction_open_past_its_timeout_is_hanging_and_one_within_it_is_only_open() {
+        let mut found = observed(good()).unwrap_or_else(|e| panic!("{e}"));
+        found.transactions = Some(vec![
+            open("(0,2)", 900_000, 1_100_000),
+            open("(0,1)", 100_000, 160_000),
+        ]);
+        let status = pulsar_cluster_status(Some(1), None, &Ok(found));
+        assert_eq!(status.open_transactions, Some(2));
+        assert_eq!(status.hanging.len(), 1);
+        assert_eq!(status.hanging[0].id, "(0,1)");
+        assert_eq!(
+            status.hanging[0].timed_out.as_deref(),
+            Some("1970-01-01T00:02:40Z")
+        );
+        let c = conditions::find(&status.conditions, HANGING).unwrap_or_else(|| panic!());
+        assert_eq!(c.status, ConditionStatus::True);
+        assert!(c.message.contains("(0,1)"));
+    }
+
+    #[test]
+    fn without_a_loaded_coordinator_open_transactions_are_unknown_not_zero() {
+        let mut found = observed(good()).unwrap_or_else(|e| panic!("{e}"));
+        found.transactions = None;
+        let status = pulsar_cluster_status(Some(1), None, &Ok(found));
+        assert_eq!(status.open_transactions, None);
+        let c = conditions::find(&status.conditions, HANGING).unwrap_or_else(|| panic!());
+        assert_eq!(c.status, ConditionStatus::Unknown);
     }
 
     #[test]

@@ -76,6 +76,19 @@ pub struct CoordinatorStats {
     pub ongoing_txn_size: i64,
 }
 
+/// A transaction open on a coordinator.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OpenTransaction {
+    /// `(<mostSigBits>,<leastSigBits>)`, as Pulsar names it.
+    pub id: String,
+    /// The coordinator's state for it, e.g. `OPEN`, `COMMITTING`, `ABORTING`.
+    pub status: String,
+    /// When it was opened (epoch milliseconds).
+    pub opened_ms: Option<i64>,
+    /// When it times out (epoch milliseconds): the coordinator aborts it then.
+    pub timeout_at_ms: Option<i64>,
+}
+
 #[derive(Deserialize)]
 struct PartitionedMetadata {
     partitions: i32,
@@ -642,6 +655,57 @@ impl PulsarAdmin {
             StatusCode::NOT_FOUND => Ok(None),
             _ => Err(refused("read the stats of", &topic.to_string(), &answer)),
         }
+    }
+
+    /// The transactions open on the cluster's coordinators, or `None` when no coordinator is
+    /// loaded yet (coordinators load when a client first uses transactions: until then the
+    /// broker answers that it has none).
+    pub async fn open_transactions(&self) -> Result<Option<Vec<OpenTransaction>>, PulsarError> {
+        // Transactions open longer than 0 ms: all of them, with their open and timeout times.
+        let answer = self
+            .send(
+                Method::GET,
+                "/admin/v3/transactions/slowTransactions/0",
+                None,
+            )
+            .await?;
+        if !answer.status.is_success() {
+            let error = refused("list the open transactions", "transactions", &answer);
+            return match &error {
+                PulsarError::Refused { reason, .. }
+                    if reason.contains("coordinator not found")
+                        || reason.contains("Transaction coordinator not found") =>
+                {
+                    Ok(None)
+                }
+                _ => Err(error),
+            };
+        }
+        let raw: BTreeMap<String, serde_json::Value> = serde_json::from_slice(&answer.body)
+            .map_err(|e| {
+                PulsarError::Protocol(format!(
+                    "open transactions: {e} in {}",
+                    preview(&answer.body)
+                ))
+            })?;
+        Ok(Some(
+            raw.into_iter()
+                .map(|(id, m)| OpenTransaction {
+                    id: m
+                        .get("txnId")
+                        .and_then(serde_json::Value::as_str)
+                        .map(str::to_string)
+                        .unwrap_or(id),
+                    status: m
+                        .get("status")
+                        .and_then(serde_json::Value::as_str)
+                        .unwrap_or_default()
+                        .to_string(),
+                    opened_ms: m.get("openTimestamp").and_then(serde_json::Value::as_i64),
+                    timeout_at_ms: m.get("timeoutAt").and_then(serde_json::Value::as_i64),
+                })
+                .collect(),
+        ))
     }
 
     /// The stats of each transaction coordinator, by id. Coordinators load on first use, so a
