@@ -12,6 +12,7 @@
 #   tools/install.sh --print-image-base   the unpacked Debian base of the operator image
 #   tools/install.sh --print-gitops       the GitOps checker (tools/gitops) built from this tree
 #   tools/install.sh --print-pulsar       the Pulsar standalone directory (libs/, classpath)
+#   tools/install.sh --print-pulsar-checker  the compiled tests' Pulsar client (tools/pulsar/client)
 #
 # Cache: $EXACTLY_TOOLS_DIR (default ~/.cache/exactly), one directory per component and version,
 # e.g. ~/.cache/exactly/k8s-v1.37.2/bin/kube-apiserver. A directory only appears once complete
@@ -326,6 +327,22 @@ build_pulsar() {
   [ "$missing" = 0 ] || die "the classpath names jars maven did not copy; see $out/maven.log"
   log "  $(ls "$out/libs" | wc -l) jars, $(du -sh "$out/libs" | cut -f1)"
 }
+# The tests' Java client for Pulsar (tools/pulsar/client/PulsarCheck.java; tests/src/pulsar_check.rs
+# runs it): compiled with plain javac against the standalone's classpath into $1/classes, with
+# its log4j2.properties beside the class. It lives in the Pulsar directory, as checker-<digest>
+# of its sources, javac's version and this function, so an edit of the source recompiles and
+# new jars (a new Pulsar directory) do too. Older checkers stay (a few kB each): a test run of
+# another checkout may be using one.
+build_pulsar_checker() {
+  local out=$1
+  javac -Xlint:all -cp "$(cat "$(pulsar_dir)/classpath")" -d "$out/classes" "$here/pulsar/client/PulsarCheck.java"
+  cp "$here/pulsar/client/log4j2.properties" "$out/classes/"
+  log "  compiled $(cd "$out/classes" && ls -- *.class | paste -sd' ' -)"
+}
+pulsar_checker_dir() {
+  echo "$(pulsar_dir)/checker-$({ cat "$here"/pulsar/client/*; javac -version 2>&1
+    declare -f build_pulsar_checker; } | sha256sum | cut -c1-12)"
+}
 pulsar_version() { sed -n 's/^PULSAR_VERSION=//p' "$here/pulsar/version.env"; }
 pulsar_dir() {
   echo "$TOOLS_DIR/pulsar-$(pulsar_version)-$({ cat "$here/pulsar/pom.xml" "$here/pulsar/version.env"
@@ -350,12 +367,16 @@ check_prerequisites() {
     need java "install a JDK 17 or newer (Kafka 4 and Pulsar 4.0 need it)"
     need mvn "install Maven (it resolves the Kafka and Pulsar jars from Maven Central)"
   esac
+  case " $want " in *" pulsar "*)
+    need javac "install a JDK 17 or newer (it compiles the tests' Pulsar client, tools/pulsar/client)"
+  esac
 }
 
 main() {
   if [ "${1:-}" = "--print-dir" ]; then echo "$TOOLS_DIR"; exit 0; fi
   if [ "${1:-}" = "--print-gitops" ]; then echo "$(gitops_dir)/bin/exactly-gitops"; exit 0; fi
   if [ "${1:-}" = "--print-pulsar" ]; then pulsar_dir; exit 0; fi
+  if [ "${1:-}" = "--print-pulsar-checker" ]; then echo "$(pulsar_checker_dir)/classes"; exit 0; fi
   if [ "${1:-}" = "--print-image-base" ]; then
     echo "$TOOLS_DIR/image-debs-$(key_of "$DEBIAN_IMAGE_PACKAGES")/root"; exit 0
   fi
@@ -381,7 +402,10 @@ main() {
       kafka-image)
         install_component "kafka image" "$TOOLS_DIR/kafka-image-$(kafka_image_key)" build_kafka_image
         ;;
-      pulsar) install_component "pulsar $(pulsar_version) (standalone)" "$(pulsar_dir)" build_pulsar ;;
+      pulsar)
+        install_component "pulsar $(pulsar_version) (standalone)" "$(pulsar_dir)" build_pulsar
+        install_component "pulsar checker (tools/pulsar/client)" "$(pulsar_checker_dir)" build_pulsar_checker
+        ;;
       gitops) install_component "exactly-gitops (kstatus v$CLI_UTILS_VERSION, gopher-lua v$GOPHER_LUA_VERSION)" "$(gitops_dir)" build_gitops ;;
       image-base)
         install_component "image base (Debian)" "$TOOLS_DIR/image-debs-$(key_of "$DEBIAN_IMAGE_PACKAGES")" build_image_debs

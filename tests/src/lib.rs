@@ -12,6 +12,7 @@ pub mod pki;
 pub mod process;
 pub mod procfs;
 pub mod pulsar;
+pub mod pulsar_check;
 pub mod tools;
 
 use std::future::Future;

@@ -113,16 +113,17 @@ pub fn hanging(open: &[OpenTransaction], now_ms: i64) -> Vec<PulsarHangingTransa
         ms.and_then(|ms| k8s_openapi::jiff::Timestamp::from_millisecond(ms).ok())
             .map(|t| t.to_string())
     };
+    let deadline = |t: &OpenTransaction| Some(t.opened_ms?.saturating_add(t.timeout_ms?));
     let mut past: Vec<&OpenTransaction> = open
         .iter()
-        .filter(|t| t.timeout_at_ms.is_some_and(|at| at < now_ms))
+        .filter(|t| deadline(t).is_some_and(|at| at < now_ms))
         .collect();
     past.sort_by_key(|t| (t.opened_ms, t.id.clone()));
     past.into_iter()
         .map(|t| PulsarHangingTransaction {
             id: t.id.clone(),
             opened: time(t.opened_ms),
-            timed_out: time(t.timeout_at_ms),
+            timed_out: time(deadline(t)),
         })
         .collect()
 }
@@ -408,21 +409,22 @@ mod tests {
         })
     }
 
-    fn open(id: &str, opened_ms: i64, timeout_at_ms: i64) -> OpenTransaction {
+    fn open(id: &str, opened_ms: i64, timeout_ms: i64) -> OpenTransaction {
         OpenTransaction {
             id: id.into(),
             status: "OPEN".into(),
             opened_ms: Some(opened_ms),
-            timeout_at_ms: Some(timeout_at_ms),
+            timeout_ms: Some(timeout_ms),
         }
     }
 
     #[test]
     fn a_transaction_open_past_its_timeout_is_hanging_and_one_within_it_is_only_open() {
         let mut found = observed(good()).unwrap_or_else(|e| panic!("{e}"));
+        // now_ms is 1 000 000: (0,2) times out at 1 100 000, (0,1) timed out at 160 000.
         found.transactions = Some(vec![
-            open("(0,2)", 900_000, 1_100_000),
-            open("(0,1)", 100_000, 160_000),
+            open("(0,2)", 900_000, 200_000),
+            open("(0,1)", 100_000, 60_000),
         ]);
         let status = pulsar_cluster_status(Some(1), None, &Ok(found));
         assert_eq!(status.open_transactions, Some(2));

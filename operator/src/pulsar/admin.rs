@@ -85,8 +85,9 @@ pub struct OpenTransaction {
     pub status: String,
     /// When it was opened (epoch milliseconds).
     pub opened_ms: Option<i64>,
-    /// When it times out (epoch milliseconds): the coordinator aborts it then.
-    pub timeout_at_ms: Option<i64>,
+    /// Its timeout in milliseconds, counted from when it was opened: the coordinator aborts it
+    /// then. (Pulsar names it `timeoutAt`, but it is the duration, e.g. `15000`.)
+    pub timeout_ms: Option<i64>,
 }
 
 #[derive(Deserialize)]
@@ -702,7 +703,7 @@ impl PulsarAdmin {
                         .unwrap_or_default()
                         .to_string(),
                     opened_ms: m.get("openTimestamp").and_then(serde_json::Value::as_i64),
-                    timeout_at_ms: m.get("timeoutAt").and_then(serde_json::Value::as_i64),
+                    timeout_ms: m.get("timeoutAt").and_then(serde_json::Value::as_i64),
                 })
                 .collect(),
         ))

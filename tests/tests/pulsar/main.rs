@@ -3,9 +3,11 @@
 //! in a tenant of its own). Run with `make pulsar` (also the last step of `make test`), or
 //! `cargo test -p exactly-testenv --test pulsar`.
 
+mod dedup;
 mod resources;
 mod standalone;
 mod topic;
+mod transactions;
 
 use std::time::{Duration, Instant};
 
