@@ -44,31 +44,10 @@ pub fn cluster_status(
             status.cluster_id = cluster.cluster_id.clone();
             status.brokers = Some(cluster.brokers);
             let settings = eos::settings(&cluster.broker_config, &cluster.features);
-            let failures: Vec<(&str, String)> = eos::check(cluster.brokers, &settings)
-                .into_iter()
-                .filter_map(|r| r.failure.map(|f| (r.rule, f)))
-                .collect();
+            let (exactly_once, failed) =
+                eos::judgement(eos::check(cluster.brokers, &settings), generation);
             status.exactly_once = Some(settings);
-            status.failed_rules = failures.iter().map(|(rule, _)| rule.to_string()).collect();
-            let exactly_once = if failures.is_empty() {
-                cond(
-                    EXACTLY_ONCE_READY,
-                    True,
-                    "AllRulesMet",
-                    "the broker settings meet every exactly-once rule".into(),
-                )
-            } else {
-                let list: Vec<String> = failures
-                    .iter()
-                    .map(|(rule, failure)| format!("{rule}: {failure}"))
-                    .collect();
-                cond(
-                    EXACTLY_ONCE_READY,
-                    False,
-                    "RulesFailed",
-                    format!("{} rule(s) failed. {}", failures.len(), list.join(". ")),
-                )
-            };
+            status.failed_rules = failed;
             vec![
                 exactly_once,
                 cond(

@@ -17,6 +17,45 @@ pub struct RuleResult {
     pub failure: Option<String>,
 }
 
+/// The `ExactlyOnceReady` condition of a cluster whose brokers reported their settings, judged
+/// by `results` (any system's rules), and the names of the rules that failed.
+pub fn judgement(
+    results: Vec<RuleResult>,
+    generation: Option<i64>,
+) -> (crate::api::Condition, Vec<String>) {
+    use crate::api::ConditionStatus::{False, True};
+    let failures: Vec<(&str, String)> = results
+        .into_iter()
+        .filter_map(|r| r.failure.map(|f| (r.rule, f)))
+        .collect();
+    let failed = failures.iter().map(|(rule, _)| rule.to_string()).collect();
+    let (status, reason, message) = if failures.is_empty() {
+        (
+            True,
+            "AllRulesMet",
+            "the broker settings meet every exactly-once rule".to_string(),
+        )
+    } else {
+        let list: Vec<String> = failures
+            .iter()
+            .map(|(rule, failure)| format!("{rule}: {failure}"))
+            .collect();
+        (
+            False,
+            "RulesFailed",
+            format!("{} rule(s) failed. {}", failures.len(), list.join(". ")),
+        )
+    };
+    let condition = crate::api::Condition::new(
+        super::cluster::EXACTLY_ONCE_READY,
+        status,
+        reason,
+        message,
+        generation,
+    );
+    (condition, failed)
+}
+
 fn int(config: &BTreeMap<String, String>, key: &str) -> Option<i64> {
     config.get(key).and_then(|v| v.trim().parse().ok())
 }

@@ -64,6 +64,8 @@ pub struct Context {
     pub clusters: Store<KafkaCluster>,
     /// Every watched PulsarCluster.
     pub pulsar_clusters: Store<crate::api::PulsarCluster>,
+    /// The admin client of each PulsarCluster.
+    pub pulsar_admins: pulsar_cluster::Admins,
     /// Checked before every change sent to a messaging system (the Kafka clients hold it too).
     pub fence: crate::fence::Fence,
     /// Every watched Topic, for cross-resource checks such as two Topics claiming one topic.
@@ -829,6 +831,7 @@ async fn run_in(
             .fenced(options.fence.clone()),
         clusters: clusters.store(),
         pulsar_clusters: pulsar_clusters.store(),
+        pulsar_admins: Mutex::default(),
         fence: options.fence.clone(),
         topics: topics.store(),
         producers: producers.store(),

@@ -194,7 +194,7 @@ pub fn status(
             ]
         }
         Outcome::Invalid(violations) => stalled(
-            "UnsafeOverride",
+            "WeakensGuarantee",
             violations
                 .iter()
                 .map(|v| format!("{}: {}", v.key, v.message))

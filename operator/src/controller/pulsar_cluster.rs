@@ -1,7 +1,7 @@
 //! Reconciles `PulsarCluster`: reaches the admin API, reports the broker's version and cluster
 //! name, and judges the broker settings exactly-once depends on (`ExactlyOnceReady`, naming each
 //! rule that fails). Also gives the other controllers the cluster's admin client
-//! ([`admin_of`]).
+//! ([`admin_of`], kept per cluster in [`Admins`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,7 +14,7 @@ use kube::{Resource, ResourceExt};
 use tracing::{info, warn};
 
 use super::Context;
-use super::cluster::EXACTLY_ONCE_READY;
+use super::eos::{self, RuleResult};
 use crate::api::conditions::{self, types};
 use crate::api::{
     Condition, ConditionStatus, PulsarCluster, PulsarClusterStatus, PulsarExactlyOnce,
@@ -43,13 +43,6 @@ pub struct Observed {
     pub now_ms: i64,
 }
 
-/// One exactly-once rule, and why it fails (`None`: met).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Rule {
-    pub rule: &'static str,
-    pub failure: Option<String>,
-}
-
 /// The settings exactly-once depends on, from the broker's runtime configuration.
 pub fn settings(config: &RuntimeConfig) -> PulsarExactlyOnce {
     let flag = |key: &str| config.get(key).and_then(|v| v.trim().parse::<bool>().ok());
@@ -64,8 +57,8 @@ pub fn settings(config: &RuntimeConfig) -> PulsarExactlyOnce {
 
 /// The exactly-once rules, judged on `settings`. A setting the broker did not report fails its
 /// rule: what cannot be seen cannot be promised.
-pub fn check(settings: &PulsarExactlyOnce) -> Vec<Rule> {
-    let must = |rule: &'static str, value: Option<bool>, want: bool, why: &str| Rule {
+pub fn check(settings: &PulsarExactlyOnce) -> Vec<RuleResult> {
+    let must = |rule: &'static str, value: Option<bool>, want: bool, why: &str| RuleResult {
         rule,
         failure: match value {
             Some(v) if v == want => None,
@@ -144,12 +137,9 @@ pub fn pulsar_cluster_status(
             status.version = Some(found.version.clone());
             status.cluster_name = Some(found.cluster_name.clone());
             let settings = settings(&found.config);
-            let failures: Vec<(&str, String)> = check(&settings)
-                .into_iter()
-                .filter_map(|r| r.failure.map(|f| (r.rule, f)))
-                .collect();
+            let (exactly_once, failed) = eos::judgement(check(&settings), generation);
             status.exactly_once = Some(settings);
-            status.failed_rules = failures.iter().map(|(rule, _)| rule.to_string()).collect();
+            status.failed_rules = failed;
             let hanging_condition = match &found.transactions {
                 None => {
                     status.open_transactions = None;
@@ -188,25 +178,6 @@ pub fn pulsar_cluster_status(
                         )
                     }
                 }
-            };
-            let exactly_once = if failures.is_empty() {
-                cond(
-                    EXACTLY_ONCE_READY,
-                    True,
-                    "AllRulesMet",
-                    "the broker settings meet every exactly-once rule".into(),
-                )
-            } else {
-                let list: Vec<String> = failures
-                    .iter()
-                    .map(|(rule, failure)| format!("{rule}: {failure}"))
-                    .collect();
-                cond(
-                    EXACTLY_ONCE_READY,
-                    False,
-                    "RulesFailed",
-                    format!("{} rule(s) failed. {}", failures.len(), list.join(". ")),
-                )
             };
             vec![
                 exactly_once,
@@ -254,12 +225,33 @@ pub fn pulsar_cluster_status(
     status
 }
 
-/// The admin client of `cluster`, with the token and CA of its Secret (read afresh: a rotated
-/// token is used from the next call on).
-pub async fn admin_of(
+/// How to reach a PulsarCluster's admin API: its URL, and its Secret's token and CA.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Connection {
+    url: String,
+    token: Option<String>,
+    ca: Option<String>,
+}
+
+/// The admin clients of the PulsarClusters (`namespace/name`), with the settings each was
+/// built from: made by the cluster's own reconcile (which reads its Secret), reused by its
+/// Topics and Producers, so they neither read the Secret nor open a new connection pool on
+/// every reconcile.
+pub type Admins = std::sync::Mutex<std::collections::HashMap<String, (Connection, PulsarAdmin)>>;
+
+fn key(cluster: &PulsarCluster) -> String {
+    format!(
+        "{}/{}",
+        cluster.namespace().unwrap_or_default(),
+        cluster.name_any()
+    )
+}
+
+/// The connection settings of `cluster`, its Secret read afresh.
+async fn connection(
     ctx: &Context,
     cluster: &PulsarCluster,
-) -> std::result::Result<PulsarAdmin, PulsarError> {
+) -> std::result::Result<Connection, PulsarError> {
     let namespace = cluster.namespace().unwrap_or_default();
     let (mut token, mut ca) = (None, None);
     if let Some(secret_ref) = cluster.secret_ref() {
@@ -294,9 +286,18 @@ pub async fn admin_of(
         token = text("token")?.filter(|t| !t.is_empty());
         ca = text("ca.crt")?;
     }
-    let tls = if cluster.spec.external.admin_url.starts_with("https://") {
+    Ok(Connection {
+        url: cluster.spec.external.admin_url.clone(),
+        token,
+        ca,
+    })
+}
+
+/// A client for `connection`.
+fn build(ctx: &Context, connection: &Connection) -> std::result::Result<PulsarAdmin, PulsarError> {
+    let tls = if connection.url.starts_with("https://") {
         let security = crate::kafka::security::Security {
-            ca_pem: ca,
+            ca_pem: connection.ca.clone(),
             ..Default::default()
         };
         Some(
@@ -307,7 +308,49 @@ pub async fn admin_of(
     } else {
         None
     };
-    Ok(PulsarAdmin::new(&cluster.spec.external.admin_url, token, tls)?.fenced(ctx.fence.clone()))
+    Ok(PulsarAdmin::new(&connection.url, connection.token.clone(), tls)?.fenced(ctx.fence.clone()))
+}
+
+/// The client for `connection`: the cached one when it was built from the same settings
+/// (its connection pool kept), else a new one, cached.
+fn reuse_or_build(
+    ctx: &Context,
+    key: String,
+    connection: Connection,
+) -> std::result::Result<PulsarAdmin, PulsarError> {
+    let mut admins = ctx.pulsar_admins.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some((built_from, admin)) = admins.get(&key)
+        && *built_from == connection
+    {
+        return Ok(admin.clone());
+    }
+    let admin = build(ctx, &connection)?;
+    admins.insert(key, (connection, admin.clone()));
+    Ok(admin)
+}
+
+/// The admin client of `cluster` for its Topics and Producers: the one its PulsarCluster's
+/// reconcile keeps (with the token and CA of the Secret as last read there), or, before that
+/// ran or after `adminUrl` changed, one built now.
+pub async fn admin_of(
+    ctx: &Context,
+    cluster: &PulsarCluster,
+) -> std::result::Result<PulsarAdmin, PulsarError> {
+    let key = key(cluster);
+    let cached = ctx
+        .pulsar_admins
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&key)
+        .filter(|(built_from, _)| built_from.url == cluster.spec.external.admin_url)
+        .map(|(_, admin)| admin.clone());
+    match cached {
+        Some(admin) => Ok(admin),
+        None => {
+            let connection = connection(ctx, cluster).await?;
+            reuse_or_build(ctx, key, connection)
+        }
+    }
 }
 
 /// What the admin API says about the cluster.
@@ -350,7 +393,12 @@ pub async fn reconcile(cluster: Arc<PulsarCluster>, ctx: Arc<Context>) -> Result
         .namespace()
         .ok_or(Error::MissingObjectKey("metadata.namespace"))?;
     let name = cluster.name_any();
-    let observed = match admin_of(&ctx, &cluster).await {
+    // The Secret is read here on every check, so a rotated token is used from then on.
+    let admin = match connection(&ctx, &cluster).await {
+        Ok(connection) => reuse_or_build(&ctx, key(&cluster), connection),
+        Err(e) => Err(e),
+    };
+    let observed = match admin {
         Ok(admin) => observe(&admin).await,
         Err(e) => Err(e),
     };
@@ -380,6 +428,7 @@ pub async fn reconcile(cluster: Arc<PulsarCluster>, ctx: Arc<Context>) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::controller::cluster::EXACTLY_ONCE_READY;
 
     fn config(pairs: &[(&str, &str)]) -> RuntimeConfig {
         pairs

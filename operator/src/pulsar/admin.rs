@@ -306,7 +306,7 @@ impl PulsarAdmin {
     }
 
     /// Sends a request and fails unless the answer is a success.
-    async fn expect(
+    async fn send_ok(
         &self,
         method: Method,
         path: &str,
@@ -329,7 +329,7 @@ impl PulsarAdmin {
         resource: &str,
     ) -> Result<T, PulsarError> {
         let body = self
-            .expect(Method::GET, path, None, operation, resource)
+            .send_ok(Method::GET, path, None, operation, resource)
             .await?;
         serde_json::from_slice(&body).map_err(|e| {
             PulsarError::Protocol(format!(
@@ -342,7 +342,7 @@ impl PulsarAdmin {
     /// The broker's version, e.g. `4.0.7`.
     pub async fn version(&self) -> Result<String, PulsarError> {
         let body = self
-            .expect(
+            .send_ok(
                 Method::GET,
                 "/admin/v2/brokers/version",
                 None,
@@ -488,7 +488,7 @@ impl PulsarAdmin {
         partitions: i32,
     ) -> Result<(), PulsarError> {
         let path = format!("{}/partitions", topic.path());
-        self.expect(
+        self.send_ok(
             Method::POST,
             &path,
             Some(partitions.to_string()),
@@ -519,7 +519,7 @@ impl PulsarAdmin {
     /// namespace's or broker's applies).
     pub async fn deduplication(&self, topic: &TopicName) -> Result<Option<bool>, PulsarError> {
         let body = self
-            .expect(
+            .send_ok(
                 Method::GET,
                 &format!("{}/deduplicationEnabled", topic.path()),
                 None,
@@ -549,7 +549,7 @@ impl PulsarAdmin {
             Some(on) => (Method::POST, Some(on.to_string())),
             None => (Method::DELETE, None),
         };
-        self.expect(
+        self.send_ok(
             method,
             &path,
             body,
@@ -563,7 +563,7 @@ impl PulsarAdmin {
     /// The topic-level retention policy: `None` when the topic does not set one.
     pub async fn retention(&self, topic: &TopicName) -> Result<Option<Retention>, PulsarError> {
         let body = self
-            .expect(
+            .send_ok(
                 Method::GET,
                 &format!("{}/retention", topic.path()),
                 None,
@@ -596,7 +596,7 @@ impl PulsarAdmin {
             ),
             None => (Method::DELETE, None),
         };
-        self.expect(
+        self.send_ok(
             method,
             &path,
             body,

@@ -584,7 +584,9 @@ async fn a_producer_on_pulsar_renders_stable_producer_names_without_a_send_timeo
             return Err("old generation".into());
         }
         match condition(&status.conditions, "Ready") {
-            Some((s, reason, message)) if s == "False" && reason == "UnsafeOverride" => Ok(message),
+            Some((s, reason, message)) if s == "False" && reason == "WeakensGuarantee" => {
+                Ok(message)
+            }
             other => Err(format!("{other:?}")),
         }
     })
