@@ -254,6 +254,31 @@ impl Checker {
         Ok(txn)
     }
 
+    /// `hold`: a consumer of `run.type_` on `run.subscription` receives `run.receive` messages
+    /// (acknowledging them only if `run.ack`), stays connected for `run.hold`, then closes.
+    /// Blocks until it has: run it on a blocking thread to watch what happens meanwhile.
+    pub fn hold(&self, run: &Hold<'_>) -> Result<Held, String> {
+        let args = [
+            "hold",
+            "--service-url",
+            run.service_url,
+            "--topic",
+            run.topic,
+            "--subscription",
+            run.subscription,
+            "--type",
+            run.type_,
+            "--receive",
+            &run.receive.to_string(),
+            "--ack",
+            if run.ack { "true" } else { "false" },
+            "--hold-ms",
+            &run.hold.as_millis().to_string(),
+        ]
+        .map(String::from);
+        Ok(self.run::<Held>(&args, 0)?.0)
+    }
+
     /// The JVM for `args`: a small heap, the serial collector and C1 only (a client that runs
     /// for seconds), the checker's classes first (its log4j2.properties wins), then Pulsar's.
     pub fn command(&self, args: &[String]) -> Command {
@@ -352,6 +377,27 @@ impl Checker {
         let value = serde_json::from_str(line).map_err(|e| fail(format!("{e} in {line:?}")))?;
         Ok((value, code))
     }
+}
+
+/// What [`Checker::hold`] runs.
+#[derive(Clone, Debug)]
+pub struct Hold<'a> {
+    pub service_url: &'a str,
+    pub topic: &'a str,
+    pub subscription: &'a str,
+    /// `Exclusive`, `Failover`, `Shared` or `Key_Shared`.
+    pub type_: &'a str,
+    pub receive: u64,
+    pub ack: bool,
+    pub hold: Duration,
+}
+
+/// What `hold` printed.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Held {
+    pub received: u64,
+    pub held_ms: u64,
 }
 
 /// A Java properties file of `entries` (key, value), as the operator renders a client's

@@ -30,7 +30,7 @@ pub const MAX_COMMIT_AGE: DurationField = DurationField {
     status = "ConsumerGroupStatus",
     shortname = "kcg",
     category = "exactly",
-    doc = "An expected Kafka consumer group: the operator reports its state, members and lag (against the last stable offset under read_committed) and runs guarded one-shot offset resets. It never creates members.",
+    doc = "An expected consumer group: on a KafkaCluster a Kafka consumer group, whose state, members and lag (against the last stable offset under read_committed) the operator reports; on a PulsarCluster a subscription on every partition of its Topics, created by the operator, whose type, consumers, backlog and unacknowledged messages it reports. Either way it runs guarded one-shot offset resets and never creates consumers.",
     printcolumn(
         name = "Cluster",
         type_ = "string",
@@ -56,13 +56,15 @@ pub const MAX_COMMIT_AGE: DurationField = DurationField {
     )
 )]
 #[x_kube(validation = Rule::new("has(self.groupId) == has(oldSelf.groupId) && (!has(self.groupId) || self.groupId == oldSelf.groupId)").message("groupId is immutable: to watch another group, create a new ConsumerGroup resource"))]
-#[x_kube(validation = Rule::new("!has(self.clusterRef.kind) || self.clusterRef.kind == 'KafkaCluster'").message("ConsumerGroups run on a KafkaCluster only, for now: Pulsar support covers PulsarCluster and Topic so far"))]
+#[x_kube(validation = Rule::new("!has(self.clusterRef.kind) || self.clusterRef.kind == 'KafkaCluster' || (!has(self.authentication) && (!has(self.offsetReset) || self.offsetReset.to != 'Offset'))").message("on a PulsarCluster a ConsumerGroup takes no authentication (yet), and offsetReset.to may be Earliest, Latest or Timestamp: Pulsar positions are message ids, not offsets"))]
+#[x_kube(validation = Rule::new("!has(self.pulsar) || self.clusterRef.kind == 'PulsarCluster'").message("pulsar settings apply to a ConsumerGroup whose clusterRef.kind is PulsarCluster"))]
 #[serde(rename_all = "camelCase")]
 pub struct ConsumerGroupSpec {
-    /// The KafkaCluster (same namespace) the group consumes from.
+    /// The KafkaCluster or PulsarCluster (same namespace) the group consumes from.
     pub cluster_ref: ClusterRef,
 
-    /// The Kafka `group.id`. Defaults to `metadata.name`. Immutable.
+    /// The Kafka `group.id`, or on Pulsar the subscription name. Defaults to `metadata.name`.
+    /// Immutable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 249))]
     pub group_id: Option<String>,
@@ -71,8 +73,9 @@ pub struct ConsumerGroupSpec {
     #[schemars(length(min = 1, max = 100))]
     pub topics: Vec<TopicRef>,
 
-    /// How lag is measured: `ReadCommitted` (default) against the last stable offset, as a
-    /// read_committed consumer sees the log; `ReadUncommitted` against the log end.
+    /// How lag is measured on Kafka: `ReadCommitted` (default) against the last stable offset,
+    /// as a read_committed consumer sees the log; `ReadUncommitted` against the log end. (A
+    /// Pulsar subscription's backlog is what the broker counts.)
     #[serde(default)]
     pub isolation: Isolation,
 
@@ -81,7 +84,9 @@ pub struct ConsumerGroupSpec {
     pub lag_objective: Option<LagObjective>,
 
     /// A one-shot offset reset. It runs once per `id`, only while the group has no members
-    /// (status says it waits otherwise); the result is kept in `status.lastOffsetReset`.
+    /// (status says it waits otherwise); the result is kept in `status.lastOffsetReset`. On
+    /// Pulsar it resets the subscription's cursor on every partition (`to: Offset` does not
+    /// apply there).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub offset_reset: Option<OffsetReset>,
 
@@ -91,6 +96,32 @@ pub struct ConsumerGroupSpec {
     /// isolation level and the credentials).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub authentication: Option<Authentication>,
+
+    /// Settings of the subscription on a PulsarCluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pulsar: Option<PulsarSubscription>,
+}
+
+/// How the operator creates a group's subscription on Pulsar.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct PulsarSubscription {
+    /// Where a subscription the operator creates starts: `Earliest` (default: every message
+    /// the topic still holds is delivered, and none published from then on is lost to
+    /// retention before a consumer comes) or `Latest` (only messages published after it was
+    /// created). An existing subscription is never moved by this; use `offsetReset`.
+    #[serde(default)]
+    pub initial_position: InitialPosition,
+}
+
+/// Where a new subscription starts.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum InitialPosition {
+    /// The oldest message the topic holds.
+    #[default]
+    Earliest,
+    /// After the last message published.
+    Latest,
 }
 
 /// The isolation level a group reads with.
@@ -166,11 +197,12 @@ pub struct ConsumerGroupStatus {
     pub conditions: Vec<Condition>,
 
     /// Group state as the coordinator reports it: `Empty`, `Stable`, `PreparingRebalance`,
-    /// `CompletingRebalance`, `Dead`, or `Unknown` when the group does not exist yet.
+    /// `CompletingRebalance`, `Dead`, or `Unknown` when the group does not exist yet. On
+    /// Pulsar: `Active` (consumers connected) or `Idle` (none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state: Option<String>,
 
-    /// Number of members.
+    /// Number of members (on Pulsar: distinct consumers connected to the subscription).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub member_count: Option<i32>,
 
@@ -178,11 +210,12 @@ pub struct ConsumerGroupStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub members: Vec<GroupMember>,
 
-    /// Total lag over every partition of `spec.topics`.
+    /// Total lag over every partition of `spec.topics` (on Pulsar: the subscription's backlog).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub total_lag: Option<i64>,
 
     /// The partitions with the most lag (at most 20), then `partitionsOmitted` for the rest.
+    /// Kafka only: on Pulsar see `subscription.partitions`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub partitions: Vec<PartitionLag>,
 
@@ -190,7 +223,8 @@ pub struct ConsumerGroupStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub partitions_omitted: Option<i32>,
 
-    /// When the operator last saw the group's committed offsets move (RFC 3339).
+    /// When the operator last saw the group's committed offsets move (RFC 3339); on Pulsar,
+    /// when the broker last moved the subscription's acknowledged position.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_commit_seen: Option<String>,
 
@@ -201,15 +235,58 @@ pub struct ConsumerGroupStatus {
     /// With `spec.authentication`: the group's user and the ACLs in force for it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub access: Option<AccessStatus>,
+
+    /// On Pulsar: the subscription as the broker reports it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subscription: Option<SubscriptionStatus>,
+}
+
+/// A group's subscription on Pulsar, summed over the partitions of its topics.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct SubscriptionStatus {
+    /// The subscription's name.
+    pub name: String,
+    /// The subscription type its consumers chose: `Exclusive` or `Failover` (one consumer a
+    /// partition: in order), `Key_Shared` (in order per key), `Shared` (any consumer: no
+    /// order). Absent while no consumer is connected.
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub type_: Option<String>,
+    /// Messages not yet acknowledged by the subscription, over every partition.
+    pub backlog: i64,
+    /// Messages delivered to consumers and not acknowledged yet.
+    pub unacked: i64,
+    /// Partitions of `spec.topics` on which the subscription exists.
+    pub partition_count: i32,
+    /// The partitions with the largest backlog (at most 20), then `partitionsOmitted`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub partitions: Vec<SubscriptionPartition>,
+    /// Partitions not listed in `partitions` (their backlog is in `backlog`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partitions_omitted: Option<i32>,
+}
+
+/// The subscription on one partition.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct SubscriptionPartition {
+    /// The partition's full name (`persistent://<tenant>/<namespace>/<topic>-partition-<n>`).
+    pub partition: String,
+    /// Messages not yet acknowledged on this partition.
+    pub backlog: i64,
+    /// Messages delivered and not acknowledged yet.
+    pub unacked: i64,
+    /// Consumers connected to this partition.
+    pub consumers: i32,
 }
 
 /// One member of a group.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct GroupMember {
-    /// The member's `client.id`.
+    /// The member's `client.id` (on Pulsar: the consumer name).
     pub client_id: String,
-    /// The host it connected from.
+    /// The host it connected from (on Pulsar: its address).
     pub host: String,
 }
 

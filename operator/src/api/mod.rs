@@ -18,8 +18,9 @@ pub use cluster::{
 };
 pub use conditions::{Condition, ConditionStatus};
 pub use group::{
-    ConsumerGroup, ConsumerGroupSpec, ConsumerGroupStatus, GroupMember, Isolation, LagObjective,
-    OffsetReset, OffsetResetOutcome, PartitionLag, ResetTarget,
+    ConsumerGroup, ConsumerGroupSpec, ConsumerGroupStatus, GroupMember, InitialPosition, Isolation,
+    LagObjective, OffsetReset, OffsetResetOutcome, PartitionLag, PulsarSubscription, ResetTarget,
+    SubscriptionPartition, SubscriptionStatus,
 };
 pub use pipeline::{Pipeline, PipelineSpec, PipelineStatus};
 pub use producer::{

@@ -1,4 +1,4 @@
-//! Reconciles `ConsumerGroup`: observes the group (it never creates members), reports state,
+//! Reconciles `ConsumerGroup` (on Pulsar: [`super::group_pulsar`]): observes the group (it never creates members), reports state,
 //! members and lag against the last stable offset, judges the lag objective, and runs the
 //! guarded one-shot offset reset.
 //!
@@ -426,16 +426,16 @@ async fn offset_reset(
 }
 
 /// `status.lastOffsetReset.result` of a reset whose group has members: it runs once they go.
-const WAITING: &str = "Waiting";
+pub(super) const WAITING: &str = "Waiting";
 /// The result of a reset whose offsets were committed.
-const APPLIED: &str = "Applied";
+pub(super) const APPLIED: &str = "Applied";
 /// The result recorded right before a reset's commit. Found on a later reconcile, it means an
 /// operator stopped before recording the outcome: [`settle_interrupted`] decides from the group's
 /// offsets, and the reset is never committed a second time.
-const APPLYING: &str = "Applying";
+pub(super) const APPLYING: &str = "Applying";
 /// The result of a reset that may or may not have run: an operator stopped while applying it
 /// and the group's offsets do not show it.
-const INTERRUPTED: &str = "Interrupted";
+pub(super) const INTERRUPTED: &str = "Interrupted";
 
 /// The commit metadata a reset leaves on each partition it moved, so that its effect can be
 /// recognised after an operator stopped half-way.
@@ -516,7 +516,9 @@ pub fn cluster_interest(ctx: &Context, key: &str) -> Interest {
     let mut interest = Interest::default();
     for g in ctx.groups.state() {
         let ns = g.namespace().unwrap_or_default();
-        if super::cluster_key(ctx, &ns, &g.spec.cluster_ref.name) != key {
+        if !g.spec.cluster_ref.kind.is_kafka()
+            || super::cluster_key(ctx, &ns, &g.spec.cluster_ref.name) != key
+        {
             continue;
         }
         interest.groups.insert(group_id(&g));
@@ -617,6 +619,9 @@ pub async fn reconcile(group: Arc<ConsumerGroup>, ctx: Arc<Context>) -> Result<A
     let namespace = group
         .namespace()
         .ok_or(Error::MissingObjectKey("metadata.namespace"))?;
+    if group.spec.cluster_ref.kind == crate::api::ClusterKind::PulsarCluster {
+        return super::group_pulsar::reconcile(group, ctx).await;
+    }
     let name = group.name_any();
     let refresh = ctx.observer.interval();
     let secret_name = format!("{name}-client");
@@ -842,6 +847,7 @@ mod tests {
                 lag_objective: objective,
                 offset_reset: None,
                 authentication: None,
+                pulsar: None,
             },
         );
         g.metadata.generation = Some(1);

@@ -9,6 +9,7 @@ pub mod eos;
 pub mod events;
 pub mod fair;
 pub mod group;
+pub mod group_pulsar;
 pub mod identity;
 pub mod index;
 pub mod lag;

@@ -478,6 +478,7 @@ fn render_group(pipeline: &Pipeline, names: &Names) -> ConsumerGroup {
             lag_objective: None,
             offset_reset: None,
             authentication: None,
+            pulsar: None,
         },
     )
 }

@@ -335,10 +335,24 @@ pub fn producer_status(
     status
 }
 
+/// The cluster a Producer's prefix is claimed on: a KafkaCluster's bootstrap servers, a
+/// PulsarCluster's service URL (two resources naming one cluster share its names).
+fn claim_key(ctx: &Context, namespace: &str, cluster: &crate::api::ClusterRef) -> String {
+    match cluster.kind {
+        crate::api::ClusterKind::KafkaCluster => super::cluster_key(ctx, namespace, &cluster.name),
+        crate::api::ClusterKind::PulsarCluster => {
+            super::pulsar_cluster::find(ctx, namespace, &cluster.name).map_or_else(
+                || format!("pulsar:{namespace}/{}", cluster.name),
+                |c| format!("pulsar:{}", c.spec.external.service_url),
+            )
+        }
+    }
+}
+
 /// The older Producer holding the same prefix on the same cluster, if any.
-fn prefix_owner(producer: &Producer, ctx: &Context) -> Option<String> {
+pub(super) fn prefix_owner(producer: &Producer, ctx: &Context) -> Option<String> {
     let ns = producer.namespace().unwrap_or_default();
-    let me_key = super::cluster_key(ctx, &ns, &producer.spec.cluster_ref.name);
+    let me_key = claim_key(ctx, &ns, &producer.spec.cluster_ref);
     let age = |p: &Producer| {
         (
             p.meta()
@@ -361,11 +375,7 @@ fn prefix_owner(producer: &Producer, ctx: &Context) -> Option<String> {
         .filter(|p| {
             p.spec.transactional_id_prefix == producer.spec.transactional_id_prefix
                 && resolve::qualified(p.as_ref()) != mine.1
-                && super::cluster_key(
-                    ctx,
-                    &p.namespace().unwrap_or_default(),
-                    &p.spec.cluster_ref.name,
-                ) == me_key
+                && claim_key(ctx, &p.namespace().unwrap_or_default(), &p.spec.cluster_ref) == me_key
         })
         .map(|p| age(&p))
         .filter(|other| *other < mine)

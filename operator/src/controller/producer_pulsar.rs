@@ -18,15 +18,15 @@ use std::time::Duration;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use kube::api::Api;
 use kube::runtime::controller::Action;
-use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use tracing::warn;
 
 use super::Context;
+use super::producer::RESOURCE_CONFLICT;
 use super::producer_config::{ConfigViolation, instance_key, syntax_problem};
 use crate::api::conditions::{self, types};
 use crate::api::{
-    Condition, ConditionStatus, Producer, ProducerSpec, ProducerStatus, PulsarProducerState, Topic,
+    Condition, ConditionStatus, Producer, ProducerSpec, ProducerStatus, PulsarProducerState,
 };
 use crate::pulsar::PulsarError;
 use crate::pulsar::admin::TopicName;
@@ -133,6 +133,9 @@ pub enum Outcome {
     },
     /// An override weakens the guarantee.
     Invalid(Vec<ConfigViolation>),
+    /// An older Producer holds the same prefix on this cluster: its instances would have the
+    /// same producer names.
+    Conflict { owner: String },
     /// `spec.clusterRef` names no PulsarCluster.
     ClusterNotFound { cluster: String },
     /// A Topic of `spec.topics` is not on this PulsarCluster (or does not exist yet).
@@ -201,6 +204,23 @@ pub fn status(
                 .collect::<Vec<_>>()
                 .join("; "),
         ),
+        Outcome::Conflict { owner } => {
+            let mut c = stalled(
+                RESOURCE_CONFLICT,
+                format!(
+                    "Producer {owner} already holds this transactionalIdPrefix on this Pulsar cluster: their instances \
+                     would share producer names, and the broker's deduplication would drop one's messages as the other's \
+                     resends. Choose another prefix (it is immutable: create a new Producer)"
+                ),
+            );
+            c.push(cond(
+                RESOURCE_CONFLICT,
+                True,
+                "PrefixTaken",
+                format!("prefix held by Producer {owner}"),
+            ));
+            c
+        }
         Outcome::ClusterNotFound { cluster } => waiting(
             "ClusterNotFound",
             format!(
@@ -227,42 +247,17 @@ pub fn status(
             "RetryingPulsar",
         ),
     };
+    let mut desired = desired;
+    // Reached only once the prefix was found free: a conflict seen before is over.
+    if matches!(
+        outcome,
+        Outcome::Rendered { .. } | Outcome::Invalid(_) | Outcome::WorkloadNotFound { .. }
+    ) {
+        desired.push(cond(RESOURCE_CONFLICT, False, "NoConflict", String::new()));
+    }
     status.conditions = conditions::merge(&status.conditions, desired);
     status.observed_generation = generation;
     status
-}
-
-/// The full names of the Producer's Topics, when each is Ready on its PulsarCluster; else the
-/// names of those that are not.
-fn topic_names(
-    ctx: &Context,
-    namespace: &str,
-    producer: &Producer,
-) -> std::result::Result<Vec<String>, Vec<String>> {
-    let mut names = Vec::new();
-    let mut missing = Vec::new();
-    for r in &producer.spec.topics {
-        let topic: Option<Arc<Topic>> = ctx.topics.get(&ObjectRef::new(&r.name).within(namespace));
-        let ready = topic.as_ref().is_some_and(|t| {
-            t.on_pulsar()
-                && t.spec.cluster_ref.name == producer.spec.cluster_ref.name
-                && t.status.as_ref().is_some_and(|s| {
-                    conditions::find(&s.conditions, types::READY)
-                        .is_some_and(|c| c.status == ConditionStatus::True)
-                })
-        });
-        match topic {
-            Some(t) if ready => names.push(t.system_topic_name()),
-            _ => missing.push(r.name.clone()),
-        }
-    }
-    if missing.is_empty() {
-        names.sort();
-        names.dedup();
-        Ok(names)
-    } else {
-        Err(missing)
-    }
 }
 
 /// Reconciles a Producer whose `clusterRef` names a PulsarCluster.
@@ -274,11 +269,21 @@ pub async fn reconcile(producer: Arc<Producer>, ctx: Arc<Context>) -> Result<Act
     let secret_name = format!("{name}-client");
     let generation = producer.meta().generation;
     let cluster_name = &producer.spec.cluster_ref.name;
-    let outcome = match super::pulsar_cluster::find(&ctx, &namespace, cluster_name) {
-        None => Outcome::ClusterNotFound {
+    let owner = super::producer::prefix_owner(&producer, &ctx);
+    let outcome = match (
+        super::pulsar_cluster::find(&ctx, &namespace, cluster_name),
+        owner,
+    ) {
+        (None, _) => Outcome::ClusterNotFound {
             cluster: cluster_name.clone(),
         },
-        Some(cluster) => match topic_names(&ctx, &namespace, &producer) {
+        (Some(_), Some(owner)) => Outcome::Conflict { owner },
+        (Some(cluster), None) => match super::pulsar_cluster::ready_topics(
+            &ctx,
+            &namespace,
+            cluster_name,
+            &producer.spec.topics,
+        ) {
             Err(missing) => Outcome::TopicsNotReady(missing),
             Ok(topics) => {
                 let instances = match &producer.spec.stateful_set_ref {
@@ -329,6 +334,8 @@ pub async fn reconcile(producer: Arc<Producer>, ctx: Arc<Context>) -> Result<Act
     Ok(Action::requeue(match outcome {
         Outcome::Rendered { .. } => ctx.refresh_interval,
         Outcome::Invalid(_) => Duration::from_secs(300),
+        // Looked at again each refresh: the conflict is over once the older Producer goes.
+        Outcome::Conflict { .. } => ctx.refresh_interval,
         _ => super::RETRY,
     }))
 }
@@ -443,6 +450,36 @@ mod tests {
     #[test]
     fn a_send_timeout_of_zero_may_be_restated() {
         assert!(check_overrides(&spec(&[("sendTimeoutMs", "0")])).is_empty());
+    }
+
+    #[test]
+    fn a_prefix_held_by_an_older_producer_is_a_conflict_until_it_is_free() {
+        let conflict = status(
+            Some(1),
+            None,
+            "w-client",
+            &Outcome::Conflict {
+                owner: "shop/first".into(),
+            },
+        );
+        let ready = conditions::find(&conflict.conditions, types::READY)
+            .unwrap_or_else(|| panic!("no Ready"));
+        assert_eq!(ready.reason, RESOURCE_CONFLICT);
+        assert!(ready.message.contains("shop/first"), "{}", ready.message);
+        let flag = |s: &ProducerStatus| {
+            conditions::find(&s.conditions, RESOURCE_CONFLICT).map(|c| c.status)
+        };
+        assert_eq!(flag(&conflict), Some(ConditionStatus::True));
+        let freed = status(
+            Some(1),
+            Some(&conflict),
+            "w-client",
+            &Outcome::Rendered {
+                instances: 1,
+                names: Vec::new(),
+            },
+        );
+        assert_eq!(flag(&freed), Some(ConditionStatus::False));
     }
 
     #[test]

@@ -692,6 +692,7 @@ mod group_objective {
                 lag_objective: objective,
                 offset_reset: None,
                 authentication: None,
+                pulsar: None,
             },
         );
         g.metadata.generation = Some(1);

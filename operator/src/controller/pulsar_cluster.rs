@@ -386,6 +386,42 @@ pub fn find(ctx: &Context, namespace: &str, name: &str) -> Option<Arc<PulsarClus
         .get(&ObjectRef::new(name).within(namespace))
 }
 
+/// The full names of the Topics `refs` names (in `namespace`), when each is Ready on the
+/// PulsarCluster `cluster`; else the names of those that are not (missing, not Ready, or on
+/// another cluster: a resource's Topics must live on its cluster).
+pub fn ready_topics(
+    ctx: &Context,
+    namespace: &str,
+    cluster: &str,
+    refs: &[crate::api::TopicRef],
+) -> std::result::Result<Vec<String>, Vec<String>> {
+    let mut names = Vec::new();
+    let mut missing = Vec::new();
+    for r in refs {
+        let topic: Option<Arc<crate::api::Topic>> =
+            ctx.topics.get(&ObjectRef::new(&r.name).within(namespace));
+        let ready = topic.as_ref().is_some_and(|t| {
+            t.on_pulsar()
+                && t.spec.cluster_ref.name == cluster
+                && t.status.as_ref().is_some_and(|s| {
+                    conditions::find(&s.conditions, types::READY)
+                        .is_some_and(|c| c.status == ConditionStatus::True)
+                })
+        });
+        match topic {
+            Some(t) if ready => names.push(t.system_topic_name()),
+            _ => missing.push(r.name.clone()),
+        }
+    }
+    if missing.is_empty() {
+        names.sort();
+        names.dedup();
+        Ok(names)
+    } else {
+        Err(missing)
+    }
+}
+
 /// Reconciles one PulsarCluster.
 #[tracing::instrument(skip_all, fields(kind = "PulsarCluster", namespace = cluster.namespace().unwrap_or_default(), name = %cluster.name_any()))]
 pub async fn reconcile(cluster: Arc<PulsarCluster>, ctx: Arc<Context>) -> Result<Action> {

@@ -18,6 +18,7 @@ use hyper_util::rt::TokioExecutor;
 use serde::Deserialize;
 
 use super::error::PulsarError;
+use super::stats::{PartitionedStats, TopicStats};
 use crate::fence::Fence;
 
 /// How long one admin call may take, connecting included.
@@ -607,55 +608,112 @@ impl PulsarAdmin {
         .map(drop)
     }
 
+    /// The stats of each partition of the partitioned topic (full partition name → stats);
+    /// `None` when the topic does not exist.
+    pub async fn partition_stats(
+        &self,
+        topic: &TopicName,
+    ) -> Result<Option<BTreeMap<String, TopicStats>>, PulsarError> {
+        let path = format!("{}/partitioned-stats?perPartition=true", topic.path());
+        let answer = self.send(Method::GET, &path, None).await?;
+        match answer.status {
+            s if s.is_success() => serde_json::from_slice::<PartitionedStats>(&answer.body)
+                .map(|stats| Some(stats.partitions))
+                .map_err(|e| {
+                    PulsarError::Protocol(format!(
+                        "stats of '{topic}': {e} in {}",
+                        preview(&answer.body)
+                    ))
+                }),
+            StatusCode::NOT_FOUND => Ok(None),
+            _ => Err(refused("read the stats of", &topic.to_string(), &answer)),
+        }
+    }
+
     /// The producer names connected to each partition of the partitioned topic (partition name
     /// → names), from its per-partition stats; `None` when the topic does not exist.
     pub async fn publishers(
         &self,
         topic: &TopicName,
     ) -> Result<Option<BTreeMap<String, Vec<String>>>, PulsarError> {
-        #[derive(Deserialize)]
-        struct Publisher {
-            #[serde(rename = "producerName", default)]
-            producer_name: Option<String>,
-        }
-        #[derive(Deserialize)]
-        struct PartitionStats {
-            #[serde(default)]
-            publishers: Vec<Publisher>,
-        }
-        #[derive(Deserialize)]
-        struct Stats {
-            #[serde(default)]
-            partitions: BTreeMap<String, PartitionStats>,
-        }
-        let path = format!("{}/partitioned-stats?perPartition=true", topic.path());
-        let answer = self.send(Method::GET, &path, None).await?;
-        match answer.status {
-            s if s.is_success() => {
-                let stats: Stats = serde_json::from_slice(&answer.body).map_err(|e| {
-                    PulsarError::Protocol(format!(
-                        "stats of '{topic}': {e} in {}",
-                        preview(&answer.body)
-                    ))
-                })?;
-                Ok(Some(
-                    stats
-                        .partitions
+        Ok(self.partition_stats(topic).await?.map(|partitions| {
+            partitions
+                .into_iter()
+                .map(|(partition, p)| {
+                    let names = p
+                        .publishers
                         .into_iter()
-                        .map(|(partition, p)| {
-                            let names = p
-                                .publishers
-                                .into_iter()
-                                .filter_map(|p| p.producer_name)
-                                .collect();
-                            (partition, names)
-                        })
-                        .collect(),
-                ))
-            }
-            StatusCode::NOT_FOUND => Ok(None),
-            _ => Err(refused("read the stats of", &topic.to_string(), &answer)),
+                        .filter_map(|p| p.producer_name)
+                        .collect();
+                    (partition, names)
+                })
+                .collect()
+        }))
+    }
+
+    /// Creates the subscription `name` on `topic` (a partitioned topic: on every partition; or
+    /// one partition by its full name) at the oldest message (`earliest`) or after the last.
+    /// `false` when it existed already.
+    pub async fn create_subscription(
+        &self,
+        topic: &TopicName,
+        name: &str,
+        earliest: bool,
+    ) -> Result<bool, PulsarError> {
+        let path = format!("{}/subscription/{}", topic.path(), segment(name));
+        // A message id: (-1, -1) is MessageId.earliest, (i64::MAX, i64::MAX) MessageId.latest.
+        let at = if earliest { -1 } else { i64::MAX };
+        let body = format!(r#"{{"ledgerId":{at},"entryId":{at},"partitionIndex":-1}}"#);
+        let answer = self.send(Method::PUT, &path, Some(body)).await?;
+        match answer.status {
+            s if s.is_success() => Ok(true),
+            StatusCode::CONFLICT => Ok(false),
+            _ => Err(refused(
+                "create the subscription",
+                &format!("{name} on {topic}"),
+                &answer,
+            )),
         }
+    }
+
+    /// Moves the subscription's cursor on every partition of `topic` to the first message
+    /// published at or after `millis` (ms since the epoch; 0 is the oldest message kept).
+    /// The broker disconnects consumers of the subscription while it does so.
+    pub async fn reset_cursor_to_time(
+        &self,
+        topic: &TopicName,
+        name: &str,
+        millis: i64,
+    ) -> Result<(), PulsarError> {
+        let path = format!(
+            "{}/subscription/{}/resetcursor/{millis}",
+            topic.path(),
+            segment(name)
+        );
+        self.send_ok(
+            Method::POST,
+            &path,
+            None,
+            "reset the cursor of",
+            &format!("{name} on {topic}"),
+        )
+        .await
+        .map(drop)
+    }
+
+    /// Acknowledges every message of the subscription on every partition of `topic`: its
+    /// cursor moves to the end.
+    pub async fn skip_all(&self, topic: &TopicName, name: &str) -> Result<(), PulsarError> {
+        let path = format!("{}/subscription/{}/skip_all", topic.path(), segment(name));
+        self.send_ok(
+            Method::POST,
+            &path,
+            None,
+            "skip the backlog of",
+            &format!("{name} on {topic}"),
+        )
+        .await
+        .map(drop)
     }
 
     /// The transactions open on the cluster's coordinators, or `None` when no coordinator is

@@ -6,6 +6,7 @@
 mod dedup;
 mod resources;
 mod standalone;
+mod subscription;
 mod topic;
 mod transactions;
 

@@ -6,17 +6,17 @@
 use std::time::Duration;
 
 use exactly::api::conditions;
-use exactly::api::{Producer, PulsarCluster, Topic};
+use exactly::api::{ConsumerGroup, Producer, PulsarCluster, Topic};
 use exactly::pulsar::PulsarAdmin;
 use exactly::pulsar::admin::{Retention, TopicName};
 use exactly_testenv::{TestNamespace, eventually, pulsar, shared};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Client, Resource};
 
-const TIMEOUT: Duration = Duration::from_secs(60);
+pub(crate) const TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A namespace with its own operator (refreshing every 2 s) and the PulsarCluster `local`.
-async fn setup(prefix: &str) -> (TestNamespace, Client) {
+pub(crate) async fn setup(prefix: &str) -> (TestNamespace, Client) {
     let env = shared();
     let ns = env.namespace(prefix).await;
     let client = env.client().await.unwrap_or_else(|e| panic!("{e}"));
@@ -44,11 +44,16 @@ async fn setup(prefix: &str) -> (TestNamespace, Client) {
     (ns, client)
 }
 
-fn admin() -> PulsarAdmin {
+pub(crate) fn admin() -> PulsarAdmin {
     PulsarAdmin::new(&pulsar::shared().admin_url, None, None).unwrap_or_else(|e| panic!("{e}"))
 }
 
-async fn create<K>(client: &Client, ns: &TestNamespace, name: &str, spec: serde_json::Value) -> K
+pub(crate) async fn create<K>(
+    client: &Client,
+    ns: &TestNamespace,
+    name: &str,
+    spec: serde_json::Value,
+) -> K
 where
     K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
         + Clone
@@ -70,7 +75,10 @@ where
 }
 
 /// The condition `type_` as (status, reason, message).
-fn condition(list: &[exactly::api::Condition], type_: &str) -> Option<(String, String, String)> {
+pub(crate) fn condition(
+    list: &[exactly::api::Condition],
+    type_: &str,
+) -> Option<(String, String, String)> {
     conditions::find(list, type_).map(|c| {
         (
             format!("{:?}", c.status),
@@ -81,7 +89,7 @@ fn condition(list: &[exactly::api::Condition], type_: &str) -> Option<(String, S
 }
 
 /// Waits for the Topic `name`'s status of its current generation to satisfy `check`.
-async fn topic_until<T>(
+pub(crate) async fn topic_until<T>(
     client: &Client,
     ns: &TestNamespace,
     name: &str,
@@ -103,14 +111,14 @@ async fn topic_until<T>(
     .await
 }
 
-fn ready(status: &exactly::api::TopicStatus) -> Result<(), String> {
+pub(crate) fn ready(status: &exactly::api::TopicStatus) -> Result<(), String> {
     match condition(&status.conditions, "Ready") {
         Some((s, _, _)) if s == "True" => Ok(()),
         other => Err(format!("{other:?}")),
     }
 }
 
-fn topic_in(tenant: &str, namespace: &str, topic: &str) -> TopicName {
+pub(crate) fn topic_in(tenant: &str, namespace: &str, topic: &str) -> TopicName {
     TopicName {
         tenant: tenant.into(),
         namespace: namespace.into(),
@@ -501,6 +509,35 @@ async fn the_schema_refuses_kafka_settings_on_pulsar_and_pulsar_settings_on_kafk
     .await;
     assert!(
         message.contains("authentication and consumerGroupRef are Kafka settings"),
+        "{message}"
+    );
+    let groups: Api<ConsumerGroup> = Api::namespaced(client.clone(), &ns.name);
+    let group = |spec: serde_json::Value| {
+        serde_json::json!({"apiVersion": "exactly.dev/v1alpha1", "kind": "ConsumerGroup",
+            "metadata": {"name": "g"}, "spec": spec})
+    };
+    let message = refused(
+        &groups,
+        group(serde_json::json!({"clusterRef": {"kind": "PulsarCluster", "name": "local"},
+            "topics": [{"name": "orders"}], "offsetReset": {"id": "r", "to": "Offset", "offset": 5}})),
+    )
+    .await;
+    assert!(
+        message.contains("Pulsar positions are message ids, not offsets"),
+        "{message}"
+    );
+    let message = refused(
+        &groups,
+        group(
+            serde_json::json!({"clusterRef": {"name": "local"}, "topics": [{"name": "orders"}],
+            "pulsar": {"initialPosition": "Latest"}}),
+        ),
+    )
+    .await;
+    assert!(
+        message.contains(
+            "pulsar settings apply to a ConsumerGroup whose clusterRef.kind is PulsarCluster"
+        ),
         "{message}"
     );
 }

@@ -55,6 +55,7 @@ public final class PulsarCheck {
                 case "produce" -> produce(args);
                 case "read" -> read(args);
                 case "txn" -> txn(args);
+                case "hold" -> hold(args);
                 default -> usage("unknown sub-command " + argv[0]);
             }
             System.exit(0);
@@ -225,6 +226,39 @@ public final class PulsarCheck {
         }
     }
 
+    // hold --service-url U --topic T --subscription S --type Exclusive|Failover|Shared|Key_Shared
+    //      --receive N --ack true|false --hold-ms M
+    //
+    // A consumer of the given subscription type that receives N messages (each within 30 s),
+    // acknowledging them only with --ack true, then stays connected for M ms and closes: what
+    // an application consuming, or stalled, looks like to the broker's stats.
+    // Prints {"received":N,"heldMs":M} once it has closed.
+    static void hold(Map<String, String> args) throws Exception {
+        SubscriptionType type = SubscriptionType.valueOf(required(args, "--type"));
+        long count = number(args, "--receive", null);
+        boolean ack = Boolean.parseBoolean(required(args, "--ack"));
+        long holdMs = number(args, "--hold-ms", null);
+        try (PulsarClient client = PulsarClient.builder().serviceUrl(required(args, "--service-url")).build();
+                Consumer<byte[]> consumer = client.newConsumer()
+                        .topic(required(args, "--topic"))
+                        .subscriptionName(required(args, "--subscription"))
+                        .subscriptionType(type)
+                        .subscriptionInitialPosition(SubscriptionInitialPosition.Earliest)
+                        .subscribe()) {
+            for (long i = 0; i < count; i++) {
+                Message<byte[]> message = consumer.receive(30, TimeUnit.SECONDS);
+                if (message == null) {
+                    throw new IllegalStateException("received " + i + " of " + count + " messages in 30 s");
+                }
+                if (ack) {
+                    consumer.acknowledge(message);
+                }
+            }
+            Thread.sleep(holdMs);
+        }
+        print("{\"received\":" + count + ",\"heldMs\":" + holdMs + "}");
+    }
+
     /** An Exclusive consumer of --topic (or --input) on --subscription, new ones at the earliest. */
     static Consumer<byte[]> subscribe(PulsarClient client, Map<String, String> args) throws Exception {
         String topic = args.containsKey("--input") ? args.get("--input") : required(args, "--topic");
@@ -281,7 +315,9 @@ public final class PulsarCheck {
                 + "  produce --config FILE --topic T --from A --to B [--exit-after K]\n"
                 + "  read --service-url U --topic T --subscription S [--idle-ms 3000]\n"
                 + "  txn --service-url U --input T1 --subscription S --output T2 --count N"
-                + " --end commit|abort|open [--timeout-ms M]");
+                + " --end commit|abort|open [--timeout-ms M]\n"
+                + "  hold --service-url U --topic T --subscription S --type Exclusive|Failover|Shared|Key_Shared"
+                + " --receive N --ack true|false --hold-ms M");
         System.exit(2);
     }
 
