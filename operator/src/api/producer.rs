@@ -226,6 +226,14 @@ pub struct PulsarProducerState {
     /// The topic partitions a producer of this name is connected to now.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub connected_to: Vec<String>,
+    /// The highest sequence id of this name in the brokers' last deduplication snapshots, over
+    /// the topics' partitions: persisted, so a resend up to it is dropped. Brokers snapshot
+    /// every `brokerDeduplicationEntriesInterval` entries (1000 by default) and every
+    /// `brokerDeduplicationSnapshotFrequencyInSeconds` (120 s); what came after is recovered
+    /// from the log, so the broker may know a higher one. Absent before the first snapshot
+    /// that holds the name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot_sequence_id: Option<i64>,
 }
 
 /// One `transactional.id` as its coordinator reports it.

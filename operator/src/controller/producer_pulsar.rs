@@ -9,7 +9,8 @@
 //! loadable with `PulsarClient.builder().loadConf` for `serviceUrl` and
 //! `newProducer().loadConf` for the rest), with the topics' full names under the key `topics`.
 //!
-//! Status lists each producer name and the topic partitions the broker sees it connected to.
+//! Status lists each producer name, the topic partitions the broker sees it connected to, and
+//! the highest sequence id the brokers' deduplication snapshots hold for it.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -340,7 +341,8 @@ pub async fn reconcile(producer: Arc<Producer>, ctx: Arc<Context>) -> Result<Act
     }))
 }
 
-/// Each instance's producer name, with the partitions of `topics` it is connected to.
+/// Each instance's producer name, with the partitions of `topics` it is connected to and the
+/// highest sequence id the brokers' deduplication snapshots hold for it.
 async fn connected(
     ctx: &Context,
     cluster: &crate::api::PulsarCluster,
@@ -357,6 +359,7 @@ async fn connected(
             )
         })
         .collect();
+    let mut snapshot: BTreeMap<String, i64> = BTreeMap::new();
     for topic in topics {
         let Some(parsed) = TopicName::parse(topic) else {
             continue;
@@ -368,12 +371,29 @@ async fn connected(
                 }
             }
         }
+        for sequence_ids in admin
+            .dedup_snapshots(&parsed)
+            .await?
+            .unwrap_or_default()
+            .into_values()
+        {
+            for (n, id) in sequence_ids {
+                if by_name.contains_key(&n) {
+                    let highest = snapshot.entry(n).or_insert(id);
+                    *highest = (*highest).max(id);
+                }
+            }
+        }
     }
     Ok(by_name
         .into_iter()
         .map(|(name, mut connected_to)| {
             connected_to.sort();
-            PulsarProducerState { name, connected_to }
+            PulsarProducerState {
+                snapshot_sequence_id: snapshot.get(&name).copied(),
+                name,
+                connected_to,
+            }
         })
         .collect())
 }
@@ -489,6 +509,7 @@ mod tests {
             names: vec![PulsarProducerState {
                 name: "orders-writer-0".into(),
                 connected_to: vec!["persistent://shop/sales/orders-partition-0".into()],
+                snapshot_sequence_id: Some(999),
             }],
         };
         let first = status(Some(1), None, "w-client", &outcome);

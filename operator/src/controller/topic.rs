@@ -1656,3 +1656,223 @@ mod tests {
         assert!(!refreshed(&deleted));
     }
 }
+
+/// [`converge`] against a fake backend: what it asks of a messaging system, whichever it is.
+#[cfg(test)]
+mod converge_tests {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::backend::{CreateOutcome, NewTopicRequest, System, TopicConfig, TopicDescription};
+
+    /// A backend holding topics in memory and recording every mutation asked of it.
+    #[derive(Default)]
+    struct Fake {
+        topics: Mutex<BTreeMap<String, (i32, TopicConfig)>>,
+        mutations: Mutex<Vec<String>>,
+    }
+
+    impl Fake {
+        fn with(name: &str, partitions: i32, config: &[(&str, &str)]) -> Fake {
+            let fake = Fake::default();
+            fake.topics
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(
+                    name.into(),
+                    (
+                        partitions,
+                        config
+                            .iter()
+                            .map(|(k, v)| (k.to_string(), v.to_string()))
+                            .collect(),
+                    ),
+                );
+            fake
+        }
+
+        fn mutations(&self) -> Vec<String> {
+            self.mutations
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone()
+        }
+
+        fn record(&self, what: String) {
+            self.mutations
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(what);
+        }
+
+        fn config(&self, name: &str) -> TopicConfig {
+            self.topics
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(name)
+                .map(|(_, c)| c.clone())
+                .unwrap_or_default()
+        }
+    }
+
+    impl TopicAdmin for Fake {
+        fn system(&self) -> System {
+            System::Kafka
+        }
+
+        async fn describe(&self, name: &str) -> Result<Option<TopicDescription>, backend::Error> {
+            Ok(self
+                .topics
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(name)
+                .map(|(partitions, _)| TopicDescription {
+                    name: name.into(),
+                    partitions: *partitions,
+                    replication_factor: 1,
+                    topic_id: None,
+                }))
+        }
+
+        async fn create(&self, request: &NewTopicRequest) -> Result<CreateOutcome, backend::Error> {
+            self.record(format!("create {} {}", request.name, request.partitions));
+            let mut topics = self.topics.lock().unwrap_or_else(|p| p.into_inner());
+            if topics.contains_key(&request.name) {
+                return Ok(CreateOutcome::AlreadyExists);
+            }
+            topics.insert(
+                request.name.clone(),
+                (request.partitions, request.config.clone()),
+            );
+            Ok(CreateOutcome::Created(Some(request.config.clone())))
+        }
+
+        async fn grow_partitions(&self, name: &str, to: i32) -> Result<(), backend::Error> {
+            self.record(format!("grow {name} {to}"));
+            if let Some((partitions, _)) = self
+                .topics
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get_mut(name)
+            {
+                *partitions = to;
+            }
+            Ok(())
+        }
+
+        async fn configs(&self, name: &str) -> Result<TopicConfig, backend::Error> {
+            Ok(self.config(name))
+        }
+
+        async fn alter_configs(
+            &self,
+            name: &str,
+            set: &TopicConfig,
+            delete: &[String],
+        ) -> Result<(), backend::Error> {
+            self.record(format!("alter {name} set {set:?} delete {delete:?}"));
+            if let Some((_, config)) = self
+                .topics
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get_mut(name)
+            {
+                config.extend(set.clone());
+                config.retain(|k, _| !delete.contains(k));
+            }
+            Ok(())
+        }
+    }
+
+    /// The Topic `orders` with `partitions`, `config` and `driftPolicy`; created now.
+    fn topic(partitions: i32, config: &[(&str, &str)], drift: &str) -> Topic {
+        let config: BTreeMap<&str, &str> = config.iter().copied().collect();
+        let mut t: Topic = serde_json::from_value(serde_json::json!({
+            "apiVersion": "exactly.dev/v1alpha1",
+            "kind": "Topic",
+            "metadata": {"name": "orders", "namespace": "shop", "generation": 1},
+            "spec": {"clusterRef": {"name": "main"}, "partitions": partitions,
+                "config": config, "driftPolicy": drift},
+        }))
+        .unwrap_or_else(|e| panic!("{e}"));
+        t.metadata.creation_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            Timestamp::now(),
+        ));
+        t
+    }
+
+    /// `t` as it is once its spec was applied: Ready at its generation.
+    fn applied(mut t: Topic) -> Topic {
+        t.status = Some(TopicStatus {
+            conditions: vec![Condition::new(
+                types::READY,
+                ConditionStatus::True,
+                "TopicReady",
+                String::new(),
+                t.meta().generation,
+            )],
+            ..TopicStatus::default()
+        });
+        t
+    }
+
+    async fn run(t: &Topic, fake: &Fake) -> TopicOutcome {
+        let mut actions = Vec::new();
+        converge(t, fake, Timestamp::UNIX_EPOCH, &mut actions).await
+    }
+
+    #[tokio::test]
+    async fn a_new_topic_is_created_once_and_a_second_pass_changes_nothing() {
+        let fake = Fake::default();
+        let new = topic(3, &[("retention.ms", "1000")], "Revert");
+        assert!(
+            matches!(run(&new, &fake).await, TopicOutcome::InSync(o) if o.description.partitions == 3)
+        );
+        assert_eq!(fake.mutations(), ["create orders 3"]);
+        assert!(matches!(
+            run(&applied(new), &fake).await,
+            TopicOutcome::InSync(_)
+        ));
+        assert_eq!(fake.mutations(), ["create orders 3"]);
+    }
+
+    #[tokio::test]
+    async fn partitions_grow_and_fewer_than_the_topic_has_changes_nothing() {
+        let fake = Fake::with("orders", 6, &[]);
+        let fewer = applied(topic(3, &[], "Revert"));
+        assert!(matches!(
+            run(&fewer, &fake).await,
+            TopicOutcome::NotSupported { .. }
+        ));
+        assert!(fake.mutations().is_empty(), "{:?}", fake.mutations());
+        let more = applied(topic(8, &[], "Revert"));
+        assert!(matches!(run(&more, &fake).await, TopicOutcome::InSync(_)));
+        assert_eq!(fake.mutations(), ["grow orders 8"]);
+    }
+
+    #[tokio::test]
+    async fn configuration_changed_behind_the_operators_back_is_reverted_or_only_reported() {
+        let reported = Fake::with("orders", 3, &[("retention.ms", "5")]);
+        let outcome = run(
+            &applied(topic(3, &[("retention.ms", "1000")], "Report")),
+            &reported,
+        )
+        .await;
+        assert!(matches!(outcome, TopicOutcome::InSync(o) if o.drift.len() == 1));
+        assert!(reported.mutations().is_empty());
+        let reverted = Fake::with("orders", 3, &[("retention.ms", "5")]);
+        run(
+            &applied(topic(3, &[("retention.ms", "1000")], "Revert")),
+            &reverted,
+        )
+        .await;
+        assert_eq!(reverted.mutations().len(), 1);
+        assert_eq!(
+            reverted
+                .config("orders")
+                .get("retention.ms")
+                .map(String::as_str),
+            Some("1000")
+        );
+    }
+}

@@ -18,7 +18,7 @@ use hyper_util::rt::TokioExecutor;
 use serde::Deserialize;
 
 use super::error::PulsarError;
-use super::stats::{PartitionedStats, TopicStats};
+use super::stats::{DEDUP_CURSOR, PartitionedInternalStats, PartitionedStats, TopicStats};
 use crate::fence::Fence;
 
 /// How long one admin call may take, connecting included.
@@ -627,6 +627,48 @@ impl PulsarAdmin {
                 }),
             StatusCode::NOT_FOUND => Ok(None),
             _ => Err(refused("read the stats of", &topic.to_string(), &answer)),
+        }
+    }
+
+    /// The brokers' last deduplication snapshot on each partition of the partitioned topic
+    /// (partition → producer name → highest sequence id persisted); `None` when the topic does
+    /// not exist.
+    pub async fn dedup_snapshots(
+        &self,
+        topic: &TopicName,
+    ) -> Result<Option<BTreeMap<String, BTreeMap<String, i64>>>, PulsarError> {
+        let path = format!("{}/partitioned-internalStats", topic.path());
+        let answer = self.send(Method::GET, &path, None).await?;
+        match answer.status {
+            s if s.is_success() => serde_json::from_slice::<PartitionedInternalStats>(&answer.body)
+                .map(|stats| {
+                    Some(
+                        stats
+                            .partitions
+                            .into_iter()
+                            .map(|(partition, mut p)| {
+                                let snapshot = p
+                                    .cursors
+                                    .remove(DEDUP_CURSOR)
+                                    .map(|c| c.properties)
+                                    .unwrap_or_default();
+                                (partition, snapshot)
+                            })
+                            .collect(),
+                    )
+                })
+                .map_err(|e| {
+                    PulsarError::Protocol(format!(
+                        "internal stats of '{topic}': {e} in {}",
+                        preview(&answer.body)
+                    ))
+                }),
+            StatusCode::NOT_FOUND => Ok(None),
+            _ => Err(refused(
+                "read the internal stats of",
+                &topic.to_string(),
+                &answer,
+            )),
         }
     }
 

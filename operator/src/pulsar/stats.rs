@@ -63,6 +63,33 @@ pub struct ConsumerStats {
     pub unacked_messages: i64,
 }
 
+/// The internal stats of a partitioned topic, per partition: only the cursors' properties.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+pub struct PartitionedInternalStats {
+    #[serde(default)]
+    pub partitions: BTreeMap<String, InternalStats>,
+}
+
+/// The internal stats of one partition.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+pub struct InternalStats {
+    #[serde(default)]
+    pub cursors: BTreeMap<String, CursorStats>,
+}
+
+/// One cursor of a partition's managed ledger.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+pub struct CursorStats {
+    /// What was stored with the cursor's last mark-delete. The deduplication cursor
+    /// ([`DEDUP_CURSOR`]) stores its snapshot here: producer name → highest sequence id
+    /// persisted.
+    #[serde(default)]
+    pub properties: BTreeMap<String, i64>,
+}
+
+/// The cursor in which a broker snapshots its deduplication state.
+pub const DEDUP_CURSOR: &str = "pulsar.dedup";
+
 /// The partition index in a partition's full name (`…-partition-<n>`).
 pub fn partition_index(partition: &str) -> Option<i32> {
     partition.rsplit_once("-partition-")?.1.parse().ok()
@@ -103,6 +130,19 @@ mod tests {
                 .subscriptions
                 .is_empty()
         );
+    }
+
+    #[test]
+    fn the_deduplication_snapshot_is_the_dedup_cursors_properties() {
+        let body = r#"{"metadata": {"partitions": 1}, "partitions": {
+            "persistent://a/b/t-partition-0": {"entriesAddedCounter": 1500, "cursors": {
+                "pulsar.dedup": {"markDeletePosition": "9:999", "properties": {"w-0": 999}},
+                "billing": {"markDeletePosition": "9:10"}}}}}"#;
+        let stats: PartitionedInternalStats =
+            serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}"));
+        let p0 = &stats.partitions["persistent://a/b/t-partition-0"];
+        assert_eq!(p0.cursors[DEDUP_CURSOR].properties["w-0"], 999);
+        assert!(p0.cursors["billing"].properties.is_empty());
     }
 
     #[test]

@@ -718,6 +718,70 @@ async fn a_producer_configured_from_the_rendered_secret_and_restarted_under_its_
 }
 
 #[tokio::test]
+async fn a_producer_names_persisted_sequence_id_shows_as_the_brokers_deduplication_snapshot_holds_it()
+ {
+    let (ns, client) = setup("pulsar-seq").await;
+    let tenant = ns.name.clone();
+    create::<Topic>(
+        &client,
+        &ns,
+        "orders",
+        serde_json::json!({"clusterRef": {"kind": "PulsarCluster", "name": "local"},
+            "partitions": 1, "pulsar": {"tenant": tenant, "namespace": "sales"}}),
+    )
+    .await;
+    topic_until(&client, &ns, "orders", "the Topic to be Ready", ready).await;
+    create::<Producer>(
+        &client,
+        &ns,
+        "writer",
+        serde_json::json!({"clusterRef": {"kind": "PulsarCluster", "name": "local"},
+            "topics": [{"name": "orders"}], "transactionalIdPrefix": "writer"}),
+    )
+    .await;
+    producer_ready(&client, &ns, "writer").await;
+    let config = rendered_config(&client, &ns, "writer").await;
+    let topic = topic_in(&tenant, "sales", "orders");
+    // 1 500 entries on one partition: the broker snapshots its deduplication state after
+    // 1 000 (brokerDeduplicationEntriesInterval's default).
+    exactly_testenv::pulsar_check::checker()
+        .unwrap_or_else(|e| panic!("{e}"))
+        .produce(&config, &topic.to_string(), 0..=1499, None)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let path = format!(
+        "/admin/v2/persistent/{}/sales/orders/partitioned-internalStats",
+        tenant
+    );
+    let producers: Api<Producer> = Api::namespaced(client.clone(), &ns.name);
+    let (shown, snapshot) = eventually(
+        "the status to show the broker's snapshot",
+        TIMEOUT,
+        || async {
+            let stats = super::get(pulsar::shared(), &path, 200).json()?;
+            let snapshot = stats["partitions"]
+                .as_object()
+                .into_iter()
+                .flat_map(|p| p.values())
+                .filter_map(|p| p["cursors"]["pulsar.dedup"]["properties"]["writer-0"].as_i64())
+                .max();
+            let p = producers.get("writer").await.map_err(|e| e.to_string())?;
+            let shown = p
+                .status
+                .unwrap_or_default()
+                .producer_names
+                .first()
+                .and_then(|n| n.snapshot_sequence_id);
+            match (shown, snapshot) {
+                (Some(a), Some(b)) if a == b => Ok((a, b)),
+                other => Err(format!("status, broker: {other:?}")),
+            }
+        },
+    )
+    .await;
+    assert!((999..=1499).contains(&shown), "{shown} ({snapshot})");
+}
+
+#[tokio::test]
 async fn the_pulsar_cluster_counts_a_transaction_left_open() {
     let (ns, client) = setup("pulsar-open-txn").await;
     let tenant = ns.name.clone();
