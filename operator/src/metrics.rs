@@ -61,6 +61,7 @@ pub mod kinds {
     pub const CONSUMER_GROUP: &str = "ConsumerGroup";
     pub const PRODUCER: &str = "Producer";
     pub const PIPELINE: &str = "Pipeline";
+    pub const PULSAR_CLUSTER: &str = "PulsarCluster";
 }
 
 /// The resources of one kind with series, each with the (topic, partition) pairs it has a
@@ -83,6 +84,9 @@ pub struct Metrics {
     pub kafka_requests: Family<ApiLabels, Counter>,
     pub cluster_brokers: Family<ResourceLabels, Gauge>,
     pub cluster_exactly_once_ready: Family<ResourceLabels, Gauge>,
+    pub pulsar_cluster_exactly_once_ready: Family<ResourceLabels, Gauge>,
+    pub pulsar_cluster_open_transactions: Family<ResourceLabels, Gauge>,
+    pub pulsar_cluster_hanging_transactions: Family<ResourceLabels, Gauge>,
     pub group_lag: Family<ResourceLabels, Gauge>,
     pub group_partition_lag: Family<PartitionLabels, Gauge>,
     pub group_members: Family<ResourceLabels, Gauge>,
@@ -116,6 +120,9 @@ impl Default for Metrics {
             kafka_requests: Family::default(),
             cluster_brokers: Family::default(),
             cluster_exactly_once_ready: Family::default(),
+            pulsar_cluster_exactly_once_ready: Family::default(),
+            pulsar_cluster_open_transactions: Family::default(),
+            pulsar_cluster_hanging_transactions: Family::default(),
             group_lag: Family::default(),
             group_partition_lag: Family::default(),
             group_members: Family::default(),
@@ -172,6 +179,27 @@ impl Default for Metrics {
             "cluster_exactly_once_ready",
             "1 when the cluster's settings meet every exactly-once rule",
             m.cluster_exactly_once_ready.clone(),
+        );
+        register(
+            &mut registry,
+            &mut m.families,
+            "pulsar_cluster_exactly_once_ready",
+            "1 when a PulsarCluster meets every exactly-once rule",
+            m.pulsar_cluster_exactly_once_ready.clone(),
+        );
+        register(
+            &mut registry,
+            &mut m.families,
+            "pulsar_cluster_open_transactions",
+            "Transactions open on a PulsarCluster's coordinators",
+            m.pulsar_cluster_open_transactions.clone(),
+        );
+        register(
+            &mut registry,
+            &mut m.families,
+            "pulsar_cluster_hanging_transactions",
+            "Transactions open on a PulsarCluster past their timeout",
+            m.pulsar_cluster_hanging_transactions.clone(),
         );
         register(
             &mut registry,
@@ -442,6 +470,11 @@ impl Metrics {
         match kind {
             kinds::CLUSTER => vec![&self.cluster_brokers, &self.cluster_exactly_once_ready],
             kinds::CONSUMER_GROUP => vec![&self.group_lag, &self.group_members],
+            kinds::PULSAR_CLUSTER => vec![
+                &self.pulsar_cluster_exactly_once_ready,
+                &self.pulsar_cluster_open_transactions,
+                &self.pulsar_cluster_hanging_transactions,
+            ],
             kinds::PRODUCER => vec![
                 &self.producer_open_transactions,
                 &self.producer_hanging_transactions,
@@ -593,6 +626,7 @@ mod tests {
             kinds::CONSUMER_GROUP,
             kinds::PRODUCER,
             kinds::PIPELINE,
+            kinds::PULSAR_CLUSTER,
         ] {
             let labels = metrics.series_of(kind, "ns", kind);
             for family in metrics.families_of(kind) {
@@ -604,6 +638,7 @@ mod tests {
             kinds::CONSUMER_GROUP,
             kinds::PRODUCER,
             kinds::PIPELINE,
+            kinds::PULSAR_CLUSTER,
         ]
         .iter()
         .map(|k| metrics.families_of(k).len())
@@ -621,6 +656,7 @@ mod tests {
             kinds::CONSUMER_GROUP,
             kinds::PRODUCER,
             kinds::PIPELINE,
+            kinds::PULSAR_CLUSTER,
         ] {
             metrics.forget(kind, "ns", kind);
         }

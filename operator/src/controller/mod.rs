@@ -821,7 +821,7 @@ async fn run_in(
     let (pulsar_cluster_store, pulsar_cluster_changes) = all_of(
         api::<crate::api::PulsarCluster>(&client, namespace),
         watch.clone(),
-        |_: &watcher::Event<crate::api::PulsarCluster>| {},
+        forget_deleted(kinds::PULSAR_CLUSTER, namespace, options.metrics.clone()),
     );
     let pulsar_clusters = Controller::for_stream(pulsar_cluster_changes, pulsar_cluster_store)
         .with_config(config)

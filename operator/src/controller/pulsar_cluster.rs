@@ -453,6 +453,25 @@ pub async fn reconcile(cluster: Arc<PulsarCluster>, ctx: Arc<Context>) -> Result
             }
         }
     }
+    if observed.is_ok() && super::still_watched(&ctx.pulsar_clusters, cluster.as_ref()) {
+        let labels =
+            ctx.metrics
+                .series_of(crate::metrics::kinds::PULSAR_CLUSTER, &namespace, &name);
+        ctx.metrics
+            .pulsar_cluster_exactly_once_ready
+            .get_or_create(&labels)
+            .set(i64::from(status.failed_rules.is_empty()));
+        if let Some(open) = status.open_transactions {
+            ctx.metrics
+                .pulsar_cluster_open_transactions
+                .get_or_create(&labels)
+                .set(i64::from(open));
+            ctx.metrics
+                .pulsar_cluster_hanging_transactions
+                .get_or_create(&labels)
+                .set(i64::try_from(status.hanging.len()).unwrap_or(i64::MAX));
+        }
+    }
     Ok(Action::requeue(match &observed {
         // Open transactions are figures that move: looked at every refresh interval.
         Ok(_) => ctx.refresh_interval.min(RESYNC),

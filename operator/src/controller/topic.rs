@@ -177,7 +177,7 @@ pub fn plan_config(
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TopicClaim {
     /// The Kafka cluster's bootstrap servers (or `namespace/name` of a cluster not seen yet),
-    /// or `namespace/PulsarCluster/name`.
+    /// or `pulsar:<serviceUrl>` (`namespace/PulsarCluster/name` for one not seen yet).
     pub cluster: String,
     /// The topic's name in its system.
     pub topic: String,
@@ -381,7 +381,11 @@ fn claim(ctx: &Context, topic: &Topic) -> TopicClaim {
     let namespace = topic.namespace().unwrap_or_default();
     TopicClaim {
         cluster: if topic.on_pulsar() {
-            format!("{namespace}/PulsarCluster/{}", topic.spec.cluster_ref.name)
+            // By service URL: PulsarClusters in two namespaces may name one cluster.
+            super::pulsar_cluster::find(ctx, &namespace, &topic.spec.cluster_ref.name).map_or_else(
+                || format!("{namespace}/PulsarCluster/{}", topic.spec.cluster_ref.name),
+                |c| format!("pulsar:{}", c.spec.external.service_url),
+            )
         } else {
             super::cluster_key(ctx, &namespace, &topic.spec.cluster_ref.name)
         },
