@@ -173,7 +173,7 @@ pub fn status(
             cond(types::STALLED, False, why, String::new()),
         ]
     };
-    let desired = match outcome {
+    let mut desired = match outcome {
         Outcome::Rendered { instances, names } => {
             status.secret_name = Some(secret_name.to_string());
             status.instances = Some(*instances);
@@ -248,7 +248,6 @@ pub fn status(
             "RetryingPulsar",
         ),
     };
-    let mut desired = desired;
     // Reached only once the prefix was found free: a conflict seen before is over.
     if matches!(
         outcome,

@@ -669,30 +669,41 @@ async fn producer_ready(client: &Client, ns: &TestNamespace, name: &str) {
     .await;
 }
 
-#[tokio::test]
-async fn a_producer_configured_from_the_rendered_secret_and_restarted_under_its_name_writes_each_message_once()
- {
-    let (ns, client) = setup("pulsar-dedup").await;
-    let tenant = ns.name.clone();
+/// The Topic `orders` (`partitions`, in the tenant named after the namespace, namespace
+/// `sales`) and the Producer `writer` on it, both Ready; the path of instance 0's rendered
+/// properties.
+async fn topic_and_writer(
+    client: &Client,
+    ns: &TestNamespace,
+    partitions: i32,
+) -> std::path::PathBuf {
     create::<Topic>(
-        &client,
-        &ns,
+        client,
+        ns,
         "orders",
         serde_json::json!({"clusterRef": {"kind": "PulsarCluster", "name": "local"},
-            "partitions": 3, "pulsar": {"tenant": tenant, "namespace": "sales"}}),
+            "partitions": partitions, "pulsar": {"tenant": ns.name, "namespace": "sales"}}),
     )
     .await;
-    topic_until(&client, &ns, "orders", "the Topic to be Ready", ready).await;
+    topic_until(client, ns, "orders", "the Topic to be Ready", ready).await;
     create::<Producer>(
-        &client,
-        &ns,
+        client,
+        ns,
         "writer",
         serde_json::json!({"clusterRef": {"kind": "PulsarCluster", "name": "local"},
             "topics": [{"name": "orders"}], "transactionalIdPrefix": "writer"}),
     )
     .await;
-    producer_ready(&client, &ns, "writer").await;
-    let config = rendered_config(&client, &ns, "writer").await;
+    producer_ready(client, ns, "writer").await;
+    rendered_config(client, ns, "writer").await
+}
+
+#[tokio::test]
+async fn a_producer_configured_from_the_rendered_secret_and_restarted_under_its_name_writes_each_message_once()
+ {
+    let (ns, client) = setup("pulsar-dedup").await;
+    let tenant = ns.name.clone();
+    let config = topic_and_writer(&client, &ns, 3).await;
     let topic = topic_in(&tenant, "sales", "orders").to_string();
     let checker = exactly_testenv::pulsar_check::checker().unwrap_or_else(|e| panic!("{e}"));
     // Killed after 600 receipts of 0..=999, then restarted under the same name from 400: the
@@ -722,25 +733,7 @@ async fn a_producer_names_persisted_sequence_id_shows_as_the_brokers_deduplicati
  {
     let (ns, client) = setup("pulsar-seq").await;
     let tenant = ns.name.clone();
-    create::<Topic>(
-        &client,
-        &ns,
-        "orders",
-        serde_json::json!({"clusterRef": {"kind": "PulsarCluster", "name": "local"},
-            "partitions": 1, "pulsar": {"tenant": tenant, "namespace": "sales"}}),
-    )
-    .await;
-    topic_until(&client, &ns, "orders", "the Topic to be Ready", ready).await;
-    create::<Producer>(
-        &client,
-        &ns,
-        "writer",
-        serde_json::json!({"clusterRef": {"kind": "PulsarCluster", "name": "local"},
-            "topics": [{"name": "orders"}], "transactionalIdPrefix": "writer"}),
-    )
-    .await;
-    producer_ready(&client, &ns, "writer").await;
-    let config = rendered_config(&client, &ns, "writer").await;
+    let config = topic_and_writer(&client, &ns, 1).await;
     let topic = topic_in(&tenant, "sales", "orders");
     // 1 500 entries on one partition: the broker snapshots its deduplication state after
     // 1 000 (brokerDeduplicationEntriesInterval's default).
