@@ -23,7 +23,7 @@ use crate::api::conditions::{self, types};
 use crate::api::group::MAX_COMMIT_AGE;
 use crate::api::{
     Condition, ConditionStatus, ConsumerGroup, ConsumerGroupStatus, GroupMember, Isolation,
-    OffsetResetOutcome, ResetTarget,
+    OffsetReset, OffsetResetOutcome, ResetTarget,
 };
 use crate::kafka::KafkaError;
 use crate::{Error, Result};
@@ -230,6 +230,64 @@ fn now() -> String {
     Timestamp::now().to_string()
 }
 
+/// Where the spec's reset request stands before a reconcile acts on it (both backends).
+pub(super) enum Due<'a> {
+    /// Nothing to run: no request, or this id has its outcome already.
+    Nothing,
+    /// This process ran it already (the status this reconcile read may be an older copy).
+    Remembered(OffsetResetOutcome),
+    /// Recorded `Applying` and never settled: an operator stopped between the two writes.
+    Unsettled(&'a OffsetResetOutcome),
+    /// To run, or to keep waiting for; its outcome is remembered under `memory_key`.
+    Run {
+        request: &'a OffsetReset,
+        previous: Option<&'a OffsetResetOutcome>,
+        memory_key: String,
+    },
+}
+
+/// Where the group's reset request stands: what makes a reset run at most once per id.
+pub(super) fn reset_due<'a>(group: &'a ConsumerGroup, ctx: &Context) -> Due<'a> {
+    let Some(request) = group.spec.offset_reset.as_ref() else {
+        return Due::Nothing;
+    };
+    let previous = group
+        .status
+        .as_ref()
+        .and_then(|s| s.last_offset_reset.as_ref())
+        .filter(|p| p.id == request.id);
+    if previous.is_some_and(|p| p.result != WAITING && p.result != APPLYING) {
+        return Due::Nothing; // done once for this id
+    }
+    // The status this reconcile reads may be an older cached copy: what this process already
+    // did for the id is remembered, so the request never runs twice.
+    let memory_key = format!("{}/{}", resolve::qualified(group), request.id);
+    if let Some(done) = ctx
+        .resets
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&memory_key)
+    {
+        return Due::Remembered(done.clone());
+    }
+    match previous {
+        Some(p) if p.result == APPLYING => Due::Unsettled(p),
+        _ => Due::Run {
+            request,
+            previous,
+            memory_key,
+        },
+    }
+}
+
+/// Remembers a reset's final outcome in this process (see [`reset_due`]).
+pub(super) fn remember(ctx: &Context, memory_key: String, outcome: &OffsetResetOutcome) {
+    ctx.resets
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(memory_key, outcome.clone());
+}
+
 /// Runs the spec's offset reset if it is due; returns its outcome, or `None` when there is
 /// nothing to do.
 #[allow(clippy::too_many_arguments)] // one call site; a struct would only rename them
@@ -243,36 +301,18 @@ async fn offset_reset(
     snapshot: &Snapshot,
     topics: &[String],
 ) -> Option<OffsetResetOutcome> {
-    let request = group.spec.offset_reset.as_ref()?;
-    let previous = group
-        .status
-        .as_ref()
-        .and_then(|s| s.last_offset_reset.as_ref());
-    if let Some(p) = previous
-        && p.id == request.id
-        && p.result != WAITING
-        && p.result != APPLYING
-    {
-        return None; // done once for this id
-    }
-    // The status this reconcile reads may be an older cached copy: what this process already
-    // did for the id is remembered here, so the request never runs twice.
-    let memory_key = format!("{}/{}", resolve::qualified(group), request.id);
-    if let Some(done) = ctx
-        .resets
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .get(&memory_key)
-    {
-        return Some(done.clone());
-    }
-    // Recorded as applying and never settled: an operator stopped between the two writes.
-    if let Some(p) = previous
-        && p.id == request.id
-        && p.result == APPLYING
-    {
-        return Some(settle_interrupted(admin, group_id, p).await);
-    }
+    let (request, previous, memory_key) = match reset_due(group, ctx) {
+        Due::Nothing => return None,
+        Due::Remembered(outcome) => return Some(outcome),
+        Due::Unsettled(applying) => {
+            return Some(settle_interrupted(admin, group_id, applying).await);
+        }
+        Due::Run {
+            request,
+            previous,
+            memory_key,
+        } => (request, previous, memory_key),
+    };
     let waiting_for = |message: String| {
         if let Some(p) = previous
             && p.id == request.id
@@ -402,10 +442,7 @@ async fn offset_reset(
                 message,
                 time: now(),
             };
-            ctx.resets
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(memory_key, outcome.clone());
+            remember(ctx, memory_key, &outcome);
             Some(outcome)
         }
         // A member joined between the check and the commit: the coordinator refuses an

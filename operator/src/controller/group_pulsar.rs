@@ -23,7 +23,9 @@ use kube::{Resource, ResourceExt};
 use tracing::{info, warn};
 
 use super::Context;
-use super::group::{self, APPLIED, APPLYING, INTERRUPTED, LAG_OBJECTIVE_MET, TOP_MEMBERS, WAITING};
+use super::group::{
+    self, APPLIED, APPLYING, Due, INTERRUPTED, LAG_OBJECTIVE_MET, TOP_MEMBERS, WAITING,
+};
 use crate::api::conditions::{self, types};
 use crate::api::{
     Condition, ConditionStatus, ConsumerGroup, ConsumerGroupStatus, GroupMember, InitialPosition,
@@ -367,39 +369,23 @@ async fn cursor_reset(
     topics: &[String],
     observed: &Observed,
 ) -> Option<OffsetResetOutcome> {
-    let request = group.spec.offset_reset.as_ref()?;
-    let previous = group
-        .status
-        .as_ref()
-        .and_then(|s| s.last_offset_reset.as_ref());
-    if let Some(p) = previous
-        && p.id == request.id
-        && p.result != WAITING
-        && p.result != APPLYING
-    {
-        return None; // done once for this id
-    }
-    // What this process already did for the id (the status read may be an older copy).
-    let memory_key = format!("{}/{}", super::resolve::qualified(group), request.id);
-    if let Some(done) = ctx
-        .resets
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .get(&memory_key)
-    {
-        return Some(done.clone());
-    }
-    if let Some(p) = previous
-        && p.id == request.id
-        && p.result == APPLYING
-    {
+    let (request, previous, memory_key) = match group::reset_due(group, ctx) {
+        Due::Nothing => return None,
+        Due::Remembered(outcome) => return Some(outcome),
         // Pulsar keeps no mark of a cursor reset: whether it ran cannot be told.
-        return Some(outcome(
-            &request.id,
-            INTERRUPTED,
-            "the operator stopped while resetting the cursor, and Pulsar keeps no mark of a reset: it may or may not have run. It is not retried (a reset runs at most once): check the subscription's backlog and set a new spec.offsetReset.id to run it".into(),
-        ));
-    }
+        Due::Unsettled(applying) => {
+            return Some(outcome(
+                &applying.id,
+                INTERRUPTED,
+                "the operator stopped while resetting the cursor, and Pulsar keeps no mark of a reset: it may or may not have run. It is not retried (a reset runs at most once): check the subscription's backlog and set a new spec.offsetReset.id to run it".into(),
+            ));
+        }
+        Due::Run {
+            request,
+            previous,
+            memory_key,
+        } => (request, previous, memory_key),
+    };
     if !observed.consumers.is_empty() {
         let message = format!(
             "waiting: {} consumer(s) connected to subscription {name} ({}); stop them and the reset runs once none is left",
@@ -507,10 +493,7 @@ async fn cursor_reset(
     )
     .await;
     let applied = outcome(&request.id, APPLIED, message);
-    ctx.resets
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .insert(memory_key, applied.clone());
+    group::remember(ctx, memory_key, &applied);
     Some(applied)
 }
 
