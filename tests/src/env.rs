@@ -1161,10 +1161,10 @@ impl Environment {
         }
         let archive = operator_image_archive();
         if !archive.exists() {
-            return Err(EnvError::ToolMissing {
-                what: "the operator image (make image)".into(),
-                path: archive,
-            });
+            return Err(EnvError::Setup(format!(
+                "the operator image is not built (expected at {}): run `make image`",
+                archive.display()
+            )));
         }
         let started = Instant::now();
         self.import_image(&archive)?;
