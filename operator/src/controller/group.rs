@@ -403,21 +403,8 @@ async fn offset_reset(
     );
     // Recorded before the commit: an operator that stops from here on finds `Applying` and
     // settles it from the group's offsets instead of committing a second time.
-    let mut recorded = group.status.clone().unwrap_or_default();
-    recorded.last_offset_reset = Some(OffsetResetOutcome {
-        id: request.id.clone(),
-        result: APPLYING.into(),
-        message: format!("committing {what}"),
-        time: now(),
-    });
-    match super::write_status(ctx, group, &recorded).await {
-        Ok(true) => {}
-        // Not written: this reconcile read a stale copy; the newer version's reconcile runs it.
-        Ok(false) => return previous.cloned(),
-        Err(e) => {
-            warn!(group = group_id, id = %request.id, error = %e, "offset reset not started: recording it failed");
-            return previous.cloned();
-        }
+    if !record_applying(ctx, group, &request.id, format!("committing {what}")).await {
+        return previous.cloned();
     }
     let result = admin
         .commit_offsets(group_id, &offsets, &reset_mark(&request.id))
@@ -531,11 +518,40 @@ async fn settle_interrupted(
 }
 
 fn failed(id: String, message: String) -> OffsetResetOutcome {
+    reset_outcome(&id, FAILED, message)
+}
+
+/// The result of a reset that was refused or failed (a reset is not retried).
+pub(super) const FAILED: &str = "Failed";
+
+/// A reset's outcome `result` for the request `id`, reached now.
+pub(super) fn reset_outcome(id: &str, result: &str, message: String) -> OffsetResetOutcome {
     OffsetResetOutcome {
-        id,
-        result: "Failed".into(),
+        id: id.to_string(),
+        result: result.into(),
         message,
         time: now(),
+    }
+}
+
+/// Records `Applying` for the reset before it acts (both backends): a later reconcile that
+/// finds it knows the reset may have run and never runs it again. `false` when it was not
+/// written — the reconcile read a stale copy (the newer version's reconcile runs it) or the
+/// write failed — and the reset must not run now.
+pub(super) async fn record_applying(
+    ctx: &Context,
+    group: &ConsumerGroup,
+    id: &str,
+    message: String,
+) -> bool {
+    let mut recorded = group.status.clone().unwrap_or_default();
+    recorded.last_offset_reset = Some(reset_outcome(id, APPLYING, message));
+    match super::write_status(ctx, group, &recorded).await {
+        Ok(written) => written,
+        Err(e) => {
+            warn!(group = %group.name_any(), %id, error = %e, "reset not started: recording it failed");
+            false
+        }
     }
 }
 

@@ -24,7 +24,7 @@ use tracing::{info, warn};
 
 use super::Context;
 use super::group::{
-    self, APPLIED, APPLYING, Due, INTERRUPTED, LAG_OBJECTIVE_MET, TOP_MEMBERS, WAITING,
+    self, APPLIED, Due, FAILED, INTERRUPTED, LAG_OBJECTIVE_MET, TOP_MEMBERS, WAITING, reset_outcome,
 };
 use crate::api::conditions::{self, types};
 use crate::api::{
@@ -346,19 +346,6 @@ async fn observe_creating(
     Ok(Ok(observe(name, &all).0))
 }
 
-fn now() -> String {
-    Timestamp::now().to_string()
-}
-
-fn outcome(id: &str, result: &str, message: String) -> OffsetResetOutcome {
-    OffsetResetOutcome {
-        id: id.to_string(),
-        result: result.into(),
-        message,
-        time: now(),
-    }
-}
-
 /// Runs the spec's offset reset as a cursor reset if it is due; returns its outcome, or `None`
 /// when there is nothing to do.
 async fn cursor_reset(
@@ -374,7 +361,7 @@ async fn cursor_reset(
         Due::Remembered(outcome) => return Some(outcome),
         // Pulsar keeps no mark of a cursor reset: whether it ran cannot be told.
         Due::Unsettled(applying) => {
-            return Some(outcome(
+            return Some(reset_outcome(
                 &applying.id,
                 INTERRUPTED,
                 "the operator stopped while resetting the cursor, and Pulsar keeps no mark of a reset: it may or may not have run. It is not retried (a reset runs at most once): check the subscription's backlog and set a new spec.offsetReset.id to run it".into(),
@@ -405,7 +392,7 @@ async fn cursor_reset(
         {
             return Some(p.clone());
         }
-        return Some(outcome(&request.id, WAITING, message));
+        return Some(reset_outcome(&request.id, WAITING, message));
     }
     let at = match request.to {
         ResetTarget::Earliest => Some(0),
@@ -415,9 +402,9 @@ async fn cursor_reset(
             match text.parse::<Timestamp>() {
                 Ok(at) => Some(at.as_millisecond()),
                 Err(e) => {
-                    return Some(outcome(
+                    return Some(reset_outcome(
                         &request.id,
-                        "Failed",
+                        FAILED,
                         format!(
                             "timestamp '{text}' is not RFC 3339 ({e}); correct spec.offsetReset.timestamp and change its id"
                         ),
@@ -426,9 +413,9 @@ async fn cursor_reset(
             }
         }
         ResetTarget::Offset => {
-            return Some(outcome(
+            return Some(reset_outcome(
                 &request.id,
-                "Failed",
+                FAILED,
                 "to: Offset does not apply on Pulsar (positions are message ids): use Earliest, Latest or Timestamp with a new id".into(),
             ));
         }
@@ -443,19 +430,11 @@ async fn cursor_reset(
     };
     // Recorded before the reset: an operator that stops from here on finds `Applying` and
     // reports it interrupted instead of resetting a second time.
-    let mut recorded = group.status.clone().unwrap_or_default();
-    recorded.last_offset_reset = Some(outcome(
-        &request.id,
-        APPLYING,
-        format!("resetting {what} on {} topic(s)", topics.len()),
-    ));
-    match super::write_status(ctx, group, &recorded).await {
-        Ok(true) => {}
-        Ok(false) => return previous.cloned(),
-        Err(e) => {
-            warn!(subscription = name, id = %request.id, error = %e, "cursor reset not started: recording it failed");
-            return previous.cloned();
-        }
+    // Recorded before the reset: an operator that stops from here on finds `Applying` and
+    // reports it interrupted instead of resetting a second time.
+    let applying = format!("resetting {what} on {} topic(s)", topics.len());
+    if !group::record_applying(ctx, group, &request.id, applying).await {
+        return previous.cloned();
     }
     let mut done = Vec::new();
     for topic in topics {
@@ -477,7 +456,7 @@ async fn cursor_reset(
                     done.join(", ")
                 )
             };
-            return Some(outcome(&request.id, "Failed", message));
+            return Some(reset_outcome(&request.id, FAILED, message));
         }
         done.push(topic.clone());
     }
@@ -492,7 +471,7 @@ async fn cursor_reset(
         message.clone(),
     )
     .await;
-    let applied = outcome(&request.id, APPLIED, message);
+    let applied = reset_outcome(&request.id, APPLIED, message);
     group::remember(ctx, memory_key, &applied);
     Some(applied)
 }
